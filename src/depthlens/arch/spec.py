@@ -1,0 +1,305 @@
+"""Architectures described as data.
+
+Each family is one :class:`ArchSpec`: dotted paths (relative to the loaded model, or to one
+block) to the modules depthlens hooks or edits. Adding a family is one entry in
+:data:`FAMILIES` plus one tiny-model fixture in the tests. Models whose ``model_type`` is not
+in the table go through :func:`generic_spec`, which finds the block ``ModuleList`` itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+from torch import nn
+
+from depthlens.errors import UnsupportedArchitectureError
+
+#: "add": the module's output (first element if a tuple) is exactly what the sublayer adds
+#: to the residual stream. "stream": the module's output *is* the stream after the sublayer
+#: (post-norm blocks such as BERT), so what it adds is that output minus the stream entering
+#: the sublayer (h_l for attention, h_l + a_l for the MLP; not necessarily the module's
+#: first argument: BertOutput is called as ``output(intermediate, attention_output)``).
+SublayerMode = Literal["add", "stream"]
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """Where the parts of one architecture family live."""
+
+    family: str
+    model_types: tuple[str, ...]
+    blocks: str  # ModuleList of blocks, from the model root
+    attn: str  # from a block: module whose output gives a_l (see SublayerMode)
+    mlp: str  # from a block: module whose output gives m_l
+    mlp_out_proj: str | None  # from a block: MLP output projection (ReplaceMe merges T here)
+    final_norm: str | None  # from the model root; None = no logit lens
+    unembed: str | None  # from the model root
+    attn_mode: SublayerMode = "add"
+    mlp_mode: SublayerMode = "add"
+    causal: bool = True
+    # Config attributes that hold one entry per layer and must be sliced when cutting.
+    per_layer_config: tuple[str, ...] = ("layer_types",)
+    notes: str = ""
+
+    @property
+    def has_lens(self) -> bool:
+        """Whether the logit lens is defined (a causal LM with a final norm and head)."""
+        return self.causal and self.unembed is not None
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain-JSON form, written into every output for traceability."""
+        return dataclasses.asdict(self)
+
+
+_LLAMA_LIKE = dict(
+    blocks="model.layers",
+    attn="self_attn",
+    mlp="mlp",
+    mlp_out_proj="mlp.down_proj",
+    final_norm="model.norm",
+    unembed="lm_head",
+)
+
+FAMILIES: dict[str, ArchSpec] = {
+    s.family: s
+    for s in [
+        ArchSpec(
+            family="llama",
+            model_types=("llama", "mistral", "qwen2", "qwen3", "olmo", "olmo2", "granite"),
+            **_LLAMA_LIKE,  # type: ignore[arg-type]
+        ),
+        ArchSpec(family="gemma", model_types=("gemma",), **_LLAMA_LIKE),  # type: ignore[arg-type]
+        ArchSpec(
+            family="gemma2",
+            model_types=("gemma2", "gemma3", "gemma3_text"),
+            blocks="model.layers",
+            # Gemma 2/3 normalise each sublayer's output before the residual add
+            # ("sandwich" norms), so what is added is the post-norm's output.
+            attn="post_attention_layernorm",
+            mlp="post_feedforward_layernorm",
+            # The MLP output is normalised after down_proj, so a linear map cannot be
+            # merged into any Linear: ReplaceMe is not available for this family.
+            mlp_out_proj=None,
+            final_norm="model.norm",
+            unembed="lm_head",
+            notes="sandwich norms; ReplaceMe unsupported (MLP output is normalised)",
+        ),
+        ArchSpec(
+            family="gpt2",
+            model_types=("gpt2",),
+            blocks="transformer.h",
+            attn="attn",
+            mlp="mlp",
+            mlp_out_proj="mlp.c_proj",  # Conv1D: weight is (in, out)
+            final_norm="transformer.ln_f",
+            unembed="lm_head",
+        ),
+        ArchSpec(
+            family="gpt_neox",
+            model_types=("gpt_neox",),
+            blocks="gpt_neox.layers",
+            attn="attention",
+            mlp="mlp",
+            mlp_out_proj="mlp.dense_4h_to_h",
+            final_norm="gpt_neox.final_layer_norm",
+            unembed="lm_head",  # "embed_out" before transformers 5 (renamed on load)
+            notes="parallel attention/MLP when use_parallel_residual",
+        ),
+        ArchSpec(
+            family="phi",
+            model_types=("phi",),
+            blocks="model.layers",
+            attn="self_attn",
+            mlp="mlp",
+            mlp_out_proj="mlp.fc2",
+            final_norm="model.final_layernorm",
+            unembed="lm_head",
+            notes="parallel attention/MLP",
+        ),
+        ArchSpec(family="phi3", model_types=("phi3",), **_LLAMA_LIKE),  # type: ignore[arg-type]
+        ArchSpec(
+            family="bert",
+            model_types=("bert", "roberta"),
+            blocks="encoder.layer",
+            attn="attention",
+            attn_mode="stream",
+            # BertOutput = LayerNorm(dense(x) + residual): its output is h_{l+1}; m_l is then
+            # taken as Δ_l − a_l, which is what the MLP half adds to the stream.
+            mlp="output",
+            mlp_mode="stream",
+            mlp_out_proj=None,
+            final_norm=None,
+            unembed=None,
+            causal=False,
+            notes="post-norm encoder; no logit lens",
+        ),
+    ]
+}
+
+
+def _model_type_index() -> dict[str, ArchSpec]:
+    return {mt: spec for spec in FAMILIES.values() for mt in spec.model_types}
+
+
+def get_submodule(root: nn.Module, path: str) -> nn.Module:
+    """Resolve a dotted path, accepting both ``bert.encoder`` and ``encoder`` roots."""
+    return root.get_submodule(path)
+
+
+def _base_prefix(model: nn.Module, spec: ArchSpec) -> ArchSpec:
+    """Adapt a spec whose paths start at the LM wrapper to a bare base model or vice versa."""
+    try:
+        get_submodule(model, spec.blocks)
+        return spec
+    except AttributeError:
+        pass
+    # A bare base model (e.g. BertModel, LlamaModel) lacks the "model." prefix.
+    head, _, rest = spec.blocks.partition(".")
+    if rest:
+        try:
+            get_submodule(model, rest)
+
+            def strip(p: str | None) -> str | None:
+                return p[len(head) + 1 :] if p and p.startswith(head + ".") else p
+
+            return dataclasses.replace(
+                spec, blocks=rest, final_norm=strip(spec.final_norm), unembed=None
+            )
+        except AttributeError:
+            pass
+    # A BertForX wrapper adds a "bert." prefix.
+    for name, _ in model.named_children():
+        try:
+            get_submodule(model, f"{name}.{spec.blocks}")
+            return dataclasses.replace(spec, blocks=f"{name}.{spec.blocks}")
+        except AttributeError:
+            continue
+    nested = _nested_text_model(model, spec)
+    if nested is not None:
+        return nested
+    raise UnsupportedArchitectureError(
+        f"the model's modules do not match the '{spec.family}' layout (no '{spec.blocks}'); "
+        "pass --arch generic or another family from `depthlens models`"
+    )
+
+
+def _resolves(model: nn.Module, path: str) -> bool:
+    try:
+        get_submodule(model, path)
+        return True
+    except AttributeError:
+        return False
+
+
+def _nested_text_model(model: nn.Module, spec: ArchSpec) -> ArchSpec | None:
+    """Find the text model nested deeper in a multimodal wrapper, or None.
+
+    Gemma3ForConditionalGeneration (model_type "gemma3") keeps its blocks at
+    ``model.language_model.layers`` and its norm at ``model.language_model.norm``, with the
+    head at the root. The final norm must resolve under the same prefix, so a vision
+    encoder's ``layers`` is not mistaken for the text blocks.
+    """
+    root, _, rest = spec.blocks.partition(".")
+    if not rest or spec.final_norm is None or not spec.final_norm.startswith(root + "."):
+        return None
+    norm = spec.final_norm[len(root) + 1 :]
+    for name, _ in model.named_modules():
+        if name and _resolves(model, f"{name}.{rest}") and _resolves(model, f"{name}.{norm}"):
+            unembed = spec.unembed if spec.unembed and _resolves(model, spec.unembed) else None
+            return dataclasses.replace(
+                spec, blocks=f"{name}.{rest}", final_norm=f"{name}.{norm}", unembed=unembed
+            )
+    return None
+
+
+def resolve_arch(model: nn.Module, family: str | None = None) -> ArchSpec:
+    """Find the :class:`ArchSpec` for ``model`` (by ``config.model_type``, or ``family``)."""
+    if family is not None and family != "generic":
+        if family not in FAMILIES:
+            raise UnsupportedArchitectureError(
+                f"unknown --arch '{family}'; choose one of: {', '.join(sorted(FAMILIES))}, generic"
+            )
+        return _base_prefix(model, FAMILIES[family])
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    spec = _model_type_index().get(str(model_type)) if family is None else None
+    if spec is not None:
+        return _base_prefix(model, spec)
+    return generic_spec(model)
+
+
+_ATTN_NAMES = ("self_attn", "attn", "attention", "self_attention")
+_MLP_NAMES = ("mlp", "feed_forward", "ffn", "ff")
+_NORM_NAMES = ("norm", "ln_f", "final_layernorm", "final_layer_norm", "final_norm")
+
+
+def _largest_block_list(model: nn.Module) -> tuple[str, nn.ModuleList] | None:
+    best: tuple[str, nn.ModuleList] | None = None
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.ModuleList) and len(mod) >= 2:
+            kinds = {type(child) for child in mod}
+            if len(kinds) == 1 and (best is None or len(mod) > len(best[1])):
+                best = (name, mod)
+    return best
+
+
+def generic_spec(model: nn.Module) -> ArchSpec:
+    """Fallback for unknown pre-norm models: find the blocks and name their sublayers."""
+    model_type = getattr(getattr(model, "config", None), "model_type", "unknown")
+    found = _largest_block_list(model)
+    hint = (
+        f"unsupported architecture '{model_type}': {{why}}; pass --arch FAMILY with one of "
+        f"{', '.join(sorted(FAMILIES))} if its layout matches (see `depthlens models`)"
+    )
+    if found is None:
+        raise UnsupportedArchitectureError(hint.format(why="no ModuleList of identical blocks"))
+    blocks_path, blocks = found
+    children = dict(blocks[0].named_children())
+    attn = next((n for n in _ATTN_NAMES if n in children), None)
+    mlp = next((n for n in _MLP_NAMES if n in children), None)
+    if attn is None or mlp is None:
+        raise UnsupportedArchitectureError(
+            hint.format(why=f"blocks at '{blocks_path}' have no attention/MLP child I recognise")
+        )
+    parent = blocks_path.rpartition(".")[0]
+    final_norm = None
+    for n in _NORM_NAMES:
+        path = f"{parent}.{n}" if parent else n
+        try:
+            get_submodule(model, path)
+            final_norm = path
+            break
+        except AttributeError:
+            continue
+    unembed = None
+    get_out = getattr(model, "get_output_embeddings", None)
+    head = get_out() if callable(get_out) else None
+    if head is not None:
+        unembed = next((n for n, m in model.named_modules() if m is head), None)
+    mlp_children = dict(children[mlp].named_children())
+    out_proj = next(
+        (f"{mlp}.{n}" for n in ("down_proj", "c_proj", "fc2", "dense_4h_to_h", "w2")
+         if n in mlp_children),
+        None,
+    )
+    return ArchSpec(
+        family="generic",
+        model_types=(str(model_type),),
+        blocks=blocks_path,
+        attn=attn,
+        mlp=mlp,
+        mlp_out_proj=out_proj,
+        final_norm=final_norm,
+        unembed=unembed,
+        causal=bool(unembed),
+        notes="found by the generic fallback (pre-norm assumed)",
+    )
+
+
+def blocks_of(model: nn.Module, spec: ArchSpec) -> nn.ModuleList:
+    """The model's block list."""
+    blocks = get_submodule(model, spec.blocks)
+    if not isinstance(blocks, nn.ModuleList):
+        raise UnsupportedArchitectureError(f"'{spec.blocks}' is not a ModuleList of blocks")
+    return blocks

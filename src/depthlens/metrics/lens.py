@@ -1,0 +1,221 @@
+"""Logit-lens metrics: how close each depth's readout is to the model's own output.
+
+p(h) = softmax(U · final_norm(h)), with the final norm's statistics recomputed for h by
+calling the model's real final-norm module (never a cached scale). KL conventions follow
+tuned-lens (KL(p_L ‖ p_l), nats) and Csordás et al. (reverse KL, top-1/top-5 agreement,
+prediction depth); JSD as in "Detection and Mitigation of Hallucination in Large
+Reasoning Models".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from depthlens.arch.spec import ArchSpec, get_submodule
+from depthlens.metrics.accumulate import Sums
+
+LENS_METRICS = (
+    "lens_kl",
+    "lens_kl_rev",
+    "lens_jsd",
+    "lens_top1_agree",
+    "lens_top5_overlap",
+    "lens_entropy",
+)
+
+
+@dataclass
+class Lens:
+    """The model's own final norm and unembedding, applied to any residual state."""
+
+    final_norm: nn.Module | None
+    unembed: nn.Module
+    softcap: float | None = None
+
+    @classmethod
+    def of(cls, model: nn.Module, spec: ArchSpec) -> Lens:
+        """Build the lens from the architecture table."""
+        if not spec.has_lens or spec.unembed is None:
+            raise ValueError(f"family '{spec.family}' has no logit lens")
+        norm = get_submodule(model, spec.final_norm) if spec.final_norm else None
+        cfg = getattr(model, "config", None)
+        cap = getattr(cfg, "final_logit_softcapping", None)
+        return cls(norm, get_submodule(model, spec.unembed), float(cap) if cap else None)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """(N, d) states -> (N, V) float32 logits."""
+        dev = next(self.unembed.parameters()).device
+        x = h.to(dev)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        z = self.unembed(x).float()
+        if self.softcap is not None:
+            z = torch.tanh(z / self.softcap) * self.softcap
+        return z
+
+
+def default_chunk(lens: Lens) -> int:
+    """Tokens per lens chunk: large enough for an efficient matmul, ~256 MB of logits."""
+    vocab = int(getattr(lens.unembed, "out_features", 0) or lens.unembed.weight.shape[0])
+    return max(32, min(1024, 2**26 // max(vocab, 1)))
+
+
+@dataclass
+class FinalDist:
+    """p_L for a chunk of tokens, with what every layer's comparison reuses."""
+
+    logp: torch.Tensor  # (c, V)
+    p: torch.Tensor
+    neg_entropy: torch.Tensor  # (c,) Σ p log p
+    top1: torch.Tensor  # (c,)
+    top5: torch.Tensor  # (c, 5)
+
+    @classmethod
+    def of(cls, z: torch.Tensor) -> FinalDist:
+        """From the final logits."""
+        logp = torch.log_softmax(z, dim=-1)
+        p = logp.exp()
+        k = min(5, z.shape[-1])
+        top = z.topk(k, dim=-1).indices
+        return cls(logp, p, (p * logp).sum(-1), top[:, 0], top)
+
+
+def _core_stats(
+    z: torch.Tensor, p_fin: torch.Tensor, logp_fin: torch.Tensor, neg_h_fin: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """Full-vocabulary reductions of one layer's logits; fused by torch.compile when it can."""
+    lse = torch.logsumexp(z, dim=-1, keepdim=True)
+    logp = z - lse
+    p = logp.exp()
+    p_logp = (p * logp).sum(-1)
+    # Direct forms (not entropy differences) so identical distributions give exactly 0.
+    kl = (p_fin * (logp_fin - logp)).sum(-1)
+    kl_rev = (p * (logp - logp_fin)).sum(-1)
+    mix = 0.5 * (p + p_fin)
+    h_mix = -torch.special.xlogy(mix, mix).sum(-1)
+    # JSD = H(m) − (H(p) + H(p_L))/2.
+    jsd = h_mix + 0.5 * (p_logp + neg_h_fin)
+    return kl, kl_rev, jsd, -p_logp, lse.squeeze(-1)
+
+
+class LensKernel:
+    """``_core_stats``, compiled once with torch.compile, falling back to eager.
+
+    Eager PyTorch makes ~10 passes over each (tokens × vocab) logit block, which costs
+    about twice the unembedding matmul itself; the compiled kernel fuses them into one
+    or two passes (measured ~25x faster on CPU). ``kind``: "auto" | "compiled" | "eager".
+    """
+
+    def __init__(self, kind: str = "auto") -> None:
+        if kind not in ("auto", "compiled", "eager"):
+            raise ValueError(f"lens kernel must be auto, compiled or eager, got {kind!r}")
+        self.requested = kind
+        self.used = "eager" if kind == "eager" else "compiled"
+        self._fn: Any = _core_stats
+        if self.used == "compiled":
+            self._fn = torch.compile(_core_stats, dynamic=True)
+
+    def __call__(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Run the kernel; on a compile failure under "auto", switch to eager for good."""
+        if self.used == "eager":
+            return _core_stats(*args)
+        try:
+            return self._fn(*args)
+        except Exception:
+            if self.requested == "compiled":
+                raise
+            self.used, self._fn = "eager", _core_stats
+            return _core_stats(*args)
+
+
+_EAGER = LensKernel("eager")
+
+
+def layer_stats(
+    z: torch.Tensor, fin: FinalDist, kernel: LensKernel = _EAGER
+) -> dict[str, torch.Tensor]:
+    """Per-token lens statistics of logits ``z`` (c, V) against the final distribution."""
+    kl, kl_rev, jsd, entropy, lse = kernel(z, fin.p, fin.logp, fin.neg_entropy)
+    k = fin.top5.shape[-1]
+    top5 = z.topk(k, dim=-1).indices  # (c, k), sorted: top5[:, 0] is the argmax
+    overlap = (top5.unsqueeze(-1) == fin.top5.unsqueeze(-2)).any(-1).sum(-1).float() / k
+    return {
+        "lens_kl": kl.clamp_min(0.0),
+        "lens_kl_rev": kl_rev.clamp_min(0.0),
+        "lens_jsd": jsd.clamp(0.0, math.log(2.0)),  # exact range, against rounding
+        "lens_top1_agree": (top5[:, 0] == fin.top1).float(),
+        "lens_top5_overlap": overlap,
+        "lens_entropy": entropy,
+        "_lse": lse,
+    }
+
+
+def init_sums(sums: Sums, n_layers: int) -> None:
+    """Create every lens accumulator with its final shape."""
+    for name in (*LENS_METRICS, "lens_ce"):
+        sums.t[name] = torch.zeros(n_layers, dtype=torch.float64)
+    sums.t["final_ce"] = torch.zeros((), dtype=torch.float64)
+    sums.t["prediction_depth_hist"] = torch.zeros(n_layers + 1, dtype=torch.float64)
+    sums.t["n_lens_tokens"] = torch.zeros((), dtype=torch.float64)
+    sums.t["n_ce_tokens"] = torch.zeros((), dtype=torch.float64)
+
+
+def accumulate_lens(
+    sums: Sums,
+    lens: Lens,
+    layer_states: list[torch.Tensor],
+    final_state: torch.Tensor,
+    next_ids: torch.Tensor,
+    depth_offset: int,
+    chunk: int | None = None,
+    kernel: LensKernel = _EAGER,
+) -> None:
+    """Add lens statistics for the selected tokens.
+
+    ``layer_states[i]``: (N, d) state read at lens depth i (i = 0..L-1); ``final_state``:
+    h_L; ``next_ids``: (N,) next-token ids, -1 where there is none (end of a window);
+    ``depth_offset``: state index of lens depth 0 (1 when reading block outputs, 0 inputs),
+    so the prediction-depth histogram counts blocks applied (0..L).
+    """
+    n_layers = len(layer_states)
+    chunk = chunk or default_chunk(lens)
+    for c0 in range(0, final_state.shape[0], chunk):
+        sl = slice(c0, c0 + chunk)
+        fin = FinalDist.of(lens.logits(final_state[sl]))
+        nxt = next_ids[sl].to(fin.p.device)
+        has_next = nxt >= 0
+        safe = nxt.clamp_min(0).unsqueeze(-1)
+        sums.t["final_ce"] += (-fin.logp.gather(-1, safe).squeeze(-1))[has_next].double().sum()
+        agree = torch.empty(n_layers, fin.top1.shape[0], dtype=torch.bool)
+        for i, hs in enumerate(layer_states):
+            z = lens.logits(hs[sl])
+            st = layer_stats(z, fin, kernel)
+            for name in LENS_METRICS:
+                sums.t[name][i] += st[name].double().sum()
+            ce = st["_lse"] - z.gather(-1, safe).squeeze(-1)
+            sums.t["lens_ce"][i] += ce[has_next].double().sum()
+            agree[i] = (st["lens_top1_agree"] > 0).cpu()
+        depth = (prediction_depth(agree) + depth_offset).clamp_max(n_layers)
+        sums.t["prediction_depth_hist"] += torch.bincount(depth, minlength=n_layers + 1).double()
+        sums.t["n_lens_tokens"] += float(fin.top1.shape[0])
+        sums.t["n_ce_tokens"] += float(has_next.sum())
+
+
+def prediction_depth(agree: torch.Tensor) -> torch.Tensor:
+    """Per token, the smallest depth i such that every depth ≥ i agrees with the output.
+
+    ``agree``: (L, N) bool, top-1 at lens depth i equals the final top-1. Depth L means
+    only the final output has the answer (Csordás et al.).
+    """
+    n_layers, n = agree.shape
+    settled = torch.ones(n, dtype=torch.bool)
+    depth = torch.full((n,), n_layers, dtype=torch.long)
+    for i in range(n_layers - 1, -1, -1):
+        settled = settled & agree[i]
+        depth = torch.where(settled, torch.full_like(depth, i), depth)
+    return depth

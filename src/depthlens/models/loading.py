@@ -1,0 +1,334 @@
+"""Load a causal LM (or encoder) by reference: a packaged name, a local dir, a .gguf, a hub id.
+
+Packaged GGUF models are dequantized by ``transformers`` once and cached as safetensors under
+the cache directory (``$DEPTHLENS_CACHE``, default the user cache dir), so later loads take
+about a second instead of ~20.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import io
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from depthlens.arch.spec import ArchSpec, blocks_of, resolve_arch
+from depthlens.errors import DepthlensError
+from depthlens.io import atomic_dir
+from depthlens.models.registry import PACKAGED, PackagedModel
+
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def default_cache_dir() -> Path:
+    """``$DEPTHLENS_CACHE`` if set, else the platform's user cache dir."""
+    env = os.environ.get("DEPTHLENS_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("depthlens"))
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for analysis, with what is needed to trace results back to it."""
+
+    model: nn.Module
+    tokenizer: Any
+    arch: ArchSpec
+    ref: str
+    source: str  # "packaged" | "local" | "gguf" | "hub"
+    path: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_layers(self) -> int:
+        """Number of blocks."""
+        return len(blocks_of(self.model, self.arch))
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the input embedding (where inputs go)."""
+        return next(self.model.parameters()).device
+
+    def identity(self) -> dict[str, Any]:
+        """JSON-able description written into every output."""
+        cfg = getattr(self.model, "config", None)
+        n_params = sum(p.numel() for p in self.model.parameters())
+        cfg_dict = cfg.to_diff_dict() if cfg is not None else {}
+        cfg_dict.pop("quantization_config", None)
+        return {
+            "ref": self.ref,
+            "source": self.source,
+            "path": self.path,
+            "class": type(self.model).__name__,
+            "model_type": getattr(cfg, "model_type", None),
+            "family": self.arch.family,
+            "num_layers": self.num_layers,
+            "hidden_size": getattr(cfg, "hidden_size", None),
+            "n_params": n_params,
+            "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
+            "config": _jsonable(cfg_dict),
+            **self.extra,
+        }
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, str | int | float | bool) or obj is None:
+        return obj
+    return str(obj)
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    """Turn ``--dtype`` into a torch dtype, with a clear error."""
+    if name not in DTYPES:
+        raise DepthlensError(f"unknown --dtype '{name}'; choose one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence transformers' own progress bars and warnings while loading."""
+    from transformers.utils import logging as hf_logging
+
+    old = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        hf_logging.set_verbosity(old)
+        hf_logging.enable_progress_bar()
+
+
+def _looks_like_path(ref: str) -> bool:
+    return (
+        ref.startswith((".", "/", "~"))
+        or ref.endswith(".gguf")
+        or os.path.exists(ref)
+        or ref.count("/") > 1
+        or os.sep == "\\" and "\\" in ref
+    )
+
+
+def load_model(
+    ref: str,
+    *,
+    dtype: str = "float32",
+    device: str = "cpu",
+    device_map: str | dict[str, Any] | None = None,
+    max_memory: dict[Any, str] | None = None,
+    offload_folder: str | None = None,
+    arch: str | None = None,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+    cache_dir: Path | None = None,
+) -> LoadedModel:
+    """Load ``ref`` and resolve its architecture.
+
+    ``device_map`` ("auto" or a dict) hands placement to ``accelerate``; ``allow_pickle`` is
+    needed for checkpoints that only have pickle weights (``pytorch_model.bin``).
+    """
+    torch_dtype = parse_dtype(dtype)
+    cache = cache_dir or default_cache_dir()
+    placement = dict(
+        device_map=device_map, max_memory=max_memory, offload_folder=offload_folder
+    )
+    if ref in PACKAGED:
+        path = ensure_packaged(PACKAGED[ref], cache)
+        lm = _load_dir(path, ref, "packaged", torch_dtype, placement, trust_remote_code, False)
+    elif ref.endswith(".gguf"):
+        gguf = Path(ref).expanduser()
+        if not gguf.is_file():
+            raise DepthlensError(f"model file not found: {ref}; check the path")
+        path = _cache_gguf(gguf, cache)
+        lm = _load_dir(path, ref, "gguf", torch_dtype, placement, trust_remote_code, False)
+    elif _looks_like_path(ref):
+        p = Path(ref).expanduser()
+        if not p.exists():
+            raise DepthlensError(
+                f"model path not found: {ref}; pass a packaged name ({', '.join(PACKAGED)}), "
+                "a local Hugging Face model directory, a .gguf file or a hub id"
+            )
+        if not p.is_dir():
+            raise DepthlensError(f"{ref} is a file, not a model directory or a .gguf file")
+        lm = _load_dir(p, ref, "local", torch_dtype, placement, trust_remote_code, allow_pickle)
+    else:
+        lm = _load_hub(ref, torch_dtype, placement, trust_remote_code, allow_pickle)
+    if device_map is None and device != "cpu":
+        try:
+            lm.model.to(device)
+        except (RuntimeError, AssertionError) as exc:
+            raise DepthlensError(f"cannot move the model to --device {device}: {exc}") from exc
+    lm.arch = resolve_arch(lm.model, arch)
+    lm.model.eval()
+    return lm
+
+
+def _check_model_dir(path: Path, allow_pickle: bool) -> None:
+    if not (path / "config.json").is_file():
+        raise DepthlensError(
+            f"{path} is a directory but not a Hugging Face model (no config.json); "
+            "pass a model directory, a .gguf file, or a packaged name"
+        )
+    names = {p.name for p in path.iterdir()}
+    has_st = any(n.endswith(".safetensors") or n == "model.safetensors.index.json" for n in names)
+    has_pickle = any(n.endswith((".bin", ".pt", ".pth", ".ckpt")) for n in names)
+    if not has_st and has_pickle and not allow_pickle:
+        raise DepthlensError(
+            f"{path} has only pickle weights (e.g. pytorch_model.bin), which can run arbitrary "
+            "code when loaded; pass --allow-pickle if you trust this checkpoint"
+        )
+    if not has_st and not has_pickle:
+        raise DepthlensError(f"{path} has a config.json but no weight files (*.safetensors)")
+
+
+def _load_dir(
+    path: Path,
+    ref: str,
+    source: str,
+    dtype: torch.dtype,
+    placement: dict[str, Any],
+    trust_remote_code: bool,
+    allow_pickle: bool,
+) -> LoadedModel:
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    _check_model_dir(path, allow_pickle)
+    try:
+        cfg = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (ValueError, KeyError, OSError) as exc:
+        raise DepthlensError(
+            f"cannot read the config in {path}: {str(exc).splitlines()[0]}; if this is a custom "
+            "architecture you trust, pass --trust-remote-code"
+        ) from exc
+    kwargs: dict[str, Any] = dict(
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+        use_safetensors=None if allow_pickle else True,
+        **{k: v for k, v in placement.items() if v is not None},
+    )
+    is_encoder = bool(getattr(cfg, "is_encoder_decoder", False)) or cfg.model_type in (
+        "bert",
+        "roberta",
+    )
+    auto = AutoModel if is_encoder else AutoModelForCausalLM
+    try:
+        with _quiet():
+            model = auto.from_pretrained(path, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - any loader failure is the user's file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DepthlensError(
+            f"could not load the weights in {path}: {first[:300]}; the checkpoint may be "
+            "corrupted or of an unsupported architecture"
+        ) from exc
+    try:
+        with _quiet():
+            tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except Exception as exc:  # noqa: BLE001
+        raise DepthlensError(
+            f"{path} has no usable tokenizer ({type(exc).__name__}); save one beside the model"
+        ) from exc
+    spec = resolve_arch(model)
+    return LoadedModel(model, tok, spec, ref=ref, source=source, path=str(path))
+
+
+def _load_hub(
+    ref: str,
+    dtype: torch.dtype,
+    placement: dict[str, Any],
+    trust_remote_code: bool,
+    allow_pickle: bool,
+) -> LoadedModel:
+    from huggingface_hub import snapshot_download
+
+    if ref.count("/") != 1:
+        raise DepthlensError(
+            f"unknown model '{ref}': not a packaged name ({', '.join(PACKAGED)}), not an "
+            "existing path, and not a hub id of the form org/name"
+        )
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "tokenizer*"]
+    if allow_pickle:
+        patterns.append("*.bin")
+    try:
+        local = snapshot_download(ref, allow_patterns=patterns)
+    except Exception as exc:  # noqa: BLE001 - offline, unknown repo, auth...
+        raise DepthlensError(
+            f"hub model '{ref}' is not available: {type(exc).__name__} (offline, or no such "
+            "repo). Offline, use a packaged model (`depthlens models`) or a local directory"
+        ) from exc
+    lm = _load_dir(Path(local), ref, "hub", dtype, placement, trust_remote_code, allow_pickle)
+    return lm
+
+
+def _dequantize_gguf(directory: Path, filename: str, out: Path) -> None:
+    """Load a GGUF with transformers and save it as an ordinary safetensors checkpoint."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with _quiet():
+        tok = AutoTokenizer.from_pretrained(directory, gguf_file=filename)
+        gg = AutoModelForCausalLM.from_pretrained(
+            directory, gguf_file=filename, dtype=torch.float32
+        )
+    # save_pretrained refuses GGUF-quantized models; rebuild a plain one with the same
+    # weights (bit-identical logits) and save that.
+    cfg = gg.config
+    if hasattr(cfg, "quantization_config"):
+        del cfg.quantization_config
+    plain = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    plain.load_state_dict(gg.state_dict())
+    with atomic_dir(out, overwrite=True) as tmp, _quiet():
+        plain.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+
+
+def ensure_packaged(pm: PackagedModel, cache: Path) -> Path:
+    """Path of the cached safetensors copy of a packaged model, creating it once."""
+    out = cache / "models" / pm.cache_name
+    if (out / "config.json").is_file():
+        return out
+    spec = importlib.util.find_spec(pm.module)
+    if spec is None or not spec.submodule_search_locations:
+        raise DepthlensError(
+            f"packaged model '{pm.name}' is not installed; run `{pm.install}` "
+            "(or the README's set-up command)"
+        )
+    pkg_dir = Path(list(spec.submodule_search_locations)[0])
+    gguf_path = pm.locate(pkg_dir, cache)
+    _dequantize_gguf(gguf_path.parent, gguf_path.name, out)
+    return out
+
+
+def _cache_gguf(path: Path, cache: Path) -> Path:
+    st = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+    out = cache / "models" / f"gguf-{path.stem}-{key[:12]}"
+    if not (out / "config.json").is_file():
+        try:
+            _dequantize_gguf(path.parent, path.name, out)
+        except DepthlensError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise DepthlensError(f"could not read the GGUF file {path}: {exc}") from exc
+    return out
