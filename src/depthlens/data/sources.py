@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from depthlens.errors import DepthlensError
+from depthlens.paths import default_cache_dir
 
 WIKI_FILE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 NEWS_FILE = "lee_background.cor"
@@ -70,16 +71,6 @@ class TextSource:
     def n_chars(self) -> int:
         """Total number of characters over all documents."""
         return sum(len(d) for d in self.docs)
-
-
-def default_cache_dir() -> Path:
-    """Return ``$DEPTHLENS_CACHE`` if set, else the per-user cache dir for depthlens."""
-    env = os.environ.get("DEPTHLENS_CACHE")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("depthlens"))
 
 
 def docs_sha256(docs: Iterable[str]) -> str:

@@ -1,5 +1,4 @@
-"""Residual-stream metrics: how much each block writes, in which direction, and how far
-the stream moves across spans of blocks.
+"""Residual-stream metrics: what each block writes and how far the stream moves.
 
 Definitions follow SPEC "One-pass metrics": relative contributions and cosines
 (Csordás et al., "Do Language Models Use Their Depth Efficiently?"), block influence

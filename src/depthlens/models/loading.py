@@ -24,6 +24,7 @@ from depthlens.arch.spec import ArchSpec, blocks_of, resolve_arch
 from depthlens.errors import DepthlensError
 from depthlens.io import atomic_dir
 from depthlens.models.registry import PACKAGED, PackagedModel
+from depthlens.paths import default_cache_dir
 
 DTYPES = {
     "float32": torch.float32,
@@ -33,16 +34,6 @@ DTYPES = {
     "float16": torch.float16,
     "fp16": torch.float16,
 }
-
-
-def default_cache_dir() -> Path:
-    """``$DEPTHLENS_CACHE`` if set, else the platform's user cache dir."""
-    env = os.environ.get("DEPTHLENS_CACHE")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("depthlens"))
 
 
 @dataclass

@@ -1,0 +1,88 @@
+"""Options shared by several subcommands, and the helpers that turn them into API calls."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from depthlens.models.registry import DEFAULT_MODEL
+
+
+def add_model_args(p: argparse.ArgumentParser, positional: bool = True) -> None:
+    """REF and the loading options."""
+    if positional:
+        p.add_argument(
+            "model",
+            nargs="?",
+            default=DEFAULT_MODEL,
+            metavar="REF",
+            help=f"packaged name, local HF dir, .gguf file or hub id (default {DEFAULT_MODEL})",
+        )
+    g = p.add_argument_group("model loading")
+    g.add_argument("--dtype", default="float32", help="float32 (default), bfloat16, float16")
+    g.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, mps")
+    g.add_argument(
+        "--device-map",
+        default=None,
+        help="'auto' to spread a model larger than one device with accelerate",
+    )
+    g.add_argument("--arch", default=None, help="force an architecture family (see `models`)")
+    g.add_argument("--trust-remote-code", action="store_true", help="allow custom model code")
+    g.add_argument(
+        "--allow-pickle", action="store_true", help="allow pickle weights (pytorch_model.bin)"
+    )
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def add_data_args(p: argparse.ArgumentParser, default: str = "wiki-calib") -> None:
+    """--data and the windowing options."""
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--data",
+        default=default,
+        help=f"wiki, wiki-calib, wiki-eval, news, a .txt/.jsonl file, or a hub dataset "
+        f"(default {default})",
+    )
+    g.add_argument("--text-field", default="text", help="field of a .jsonl record (text)")
+    g.add_argument("--seq-len", type=int, default=512, help="tokens per window (512)")
+    g.add_argument("--max-tokens", type=int, default=16384, help="token budget (16384)")
+    g.add_argument("--seed", type=int, default=0, help="seed for window and token sampling")
+
+
+def load_model_from_args(args: argparse.Namespace, ref: str | None = None) -> Any:
+    """Load the model named on the command line, with a progress message."""
+    from depthlens.models.loading import load_model
+
+    ref = ref or args.model
+    status(f"loading {ref} …")
+    return load_model(
+        ref,
+        dtype=args.dtype,
+        device=args.device,
+        device_map=args.device_map,
+        arch=args.arch,
+        trust_remote_code=args.trust_remote_code,
+        allow_pickle=args.allow_pickle,
+    )
+
+
+def load_windows_from_args(
+    args: argparse.Namespace, tokenizer: Any, data: str | None = None, max_tokens: int | None = None
+) -> Any:
+    """Load and window the text named by --data."""
+    from depthlens.data import load_text, make_windows
+
+    src = load_text(data or args.data, text_field=args.text_field)
+    return make_windows(
+        src,
+        tokenizer,
+        seq_len=args.seq_len,
+        max_tokens=max_tokens if max_tokens is not None else args.max_tokens,
+        seed=args.seed,
+    )
+
+
+def status(msg: str) -> None:
+    """One progress line on stderr (stdout stays for results)."""
+    print(msg, file=sys.stderr, flush=True)

@@ -1,0 +1,91 @@
+"""The ``depthlens`` command: a thin argparse shell over the Python API.
+
+Each subcommand lives in its own module with ``register(subparsers)``; this module only
+parses, dispatches, and turns :class:`DepthlensError` into one line on stderr + exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from depthlens._version import __version__
+from depthlens.errors import DepthlensError
+
+EPILOG = """examples:
+  depthlens profile smollm2-135m --data wiki-calib -o out/profile.json
+  depthlens report out/profile.json -o out/report.html
+  depthlens plan smollm2-135m --method replaceme-ls --remove 4
+  depthlens prune smollm2-135m --method replaceme-ls --remove 4 -o out/pruned
+  depthlens compare smollm2-135m out/pruned --data wiki-eval
+"""
+
+_COMMAND_MODULES = (
+    "depthlens.cli.profile_cmd",
+    "depthlens.cli.cut_cmd",
+    "depthlens.cli.eval_cmd",
+    "depthlens.cli.report_cmd",
+    "depthlens.cli.causal_cmd",
+    "depthlens.cli.demo_cmd",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, with every available subcommand registered."""
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="depthlens",
+        description="Measure how a pretrained network uses its depth, cut what it does not "
+        "use, and measure what the cut costs.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"depthlens {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that subcommand is not part of this build
+                continue
+            raise
+        mod.register(sub)
+    return parser
+
+
+def _install_sigint() -> None:
+    # Turn SIGTERM into KeyboardInterrupt too, so `finally` blocks clean temporary files.
+    def handler(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    debug = bool(getattr(args, "debug", False)) or bool(os.environ.get("DEPTHLENS_DEBUG"))
+    _install_sigint()
+    try:
+        return int(args.func(args) or 0)
+    except DepthlensError as exc:
+        if debug:
+            raise
+        print(f"depthlens: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("depthlens: interrupted; nothing partial was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

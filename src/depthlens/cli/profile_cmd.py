@@ -1,0 +1,146 @@
+"""``depthlens profile``, ``models`` and ``data``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from depthlens.cli.common import (
+    add_data_args,
+    add_model_args,
+    load_model_from_args,
+    load_windows_from_args,
+    status,
+)
+from depthlens.cli.table import profile_table, render_table
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the subcommands of this module."""
+    p = sub.add_parser(
+        "profile",
+        help="one-pass per-layer profile of a model",
+        description="Profile how every block of a model is used, in one streaming pass.",
+        epilog="example: depthlens profile smollm2-135m --data wiki-calib --max-tokens 16384 "
+        "-o profile.json",
+    )
+    add_model_args(p)
+    add_data_args(p)
+    add_profile_args(p)
+    p.add_argument("-o", "--output", help="write the profile JSON here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                   help="save the running sums every N batches (resume by rerunning)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or table")
+    p.set_defaults(func=run_profile)
+
+    m = sub.add_parser("models", help="list supported architecture families and packaged models")
+    m.set_defaults(func=run_models)
+    d = sub.add_parser("data", help="list packaged datasets with their sizes")
+    d.set_defaults(func=run_data)
+
+
+def add_profile_args(p: argparse.ArgumentParser) -> None:
+    """Options of the one-pass profile (SPEC names)."""
+    g = p.add_argument_group("profile")
+    g.add_argument("--batch-size", type=int, default=4, help="windows per forward (4)")
+    g.add_argument("--lens-tokens", type=int, default=2048,
+                   help="cap on tokens the logit lens sees, seeded sample (2048; 0 = all)")
+    g.add_argument("--lens-at", choices=("output", "input"), default="output",
+                   help="read the lens at block outputs (default) or inputs")
+    g.add_argument("--lens-kernel", choices=("auto", "compiled", "eager"), default="auto",
+                   help="fused torch.compile kernel for lens reductions (auto)")
+    g.add_argument("--no-lens", action="store_true", help="residual metrics only")
+    g.add_argument("--include-first-token", action="store_true",
+                   help="keep the first position (BOS / attention sink) in the statistics")
+    g.add_argument("--last-token-only", action="store_true",
+                   help="angular distance on the last token of each window (Gromov et al.)")
+    g.add_argument("--n-max", type=int, default=None, help="longest span for angular distance")
+
+
+def profile_options_from_args(args: argparse.Namespace):  # noqa: ANN201
+    """ProfileOptions from the parsed flags."""
+    from depthlens.profiling import ProfileOptions
+
+    return ProfileOptions(
+        lens=not args.no_lens,
+        lens_at=args.lens_at,
+        lens_tokens=args.lens_tokens or None,
+        lens_kernel=args.lens_kernel,
+        include_first_token=args.include_first_token,
+        last_token_only=args.last_token_only,
+        n_max=args.n_max,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+
+
+def run_profile(args: argparse.Namespace) -> int:
+    """Load, window, profile, print, write."""
+    from depthlens.io import check_output_path
+    from depthlens.profiling import profile
+
+    out = check_output_path(args.output, args.overwrite) if args.output else None
+    opts = profile_options_from_args(args)
+    opts.validate()
+    t0 = time.perf_counter()
+    lm = load_model_from_args(args)
+    windows = load_windows_from_args(args, lm.tokenizer)
+    status(f"loaded in {time.perf_counter() - t0:.1f} s; profiling {windows.n_tokens} tokens …")
+    ckpt = f"{out}.ckpt" if out and args.checkpoint_every else None
+    t1 = time.perf_counter()
+    prof = profile(
+        lm,
+        windows,
+        opts,
+        progress=not args.quiet,
+        checkpoint_path=ckpt,
+        checkpoint_every=args.checkpoint_every,
+    )
+    from depthlens.profiling.run import dist_rank_world
+
+    if dist_rank_world()[0] != 0:
+        return 0
+    if not args.quiet:
+        print(profile_table(prof))
+        status(f"profiled in {time.perf_counter() - t1:.1f} s")
+    if out:
+        prof.save(out)
+        status(f"wrote {out}")
+    return 0
+
+
+def run_models(args: argparse.Namespace) -> int:
+    """Print the architecture table and the packaged models."""
+    from depthlens.arch.spec import FAMILIES
+    from depthlens.models.registry import PACKAGED
+
+    rows = [
+        [f.family, ", ".join(f.model_types), "yes" if f.has_lens else "no",
+         "yes" if f.mlp_out_proj else "no", f.notes or ""]
+        for f in FAMILIES.values()
+    ]
+    print(render_table(["family", "model_type", "lens", "replaceme", "notes"], rows))
+    print("\nunknown model types go through a generic fallback (--arch generic).\n")
+    import importlib.util
+
+    rows = [
+        [m.name, "yes" if importlib.util.find_spec(m.module) else "no", m.description]
+        for m in PACKAGED.values()
+    ]
+    print(render_table(["packaged model", "installed", "description"], rows))
+    return 0
+
+
+def run_data(args: argparse.Namespace) -> int:
+    """Print the packaged datasets with their sizes."""
+    from depthlens.data import list_data
+
+    rows = [
+        [d["name"], d["n_docs"], d["n_chars"], "yes" if d["available"] else "no",
+         d["description"]]
+        for d in list_data()
+    ]
+    print(render_table(["data", "docs", "chars", "available", "description"], rows))
+    print("\nalso: a local .txt file, a .jsonl file (--text-field), or a hub dataset id (online)")
+    return 0

@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny random models wrapped for depthlens, and the real default model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from depthlens.arch.spec import resolve_arch
+from depthlens.data.windows import TokenWindows
+from depthlens.models.loading import LoadedModel
+from tiny_models import tiny_model
+
+# Keep the real model's cache between runs (CI and developers), but never touch the hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def wrap_tiny(name: str) -> LoadedModel:
+    """A tiny random model as a LoadedModel (no tokenizer: tests build token ids)."""
+    model = tiny_model(name)
+    return LoadedModel(model, None, resolve_arch(model), ref=f"tiny-{name}", source="test")
+
+
+def random_windows(
+    n: int = 6, seq_len: int = 16, vocab: int = 128, seed: int = 0, pad_last: int = 0
+) -> TokenWindows:
+    """Random token windows; the last window gets ``pad_last`` right-padding positions."""
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, vocab, (n, seq_len), generator=gen)
+    ids[:, 0] = 1  # BOS
+    mask = torch.ones_like(ids)
+    if pad_last:
+        mask[-1, seq_len - pad_last :] = 0
+        ids[-1, seq_len - pad_last :] = 0
+    return TokenWindows(ids, mask, {"source": {"name": f"random-{seed}"}, "seq_len": seq_len})
+
+
+@pytest.fixture
+def tiny_llama() -> LoadedModel:
+    return wrap_tiny("llama")
+
+
+@pytest.fixture(scope="session")
+def real_lm() -> LoadedModel:
+    """The packaged default model (SmolLM2-135M), loaded once per test session."""
+    from depthlens.models import load_model
+
+    return load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> Path:
+    from depthlens.paths import default_cache_dir
+
+    return default_cache_dir()
