@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set up if needed, then lint, type-check and run the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+# Headless Chromium for the report's browser test (Debian package). Best effort: without
+# it that test is skipped with a visible reason.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "== installing chromium for the browser test" >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "chromium could not be installed; the browser test will be skipped" >&2
+fi
+export HF_HUB_OFFLINE=1
+.venv/bin/ruff check src tests bench
+.venv/bin/mypy
+.venv/bin/python -m pytest -q -rs "$@"
