@@ -1,0 +1,81 @@
+"""Apply a plan in place: merge T, remove blocks, fix the config and the layer indices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from depthlens.arch.spec import blocks_of
+from depthlens.cut.plan import CutPlan
+from depthlens.cut.replace import merge_transform_
+from depthlens.errors import DepthlensError
+from depthlens.models.loading import LoadedModel
+
+
+def _configs(model: nn.Module) -> list[Any]:
+    """Every distinct config object the model and its submodules hold."""
+    seen: dict[int, Any] = {}
+    cfg = getattr(model, "config", None)
+    if cfg is not None:
+        seen[id(cfg)] = cfg
+        text = cfg.get_text_config()
+        seen[id(text)] = text
+    for mod in model.modules():
+        c = getattr(mod, "config", None)
+        if c is not None and hasattr(c, "to_dict"):
+            seen.setdefault(id(c), c)
+    return list(seen.values())
+
+
+def remove_blocks_(lm: LoadedModel, removed: tuple[int, ...]) -> None:
+    """Delete blocks ``removed`` (original indices) from ``lm.model`` in place.
+
+    Sets ``num_hidden_layers`` (GPT-2's ``n_layer`` through its attribute map), slices the
+    per-layer config lists named by the arch spec (e.g. Gemma 3's ``layer_types``) and
+    renumbers every ``layer_idx`` so the KV cache indexes the kept blocks.
+    """
+    model, spec = lm.model, lm.arch
+    blocks = blocks_of(model, spec)
+    n_layers = len(blocks)
+    gone = set(removed)
+    if not gone or not gone <= set(range(n_layers)) or len(gone) >= n_layers:
+        raise DepthlensError(f"cannot remove blocks {sorted(gone)} of a {n_layers}-block model")
+    cfg = model.config.get_text_config()
+    if getattr(cfg, "scale_attn_by_inverse_layer_idx", False):
+        raise DepthlensError("this GPT-2 config scales attention by 1/layer_idx, which "
+                             "renumbered layers would change; cutting it is not supported")
+    kept = [i for i in range(n_layers) if i not in gone]
+    parent_path, _, name = spec.blocks.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, name, nn.ModuleList([blocks[i] for i in kept]))
+    for new, block in enumerate(blocks_of(model, spec)):
+        for mod in block.modules():
+            if hasattr(mod, "layer_idx"):
+                mod.layer_idx = new
+    for c in _configs(model):
+        if getattr(c, "num_hidden_layers", None) == n_layers:
+            c.num_hidden_layers = len(kept)
+        for key in spec.per_layer_config:
+            vals = getattr(c, key, None)
+            if isinstance(vals, list | tuple) and len(vals) == n_layers:
+                setattr(c, key, type(vals)(vals[i] for i in kept))
+
+
+def apply_cut_(lm: LoadedModel, plan: CutPlan) -> None:
+    """Apply ``plan`` to ``lm`` in place: merge T (ReplaceMe) into block s−1, then remove."""
+    if lm.num_layers != plan.num_layers:
+        raise DepthlensError(
+            f"the plan is for a {plan.num_layers}-block model but this one has "
+            f"{lm.num_layers}; plan again on this model"
+        )
+    if plan.merge_into is not None:
+        if plan.transform is None:
+            raise DepthlensError("this ReplaceMe plan has no matrix T (plans read back from "
+                                 "JSON do not carry it); run plan_cut again")
+        if lm.arch.mlp_out_proj is None:
+            raise DepthlensError(f"family '{lm.arch.family}' has no MLP output projection")
+        block = blocks_of(lm.model, lm.arch)[plan.merge_into]
+        merge_transform_(block.get_submodule(lm.arch.mlp_out_proj), plan.transform)
+    remove_blocks_(lm, plan.removed)
+    lm.extra["depthlens_cut"] = plan.to_dict()

@@ -1,0 +1,215 @@
+"""ReplaceMe calibration: streamed float64 sums A = ΣMᵀM, B = ΣMᵀZ and the fit of T.
+
+Notation of SPEC "Cutting depth": i = s − 1 is the last kept block before the span
+[s, s + n); M is block i's MLP output (before the residual add), Y = h_{i+1} − M, and the
+target is Z = h_{s+n} − Y. The forward stops after block s + n − 1, padding and (by
+default) the first position are excluded, and memory is O(d²) whatever the token count.
+Every ``holdout_every``-th window is held back to measure the fit: with C = Σ‖Z‖²,
+‖MT − Z‖² = tr(TᵀAT) − 2 tr(TᵀB) + C, so no second pass is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from depthlens.capture.hooks import capture_blocks, first_tensor, forward_kwargs, hooks, run_forward
+from depthlens.data.windows import TokenWindows
+from depthlens.errors import DepthlensError
+from depthlens.metrics.accumulate import Sums
+from depthlens.models.loading import LoadedModel
+from depthlens.progress import progress_bar
+
+
+@dataclass(frozen=True)
+class CalibrationOptions:
+    """Choices of the ReplaceMe fit; all of them go into the plan."""
+
+    include_first_token: bool = False
+    holdout_every: int = 10  # every k-th window is held back for the fit quality; 0 = none
+    ridge: float = 0.0  # α in (A + αI) T = B
+    batch_size: int = 4
+    max_samples: int = 8192  # rows of (M, Z) kept for replaceme-cos
+    cos_epochs: int = 10
+    cos_lr: float = 1e-4
+    cos_batch: int = 1024
+    seed: int = 0
+
+
+def valid_mask(windows: TokenWindows, include_first_token: bool) -> torch.Tensor:
+    """(W, T) bool: real tokens, minus each window's first position unless kept."""
+    am = windows.attention_mask.bool()
+    valid = am.clone()
+    if not include_first_token:
+        first = am.long().argmax(dim=1)
+        valid[torch.arange(am.shape[0]), first] = False
+    return valid
+
+
+def holdout_rows(n_windows: int, every: int) -> torch.Tensor:
+    """(W,) bool: windows held back from the fit (index % every == every − 1)."""
+    held = torch.zeros(n_windows, dtype=torch.bool)
+    if every > 0 and n_windows >= 2:
+        held[every - 1 :: every] = True
+        if bool(held.all()):
+            held[:] = False
+    return held
+
+
+def stream_span_sums(
+    lm: LoadedModel,
+    windows: TokenWindows,
+    start: int,
+    n: int,
+    opts: CalibrationOptions,
+    *,
+    progress: bool = False,
+    sample_cap: int = 0,
+) -> tuple[Sums, tuple[torch.Tensor, torch.Tensor] | None]:
+    """One stopped-early pass: float64 sums for fit and held-out windows (all-reduced).
+
+    Returns the sums (``A``, ``B``, ``C``, ``n`` and ``*_held`` twins) and, when
+    ``sample_cap`` > 0, the first ``sample_cap`` fit rows of (M, Z) for replaceme-cos.
+    """
+    from depthlens.profiling.run import dist_rank_world
+
+    spec, model = lm.arch, lm.model
+    if spec.mlp_out_proj is None:
+        raise DepthlensError(_no_proj_message(lm))
+    if start < 1 or n < 1 or start + n > lm.num_layers:
+        raise DepthlensError(
+            f"span [{start}, {start + n}) is not inside blocks 1..{lm.num_layers - 1}"
+        )
+    i = start - 1
+    block_i = model.get_submodule(spec.blocks)[i]
+    mlp = block_i.get_submodule(spec.mlp)
+    got: dict[str, torch.Tensor] = {}
+
+    def on_mlp(_m: torch.nn.Module, _a: tuple, out: Any) -> None:
+        got["m"] = first_tensor(out)
+
+    valid = valid_mask(windows, opts.include_first_token)
+    held = holdout_rows(len(windows), opts.holdout_every)
+    d = int(model.config.get_text_config().hidden_size)
+    sums = Sums()
+    for suffix in ("", "_held"):
+        sums.t["A" + suffix] = torch.zeros(d, d, dtype=torch.float64)
+        sums.t["B" + suffix] = torch.zeros(d, d, dtype=torch.float64)
+        sums.t["C" + suffix] = torch.zeros((), dtype=torch.float64)
+        sums.t["n" + suffix] = torch.zeros((), dtype=torch.float64)
+    samples_m: list[torch.Tensor] = []
+    samples_z: list[torch.Tensor] = []
+    n_samples = 0
+    rank, world = dist_rank_world()
+    idx = torch.arange(rank, len(windows), world)
+    fkw = forward_kwargs(model)
+    batches = [idx[k : k + opts.batch_size] for k in range(0, len(idx), opts.batch_size)]
+    bar = progress_bar(len(batches), "calibrate", enabled=progress and rank == 0)
+    with (
+        capture_blocks(model, spec, attn=False, stop_after=start + n - 1) as trace,
+        hooks(lambda: [mlp.register_forward_hook(on_mlp)]),
+        torch.inference_mode(),
+    ):
+        for rows in batches:
+            trace.clear()
+            run_forward(model, windows.input_ids[rows].to(lm.device),
+                        windows.attention_mask[rows].to(lm.device), **fkw)
+            h_i1, h_end = trace.states[start], trace.states[start + n]
+            if h_i1 is None or h_end is None or "m" not in got:
+                raise DepthlensError("the calibration forward did not reach the span's end")
+            m = got.pop("m")
+            z = h_end - (h_i1 - m)  # (B, T, d): Z = h_{s+n} − Y
+            for suffix, keep in (("", ~held[rows]), ("_held", held[rows])):
+                sel = valid[rows] & keep[:, None]  # (B, T)
+                mm, zz = m[sel.to(m.device)].double().cpu(), z[sel.to(z.device)].double().cpu()
+                if mm.shape[0] == 0:
+                    continue
+                sums.t["A" + suffix] += mm.T @ mm
+                sums.t["B" + suffix] += mm.T @ zz
+                sums.t["C" + suffix] += (zz * zz).sum()
+                sums.t["n" + suffix] += mm.shape[0]
+                if suffix == "" and n_samples < sample_cap:
+                    take = min(sample_cap - n_samples, mm.shape[0])
+                    samples_m.append(mm[:take].float())
+                    samples_z.append(zz[:take].float())
+                    n_samples += take
+            trace.clear()
+            bar.update(1)
+    bar.close()
+    sums.all_reduce()
+    if float(sums.get("n")) < d:
+        raise DepthlensError(
+            f"too little calibration text: {int(sums.get('n'))} fit tokens for a {d}x{d} "
+            f"linear map (need at least {d}); raise --max-tokens or use a longer --data"
+        )
+    samples = (torch.cat(samples_m), torch.cat(samples_z)) if samples_m else None
+    return sums, samples
+
+
+def _no_proj_message(lm: LoadedModel) -> str:
+    return (
+        f"the replaceme methods need a plain MLP output projection to merge T into, and the "
+        f"'{lm.arch.family}' family has none ({lm.arch.notes or 'no mlp_out_proj'}); use "
+        "--method angular (same span, plain removal) or block-influence"
+    )
+
+
+def solve_ls(a: torch.Tensor, b: torch.Tensor, ridge: float = 0.0) -> tuple[torch.Tensor, float]:
+    """Solve (A + αI) T = B by Cholesky; fall back to a small α if A is singular.
+
+    Returns (T, α used), T in float64.
+    """
+    d = a.shape[0]
+    eye = torch.eye(d, dtype=a.dtype)
+    alpha = float(ridge)
+    for _ in range(8):
+        chol, info = torch.linalg.cholesky_ex(a + alpha * eye)
+        if int(info) == 0:
+            return torch.cholesky_solve(b, chol), alpha
+        alpha = max(alpha * 10, 1e-8 * float(torch.trace(a)) / d + 1e-12)
+    raise DepthlensError("the calibration matrix A is singular even with a ridge; "
+                         "use more calibration tokens")
+
+
+def relative_residual(t: torch.Tensor, sums: Sums, suffix: str = "") -> float | None:
+    """‖MT − Z‖ / ‖Z‖ from the sums: (tr(TᵀAT) − 2tr(TᵀB) + C) / C, square-rooted."""
+    c = float(sums.get("C" + suffix))
+    if float(sums.get("n" + suffix)) == 0 or c <= 0:
+        return None
+    a, b = sums.get("A" + suffix), sums.get("B" + suffix)
+    sq = float((t * (a @ t)).sum() - 2 * (t * b).sum()) + c
+    return max(sq, 0.0) ** 0.5 / c**0.5
+
+
+def fit_cosine(
+    m: torch.Tensor, z: torch.Tensor, opts: CalibrationOptions
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """T minimising Σ_t (1 − cos(M_t T, Z_t)) by Adam from T = I (ReplaceMe, cosine)."""
+    d = m.shape[1]
+    gen = torch.Generator().manual_seed(opts.seed)
+    t = torch.eye(d, dtype=torch.float32, requires_grad=True)
+    optim = torch.optim.Adam([t], lr=opts.cos_lr)
+    steps = 0
+    loss_val = float("nan")
+    with torch.enable_grad():
+        for _ in range(opts.cos_epochs):
+            order = torch.randperm(m.shape[0], generator=gen)
+            for k in range(0, m.shape[0], opts.cos_batch):
+                rows = order[k : k + opts.cos_batch]
+                pred = m[rows] @ t  # (b, d)
+                loss = (1 - torch.nn.functional.cosine_similarity(pred, z[rows], dim=-1)).mean()
+                optim.zero_grad()
+                loss.backward()
+                optim.step()
+                steps += 1
+                loss_val = float(loss.detach())
+    with torch.no_grad():
+        final = (1 - torch.nn.functional.cosine_similarity(m @ t, z, dim=-1)).mean()
+        start = (1 - torch.nn.functional.cosine_similarity(m, z, dim=-1)).mean()
+    info = {"steps": steps, "lr": opts.cos_lr, "epochs": opts.cos_epochs,
+            "batch": opts.cos_batch, "n_samples": int(m.shape[0]),
+            "cos_loss_identity": float(start), "cos_loss_fit": float(final),
+            "last_batch_loss": loss_val}  # fmt: skip
+    return t.detach().double(), info

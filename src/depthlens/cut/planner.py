@@ -1,0 +1,179 @@
+"""``plan_cut``: choose blocks by one of the SPEC methods and fit the ReplaceMe map."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from depthlens.cut.calibrate import (
+    CalibrationOptions,
+    _no_proj_message,
+    fit_cosine,
+    relative_residual,
+    solve_ls,
+    stream_span_sums,
+)
+from depthlens.cut.plan import METHODS, REPLACEME, SPAN_METHODS, CutPlan
+from depthlens.cut.select import (
+    select_greedy_loss,
+    select_last,
+    select_lowest,
+    select_random,
+    select_span,
+)
+from depthlens.data.windows import TokenWindows
+from depthlens.errors import DepthlensError
+from depthlens.evaluate.flops import cut_savings
+from depthlens.models.loading import LoadedModel
+
+
+def resolve_n(num_layers: int, n: int | None, ratio: float | None) -> int:
+    """Blocks to remove from ``--remove N`` or ``--ratio r`` (rounded, at least 1)."""
+    if (n is None) == (ratio is None):
+        raise DepthlensError("give exactly one of --remove N or --ratio r")
+    if ratio is not None:
+        if not 0 < ratio < 1:
+            raise DepthlensError(f"--ratio must be strictly between 0 and 1, got {ratio}")
+        n = max(1, round(ratio * num_layers))
+    assert n is not None
+    if n <= 0:
+        raise DepthlensError(f"--remove must be at least 1, got {n}")
+    if n >= num_layers - 1:
+        raise DepthlensError(
+            f"--remove {n} leaves fewer than 2 of the model's {num_layers} blocks; "
+            f"remove at most {num_layers - 2}"
+        )
+    return n
+
+
+def check_method(method: str, lm: LoadedModel) -> None:
+    """Refuse an unknown method, or ReplaceMe on a family without an MLP output projection."""
+    if method not in METHODS:
+        import difflib
+
+        close = difflib.get_close_matches(method, METHODS, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise DepthlensError(
+            f"unknown --method '{method}'{hint}; choose one of {', '.join(METHODS)}"
+        )
+    if method in REPLACEME and lm.arch.mlp_out_proj is None:
+        raise DepthlensError(_no_proj_message(lm))
+
+
+def plan_cut(
+    lm: LoadedModel,
+    windows: TokenWindows,
+    *,
+    method: str = "replaceme-ls",
+    n: int | None = None,
+    ratio: float | None = None,
+    calibration: CalibrationOptions | None = None,
+    last_token_only: bool = False,
+    greedy_windows: int = 4,
+    seed: int = 0,
+    progress: bool = False,
+) -> CutPlan:
+    """Plan removing ``n`` blocks (or ``ratio`` of them) from ``lm`` with ``method``."""
+    check_method(method, lm)
+    n = resolve_n(lm.num_layers, n, ratio)
+    opts = calibration or CalibrationOptions(seed=seed)
+    n_layers = lm.num_layers
+    merge_into = None
+    transform = None
+    fit: dict[str, Any] = {}
+    options: dict[str, Any] = {"n": n, "ratio": ratio, "seed": seed}
+    if method in SPAN_METHODS or method == "block-influence":
+        prof = _profile(lm, windows, n, last_token_only, opts, progress)
+        options.update(last_token_only=last_token_only,
+                       include_first_token=opts.include_first_token)  # fmt: skip
+        if method == "block-influence":
+            removed, selection = select_lowest(prof.metrics["block_influence"], n,
+                                               "block_influence")  # fmt: skip
+        else:
+            start, selection = select_span(prof.angular_distance, n)
+            removed = tuple(range(start, start + n))
+            if method in REPLACEME:
+                merge_into = start - 1
+                transform, fit = _fit(lm, windows, start, n, method, opts, progress)
+                options.update(dataclasses.asdict(opts))
+    elif method == "greedy-loss":
+        sub = _subset(windows, greedy_windows)
+        removed, selection = select_greedy_loss(lm, sub, n, batch_size=opts.batch_size,
+                                                progress=progress)  # fmt: skip
+        options.update(greedy_windows=len(sub))
+    elif method == "last":
+        removed, selection = select_last(n_layers, n)
+    else:
+        removed, selection = select_random(n_layers, n, seed)
+    return CutPlan(
+        method=method, num_layers=n_layers, removed=tuple(removed), merge_into=merge_into,
+        options=options, selection=_clean(selection), fit=fit,
+        savings=cut_savings(lm, tuple(removed), windows.seq_len),
+        model={"ref": lm.ref, "family": lm.arch.family, "class": type(lm.model).__name__},
+        calibration=_calibration_identity(windows), transform=transform,
+    )  # fmt: skip
+
+
+def _profile(lm: LoadedModel, windows: TokenWindows, n: int, last_token_only: bool,
+             opts: CalibrationOptions, progress: bool) -> Any:  # fmt: skip
+    from depthlens.profiling import ProfileOptions, profile
+
+    popts = ProfileOptions(lens=False, n_max=n, last_token_only=last_token_only,
+                           include_first_token=opts.include_first_token,
+                           batch_size=opts.batch_size)  # fmt: skip
+    return profile(lm, windows, popts, progress=progress)
+
+
+def _fit(lm: LoadedModel, windows: TokenWindows, start: int, n: int, method: str,
+         opts: CalibrationOptions, progress: bool) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    cap = opts.max_samples if method == "replaceme-cos" else 0
+    sums, samples = stream_span_sums(lm, windows, start, n, opts, progress=progress,
+                                     sample_cap=cap)  # fmt: skip
+    t_ls, alpha = solve_ls(sums.get("A"), sums.get("B"), opts.ridge)
+    fit: dict[str, Any] = {
+        "fit_tokens": int(sums.get("n")),
+        "heldout_tokens": int(sums.get("n_held")),
+        "ridge_used": alpha,
+        "rel_residual_identity_heldout": relative_residual(
+            _eye_like(t_ls), sums, "_held"),  # no replacement: T = I
+        "rel_residual_ls_fit": relative_residual(t_ls, sums),
+        "rel_residual_ls_heldout": relative_residual(t_ls, sums, "_held"),
+    }  # fmt: skip
+    if method == "replaceme-ls":
+        return t_ls, fit
+    assert samples is not None
+    t_cos, info = fit_cosine(samples[0], samples[1], opts)
+    fit.update({f"cos_{k}": v for k, v in info.items()})
+    fit["rel_residual_cos_heldout"] = relative_residual(t_cos, sums, "_held")
+    return t_cos, fit
+
+
+def _eye_like(t: Any) -> Any:
+    import torch
+
+    return torch.eye(t.shape[0], dtype=t.dtype)
+
+
+def _subset(windows: TokenWindows, k: int) -> TokenWindows:
+    if k < 1:
+        raise DepthlensError(f"--greedy-windows must be at least 1, got {k}")
+    return TokenWindows(windows.input_ids[:k], windows.attention_mask[:k],
+                        {**windows.identity, "subset": f"first {k} windows"})  # fmt: skip
+
+
+def _calibration_identity(windows: TokenWindows) -> dict[str, Any]:
+    src = windows.identity.get("source", {})
+    return {"name": src.get("name"), "n_tokens": windows.n_tokens,
+            "n_windows": len(windows), "data": windows.identity}  # fmt: skip
+
+
+def _clean(obj: Any) -> Any:
+    """NaN-free JSON-able copy (NaN/inf become None)."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

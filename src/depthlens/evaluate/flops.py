@@ -1,0 +1,52 @@
+"""FLOP counts per token, for predicted savings and the ideal speed-up of a cut.
+
+Matmul FLOPs are 2 × weight parameters; attention adds 4 × context × (heads × head_dim)
+per token for the scores and the weighted sum. The embedding is a lookup (0 FLOPs); the
+head is a (d × vocab) matmul for every token. Ideal speed-up (SPEC "Evaluation") =
+(all blocks + embedding + head) / (kept blocks + embedding + head).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from depthlens.arch.spec import blocks_of
+from depthlens.models.loading import LoadedModel
+
+
+def _matmul_params(module: nn.Module) -> int:
+    """Parameters of the weight matrices (ndim ≥ 2) under ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.ndim >= 2)
+
+
+def flops_per_token(lm: LoadedModel, context: int = 512) -> dict[str, Any]:
+    """{"blocks": [flops per block], "embed": 0, "head": flops, "total": ...}."""
+    cfg = lm.model.config.get_text_config()
+    d = int(cfg.hidden_size)
+    heads = int(getattr(cfg, "num_attention_heads", 0) or 0)
+    head_dim = int(getattr(cfg, "head_dim", 0) or (d // heads if heads else 0))
+    attn = 4 * context * heads * head_dim
+    blocks = [2 * _matmul_params(b) + attn for b in blocks_of(lm.model, lm.arch)]
+    vocab = int(getattr(cfg, "vocab_size", 0) or 0)
+    head = 2 * d * vocab if lm.arch.unembed else 0
+    return {"blocks": blocks, "embed": 0, "head": head, "context": context,
+            "total": sum(blocks) + head}  # fmt: skip
+
+
+def cut_savings(lm: LoadedModel, removed: tuple[int, ...], context: int = 512) -> dict[str, Any]:
+    """Predicted parameter and FLOP savings of removing ``removed`` blocks."""
+    fl = flops_per_token(lm, context)
+    blocks = blocks_of(lm.model, lm.arch)
+    p_removed = sum(sum(p.numel() for p in blocks[i].parameters()) for i in removed)
+    p_total = sum(p.numel() for p in lm.model.parameters())
+    f_removed = sum(fl["blocks"][i] for i in removed)
+    return {
+        "params_removed": int(p_removed),
+        "params_fraction": p_removed / p_total,
+        "flops_removed_per_token": int(f_removed),
+        "flops_fraction": f_removed / fl["total"],
+        "ideal_speedup": fl["total"] / (fl["total"] - f_removed),
+        "context": context,
+    }

@@ -1,0 +1,187 @@
+"""Cutting depth on tiny random models: LS fit, merge algebra, surgery, checkpoints."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import random_windows, wrap_tiny
+
+from depthlens.capture.hooks import first_tensor, hooks
+from depthlens.cut import CalibrationOptions, CutPlan, apply_cut_, plan_cut, save_pruned
+from depthlens.cut.calibrate import solve_ls, stream_span_sums, valid_mask
+from depthlens.cut.select import skip_blocks
+from depthlens.errors import DepthlensError
+
+FAMILIES = ["llama", "qwen2", "gemma3", "gpt2"]
+
+
+def _stack_mz(lm, windows, start, n):
+    """Naive: full forward with output_hidden_states, stack M and Z over valid tokens."""
+    spec = lm.arch
+    mlp = lm.model.get_submodule(spec.blocks)[start - 1].get_submodule(spec.mlp)
+    got = {}
+    with hooks(lambda: [mlp.register_forward_hook(lambda m, a, o: got.update(m=first_tensor(o)))]):
+        with torch.no_grad():
+            out = lm.model(input_ids=windows.input_ids, attention_mask=windows.attention_mask,
+                           output_hidden_states=True, use_cache=False)
+    hs = out.hidden_states
+    m = got["m"]
+    z = hs[start + n] - (hs[start] - m)
+    sel = valid_mask(windows, False)
+    return m[sel].double(), z[sel].double()
+
+
+def test_ls_matches_lstsq_and_batch_split():
+    lm = wrap_tiny("llama")
+    w = random_windows(n=6, seq_len=16, pad_last=5)
+    opts1 = CalibrationOptions(holdout_every=0, batch_size=6)
+    opts3 = CalibrationOptions(holdout_every=0, batch_size=2)
+    s1, _ = stream_span_sums(lm, w, 1, 2, opts1)
+    s3, _ = stream_span_sums(lm, w, 1, 2, opts3)
+    for k in ("A", "B", "C", "n"):
+        torch.testing.assert_close(s1.get(k), s3.get(k), rtol=1e-9, atol=1e-9)
+    m, z = _stack_mz(lm, w, 1, 2)
+    assert int(s1.get("n")) == m.shape[0] == 6 * 15 - 5
+    t, alpha = solve_ls(s1.get("A"), s1.get("B"))
+    ref = torch.linalg.lstsq(m, z).solution
+    assert alpha == 0.0
+    torch.testing.assert_close(t, ref, atol=1e-6, rtol=1e-6)
+
+
+def _reference_logits(lm, plan: CutPlan, ids, mask):
+    """Original model with the removed blocks skipped and T applied to block s−1's MLP."""
+    spec = lm.arch
+    handles = []
+    if plan.transform is not None:
+        mlp = lm.model.get_submodule(spec.blocks)[plan.merge_into].get_submodule(spec.mlp)
+        t = plan.transform.float()
+
+        def times_t(_m, _a, out):
+            return first_tensor(out) @ t
+
+        handles = [lambda: [mlp.register_forward_hook(times_t)]]
+    with skip_blocks(lm.model, spec, plan.removed), torch.no_grad():
+        if handles:
+            with hooks(handles[0]):
+                return lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+        return lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_pruned_logits_equal_skip_reference_and_reload(family, tmp_path):
+    lm = wrap_tiny(family)
+    w = random_windows(n=20, seq_len=16)
+    method = "angular" if family == "gemma3" else "replaceme-ls"
+    plan = plan_cut(lm, w, method=method, n=2)
+    first = plan.removed[0]
+    assert plan.n_removed == 2 and plan.removed == (first, first + 1)
+    ids, mask = w.input_ids[:3], w.attention_mask[:3]
+    ref = _reference_logits(lm, plan, ids, mask)
+    n0 = lm.num_layers
+    apply_cut_(lm, plan)
+    assert lm.num_layers == n0 - 2
+    cfg = lm.model.config.get_text_config()
+    assert cfg.num_hidden_layers == n0 - 2
+    with torch.no_grad():
+        got = lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+    torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+    if family == "gemma3":
+        kept = [i for i in range(n0) if i not in plan.removed]
+        full = ["sliding_attention"] * 5 + ["full_attention"]
+        assert cfg.layer_types == [full[i] for i in kept]
+    out = save_pruned(lm, plan, tmp_path / "pruned")
+    assert (out / "depthlens.json").is_file() and (out / "model.safetensors").is_file()
+    torch.save(got, tmp_path / "logits.pt")
+    _reload_in_fresh_process(out, tmp_path / "logits.pt", ids)
+
+
+def _reload_in_fresh_process(path: Path, logits_file: Path, ids) -> None:
+    torch.save(ids, logits_file.with_name("ids.pt"))
+    code = textwrap.dedent(f"""
+        import torch
+        from transformers import AutoModelForCausalLM
+        m = AutoModelForCausalLM.from_pretrained({str(path)!r}).eval()
+        ids = torch.load({str(logits_file.with_name('ids.pt'))!r})
+        ref = torch.load({str(logits_file)!r})
+        with torch.no_grad():
+            got = m(input_ids=ids, use_cache=False).logits
+        torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+        out = m.generate(ids[:1, :6], max_new_tokens=8, do_sample=False, use_cache=True)
+        # generation with the KV cache equals recomputing without it
+        full = m.generate(ids[:1, :6], max_new_tokens=8, do_sample=False, use_cache=False)
+        assert out.shape[1] == 14 and torch.equal(out, full), (out, full)
+        print("ok")
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-2000:]
+
+
+@pytest.mark.parametrize("method", ["block-influence", "greedy-loss", "last", "random",
+                                    "replaceme-cos"])
+def test_other_methods_choose_n_blocks(method):
+    lm = wrap_tiny("llama")
+    w = random_windows(n=20, seq_len=16)
+    opts = CalibrationOptions(cos_epochs=2, cos_batch=64, max_samples=200)
+    plan = plan_cut(lm, w, method=method, n=2, calibration=opts, greedy_windows=2)
+    assert len(set(plan.removed)) == 2 and all(0 <= i < 4 for i in plan.removed)
+    if method == "last":
+        assert plan.removed == (1, 2)
+    if method == "replaceme-cos":
+        assert plan.fit["cos_cos_loss_fit"] <= plan.fit["cos_cos_loss_identity"] + 1e-6
+        assert plan.fit["cos_n_samples"] == 200
+    back = CutPlan.from_dict(plan.to_dict())
+    assert back.removed == plan.removed and back.method == method
+
+
+def test_greedy_loss_first_round_is_the_cheapest_single_skip():
+    from depthlens.cut.select import calibration_loss
+
+    lm = wrap_tiny("llama")
+    w = random_windows(n=4, seq_len=16)
+    plan = plan_cut(lm, w, method="greedy-loss", n=1, greedy_windows=4)
+    losses = [calibration_loss(lm, w, (i,), 4) for i in range(4)]
+    assert plan.removed == (min(range(4), key=lambda i: losses[i]),)
+    # the skip hooks are gone afterwards: the model is unchanged
+    assert not any(b._forward_hooks for b in lm.model.model.layers)
+
+
+def test_replaceme_refused_on_gemma3_names_angular():
+    lm = wrap_tiny("gemma3")
+    with pytest.raises(DepthlensError, match="angular"):
+        plan_cut(lm, random_windows(n=4), method="replaceme-ls", n=2)
+
+
+@pytest.mark.parametrize("kw", [{"n": 0}, {"n": 4}, {"ratio": 1.5}, {"ratio": 0.0}])
+def test_bad_amounts(kw):
+    lm = wrap_tiny("llama")
+    with pytest.raises(DepthlensError):
+        plan_cut(lm, random_windows(n=4), method="last", **kw)
+
+
+def test_too_little_calibration_text():
+    lm = wrap_tiny("llama")  # hidden 32: needs ≥ 32 fit tokens
+    with pytest.raises(DepthlensError, match="too little calibration"):
+        plan_cut(lm, random_windows(n=2, seq_len=8), method="replaceme-ls", n=1)
+
+
+def test_interrupted_save_leaves_nothing(tmp_path, monkeypatch):
+    lm = wrap_tiny("llama")
+    plan = plan_cut(lm, random_windows(n=4), method="last", n=1)
+    apply_cut_(lm, plan)
+
+    def boom(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lm.model, "save_pretrained", boom)
+    with pytest.raises(KeyboardInterrupt):
+        save_pruned(lm, plan, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []
+    (tmp_path / "out").mkdir()
+    with pytest.raises(DepthlensError, match="overwrite"):
+        save_pruned(lm, plan, tmp_path / "out")
