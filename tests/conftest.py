@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import tiny_model
 
 from depthlens.arch.spec import resolve_arch
 from depthlens.data.windows import TokenWindows
 from depthlens.models.loading import LoadedModel
-from tiny_models import tiny_model
 
 # Keep the real model's cache between runs (CI and developers), but never touch the hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -67,13 +67,33 @@ def load_model_from_args(args: argparse.Namespace, ref: str | None = None) -> An
     )
 
 
+def check_data_args(args: argparse.Namespace) -> None:
+    """Fail fast on window options, before any model is loaded."""
+    from depthlens.errors import DepthlensError
+
+    if args.seq_len < 2:
+        raise DepthlensError(
+            f"--seq-len must be at least 2 (a BOS token plus one token to predict), got "
+            f"{args.seq_len}; pass e.g. --seq-len 512"
+        )
+    if args.max_tokens is not None and args.max_tokens < args.seq_len:
+        raise DepthlensError(
+            f"--max-tokens {args.max_tokens} is smaller than one window (--seq-len "
+            f"{args.seq_len}); raise --max-tokens"
+        )
+
+
 def load_windows_from_args(
-    args: argparse.Namespace, tokenizer: Any, data: str | None = None, max_tokens: int | None = None
+    args: argparse.Namespace,
+    tokenizer: Any,
+    data: str | None = None,
+    max_tokens: int | None = None,
+    source: Any = None,
 ) -> Any:
-    """Load and window the text named by --data."""
+    """Window the text named by --data (or an already loaded ``source``)."""
     from depthlens.data import load_text, make_windows
 
-    src = load_text(data or args.data, text_field=args.text_field)
+    src = source if source is not None else load_text(data or args.data, text_field=args.text_field)
     return make_windows(
         src,
         tokenizer,

@@ -75,8 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     debug = bool(getattr(args, "debug", False)) or bool(os.environ.get("DEPTHLENS_DEBUG"))
     _install_sigint()
+    from depthlens.dist import process_group
+
     try:
-        return int(args.func(args) or 0)
+        with process_group():  # a no-op unless started by torchrun with WORLD_SIZE > 1
+            return int(args.func(args) or 0)
     except DepthlensError as exc:
         if debug:
             raise

@@ -8,6 +8,7 @@ import time
 from depthlens.cli.common import (
     add_data_args,
     add_model_args,
+    check_data_args,
     load_model_from_args,
     load_windows_from_args,
     status,
@@ -77,15 +78,18 @@ def profile_options_from_args(args: argparse.Namespace):  # noqa: ANN201
 
 def run_profile(args: argparse.Namespace) -> int:
     """Load, window, profile, print, write."""
+    from depthlens.data import load_text
     from depthlens.io import check_output_path
     from depthlens.profiling import profile
 
     out = check_output_path(args.output, args.overwrite) if args.output else None
     opts = profile_options_from_args(args)
     opts.validate()
+    check_data_args(args)
+    source = load_text(args.data, text_field=args.text_field)  # bad text fails before loading
     t0 = time.perf_counter()
     lm = load_model_from_args(args)
-    windows = load_windows_from_args(args, lm.tokenizer)
+    windows = load_windows_from_args(args, lm.tokenizer, source=source)
     status(f"loaded in {time.perf_counter() - t0:.1f} s; profiling {windows.n_tokens} tokens …")
     ckpt = f"{out}.ckpt" if out and args.checkpoint_every else None
     t1 = time.perf_counter()

@@ -78,7 +78,8 @@ class FinalDist:
     @classmethod
     def of(cls, z: torch.Tensor) -> FinalDist:
         """From the final logits."""
-        logp = torch.log_softmax(z, dim=-1)
+        # Same formula as _core_stats so that identical logits give exactly zero divergence.
+        logp = z - torch.logsumexp(z, dim=-1, keepdim=True)
         p = logp.exp()
         k = min(5, z.shape[-1])
         top = z.topk(k, dim=-1).indices
