@@ -36,7 +36,8 @@ def naive_states(lm, data):
             rec[("attn", l)] = o
 
         handles.append(blk.register_forward_hook(on_block, with_kwargs=True))
-        handles.append(blk.get_submodule(spec.attn).register_forward_hook(on_attn, with_kwargs=True))
+        attn_mod = blk.get_submodule(spec.attn)
+        handles.append(attn_mod.register_forward_hook(on_attn, with_kwargs=True))
     try:
         with torch.no_grad():
             out = model(input_ids=data.input_ids, attention_mask=data.attention_mask)
