@@ -1,0 +1,242 @@
+"""The result JSONs a report accepts, read defensively into a few plain shapes.
+
+Cut and causal results come from other subcommands whose fields may grow or be missing;
+everything here tolerates absent keys and turns malformed input into a one-line
+:class:`DepthlensError`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from depthlens.errors import DepthlensError
+from depthlens.profiling.result import Profile, read_json
+
+RESULT_KINDS = (
+    "depthlens.compare",
+    "depthlens.prune_quality",
+    "depthlens.plan",
+    "depthlens.skip",
+    "depthlens.think",
+)
+
+
+@dataclass(frozen=True)
+class CutRow:
+    """One pruned (or original, n = 0) model's measured quality and speed."""
+
+    method: str
+    n: int
+    ppl: float | None = None
+    prefill_speedup: float | None = None
+    decode_speedup: float | None = None
+    ideal_speedup: float | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The blocks a plan (or prune result) removes."""
+
+    method: str
+    removed: tuple[int, ...]
+    start: int | None = None
+    n: int | None = None
+
+
+@dataclass
+class ReportInputs:
+    """Everything a report draws, gathered from the profile and the extra results."""
+
+    cuts: list[CutRow] = field(default_factory=list)
+    plan: Plan | None = None
+    skip_out_kl: list[float | None] | None = None
+    skip_future: list[list[float | None]] | None = None
+    think_tokens: list[dict[str, Any]] | None = None
+    sources: list[str] = field(default_factory=list)
+
+
+def num(v: Any) -> float | None:
+    """A finite float, or None for anything else (missing, null, NaN, text)."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+def _int(v: Any) -> int | None:
+    f = num(v)
+    return int(f) if f is not None and f == int(f) else None
+
+
+def _num_list(v: Any) -> list[float | None] | None:
+    if not isinstance(v, list) or not v:
+        return None
+    return [num(x) for x in v]
+
+
+def _matrix(v: Any) -> list[list[float | None]] | None:
+    if not isinstance(v, list) or not v or not all(isinstance(r, list) for r in v):
+        return None
+    return [[num(x) for x in r] for r in v]
+
+
+def _compare_rows(d: dict[str, Any]) -> list[CutRow]:
+    rows = []
+    for m in d.get("models") or []:
+        if not isinstance(m, dict):
+            continue
+        removed = m["removed"] if isinstance(m.get("removed"), list) else []
+        n = _int(m.get("n_removed"))
+        n = len(removed) if n is None else n
+        method = str(m.get("method") or ("original" if n == 0 else m.get("label") or "?"))
+        rows.append(
+            CutRow(
+                method=method,
+                n=n,
+                ppl=num(m.get("ppl")),
+                prefill_speedup=num(m.get("prefill_speedup")),
+                decode_speedup=num(m.get("decode_speedup")),
+                ideal_speedup=num(m.get("ideal_speedup")),
+                label=str(m.get("label") or m.get("ref") or ""),
+            )
+        )
+    return rows
+
+
+def _quality_rows(rows: list[Any]) -> list[CutRow]:
+    out = []
+    for r in rows:
+        if not isinstance(r, dict) or _int(r.get("n")) is None:
+            continue
+        ppl = num(r.get("ppl"))
+        out.append(
+            CutRow(
+                method=str(r.get("method") or "?"),
+                n=int(r["n"]),
+                ppl=ppl if ppl is not None else num(r.get("wiki_ppl")),
+                prefill_speedup=num(r.get("prefill_speedup")),
+                decode_speedup=num(r.get("decode_speedup")),
+                ideal_speedup=num(r.get("ideal_speedup")),
+            )
+        )
+    return out
+
+
+def _plan(d: dict[str, Any]) -> Plan:
+    removed = tuple(int(x) for x in d.get("removed") or [] if _int(x) is not None)
+    start, n = _int(d.get("start")), _int(d.get("n"))
+    if start is None and removed and list(removed) == list(range(removed[0], removed[-1] + 1)):
+        start, n = removed[0], len(removed)
+    return Plan(method=str(d.get("method") or "?"), removed=removed, start=start, n=n)
+
+
+def _add_causal(inp: ReportInputs, d: dict[str, Any]) -> None:
+    """Take skip / think fields wherever they appear (a skip result or Profile.extra)."""
+    kl = _num_list(d.get("skip_out_kl_mean"))
+    if kl is not None:
+        inp.skip_out_kl = kl
+    fut = _matrix(d.get("skip_future"))
+    if fut is not None:
+        inp.skip_future = fut
+    toks = d.get("tokens")
+    if isinstance(toks, list) and toks and all(isinstance(t, dict) for t in toks):
+        inp.think_tokens = toks
+
+
+def add_result(inp: ReportInputs, obj: Any, name: str) -> None:
+    """Merge one parsed result JSON into ``inp``; unknown kinds are an error."""
+    if isinstance(obj, list):  # bench/results/prune_quality.json: a bare list of rows
+        rows = _quality_rows(obj)
+        if not rows:
+            raise DepthlensError(f"{name}: a list, but not of rows with 'method' and 'n'")
+        inp.cuts.extend(rows)
+    elif not isinstance(obj, dict):
+        raise DepthlensError(f"{name}: expected a JSON object, got {type(obj).__name__}")
+    else:
+        kind = obj.get("kind")
+        if kind == "depthlens.compare":
+            inp.cuts.extend(_compare_rows(obj))
+        elif kind == "depthlens.prune_quality":
+            inp.cuts.extend(_quality_rows(obj.get("rows") or []))
+        elif kind == "depthlens.plan":
+            inp.plan = _plan(obj)
+        elif kind in ("depthlens.skip", "depthlens.think"):
+            _add_causal(inp, obj)
+        elif kind == "depthlens.profile":
+            raise DepthlensError(
+                f"{name}: a second profile; a report shows one profile (pass it first)"
+            )
+        else:
+            shown = repr(kind)[:60] if kind is not None else "none"
+            raise DepthlensError(
+                f"{name}: unknown result kind {shown}; expected one of {', '.join(RESULT_KINDS)}"
+            )
+    inp.sources.append(name)
+
+
+def gather_inputs(
+    profile: Profile, results: list[Any], names: list[str] | None = None
+) -> ReportInputs:
+    """Collect the drawable data from ``profile.extra`` and the extra results."""
+    inp = ReportInputs()
+    extra = profile.extra if isinstance(profile.extra, dict) else {}
+    for key in ("causal", "think", "skip"):
+        if isinstance(extra.get(key), dict):
+            _add_causal(inp, extra[key])
+    for i, obj in enumerate(results):
+        add_result(inp, obj, names[i] if names else f"result {i + 1}")
+    return inp
+
+
+def load_files(paths: list[str | Path]) -> tuple[Profile, list[Any], list[str]]:
+    """Read the profile (first path) and the other results, with one-line errors."""
+    if not paths:
+        raise DepthlensError("give a profile JSON (from `depthlens profile -o`)")
+    first = read_json(paths[0])
+    try:
+        profile = Profile.from_dict(first)
+    except DepthlensError as exc:
+        raise DepthlensError(f"{paths[0]}: {exc}") from exc
+    except TypeError as exc:
+        raise DepthlensError(f"{paths[0]}: malformed profile JSON ({exc})") from exc
+    check_profile(profile, str(paths[0]))
+    return profile, [read_json(p) for p in paths[1:]], [str(p) for p in paths[1:]]
+
+
+def sanitize(p: Profile) -> Profile:
+    """A copy whose numbers are floats or None and whose header fields are dicts."""
+    d = p.to_dict()
+    for key in ("model", "arch", "data", "options", "tokens", "prediction_depth", "summary"):
+        if not isinstance(d.get(key), dict):
+            d[key] = {}
+    d["metrics"] = {str(k): [num(x) for x in v] for k, v in d["metrics"].items()}
+    d["angular_distance"] = [[num(x) for x in r] for r in d["angular_distance"]]
+    pdm = d["prediction_depth"]
+    pdm["mean"] = num(pdm.get("mean"))
+    hist = pdm.get("histogram")
+    pdm["histogram"] = [int(num(x) or 0) for x in hist] if isinstance(hist, list) else []
+    if not isinstance(d.get("extra"), dict):
+        d["extra"] = {}
+    return Profile.from_dict(d)
+
+
+def check_profile(p: Profile, name: str) -> None:
+    """The fields every plot relies on have the right shapes."""
+    try:
+        n_layers = p.n_layers
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DepthlensError(f"{name}: profile lacks model.num_layers") from exc
+    if not isinstance(p.metrics, dict) or not all(
+        isinstance(v, list) and len(v) in (n_layers, n_layers + 1) for v in p.metrics.values()
+    ):
+        raise DepthlensError(
+            f"{name}: profile metrics must be lists of {n_layers} (or {n_layers + 1}) values"
+        )
+    if not isinstance(p.angular_distance, list) or not all(
+        isinstance(r, list) for r in p.angular_distance
+    ):
+        raise DepthlensError(f"{name}: profile angular_distance must be a list of lists")
