@@ -49,14 +49,25 @@ class Lens:
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """(N, d) states -> (N, V) float32 logits."""
-        dev = next(self.unembed.parameters()).device
-        x = h.to(dev)
+        x = h.to(execution_device(self.unembed))
         if self.final_norm is not None:
             x = self.final_norm(x)
         z = self.unembed(x).float()
         if self.softcap is not None:
             z = torch.tanh(z / self.softcap) * self.softcap
         return z
+
+
+def execution_device(module: nn.Module) -> torch.device:
+    """Where ``module`` computes, for placing its inputs.
+
+    Accelerate's execution device when it offloaded the weights (they sit on the meta
+    device between forwards), else the device of the weights.
+    """
+    dev = getattr(getattr(module, "_hf_hook", None), "execution_device", None)
+    if dev is not None:
+        return torch.device(dev)
+    return next(module.parameters()).device
 
 
 def default_chunk(lens: Lens) -> int:

@@ -56,7 +56,13 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         """Device of the input embedding (where inputs go)."""
-        return next(self.model.parameters()).device
+        dev = next(self.model.parameters()).device
+        if dev.type == "meta":  # offloaded by accelerate: inputs go where its hooks compute
+            for m in self.model.modules():
+                hook_dev = getattr(getattr(m, "_hf_hook", None), "execution_device", None)
+                if hook_dev is not None:
+                    return torch.device(hook_dev)
+        return dev
 
     def identity(self) -> dict[str, Any]:
         """JSON-able description written into every output."""
