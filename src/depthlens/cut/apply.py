@@ -35,7 +35,8 @@ def remove_blocks_(lm: LoadedModel, removed: tuple[int, ...]) -> None:
     per-layer config lists named by the arch spec (e.g. Gemma 3's ``layer_types``) and
     renumbers every ``layer_idx`` so the KV cache indexes the kept blocks.
     """
-    model, spec = lm.model, lm.arch
+    model: Any = lm.model
+    spec = lm.arch
     blocks = blocks_of(model, spec)
     n_layers = len(blocks)
     gone = set(removed)
@@ -52,7 +53,7 @@ def remove_blocks_(lm: LoadedModel, removed: tuple[int, ...]) -> None:
     for new, block in enumerate(blocks_of(model, spec)):
         for mod in block.modules():
             if hasattr(mod, "layer_idx"):
-                mod.layer_idx = new
+                mod.__dict__["layer_idx"] = new  # a plain attribute, not a submodule
     for c in _configs(model):
         if getattr(c, "num_hidden_layers", None) == n_layers:
             c.num_hidden_layers = len(kept)

@@ -75,7 +75,8 @@ def stream_span_sums(
     """
     from depthlens.profiling.run import dist_rank_world
 
-    spec, model = lm.arch, lm.model
+    spec = lm.arch
+    model: Any = lm.model
     if spec.mlp_out_proj is None:
         raise DepthlensError(_no_proj_message(lm))
     if start < 1 or n < 1 or start + n > lm.num_layers:

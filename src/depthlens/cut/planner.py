@@ -73,8 +73,14 @@ def plan_cut(
     greedy_windows: int = 4,
     seed: int = 0,
     progress: bool = False,
+    profile: Any = None,
 ) -> CutPlan:
-    """Plan removing ``n`` blocks (or ``ratio`` of them) from ``lm`` with ``method``."""
+    """Plan removing ``n`` blocks (or ``ratio`` of them) from ``lm`` with ``method``.
+
+    ``profile``: a :class:`~depthlens.profiling.Profile` of ``lm`` on ``windows`` with
+    ``n_max >= n`` and the same token options, reused instead of a new selection pass
+    (the benchmark plans many methods from one pass).
+    """
     check_method(method, lm)
     n = resolve_n(lm.num_layers, n, ratio)
     opts = calibration or CalibrationOptions(seed=seed)
@@ -84,7 +90,9 @@ def plan_cut(
     fit: dict[str, Any] = {}
     options: dict[str, Any] = {"n": n, "ratio": ratio, "seed": seed}
     if method in SPAN_METHODS or method == "block-influence":
-        prof = _profile(lm, windows, n, last_token_only, opts, progress)
+        prof = profile
+        if prof is None or len(prof.angular_distance[0]) < n:
+            prof = _profile(lm, windows, n, last_token_only, opts, progress)
         options.update(last_token_only=last_token_only,
                        include_first_token=opts.include_first_token)  # fmt: skip
         if method == "block-influence":

@@ -47,8 +47,9 @@ def save_pruned(
         raise DepthlensError(
             f"the model has {lm.num_layers} blocks; apply the plan (apply_cut_) before saving"
         )
+    model: Any = lm.model
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        lm.model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True)
         if lm.tokenizer is not None:
             lm.tokenizer.save_pretrained(tmp)
         gen = getattr(lm.model, "generation_config", None)

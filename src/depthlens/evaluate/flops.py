@@ -23,7 +23,8 @@ def _matmul_params(module: nn.Module) -> int:
 
 def flops_per_token(lm: LoadedModel, context: int = 512) -> dict[str, Any]:
     """{"blocks": [flops per block], "embed": 0, "head": flops, "total": ...}."""
-    cfg = lm.model.config.get_text_config()
+    model: Any = lm.model
+    cfg = model.config.get_text_config()
     d = int(cfg.hidden_size)
     heads = int(getattr(cfg, "num_attention_heads", 0) or 0)
     head_dim = int(getattr(cfg, "head_dim", 0) or (d // heads if heads else 0))

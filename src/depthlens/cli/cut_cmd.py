@@ -1,0 +1,144 @@
+"""``depthlens plan`` and ``depthlens prune``: a thin shell over :mod:`depthlens.cut`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from depthlens.cli.common import (
+    add_data_args,
+    add_model_args,
+    load_model_from_args,
+    load_windows_from_args,
+    status,
+)
+
+PLAN_EXAMPLE = "example: depthlens plan smollm2-135m --method replaceme-ls --remove 4"
+PRUNE_EXAMPLE = (
+    "example: depthlens prune smollm2-135m --method replaceme-ls --remove 4 -o out/pruned "
+    "--eval-data wiki-eval"
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``plan`` and ``prune``."""
+    p = sub.add_parser("plan", help="preview a depth cut: which blocks, why, what it saves",
+                       description="Choose blocks to remove and preview the cut (nothing is "
+                       "written unless -o).", epilog=PLAN_EXAMPLE)  # fmt: skip
+    _common(p)
+    p.add_argument("-o", "--output", help="write the plan JSON here")
+    p.set_defaults(func=run_plan)
+    q = sub.add_parser("prune", help="cut blocks and save an ordinary checkpoint",
+                       description="Plan, apply and save a depth cut as a plain Hugging Face "
+                       "checkpoint (with depthlens.json).", epilog=PRUNE_EXAMPLE)  # fmt: skip
+    _common(q)
+    q.add_argument("-o", "--output", required=True, help="checkpoint directory to write")
+    q.add_argument("--eval-data", default=None,
+                   help="also print perplexity before/after on this text (must not overlap "
+                   "the calibration --data), e.g. wiki-eval")  # fmt: skip
+    q.add_argument("--eval-tokens", type=int, default=4096, help="tokens for --eval-data")
+    q.set_defaults(func=run_prune)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    from depthlens.cut import METHODS
+
+    add_model_args(p)
+    add_data_args(p, default="wiki-calib")
+    g = p.add_argument_group("cut")
+    g.add_argument("--method", default="replaceme-ls", choices=METHODS,
+                   help="selection/replacement method (SPEC 'Cutting depth'; replaceme-ls)")
+    how = g.add_mutually_exclusive_group(required=True)
+    how.add_argument("--remove", type=int, metavar="N", help="number of blocks to remove")
+    how.add_argument("--ratio", type=float, help="fraction of blocks to remove, in (0, 1)")
+    g.add_argument("--batch-size", type=int, default=4, help="windows per forward (4)")
+    g.add_argument("--include-first-token", action="store_true",
+                   help="keep the first position (BOS) in the calibration statistics")
+    g.add_argument("--last-token-only", action="store_true",
+                   help="angular distance on the last token only (Gromov et al.)")
+    g.add_argument("--holdout-every", type=int, default=10,
+                   help="hold back every k-th calibration window to measure the fit (10)")
+    g.add_argument("--ridge", type=float, default=0.0, help="ridge α of the LS solve (0)")
+    g.add_argument("--max-samples", type=int, default=8192,
+                   help="(M, Z) rows kept for replaceme-cos (8192)")
+    g.add_argument("--cos-epochs", type=int, default=10, help="replaceme-cos Adam epochs (10)")
+    g.add_argument("--cos-lr", type=float, default=1e-4, help="replaceme-cos Adam lr (1e-4)")
+    g.add_argument("--greedy-windows", type=int, default=4,
+                   help="calibration windows for greedy-loss (SLEB) (4)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _validate(args: argparse.Namespace) -> None:
+    """Checks that need no model, so bad input fails before a slow load."""
+    from depthlens.errors import DepthlensError
+
+    if args.remove is not None and args.remove <= 0:
+        raise DepthlensError(f"--remove must be at least 1, got {args.remove}")
+    if args.ratio is not None and not 0 < args.ratio < 1:
+        raise DepthlensError(f"--ratio must be strictly between 0 and 1, got {args.ratio}")
+
+
+def make_plan(args: argparse.Namespace) -> tuple[Any, Any]:
+    """Load the model and calibration windows and compute the plan."""
+    from depthlens.cut import CalibrationOptions, plan_cut
+
+    lm = load_model_from_args(args)
+    windows = load_windows_from_args(args, lm.tokenizer)
+    opts = CalibrationOptions(
+        include_first_token=args.include_first_token, holdout_every=args.holdout_every,
+        ridge=args.ridge, batch_size=args.batch_size, max_samples=args.max_samples,
+        cos_epochs=args.cos_epochs, cos_lr=args.cos_lr, seed=args.seed,
+    )  # fmt: skip
+    status(f"planning {args.method} on {windows.n_tokens} calibration tokens …")
+    plan = plan_cut(lm, windows, method=args.method, n=args.remove, ratio=args.ratio,
+                    calibration=opts, last_token_only=args.last_token_only,
+                    greedy_windows=args.greedy_windows, seed=args.seed,
+                    progress=not args.quiet)  # fmt: skip
+    return lm, plan
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    """Print the plan preview; optionally write its JSON."""
+    from depthlens.io import atomic_write_json, check_output_path
+
+    _validate(args)
+    out = check_output_path(args.output, args.overwrite) if args.output else None
+    _lm, plan = make_plan(args)
+    print(plan.preview())
+    if out:
+        atomic_write_json(out, plan.to_dict())
+        status(f"wrote {out}")
+    return 0
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    """Plan, apply, save; with --eval-data print perplexity before and after."""
+    from depthlens.cut import apply_cut_, save_pruned
+    from depthlens.data import check_disjoint, load_text
+    from depthlens.evaluate.perplexity import evaluate_perplexity
+    from depthlens.io import check_output_path
+
+    _validate(args)
+    check_output_path(args.output, args.overwrite)
+    if args.eval_data:
+        check_disjoint(load_text(args.data, text_field=args.text_field),
+                       load_text(args.eval_data, text_field=args.text_field))  # fmt: skip
+    t0 = time.perf_counter()
+    lm, plan = make_plan(args)
+    print(plan.preview())
+    before = None
+    if args.eval_data:
+        ev = load_windows_from_args(args, lm.tokenizer, data=args.eval_data,
+                                    max_tokens=args.eval_tokens)  # fmt: skip
+        before = evaluate_perplexity(lm, ev, batch_size=args.batch_size)
+    apply_cut_(lm, plan)
+    out = save_pruned(lm, plan, args.output, overwrite=args.overwrite)
+    if before is not None:
+        after = evaluate_perplexity(lm, ev, batch_size=args.batch_size)
+        print(f"perplexity on {args.eval_data} ({after['n_tokens']} tokens): "
+              f"{before['ppl']:.2f} -> {after['ppl']:.2f} "
+              f"(x{after['ppl'] / before['ppl']:.2f})")  # fmt: skip
+    status(f"wrote {out} ({lm.num_layers} blocks) in {time.perf_counter() - t0:.1f} s")
+    return 0

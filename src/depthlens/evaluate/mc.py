@@ -1,0 +1,112 @@
+"""Multiple choice on BIG-bench JSON tasks (SPEC "Evaluation").
+
+Each choice is scored by the log-likelihood of the full continuation given the question
+(sum and per-token mean); accuracy is reported against chance (mean of 1 / #choices).
+BIG-bench (``pip install --no-deps bigbench==1.0.0``, 1.8 GB) is optional: its task JSON
+files are read from the installed package, never imported.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from depthlens.errors import DepthlensError
+from depthlens.models.loading import LoadedModel
+
+BIGBENCH_SETUP = "pip install --no-deps bigbench==1.0.0"
+#: Tasks whose choices are full continuations (a 135M model is above chance on them).
+DEFAULT_TASKS = ("cause_and_effect/one_sentence_no_prompt", "goal_step_wikihow/step_inference")
+
+
+@dataclass(frozen=True)
+class MCExample:
+    """One question and its choices; ``answer`` is the index of the best-scored choice."""
+
+    context: str
+    choices: tuple[str, ...]
+    answer: int
+
+
+def bigbench_available() -> bool:
+    """Whether the optional ``bigbench`` package is installed."""
+    return importlib.util.find_spec("bigbench") is not None
+
+
+def bigbench_task_path(task: str) -> Path:
+    """Path of ``benchmark_tasks/<task>/task.json`` inside the installed bigbench."""
+    spec = importlib.util.find_spec("bigbench")
+    if spec is None or not spec.submodule_search_locations:
+        raise DepthlensError(f"BIG-bench is not installed; run `{BIGBENCH_SETUP}` (1.8 GB)")
+    root = Path(list(spec.submodule_search_locations)[0]) / "benchmark_tasks"
+    path = root / task / "task.json"
+    if not path.is_file():
+        raise DepthlensError(f"no BIG-bench task '{task}' (looked for {path})")
+    return path
+
+
+def load_task_json(path: str | Path, max_examples: int | None = None) -> list[MCExample]:
+    """Read a BIG-bench JSON task: ``examples`` with ``input`` and ``target_scores``."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    prefix = data.get("example_input_prefix", "")
+    out = []
+    for ex in data.get("examples", []):
+        scores = ex.get("target_scores")
+        if not scores:
+            continue
+        choices = tuple(scores)
+        answer = max(range(len(choices)), key=lambda i: scores[choices[i]])
+        out.append(MCExample(prefix + str(ex["input"]), choices, answer))
+        if max_examples is not None and len(out) >= max_examples:
+            break
+    if not out:
+        raise DepthlensError(f"{path} has no multiple-choice examples (target_scores)")
+    return out
+
+
+def continuation_logprobs(
+    model: torch.nn.Module, context: list[int], choices: list[list[int]]
+) -> list[tuple[float, int]]:
+    """(sum log p, n tokens) of each choice's tokens after ``context``, one batch."""
+    seqs = [context + c for c in choices]
+    width = max(len(s) for s in seqs)
+    ids = torch.zeros(len(seqs), width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(s)] = 1
+    with torch.inference_mode():
+        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+    logp = torch.log_softmax(logits.double(), dim=-1)  # (C, W, V)
+    out = []
+    for i, c in enumerate(choices):
+        pos = torch.arange(len(context) - 1, len(context) - 1 + len(c))
+        out.append((float(logp[i, pos, torch.tensor(c)].sum()), len(c)))
+    return out
+
+
+def evaluate_multiple_choice(lm: LoadedModel, examples: list[MCExample]) -> dict[str, Any]:
+    """Accuracy by summed and by per-token-mean log-likelihood, and chance level."""
+    tok = lm.tokenizer
+    if tok is None:
+        raise DepthlensError("multiple choice needs a tokenizer")
+    bos = [tok.bos_token_id] if getattr(tok, "bos_token_id", None) is not None else []
+    hits_sum = hits_mean = 0
+    chance = 0.0
+    for ex in examples:
+        ctx = bos + tok.encode(ex.context, add_special_tokens=False)
+        chs = [tok.encode(" " + c.strip(), add_special_tokens=False) for c in ex.choices]
+        scores = continuation_logprobs(lm.model, ctx, chs)
+        hits_sum += int(max(range(len(chs)), key=lambda i: scores[i][0]) == ex.answer)
+        hits_mean += int(
+            max(range(len(chs)), key=lambda i: scores[i][0] / max(scores[i][1], 1)) == ex.answer
+        )
+        chance += 1 / len(chs)
+    n = len(examples)
+    return {"acc": hits_sum / n, "acc_mean_logp": hits_mean / n, "chance": chance / n,
+            "n_examples": n}  # fmt: skip
