@@ -61,7 +61,7 @@ def _profile_plots(p: Profile, inp: ReportInputs) -> list[Callable[[], Plot]]:
                 "Relative contribution per block",
                 plots.lines_plot(
                     rc_series,
-                    "size of the update / size of the stream (%, log)",
+                    "‖update‖ / ‖stream‖ (%, log scale)",
                     percent=True,
                     log=True,
                 ),
@@ -221,7 +221,7 @@ def _header(p: Profile, inp: ReportInputs, today: str) -> str:
     return (
         f"<h1>How {esc(m.get('ref', '?'))} uses its depth</h1>"
         f'<p class="sub">depthlens report · {esc(today)}</p>{meta_table(rows)}'
-        f"<details><summary>every option</summary>{opts}</details>"
+        f"<details open><summary>every option</summary>{opts}</details>"
         f"<details><summary>data identity</summary>{meta_table(sorted(data_rows))}</details>"
     )
 
@@ -236,7 +236,8 @@ def meaning(p: Profile, inp: ReportInputs) -> list[str]:
             f"The cheapest contiguous span of {n} block{'s' if n > 1 else ''} to cut is "
             f"{cap.blocks(s, s + n - 1)} (angular distance {d:.3f})."
         )
-    best = cap.best_cut(inp.cuts)
+    want = inp.plan.n if inp.plan and inp.plan.n else (span[1] if span else None)
+    best = cap.best_cut(inp.cuts, want)
     if best:
         out.append(
             f"Measured: removing {best.n} blocks with {best.method} gives "

@@ -20,7 +20,8 @@ def blocks(a: int, b: int) -> str:
 
 def pct(x: float) -> str:
     """A share as a percentage with sensible precision."""
-    return f"{100 * x:.0f}%" if abs(x) >= 0.1 else f"{100 * x:.1f}%"
+    text = f"{100 * x:.0f}" if abs(x) >= 0.1 else f"{100 * x:.1f}".removesuffix(".0")
+    return text + "%"
 
 
 def longest_run_below(values: Values, limit: float) -> tuple[int, int] | None:
@@ -50,7 +51,7 @@ def rel_contrib_caption(block: Values) -> str:
     if top is None:
         return "No relative-contribution values were recorded."
     text = f"Block {top} changes the residual stream most (‖Δ‖ = {pct(block[top] or 0)} of ‖h‖)."
-    for limit in (0.05, 0.10, 0.20, 0.50):
+    for limit in (0.05, 0.10, 0.20, 0.30, 0.50):
         run = longest_run_below(block, limit)
         if run and run[1] > run[0]:
             return f"{text} {blocks(*run).capitalize()} each change it by less than {pct(limit)}."
@@ -195,12 +196,13 @@ def baseline_ppl(rows: Sequence[CutRow]) -> float | None:
     return base[0] if base else None
 
 
-def best_cut(rows: Sequence[CutRow]) -> CutRow | None:
-    """At the largest n measured, the method with the lowest perplexity."""
+def best_cut(rows: Sequence[CutRow], n: int | None = None) -> CutRow | None:
+    """The lowest-perplexity cut with ``n`` blocks removed (default: the most measured)."""
     cut = [r for r in rows if r.n > 0 and r.ppl is not None]
     if not cut:
         return None
-    n = max(r.n for r in cut)
+    if n is None or all(r.n != n for r in cut):
+        n = max(r.n for r in cut)
     return min((r for r in cut if r.n == n), key=lambda r: r.ppl or 0.0)
 
 
@@ -217,14 +219,20 @@ def cut_cost(r: CutRow, base: float | None) -> str:
 
 
 def ppl_caption(rows: Sequence[CutRow]) -> str:
-    """The cheapest method at the deepest cut measured."""
-    best = best_cut(rows)
-    if best is None:
+    """The cheapest method for each number of removed blocks."""
+    ns = sorted({r.n for r in rows if r.n > 0 and r.ppl is not None})
+    if not ns:
         return "No perplexity of a pruned model was given."
-    return (
-        f"Removing {best.n} blocks costs least with {best.method}: "
-        f"{cut_cost(best, baseline_ppl(rows))}."
-    )
+    base = baseline_ppl(rows)
+    parts = []
+    for n in ns[:4]:
+        best = best_cut(rows, n)
+        if best is not None and best.ppl is not None:
+            rise = f" ({(best.ppl / base - 1) * 100:+.0f}%)" if base else ""
+            parts.append(f"{n} block{'s' if n > 1 else ''}: {best.method}, {best.ppl:.2f}{rise}")
+    more = f" (and {len(ns) - 4} more)" if len(ns) > 4 else ""
+    against = f" against the original {base:.2f}" if base else ""
+    return f"Lowest perplexity per number of blocks removed{against}: {'; '.join(parts)}{more}."
 
 
 def speed_caption(rows: Sequence[CutRow]) -> str:

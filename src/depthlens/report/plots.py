@@ -64,7 +64,7 @@ def _plain_log(ax: Any) -> None:
     from matplotlib.ticker import FuncFormatter
 
     ax.set_yscale("log")
-    fmt = FuncFormatter(lambda v, _pos: f"{v:.3g}")
+    fmt = FuncFormatter(lambda v, _pos: f"{v:.4g}")
     ax.yaxis.set_major_formatter(fmt)
     lo, hi = ax.get_ylim()
     if lo > 0 and hi / lo < 10:  # under one decade: label the minor ticks too

@@ -1,0 +1,298 @@
+"""depthlens report: escaping, structure, captions computed from numbers, CLI errors."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from html import unescape
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import random_windows, wrap_tiny
+
+from depthlens.cli.main import main
+from depthlens.profiling import ProfileOptions, profile
+from depthlens.profiling.result import Profile
+from depthlens.report import build_report, write_report
+from depthlens.report import captions as cap
+from depthlens.report.page import SCRIPT
+
+SCRIPT_PAYLOAD = "<script>alert(1)</script>"
+IMG_PAYLOAD = "<img src=x onerror=alert(1)>"
+PAYLOADS = (SCRIPT_PAYLOAD, IMG_PAYLOAD, '"><svg onload=alert(1)>')
+
+PROFILE_PLOTS = {
+    "rel-contrib", "cosine", "lens", "prediction-depth", "resid-norm", "angular",
+    "block-influence",
+}
+EXTRA_PLOTS = {"cut-ppl", "cut-speed", "skip-out-kl", "skip-future"}
+
+
+@pytest.fixture(scope="module")
+def tiny_profile() -> dict[str, Any]:
+    """A real profile of a tiny random llama, as a JSON dict."""
+    lm = wrap_tiny("llama")
+    prof = profile(lm, random_windows(), ProfileOptions(lens_kernel="eager"), progress=False)
+    return json.loads(json.dumps(prof.to_dict()))
+
+
+def hostile(d: dict[str, Any]) -> dict[str, Any]:
+    """The profile with attack strings wherever text comes from a model, data or option."""
+    d = copy.deepcopy(d)
+    d["model"]["ref"] = f"evil{SCRIPT_PAYLOAD}{IMG_PAYLOAD}"
+    d["model"]["class"] = IMG_PAYLOAD
+    d["data"]["source"]["name"] = SCRIPT_PAYLOAD
+    d["data"][IMG_PAYLOAD] = SCRIPT_PAYLOAD
+    d["options"][SCRIPT_PAYLOAD] = IMG_PAYLOAD
+    d["options"]["note"] = PAYLOADS[2]
+    d["created"] = IMG_PAYLOAD
+    return d
+
+
+def results(method: str = "angular") -> list[dict[str, Any]]:
+    """Cut, plan and causal results as the other subcommands write them."""
+    compare = {"kind": "depthlens.compare", "models": [
+        {"label": "original", "method": None, "removed": [], "n_removed": 0, "ppl": 20.0,
+         "prefill_speedup": 1.0, "decode_speedup": 1.0, "ideal_speedup": 1.0},
+        {"label": IMG_PAYLOAD, "method": method, "removed": [2], "n_removed": 1, "ppl": 26.0,
+         "prefill_speedup": 1.2, "decode_speedup": 1.1, "ideal_speedup": 1.3},
+        {"label": "b", "method": "replaceme-ls", "removed": [2], "ppl": 23.0},
+    ]}
+    quality = {"kind": "depthlens.prune_quality", "rows": [
+        {"method": "last", "n": 2, "wiki_ppl": 80.0, "prefill_speedup": 1.4,
+         "ideal_speedup": 1.6}]}
+    plan = {"kind": "depthlens.plan", "method": SCRIPT_PAYLOAD, "removed": [2], "start": 2,
+            "n": 1}
+    skip = {"kind": "depthlens.skip", "skip_out_kl_mean": [2.0, 0.3, 0.1, 0.5],
+            "skip_future": [[None, 0.5, 0.3, 0.2], [None, None, 0.2, 0.1],
+                            [None, None, None, 0.05], [None] * 4]}
+    think = {"kind": "depthlens.think", "tokens": [
+        {"token": t, "reasoning_score": 0.1 * i, "settling_layer": i % 5, "deep": i % 5 >= 4}
+        for i, t in enumerate(["Hello", SCRIPT_PAYLOAD, IMG_PAYLOAD, PAYLOADS[2], " world"])]}
+    return [compare, quality, plan, skip, think]
+
+
+class Page(HTMLParser):
+    """Collects what a browser would treat as live: elements, attributes, scripts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.scripts: list[str] = []
+        self.text: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        self._in_script = tag == "script"
+        if tag == "script":
+            self.scripts.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.scripts[-1] += data
+        else:
+            self.text.append(data)
+
+
+def parse(html: str) -> Page:
+    p = Page()
+    p.feed(html)
+    p.close()
+    return p
+
+
+def figures(page: Page) -> dict[str, bytes]:
+    """{plot id: PNG bytes} of every <figure class="plot">, in order."""
+    out: dict[str, bytes] = {}
+    current = None
+    for tag, attrs in page.tags:
+        if tag == "figure" and attrs.get("class") == "plot":
+            current = (attrs.get("id") or "").removeprefix("plot-")
+        elif tag == "img" and current is not None:
+            src = attrs.get("src") or ""
+            assert src.startswith("data:image/png;base64,"), src[:40]
+            out[current] = base64.b64decode(src.split(",", 1)[1], validate=True)
+            current = None
+    return out
+
+
+def captions_of(html: str) -> dict[str, str]:
+    """{plot id: caption} (captions are escaped plain text inside <figcaption>)."""
+    out = {}
+    for chunk in html.split('<figure class="plot" id="plot-')[1:]:
+        pid = chunk.split('"', 1)[0]
+        out[pid] = unescape(chunk.split("<figcaption>", 1)[1].split("</figcaption>", 1)[0])
+    return out
+
+
+def test_hostile_strings_are_never_live(tiny_profile: dict[str, Any]) -> None:
+    html = build_report(Profile.from_dict(hostile(tiny_profile)), results())
+    page = parse(html)
+    # The only script is ours, byte for byte.
+    assert [t for t, _ in page.tags].count("script") == 1
+    assert page.scripts == [SCRIPT]
+    # No event-handler attribute anywhere, no element the payloads would create.
+    for tag, attrs in page.tags:
+        assert not [a for a in attrs if a.lower().startswith("on")], (tag, attrs)
+        assert tag not in ("svg", "iframe", "object", "embed")
+        if tag == "img":
+            assert (attrs.get("src") or "").startswith("data:image/png;base64,")
+    # The payloads appear only escaped: as text to the parser, never as markup.
+    for payload in PAYLOADS:
+        assert payload not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    text = "".join(page.text)
+    assert SCRIPT_PAYLOAD in text and IMG_PAYLOAD in text
+
+
+def test_no_external_urls(tiny_profile: dict[str, Any]) -> None:
+    html = build_report(Profile.from_dict(tiny_profile), results())
+    page = parse(html)
+    for _tag, attrs in page.tags:
+        for name in ("src", "href", "action", "srcset", "poster"):
+            v = attrs.get(name)
+            assert v is None or v.startswith("data:"), (name, v)
+    assert "http://" not in html and "https://" not in html and "//cdn" not in html
+    csp = [a["content"] for t, a in page.tags if a.get("http-equiv") == "Content-Security-Policy"]
+    assert csp and "default-src 'none'" in (csp[0] or "")
+
+
+def test_every_plot_present_and_a_real_png(tiny_profile: dict[str, Any]) -> None:
+    html = build_report(Profile.from_dict(tiny_profile), results())
+    figs = figures(parse(html))
+    assert set(figs) == PROFILE_PLOTS | EXTRA_PLOTS
+    for pid, png in figs.items():
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 2000, pid
+    assert 'id="strip-tokens"' in html  # the think token strip
+    caps = captions_of(html)
+    assert all(len(c) > 20 for c in caps.values()), caps
+
+
+def test_profile_only_report_has_profile_plots(tiny_profile: dict[str, Any]) -> None:
+    html = build_report(Profile.from_dict(tiny_profile), [])
+    assert set(figures(parse(html))) == PROFILE_PLOTS
+    assert "strip-tokens" not in html
+
+
+def test_causal_data_from_profile_extra(tiny_profile: dict[str, Any]) -> None:
+    d = copy.deepcopy(tiny_profile)
+    skip, think = results()[3], results()[4]
+    d["extra"] = {"causal": {**skip, **think}}
+    html = build_report(Profile.from_dict(d), [])
+    assert {"skip-out-kl", "skip-future"} <= set(figures(parse(html)))
+    assert "strip-tokens" in html
+
+
+def test_no_lens_profile_still_renders(tiny_profile: dict[str, Any]) -> None:
+    d = copy.deepcopy(tiny_profile)
+    d["metrics"] = {k: v for k, v in d["metrics"].items() if not k.startswith("lens_")}
+    d["prediction_depth"] = {}
+    figs = figures(parse(build_report(Profile.from_dict(d), [])))
+    assert "lens" not in figs and "prediction-depth" not in figs and "angular" in figs
+
+
+def test_captions_follow_the_numbers(tiny_profile: dict[str, Any]) -> None:
+    d = copy.deepcopy(tiny_profile)
+    d["metrics"]["rel_contrib_block"] = [0.9, 0.03, 0.04, 0.6]
+    a = captions_of(build_report(Profile.from_dict(d), []))["rel-contrib"]
+    assert "Blocks 1–2 each change it by less than 5%" in a and "Block 0" in a
+    d["metrics"]["rel_contrib_block"] = [0.9, 0.6, 0.08, 0.07]
+    b = captions_of(build_report(Profile.from_dict(d), []))["rel-contrib"]
+    assert "Blocks 2–3 each change it by less than 10%" in b and a != b
+    c1 = captions_of(build_report(Profile.from_dict(d), results("angular")))["cut-ppl"]
+    assert "1 block: replaceme-ls, 23.00 (+15%)" in c1 and "2 blocks: last, 80.00 (+300%)" in c1
+    rs = results()
+    rs[0]["models"][1]["ppl"] = 21.0
+    c2 = captions_of(build_report(Profile.from_dict(d), rs))["cut-ppl"]
+    assert "1 block: angular, 21.00 (+5%)" in c2
+
+
+def test_caption_functions_on_known_numbers() -> None:
+    assert cap.longest_run_below([0.5, 0.03, 0.04, 0.02, 0.3, 0.01], 0.05) == (1, 3)
+    assert cap.first_from([0.1, 0.6, 0.4, 0.7, 0.9], 0.5, above=True) == 3
+    assert "half of the tokens have settled after 2 blocks" in cap.depth_caption(
+        [0, 1, 5, 2, 2], 2.5, 4)
+    assert "blocks 2, 3" in cap.influence_caption([0.5, 0.2, 0.01, 0.02], 2)
+    s = cap.speed_caption([cap.CutRow("angular", 2, 30.0, 1.5, None, 2.0)])
+    assert "×1.50" in s and "75% of the ideal ×2.00" in s
+
+
+def test_angular_mark_follows_the_plan(tiny_profile: dict[str, Any]) -> None:
+    p = Profile.from_dict(tiny_profile)
+    default = captions_of(build_report(p, []))["angular"]
+    assert "cheapest span of n = 1" in default
+    plan = {"kind": "depthlens.plan", "method": "angular", "removed": [1, 2]}
+    marked = captions_of(build_report(p, [plan]))["angular"]
+    assert "plan's span (angular), blocks 1–2" in marked
+
+
+def write(path: Path, obj: Any) -> str:
+    path.write_text(json.dumps(obj) if not isinstance(obj, str) else obj)
+    return str(path)
+
+
+def test_cli_writes_report_and_table(
+    tiny_profile: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prof = write(tmp_path / "p.json", hostile(tiny_profile))
+    extra = [write(tmp_path / f"{IMG_PAYLOAD}{i}.json", r) for i, r in enumerate(results())]
+    out = tmp_path / "r.html"
+    assert main(["report", prof, *extra, "-o", str(out), "--quiet"]) == 0
+    html = out.read_text()
+    assert set(figures(parse(html))) == PROFILE_PLOTS | EXTRA_PLOTS
+    assert IMG_PAYLOAD not in html  # file names are escaped too
+    assert f"{IMG_PAYLOAD}0.json".replace("<", "&lt;").replace(">", "&gt;") in html
+    assert main(["report", prof, "-o", str(out)]) == 2  # exists, no --overwrite
+    assert main(["report", prof, *extra, "-o", str(out), "--overwrite"]) == 0
+    captured = capsys.readouterr()
+    assert "cheapest 1-block span" in captured.out and "best cut of 2" in captured.out
+    assert f"wrote {out}" in captured.err
+
+
+@pytest.mark.parametrize(
+    "first, other, message",
+    [
+        ("{not json", None, "is not valid JSON"),
+        ({"kind": "depthlens.compare", "models": []}, None, "not a depthlens profile"),
+        ("PROFILE", {"kind": "something.else"}, "unknown result kind"),
+        ("PROFILE", {"no": "kind"}, "unknown result kind"),
+        ("PROFILE", [1, 2], "not of rows"),
+        ("PROFILE", "PROFILE", "a second profile"),
+        ("SHORT", None, "must be lists of 4"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(
+    tiny_profile: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    first: Any, other: Any, message: str,
+) -> None:
+    def materialise(x: Any, name: str) -> str:
+        if x == "PROFILE":
+            x = tiny_profile
+        elif x == "SHORT":
+            x = copy.deepcopy(tiny_profile)
+            x["metrics"]["cos_block"] = [0.1]
+        return write(tmp_path / name, x)
+
+    argv = ["report", materialise(first, "a.json")]
+    if other is not None:
+        argv.append(materialise(other, "b.json"))
+    assert main([*argv, "-o", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("depthlens: error:"), err
+    assert message in err
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_write_report_api(tiny_profile: dict[str, Any], tmp_path: Path) -> None:
+    prof = write(tmp_path / "p.json", tiny_profile)
+    path, rows = write_report([prof], tmp_path / "r.html")
+    assert path.read_text().startswith("<!DOCTYPE html>")
+    assert rows[0] == ["model", "tiny-llama"]
