@@ -1,0 +1,120 @@
+"""Resumable runs: a profile killed with SIGKILL and rerun gives the uninterrupted result."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import random_windows, wrap_tiny
+from fixtures_saved import save_tiny, write_text
+from safetensors import safe_open
+
+from depthlens.cli.main import main
+from depthlens.errors import DepthlensError
+from depthlens.profiling import ProfileOptions, profile
+from depthlens.profiling.checkpoint import Checkpointer
+from depthlens.profiling.run import run_identity
+
+N_WINDOWS = 20  # batches of one window: 20 checkpoints, the kill lands after the first
+
+
+def _cli(model: Path, text: Path, out: Path) -> list[str]:
+    return [
+        "profile", str(model), "--data", str(text), "--seq-len", "16",
+        "--max-tokens", str(16 * N_WINDOWS), "--batch-size", "1", "--lens-kernel", "eager",
+        "--checkpoint-every", "1", "--quiet", "-o", str(out),
+    ]  # fmt: skip
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+    end = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended (rc {proc.returncode}) before its first checkpoint")
+        if time.monotonic() > end:
+            proc.kill()
+            pytest.fail("no checkpoint appeared")
+        time.sleep(0.002)
+
+
+def _without_created(path: Path) -> dict[str, object]:
+    doc = json.loads(path.read_text())
+    doc.pop("created")
+    return doc
+
+
+def test_sigkill_then_rerun_equals_uninterrupted(tmp_path: Path) -> None:
+    model = save_tiny(tmp_path / "m")
+    text = write_text(tmp_path / "t.txt", 16 * N_WINDOWS + 50)
+    out = tmp_path / "out.json"
+    ckpt = tmp_path / "out.json.ckpt"
+    cmd = [sys.executable, "-m", "depthlens", *_cli(model, text, out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(ckpt, proc)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    assert not out.exists()  # killed mid-run: no result yet ...
+    with safe_open(str(ckpt), framework="pt") as fh:  # ... but a whole checkpoint
+        done = int((fh.metadata() or {})["batches_done"])
+    assert 1 <= done < N_WINDOWS
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    ref = tmp_path / "ref.json"  # the uninterrupted run, same command, in-process
+    assert main(_cli(model, text, ref)) == 0
+    assert _without_created(out) == _without_created(ref)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["m", "out.json", "ref.json", "t.txt"]  # checkpoints and temporaries gone
+
+
+OPTS = ProfileOptions(batch_size=2, lens_kernel="eager")
+
+
+def test_resume_uses_saved_sums(tmp_path: Path) -> None:
+    """A run restarted from a checkpoint continues from its sums instead of starting over."""
+    lm, data = wrap_tiny("llama"), random_windows(n=6)
+    full = profile(lm, data, OPTS, progress=False)
+    ckpt = tmp_path / "p.ckpt"
+    saver = Checkpointer(ckpt, 1, run_identity(lm, data, OPTS))
+    # A checkpoint that says "all 3 batches done" with sums of ones: a resumed run must
+    # not recompute anything, so its result is exactly what the checkpoint holds.
+    probe = Checkpointer(tmp_path / "probe.ckpt", 1, saver.run_id)
+    profile(lm, data, OPTS, progress=False, checkpoint_path=probe.path, checkpoint_every=1)
+    assert not probe.path.exists()  # removed once the profile is complete
+    from depthlens.profiling.run import _new_sums
+
+    sums = _new_sums(lm.num_layers, lm.num_layers // 2, True)
+    for name in sums.t:
+        sums.t[name] = torch.ones_like(sums.t[name])
+    saver.maybe_save(sums, 3)
+    resumed = profile(lm, data, OPTS, progress=False, checkpoint_path=ckpt, checkpoint_every=1)
+    assert resumed.tokens["residual"] == 1  # from the checkpoint, nothing recomputed
+    assert resumed.metrics["block_influence"] == [1.0] * lm.num_layers
+    assert full.tokens["residual"] == 6 * 15
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path: Path) -> None:
+    lm, data = wrap_tiny("llama"), random_windows(n=4)
+    ckpt = tmp_path / "p.ckpt"
+    other = ProfileOptions(batch_size=2, lens_kernel="eager", seed=1)
+    from depthlens.metrics.accumulate import Sums
+
+    Checkpointer(ckpt, 1, run_identity(lm, data, other)).maybe_save(Sums(), 1)
+    with pytest.raises(DepthlensError, match="belongs to a different run"):
+        profile(lm, data, OPTS, progress=False, checkpoint_path=ckpt, checkpoint_every=1)
+    assert ckpt.exists()  # never deleted behind the user's back
+
+
+def test_no_temporary_left_after_a_complete_run(tmp_path: Path) -> None:
+    lm, data = wrap_tiny("llama"), random_windows(n=4)
+    ckpt = tmp_path / "p.ckpt"
+    (tmp_path / ".p.ckpt.tmp").write_bytes(b"half a checkpoint from a killed save")
+    profile(lm, data, OPTS, progress=False, checkpoint_path=ckpt, checkpoint_every=1)
+    assert list(os.listdir(tmp_path)) == []
