@@ -215,7 +215,7 @@ def _header(p: Profile, inp: ReportInputs, today: str) -> str:
     ]
     if inp.sources:
         rows.append(("other results", ", ".join(inp.sources)))
-    opts = meta_table(sorted((str(k), v) for k, v in (p.options or {}).items()))
+    opts = meta_table(sorted((str(k), v) for k, v in (p.options or {}).items()), "meta opts")
     data_rows = [(str(k), v) for k, v in (p.data or {}).items() if k != "source"]
     data_rows += [(f"source.{k}", v) for k, v in (src.items() if isinstance(src, dict) else [])]
     return (

@@ -39,6 +39,7 @@ h1 { font-size: 24px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 28px 0 8p
 table.meta { border-collapse: collapse; font-size: 13px; margin: 6px 0; }
 table.meta td, table.meta th { padding: 2px 12px 2px 0; text-align: left; vertical-align: top; }
 table.meta th { color: #5b6474; font-weight: 500; }
+table.opts tbody { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); }
 details { margin: 8px 0; } summary { cursor: pointer; color: #3a5a9a; }
 .meaning { background: #eef4ff; border-left: 4px solid #3a6fd8; padding: 10px 16px; }
 .meaning li { margin: 4px 0; }
@@ -77,10 +78,10 @@ def plot_html(p: Plot) -> str:
     )
 
 
-def meta_table(rows: Sequence[tuple[str, Any]]) -> str:
-    """A two-column key/value table, both sides escaped."""
+def meta_table(rows: Sequence[tuple[str, Any]], cls: str = "meta") -> str:
+    """A key/value table, both sides escaped."""
     body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
-    return f'<table class="meta">{body}</table>'
+    return f'<table class="{esc(cls)}">{body}</table>'
 
 
 def _settle_colour(layer: int | None, n_layers: int) -> str:
