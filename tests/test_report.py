@@ -61,11 +61,12 @@ def results(method: str = "angular") -> list[dict[str, Any]]:
          "prefill_speedup": 1.2, "decode_speedup": 1.1, "ideal_speedup": 1.3},
         {"label": "b", "method": "replaceme-ls", "removed": [2], "ppl": 23.0},
     ]}
-    quality = {"kind": "depthlens.prune_quality", "rows": [
-        {"method": "last", "n": 2, "wiki_ppl": 80.0, "prefill_speedup": 1.4,
+    quality = {"kind": "depthlens.bench.prune_quality", "rows": [
+        {"label": "original", "method": None, "n": 0, "ppl_wiki": 20.0},
+        {"method": "last", "n": 2, "ppl_wiki": 80.0, "ppl_news": 90.0, "prefill_speedup": 1.4,
          "ideal_speedup": 1.6}]}
-    plan = {"kind": "depthlens.plan", "method": SCRIPT_PAYLOAD, "removed": [2], "start": 2,
-            "n": 1}
+    plan = {"kind": "depthlens.cut_plan", "method": SCRIPT_PAYLOAD, "removed": [2],
+            "num_layers": 4}
     skip = {"kind": "depthlens.skip", "skip_out_kl_mean": [2.0, 0.3, 0.1, 0.5],
             "skip_future": [[None, 0.5, 0.3, 0.2], [None, None, 0.2, 0.1],
                             [None, None, None, 0.05], [None] * 4]}
@@ -229,9 +230,12 @@ def test_angular_mark_follows_the_plan(tiny_profile: dict[str, Any]) -> None:
     p = Profile.from_dict(tiny_profile)
     default = captions_of(build_report(p, []))["angular"]
     assert "cheapest span of n = 1" in default
-    plan = {"kind": "depthlens.plan", "method": "angular", "removed": [1, 2]}
+    plan = {"kind": "depthlens.cut_plan", "method": "angular", "removed": [1, 2]}
     marked = captions_of(build_report(p, [plan]))["angular"]
     assert "plan's span (angular), blocks 1–2" in marked
+    pruned = {"kind": "depthlens.pruned", "method": "block-influence", "removed": [0, 2]}
+    scattered = captions_of(build_report(p, [pruned]))["angular"]
+    assert "removes blocks 0, 2, which are not one contiguous span" in scattered
 
 
 def write(path: Path, obj: Any) -> str:
@@ -296,3 +300,25 @@ def test_write_report_api(tiny_profile: dict[str, Any], tmp_path: Path) -> None:
     path, rows = write_report([prof], tmp_path / "r.html")
     assert path.read_text().startswith("<!DOCTYPE html>")
     assert rows[0] == ["model", "tiny-llama"]
+
+
+def test_real_plan_and_compare_results(tiny_profile: dict[str, Any]) -> None:
+    """The JSON the cut and compare commands really write is drawn (no schema drift)."""
+    from depthlens.cut import apply_cut_, plan_cut
+    from depthlens.evaluate.compare import compare
+
+    windows = random_windows()
+    plan = plan_cut(wrap_tiny("llama"), windows, method="angular", n=1)
+    cut = wrap_tiny("llama")
+    apply_cut_(cut, plan)
+    speed = {"prompt_len": 8, "decode_tokens": 2, "repeats": 1}
+    result = compare([("original", wrap_tiny("llama")), ("cut", cut)], windows,
+                     speed_options=speed)
+    plan_json = json.loads(json.dumps(plan.to_dict()))
+    html = build_report(Profile.from_dict(tiny_profile), [json.loads(json.dumps(result)),
+                                                          plan_json])
+    figs = figures(parse(html))
+    assert {"cut-ppl", "cut-speed"} <= set(figs)
+    caps = captions_of(html)
+    assert "1 block: angular" in caps["cut-ppl"]
+    assert f"plan's span (angular), block {plan.removed[0]}" in caps["angular"]

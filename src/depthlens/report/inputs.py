@@ -15,10 +15,13 @@ from typing import Any
 from depthlens.errors import DepthlensError
 from depthlens.profiling.result import Profile, read_json
 
+QUALITY_KINDS = ("depthlens.prune_quality", "depthlens.bench.prune_quality")
+# A plan, or a pruned model's depthlens.json: both name the removed blocks and the method.
+PLAN_KINDS = ("depthlens.cut_plan", "depthlens.plan", "depthlens.pruned")
 RESULT_KINDS = (
     "depthlens.compare",
-    "depthlens.prune_quality",
-    "depthlens.plan",
+    *QUALITY_KINDS,
+    *PLAN_KINDS,
     "depthlens.skip",
     "depthlens.think",
 )
@@ -112,12 +115,12 @@ def _quality_rows(rows: list[Any]) -> list[CutRow]:
     for r in rows:
         if not isinstance(r, dict) or _int(r.get("n")) is None:
             continue
-        ppl = num(r.get("ppl"))
+        ppl = next((num(r[k]) for k in ("ppl", "ppl_wiki", "wiki_ppl") if num(r.get(k))), None)
         out.append(
             CutRow(
                 method=str(r.get("method") or "?"),
                 n=int(r["n"]),
-                ppl=ppl if ppl is not None else num(r.get("wiki_ppl")),
+                ppl=ppl,
                 prefill_speedup=num(r.get("prefill_speedup")),
                 decode_speedup=num(r.get("decode_speedup")),
                 ideal_speedup=num(r.get("ideal_speedup")),
@@ -160,9 +163,9 @@ def add_result(inp: ReportInputs, obj: Any, name: str) -> None:
         kind = obj.get("kind")
         if kind == "depthlens.compare":
             inp.cuts.extend(_compare_rows(obj))
-        elif kind == "depthlens.prune_quality":
+        elif kind in QUALITY_KINDS:
             inp.cuts.extend(_quality_rows(obj.get("rows") or []))
-        elif kind == "depthlens.plan":
+        elif kind in PLAN_KINDS:
             inp.plan = _plan(obj)
         elif kind in ("depthlens.skip", "depthlens.think"):
             _add_causal(inp, obj)
