@@ -91,6 +91,10 @@ def plan_cut(
     options: dict[str, Any] = {"n": n, "ratio": ratio, "seed": seed}
     if method in SPAN_METHODS or method == "block-influence":
         prof = profile
+        if prof is not None:
+            from depthlens.profiling.result import check_profile_matches
+
+            check_profile_matches(prof, lm)
         if prof is None or len(prof.angular_distance[0]) < n:
             prof = _profile(lm, windows, n, last_token_only, opts, progress)
         options.update(last_token_only=last_token_only,

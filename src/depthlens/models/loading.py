@@ -184,12 +184,19 @@ def load_model(
 
 
 def _check_model_dir(path: Path, allow_pickle: bool) -> None:
-    if not (path / "config.json").is_file():
+    try:  # an unreadable directory raises PermissionError here, not in transformers
+        has_config = (path / "config.json").is_file()
+        names = {p.name for p in path.iterdir()}
+    except OSError as exc:
+        raise DepthlensError(
+            f"cannot read the model directory {path}: {exc.strerror or exc}; check that it "
+            "exists and is readable"
+        ) from exc
+    if not has_config:
         raise DepthlensError(
             f"{path} is a directory but not a Hugging Face model (no config.json); "
             "pass a model directory, a .gguf file, or a packaged name"
         )
-    names = {p.name for p in path.iterdir()}
     has_st = any(n.endswith(".safetensors") or n == "model.safetensors.index.json" for n in names)
     has_pickle = any(n.endswith((".bin", ".pt", ".pth", ".ckpt")) for n in names)
     if not has_st and has_pickle and not allow_pickle:

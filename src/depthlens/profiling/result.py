@@ -118,3 +118,22 @@ def read_json(path: str | Path) -> Any:
         raise DepthlensError(f"{p} is not UTF-8 text") from exc
     except json.JSONDecodeError as exc:
         raise DepthlensError(f"{p} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+
+
+def check_profile_matches(profile: Profile, lm: Any) -> None:
+    """Refuse a profile of another model (block count, hidden size or family differ).
+
+    ``lm`` is a :class:`~depthlens.models.loading.LoadedModel`; a plan built from the
+    wrong profile would select blocks that do not exist or mean something else.
+    """
+    got = profile.model
+    want = {"num_layers": lm.num_layers, "family": lm.arch.family}
+    hidden = getattr(getattr(lm.model, "config", None), "hidden_size", None)
+    if hidden is not None and got.get("hidden_size") is not None:
+        want["hidden_size"] = hidden
+    bad = [f"{k} {got.get(k)!r} vs {v!r}" for k, v in want.items() if got.get(k) != v]
+    if bad:
+        raise DepthlensError(
+            f"the profile is of another model ({got.get('ref')!r}: {'; '.join(bad)} in "
+            f"{lm.ref!r}); profile this model first with `depthlens profile {lm.ref}`"
+        )
