@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
                    help="save the running sums every N batches (resume by rerunning)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or table")
+    p.add_argument("--causal", action="store_true",
+                   help="also run the skip sweep (about 3·L/2 forwards) into extra['causal']")
     p.set_defaults(func=run_profile)
 
     m = sub.add_parser("models", help="list supported architecture families and packaged models")
@@ -105,6 +107,10 @@ def run_profile(args: argparse.Namespace) -> int:
 
     if dist_rank_world()[0] != 0:
         return 0
+    if args.causal:
+        from depthlens.cli.causal_cmd import add_causal_to_profile
+
+        prof = add_causal_to_profile(prof, lm, windows, args)
     if not args.quiet:
         print(profile_table(prof))
         status(f"profiled in {time.perf_counter() - t1:.1f} s")
