@@ -322,3 +322,16 @@ def test_real_plan_and_compare_results(tiny_profile: dict[str, Any]) -> None:
     caps = captions_of(html)
     assert "1 block: angular" in caps["cut-ppl"]
     assert f"plan's span (angular), block {plan.removed[0]}" in caps["angular"]
+
+
+def test_real_skip_result_in_profile_extra(tiny_profile: dict[str, Any]) -> None:
+    """`profile --causal` stores a SkipResult under extra["causal"]; both forms are drawn."""
+    from depthlens.causal.skip import skip_sweep
+
+    res = json.loads(json.dumps(skip_sweep(wrap_tiny("llama"), random_windows(),
+                                           progress=False).to_dict()))
+    d = copy.deepcopy(tiny_profile)
+    d["extra"] = {"causal": res}
+    for prof, extra in ((d, []), (tiny_profile, [res])):
+        figs = figures(parse(build_report(Profile.from_dict(prof), extra)))
+        assert {"skip-out-kl", "skip-future"} <= set(figs)
