@@ -1,0 +1,194 @@
+"""``depthlens skip`` and ``depthlens think``: the causal analyses of SPEC."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+from depthlens.cli.common import (
+    add_data_args,
+    add_model_args,
+    load_model_from_args,
+    load_windows_from_args,
+    status,
+)
+from depthlens.cli.table import fmt, render_table
+from depthlens.errors import DepthlensError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the subcommands of this module."""
+    s = sub.add_parser(
+        "skip",
+        help="skip sweep: what removing each block changes downstream and at the output",
+        description="For every block l: KL(p_L ‖ p_L^skip), Δ loss and skip_future[l][j], "
+        "with the attention-only and MLP-only variants (Csordás et al.).",
+        epilog="example: depthlens skip smollm2-135m --data wiki --max-tokens 4096 -o skip.json",
+    )
+    add_model_args(s)
+    add_data_args(s)
+    s.set_defaults(seq_len=256, max_tokens=4096)
+    add_skip_args(s)
+    s.add_argument("-o", "--output", help="write the skip JSON here")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    s.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    s.set_defaults(func=run_skip)
+
+    t = sub.add_parser(
+        "think",
+        help="generate greedily and show each token's reasoning score and settling layer",
+        description="Reasoning score (mean late-block JSD to the output) and settling layer "
+        "(first depth with JSD ≤ g) of each generated token, and the deep-thinking ratio.",
+        epilog='example: depthlens think smollm2-135m "The capital of France is" '
+        "--max-new-tokens 16 -o think.json",
+    )
+    t.add_argument("model", metavar="REF", help="packaged name, local HF dir, .gguf or hub id")
+    t.add_argument("prompt", help="text to continue (with --max-new-tokens 0: text to score)")
+    add_model_args(t, positional=False)
+    g = t.add_argument_group("depth")
+    g.add_argument("--max-new-tokens", type=int, default=32, help="tokens to generate (32)")
+    g.add_argument("--settle-threshold", type=float, default=0.5, metavar="G",
+                   help="JSD at which a token counts as settled (g = 0.5)")
+    g.add_argument("--deep-ratio", type=float, default=0.85, metavar="RHO",
+                   help="a token is deep when it settles at depth ≥ ρ·L (0.85)")
+    g.add_argument("--late-blocks", type=int, default=None, metavar="K",
+                   help="|J|: late blocks for the reasoning score (default ⌈L/4⌉)")
+    t.add_argument("-o", "--output", help="write the think JSON here")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    t.set_defaults(func=run_think)
+
+
+def add_skip_args(p: argparse.ArgumentParser) -> None:
+    """Options of the skip sweep."""
+    g = p.add_argument_group("skip sweep")
+    g.add_argument("--skip-batch-size", type=int, default=2, help="windows per forward (2)")
+    g.add_argument("--sublayers", default="attn,mlp",
+                   help="sublayer-only variants: attn,mlp (default), attn, mlp or none")
+    g.add_argument("--skip-include-first-token", action="store_true",
+                   help="keep the first position (BOS / attention sink) in the statistics")
+    g.add_argument("--skip-lens-kernel", choices=("auto", "compiled", "eager"), default="auto",
+                   help="fused torch.compile kernel for the KL reductions (auto)")
+
+
+def skip_options_from_args(args: argparse.Namespace) -> Any:
+    """SkipOptions from the parsed flags."""
+    from depthlens.causal import SkipOptions
+
+    raw = [s.strip() for s in str(args.sublayers).split(",") if s.strip()]
+    subs = () if raw == ["none"] else tuple(raw)
+    opts = SkipOptions(
+        sublayers=subs,  # type: ignore[arg-type]
+        batch_size=args.skip_batch_size,
+        include_first_token=args.skip_include_first_token,
+        lens_kernel=args.skip_lens_kernel,
+    )
+    opts.validate()
+    return opts
+
+
+def skip_table(res: Any) -> str:
+    """Per-block table of the headline skip numbers."""
+    n = len(res.skip_out_kl_mean)
+    rows = []
+    for l in range(n):
+        fut = [v for v in res.skip_future[l] if v is not None]
+        row = [l, fmt(res.skip_out_kl_mean[l]), fmt(res.skip_out_kl_max[l]),
+               fmt(res.delta_loss[l]), fmt(sum(fut) / len(fut) if fut else None)]
+        for sub in (res.attn_only, res.mlp_only):
+            if sub is not None:
+                row.append(fmt(sub["skip_out_kl_mean"][l]))
+        rows.append(row)
+    head = ["block", "outKL", "outKLmax", "Δloss", "future"]
+    head += [h for h, s in (("attn outKL", res.attn_only), ("mlp outKL", res.mlp_only)) if s]
+    return render_table(head, rows)
+
+
+def run_skip(args: argparse.Namespace) -> int:
+    """Load, window, sweep, print, write."""
+    from depthlens.causal import skip_sweep
+    from depthlens.io import check_output_path
+
+    out = check_output_path(args.output, args.overwrite) if args.output else None
+    opts = skip_options_from_args(args)
+    lm = load_model_from_args(args)
+    windows = load_windows_from_args(args, lm.tokenizer)
+    status(f"skip sweep over {windows.n_tokens} tokens, {lm.num_layers} blocks …")
+    t0 = time.perf_counter()
+    res = skip_sweep(lm, windows, opts, progress=not args.quiet)
+    if not args.quiet:
+        print(skip_table(res))
+        status(f"swept in {time.perf_counter() - t0:.1f} s")
+    if out:
+        res.save(out)
+        status(f"wrote {out}")
+    return 0
+
+
+def add_causal_to_profile(prof: Any, lm: Any, windows: Any, args: argparse.Namespace) -> Any:
+    """``profile --causal``: the skip sweep on the same windows, under extra["causal"]."""
+    import dataclasses
+
+    from depthlens.causal import SkipOptions, skip_sweep
+
+    opts = SkipOptions(include_first_token=bool(getattr(args, "include_first_token", False)))
+    status("causal: skip sweep on the same tokens …")
+    res = skip_sweep(lm, windows, opts, progress=not getattr(args, "quiet", False))
+    return dataclasses.replace(prof, extra={**prof.extra, "causal": res.to_dict()})
+
+
+_COLORS = ("\033[32m", "\033[33m", "\033[31m")  # early, middle, deep
+_RESET = "\033[0m"
+
+
+def _use_color() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def think_lines(res: Any, color: bool) -> list[str]:
+    """One line per scored token: the token, R_t, settling layer, deep flag."""
+    n = int(res.options["num_layers"])
+    lines = [f"{'token':<18} {'R':>7} {'settle':>8}  deep"]
+    for t in res.tokens:
+        tok = repr(t["token"])[1:-1][:16]
+        line = f"{tok:<18} {fmt(t['reasoning_score'], 7)} {t['settling_layer']:>4}/{n:<3}  " \
+               f"{'deep' if t['deep'] else ''}"
+        if color:
+            frac = t["settling_layer"] / n
+            code = _COLORS[2] if t["deep"] else _COLORS[1] if frac >= 0.5 else _COLORS[0]
+            line = f"{code}{line}{_RESET}"
+        lines.append(line)
+    span = res.span
+    lines.append(
+        f"mean R {fmt(span['reasoning_score_mean'], 0).strip()}, mean settling layer "
+        f"{fmt(span['settling_layer_mean'], 0).strip()}/{n}, deep-thinking ratio "
+        f"{fmt(res.deep_thinking_ratio, 0).strip()}"
+    )
+    return lines
+
+
+def run_think(args: argparse.Namespace) -> int:
+    """Validate, load, generate, score, print, write."""
+    from depthlens.causal import ThinkOptions, think
+    from depthlens.io import check_output_path
+
+    out = check_output_path(args.output, args.overwrite) if args.output else None
+    if not args.prompt.strip():
+        raise DepthlensError('the prompt is empty; pass some text, e.g. "The capital of France"')
+    opts = ThinkOptions(
+        settle_threshold=args.settle_threshold,
+        deep_ratio=args.deep_ratio,
+        late_blocks=args.late_blocks,
+        max_new_tokens=args.max_new_tokens,
+    )
+    opts.validate()
+    lm = load_model_from_args(args)
+    res = think(lm, args.prompt, opts)
+    print(res.text if res.options["scored"] == "prompt" else args.prompt + res.text)
+    print("\n".join(think_lines(res, _use_color())))
+    if out:
+        res.save(out)
+        status(f"wrote {out}")
+    return 0
