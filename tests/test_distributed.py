@@ -61,6 +61,20 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
             prof = profile(wrap_tiny("llama"), random_windows(n=7), opts, progress=False)
             if dl_dist.is_main_rank():
                 prof.save(f"{out}.{tag}.json")
+        cut = _calibrate(wrap_tiny("llama"), random_windows(n=7))
+        if dl_dist.is_main_rank():
+            torch.save(cut, f"{out}.cut.pt")
+
+
+def _calibrate(lm: Any, windows: Any) -> dict[str, Any]:
+    """The cut's calibration (ReplaceMe sums over a span) and a whole replaceme-ls plan."""
+    from depthlens.cut import CalibrationOptions, plan_cut
+    from depthlens.cut.calibrate import stream_span_sums
+
+    cal = CalibrationOptions(batch_size=1)
+    sums, _ = stream_span_sums(lm, windows, 1, 2, cal)
+    plan = plan_cut(lm, windows, method="replaceme-ls", n=1, calibration=cal)
+    return {"sums": sums.state_dict(), "removed": plan.removed, "T": plan.transform}
 
 
 def _close(a: Any, b: Any, path: str = "", rel: float = REL) -> None:
@@ -93,10 +107,13 @@ def cheapest_span(prof: Profile, n: int) -> int:
 def two_rank(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Profile]:
     out = tmp_path_factory.mktemp("dist") / "p"
     mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
-    return {tag: Profile.load(f"{out}.{tag}.json") for tag in ("exact", "batched")}
+    got: dict[str, Any] = {t: Profile.load(f"{out}.{t}.json") for t in ("exact", "batched")}
+    got["cut"] = torch.load(f"{out}.cut.pt")
+    return got
 
 
-def _single(opts: ProfileOptions) -> Profile:
+def _single(opts: ProfileOptions | None) -> Any:
+    """The same computation in this process (``opts`` None: the cut's calibration)."""
     from conftest import random_windows, wrap_tiny
 
     assert not dist.is_initialized()
@@ -105,12 +122,14 @@ def _single(opts: ProfileOptions) -> Profile:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
+        if opts is None:
+            return _calibrate(wrap_tiny("llama"), random_windows(n=7))
         return profile(wrap_tiny("llama"), random_windows(n=7), opts, progress=False)
     finally:
         torch.set_num_threads(threads)
 
 
-def test_two_ranks_equal_one_process(two_rank: dict[str, Profile]) -> None:
+def test_two_ranks_equal_one_process(two_rank: dict[str, Any]) -> None:
     single, two = _single(EXACT), two_rank["exact"]
     assert two.tokens == single.tokens  # every token counted once, none twice
     assert single.tokens["residual"] == 7 * 15
@@ -122,7 +141,7 @@ def test_two_ranks_equal_one_process(two_rank: dict[str, Profile]) -> None:
         assert cheapest_span(two, n) == cheapest_span(single, n)
 
 
-def test_two_ranks_batched(two_rank: dict[str, Profile]) -> None:
+def test_two_ranks_batched(two_rank: dict[str, Any]) -> None:
     single, two = _single(BATCHED), two_rank["batched"]
     assert two.tokens == single.tokens
     loose = {"lens_kl", "lens_kl_rev"}
@@ -151,7 +170,7 @@ def test_bad_world_size(monkeypatch: pytest.MonkeyPatch) -> None:
         dl_dist.init_process_group()
 
 
-def test_profile_json_roundtrip_is_exact(two_rank: dict[str, Profile], tmp_path: Path) -> None:
+def test_profile_json_roundtrip_is_exact(two_rank: dict[str, Any], tmp_path: Path) -> None:
     # The comparison above reads JSON; make sure JSON keeps every bit of a float64.
     p = tmp_path / "again.json"
     two_rank["exact"].save(p)
@@ -182,3 +201,16 @@ def test_torchrun_cli_equals_plain_cli(tmp_path: Path) -> None:
         doc.pop("created")
     _close(one, two)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "one.json", "t.txt", "two.json"]
+
+
+def test_two_ranks_same_calibration_and_cut(two_rank: dict[str, Any]) -> None:
+    single, two = _single(None), two_rank["cut"]
+    assert two["removed"] == single["removed"]  # the same chosen cut
+    assert set(two["sums"]) == set(single["sums"])
+    for name, ref in single["sums"].items():  # A = Σ MᵀM, B = Σ MᵀZ, ...: float64 sums
+        scale = float(ref.abs().max()) or 1.0
+        err = float((two["sums"][name] - ref).abs().max()) / scale
+        assert err <= REL, (name, err)
+    # T solves (A + αI) T = B: the ~1e-16 differences of the sums, times cond(A)
+    t1, t2 = single["T"].double(), two["T"].double()
+    assert float((t1 - t2).abs().max()) / float(t1.abs().max()) <= 1e-6
