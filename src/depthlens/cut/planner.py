@@ -84,6 +84,8 @@ def plan_cut(
     check_method(method, lm)
     n = resolve_n(lm.num_layers, n, ratio)
     opts = calibration or CalibrationOptions(seed=seed)
+    if method in REPLACEME:
+        _check_enough_tokens(lm, windows)
     n_layers = lm.num_layers
     merge_into = None
     transform = None
@@ -159,6 +161,18 @@ def _fit(lm: LoadedModel, windows: TokenWindows, start: int, n: int, method: str
     fit.update({f"cos_{k}": v for k, v in info.items()})
     fit["rel_residual_cos_heldout"] = relative_residual(t_cos, sums, "_held")
     return t_cos, fit
+
+
+def _check_enough_tokens(lm: LoadedModel, windows: TokenWindows) -> None:
+    """Fail before any forward when the text cannot determine a d x d map."""
+    model: Any = lm.model
+    d = int(getattr(model.config.get_text_config(), "hidden_size", 0) or 0)
+    if windows.n_tokens - len(windows) < d:
+        raise DepthlensError(
+            f"too little calibration text: {windows.n_tokens} tokens in {len(windows)} "
+            f"window(s) for a {d}x{d} linear map (need at least {d} besides each window's "
+            "first token, more for a good fit); raise --max-tokens or use a longer --data"
+        )
 
 
 def _eye_like(t: Any) -> Any:

@@ -1,0 +1,105 @@
+"""Evaluation on tiny random models: perplexity, FLOPs, compare, multiple choice."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from conftest import random_windows, wrap_tiny
+
+from depthlens.cut import apply_cut_, plan_cut
+from depthlens.errors import DepthlensError
+from depthlens.evaluate.compare import compare
+from depthlens.evaluate.flops import flops_per_token
+from depthlens.evaluate.mc import (
+    MCExample,
+    bigbench_available,
+    bigbench_task_path,
+    evaluate_multiple_choice,
+    load_task_json,
+)
+from depthlens.evaluate.perplexity import evaluate_perplexity
+
+
+def test_perplexity_matches_naive_and_batch_split():
+    lm = wrap_tiny("llama")
+    w = random_windows(n=5, seq_len=12, pad_last=4)
+    r1 = evaluate_perplexity(lm, w, batch_size=1)
+    r5 = evaluate_perplexity(lm, w, batch_size=5)
+    nll, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(len(w)):  # naive: one window at a time, only its real tokens
+            real = int(w.attention_mask[i].sum())
+            ids = w.input_ids[i : i + 1, :real]
+            logp = torch.log_softmax(lm.model(input_ids=ids).logits[0].double(), -1)
+            for t in range(real - 1):
+                nll -= float(logp[t, ids[0, t + 1]])
+                count += 1
+    assert r1["n_tokens"] == r5["n_tokens"] == count == 5 * 11 - 4
+    assert r1["nll"] == pytest.approx(nll / count, rel=1e-5)
+    assert r5["ppl"] == pytest.approx(math.exp(nll / count), rel=1e-5)
+
+
+def test_ideal_speedup_and_compare_result():
+    lm, cut = wrap_tiny("llama"), wrap_tiny("llama")
+    w = random_windows(n=4, seq_len=16)
+    fl = flops_per_token(lm, 16)
+    assert fl["total"] == sum(fl["blocks"]) + fl["head"] and fl["head"] == 2 * 32 * 128
+    plan = plan_cut(cut, w, method="last", n=1)
+    apply_cut_(cut, plan)
+    res = compare([("orig", lm), ("cut", cut)], w,
+                  speed_options={"prompt_len": 8, "decode_tokens": 2, "repeats": 1})
+    assert res["kind"] == "depthlens.compare" and res["schema_version"] >= 1
+    a, b = res["models"]
+    assert b["removed"] == [2] and b["method"] == "last" and b["num_layers"] == 3
+    ideal = fl["total"] / (fl["total"] - fl["blocks"][2])
+    assert b["ideal_speedup"] == pytest.approx(ideal) and a["ideal_speedup"] == 1.0
+    assert a["ppl_ratio"] == 1.0 and b["ppl"] > 0 and b["prefill_speedup"] > 0
+    assert b["decode_tok_s"] > 0
+    json.dumps(res)  # JSON-able
+
+
+class CharTokenizer:
+    """Hand-made tokenizer: one id per character (tiny vocab of 128)."""
+
+    bos_token_id = 1
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [3 + (ord(c) % 120) for c in text]
+
+
+def test_multiple_choice_scoring_on_a_hand_made_task(tmp_path):
+    task = {"examples": [
+        {"input": "sky is", "target_scores": {"blue": 1, "green": 0}},
+        {"input": "one two", "target_scores": {"three": 1, "four": 0, "ten": 0}},
+    ]}  # fmt: skip
+    path = tmp_path / "task.json"
+    path.write_text(json.dumps(task))
+    examples = load_task_json(path)
+    assert examples[1] == MCExample("one two", ("three", "four", "ten"), 0)
+    lm = wrap_tiny("llama")
+    lm.tokenizer = CharTokenizer()
+    res = evaluate_multiple_choice(lm, examples)
+    # naive: score each full continuation separately
+    hits = 0
+    for ex in examples:
+        ctx = [1] + lm.tokenizer.encode(ex.context)
+        scores = []
+        for c in ex.choices:
+            cont = lm.tokenizer.encode(" " + c)
+            ids = torch.tensor([ctx + cont])
+            with torch.no_grad():
+                logp = torch.log_softmax(lm.model(input_ids=ids).logits[0].double(), -1)
+            scores.append(sum(float(logp[len(ctx) - 1 + j, t]) for j, t in enumerate(cont)))
+        hits += int(max(range(len(scores)), key=scores.__getitem__) == ex.answer)
+    assert res["acc"] == hits / 2
+    assert res["chance"] == pytest.approx((1 / 2 + 1 / 3) / 2)
+
+
+def test_bigbench_missing_is_a_clear_error():
+    if bigbench_available():
+        pytest.skip("bigbench is installed")
+    with pytest.raises(DepthlensError, match="bigbench"):
+        bigbench_task_path("cause_and_effect/one_sentence_no_prompt")
