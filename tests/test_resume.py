@@ -118,3 +118,14 @@ def test_no_temporary_left_after_a_complete_run(tmp_path: Path) -> None:
     (tmp_path / ".p.ckpt.tmp").write_bytes(b"half a checkpoint from a killed save")
     profile(lm, data, OPTS, progress=False, checkpoint_path=ckpt, checkpoint_every=1)
     assert list(os.listdir(tmp_path)) == []
+
+
+def test_checkpoint_of_another_world_size_is_refused(tmp_path: Path) -> None:
+    """Rank 0 of a 2-process run saved only its shard; one process must not resume it."""
+    from depthlens.metrics.accumulate import Sums
+
+    lm, data = wrap_tiny("llama"), random_windows(n=4)
+    ckpt = tmp_path / "p.ckpt"
+    Checkpointer(ckpt, 1, run_identity(lm, data, OPTS, world=2)).maybe_save(Sums(), 1)
+    with pytest.raises(DepthlensError, match="belongs to a different run"):
+        profile(lm, data, OPTS, progress=False, checkpoint_path=ckpt, checkpoint_every=1)

@@ -87,12 +87,18 @@ def _new_sums(n_layers: int, n_max: int, with_lens: bool) -> Sums:
     return sums
 
 
-def run_identity(lm: LoadedModel, data: TokenWindows, opts: ProfileOptions) -> str:
-    """Hash of what determines the result; a checkpoint resumes only a run with the same."""
+def run_identity(
+    lm: LoadedModel, data: TokenWindows, opts: ProfileOptions, world: int = 1
+) -> str:
+    """Hash of what determines the result; a checkpoint resumes only a run with the same.
+
+    The world size is part of it: a rank's checkpoint holds the sums of its own shard.
+    """
     ident = {
         "model": {k: v for k, v in lm.identity().items() if k != "path"},
         "data": data.identity,
         "options": opts.to_dict(),
+        "world_size": world,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -124,7 +130,7 @@ def profile(
         raise DepthlensError("no real tokens to profile; use a longer text or --seq-len")
     rank, world = dist_rank_world()
     sums = _new_sums(n_layers, n_max, with_lens)
-    run_id = run_identity(lm, data, opts)
+    run_id = run_identity(lm, data, opts, world)
     saver = ckpt.Checkpointer.create(checkpoint_path, checkpoint_every, run_id, rank)
     done = saver.restore(sums) if saver else 0
     lens = lens_metrics.Lens.of(model, spec) if with_lens else None
