@@ -69,9 +69,10 @@ def profile_table(p: Profile) -> str:
 def cheapest_span(p: Profile, n: int | None = None) -> tuple[int, int, float] | None:
     """(start, length, distance) of the span with the smallest angular distance, s ≥ 1."""
     n = n or max(1, p.n_layers // 8)
-    best = None
+    best: tuple[int, int, float] | None = None
     for s in range(1, p.n_layers):
         row = p.angular_distance[s]
-        if n - 1 < len(row) and row[n - 1] is not None and (best is None or row[n - 1] < best[2]):
-            best = (s, n, row[n - 1])
+        d = row[n - 1] if n - 1 < len(row) else None
+        if d is not None and (best is None or d < best[2]):
+            best = (s, n, d)
     return best

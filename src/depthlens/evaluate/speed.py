@@ -14,7 +14,7 @@ from depthlens.models.loading import LoadedModel
 
 
 def _prompt(lm: LoadedModel, batch: int, length: int, seed: int) -> torch.Tensor:
-    vocab = int(lm.model.config.get_text_config().vocab_size)  # type: ignore[operator]
+    vocab = int(lm.model.config.get_text_config().vocab_size)  # type: ignore[operator,union-attr]
     gen = torch.Generator().manual_seed(seed)
     return torch.randint(3, vocab, (batch, length), generator=gen).to(lm.device)  # (B, T)
 

@@ -72,7 +72,8 @@ def execution_device(module: nn.Module) -> torch.device:
 
 def default_chunk(lens: Lens) -> int:
     """Tokens per lens chunk: large enough for an efficient matmul, ~256 MB of logits."""
-    vocab = int(getattr(lens.unembed, "out_features", 0) or lens.unembed.weight.shape[0])
+    weight: Any = lens.unembed.weight  # (V, d); a Tensor, typed as Tensor | Module
+    vocab = int(getattr(lens.unembed, "out_features", 0) or weight.shape[0])
     return max(32, min(1024, 2**26 // max(vocab, 1)))
 
 

@@ -73,7 +73,7 @@ def token_masks(data: TokenWindows, opts: ProfileOptions) -> TokenMasks:
 
 def _batches(
     data: TokenWindows, masks: TokenMasks, bs: int, rank: int, world: int
-) -> Iterator[tuple[int, slice | torch.Tensor]]:
+) -> Iterator[tuple[int, torch.Tensor]]:
     idx = torch.arange(rank, data.input_ids.shape[0], world)
     for b, start in enumerate(range(0, len(idx), bs)):
         yield b, idx[start : start + bs]
