@@ -99,6 +99,12 @@ def make_plan(args: argparse.Namespace) -> tuple[Any, Any]:
     return lm, plan
 
 
+def _rank() -> int:
+    from depthlens.profiling.run import dist_rank_world
+
+    return dist_rank_world()[0]
+
+
 def run_plan(args: argparse.Namespace) -> int:
     """Print the plan preview; optionally write its JSON."""
     from depthlens.io import atomic_write_json, check_output_path
@@ -106,6 +112,8 @@ def run_plan(args: argparse.Namespace) -> int:
     _validate(args)
     out = check_output_path(args.output, args.overwrite) if args.output else None
     _lm, plan = make_plan(args)
+    if _rank() != 0:
+        return 0
     print(plan.preview())
     if out:
         atomic_write_json(out, plan.to_dict())
@@ -127,6 +135,8 @@ def run_prune(args: argparse.Namespace) -> int:
                        load_text(args.eval_data, text_field=args.text_field))  # fmt: skip
     t0 = time.perf_counter()
     lm, plan = make_plan(args)
+    if _rank() != 0:  # under torchrun the sums are all-reduced; rank 0 writes
+        return 0
     print(plan.preview())
     before = None
     if args.eval_data:

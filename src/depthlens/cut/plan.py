@@ -138,6 +138,15 @@ class CutPlan:
         if self.merge_into is not None:
             lines.append(f"replacement: linear map T merged into block {self.merge_into}'s MLP "
                          "output projection")
+        held = self.fit.get("heldout_tokens")
+        for name in ("ls", "cos"):
+            r = self.fit.get(f"rel_residual_{name}_heldout")
+            if r is not None:
+                lines.append(
+                    f"fit quality ({name}): relative residual |MT - Z|/|Z| = {r:.4f} on {held} "
+                    f"held-back calibration tokens (plain removal, T = I: "
+                    f"{_fmt(self.fit.get('rel_residual_identity_heldout'))})"
+                )
         for key, val in self.fit.items():
             lines.append(f"  fit {key}: {_fmt(val)}")
         cal = self.calibration
