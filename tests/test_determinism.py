@@ -18,7 +18,7 @@ def test_profile_twice_is_byte_identical(tmp_path: Path) -> None:
     model = save_tiny(tmp_path / "m")
     text = write_text(tmp_path / "t.txt", 1200)
     argv = [
-        "profile", str(model), "--data", str(text), "--seq-len", "16", "--max-tokens", "320",
+        "profile", str(model), "--data", str(text), "--seq-len", "16", "--max-tokens", "160",
         "--lens-tokens", "100", "--batch-size", "3", "--lens-kernel", "eager", "--quiet",
     ]  # fmt: skip
     a, b = tmp_path / "a.json", tmp_path / "b.json"

@@ -22,7 +22,7 @@ from depthlens.profiling import ProfileOptions, profile
 from depthlens.profiling.checkpoint import Checkpointer
 from depthlens.profiling.run import run_identity
 
-N_WINDOWS = 20  # batches of one window: 20 checkpoints, the kill lands after the first
+N_WINDOWS = 8  # batches of one window: 8 checkpoints, the kill lands after the first
 
 
 def _cli(model: Path, text: Path, out: Path) -> list[str]:

@@ -400,3 +400,25 @@ def test_sigint_during_prune(tmp_path: Path, model_dir: Path) -> None:
     assert err.strip().splitlines()[-1] == "depthlens: interrupted; nothing partial was written"
     assert "Traceback" not in err
     assert files(tmp_path) == ["t.txt"]
+
+
+def test_sigterm_is_an_interrupt(
+    capsys: Any, tmp_path: Path, model_dir: Path, text: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM (e.g. a batch scheduler) ends a run like Ctrl-C: exit 130, nothing partial."""
+    import depthlens.profiling
+
+    def killed(*_a: Any, **_k: Any) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered to main's handler right here
+        time.sleep(5)  # not reached: the handler raises KeyboardInterrupt
+        pytest.fail("SIGTERM was not turned into KeyboardInterrupt")
+
+    monkeypatch.setattr(depthlens.profiling, "profile", killed)
+    old = signal.getsignal(signal.SIGTERM)
+    try:
+        rc, err = cli(capsys, *profile_argv(model_dir, text, tmp_path / "o.json"))
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert rc == 130, err
+    assert err.strip().splitlines()[-1] == "depthlens: interrupted; nothing partial was written"
+    assert files(tmp_path) == []
