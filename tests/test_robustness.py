@@ -422,3 +422,19 @@ def test_sigterm_is_an_interrupt(
     assert rc == 130, err
     assert err.strip().splitlines()[-1] == "depthlens: interrupted; nothing partial was written"
     assert files(tmp_path) == []
+
+
+def test_disk_full_writing_checkpoint(
+    capsys: Any, tmp_path: Path, model_dir: Path, text: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import depthlens.profiling.checkpoint as ckpt_mod
+
+    def save_half(_tensors: Any, filename: str, **_k: Any) -> None:
+        Path(filename).write_bytes(b"half a checkpoint")
+        _enospc()
+
+    monkeypatch.setattr(ckpt_mod, "save_file", save_half)
+    out = tmp_path / "o.json"
+    rc, err = cli(capsys, *profile_argv(model_dir, text, out, "--checkpoint-every", "1"))
+    assert_error(rc, err, f"disk full while writing {out}.ckpt")
+    assert files(tmp_path) == []  # no partial checkpoint, no temporary, no output

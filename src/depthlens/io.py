@@ -30,7 +30,8 @@ def check_output_path(path: str | Path, overwrite: bool) -> Path:
     return p
 
 
-def _disk_error(path: Path, exc: OSError) -> DepthlensError:
+def disk_error(path: Path, exc: OSError) -> DepthlensError:
+    """The one-line error for a failed write (disk full, read-only, permissions)."""
     if exc.errno == errno.ENOSPC:
         return DepthlensError(f"disk full while writing {path}; free space and run again")
     return DepthlensError(f"cannot write {path}: {exc.strerror or exc}")
@@ -49,7 +50,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise _disk_error(p, exc) from exc
+        raise disk_error(p, exc) from exc
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -86,7 +87,7 @@ def atomic_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]:
             os.replace(tmp, target)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise _disk_error(target, exc) from exc
+        raise disk_error(target, exc) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -17,6 +17,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from depthlens.errors import DepthlensError
+from depthlens.io import disk_error
 from depthlens.metrics.accumulate import Sums
 
 
@@ -67,8 +68,13 @@ class Checkpointer:
             return
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         meta = {"run_id": self.run_id, "batches_done": str(batches_done)}
-        save_file(sums.state_dict(), str(tmp), metadata=meta)
-        os.replace(tmp, self.path)
+        try:
+            save_file(sums.state_dict(), str(tmp), metadata=meta)
+            os.replace(tmp, self.path)
+        except OSError as exc:  # e.g. disk full: no partial file, one-line error
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise disk_error(self.path, exc) from exc
 
     def remove(self) -> None:
         """Delete the checkpoint once the final result is written."""
