@@ -185,3 +185,29 @@ def test_interrupted_save_leaves_nothing(tmp_path, monkeypatch):
     (tmp_path / "out").mkdir()
     with pytest.raises(DepthlensError, match="overwrite"):
         save_pruned(lm, plan, tmp_path / "out")
+
+
+def test_calibration_stops_after_the_span_and_preview_reports_fit():
+    lm = wrap_tiny("llama")
+    ran = []
+    blocks = lm.model.model.layers
+    with hooks(lambda: [b.register_forward_hook(lambda m, a, o, i=i: ran.append(i))
+                        for i, b in enumerate(blocks)]):  # fmt: skip
+        stream_span_sums(lm, random_windows(n=4), 1, 1, CalibrationOptions(batch_size=4))
+    assert sorted(set(ran)) == [0, 1]  # blocks 2 and 3 never ran
+    plan = plan_cut(lm, random_windows(n=20), method="replaceme-ls", n=1,
+                    calibration=CalibrationOptions(holdout_every=4))
+    text = plan.preview()
+    assert "relative residual" in text and "ideal speed-up" in text
+    assert plan.fit["heldout_tokens"] == 5 * 15
+    assert 0 <= plan.fit["rel_residual_ls_fit"] <= plan.fit["rel_residual_ls_heldout"] < 10
+
+
+def test_ls_beats_identity_on_the_fit_tokens():
+    from depthlens.cut.calibrate import relative_residual
+
+    lm = wrap_tiny("qwen2")
+    sums, _ = stream_span_sums(lm, random_windows(n=10), 1, 2, CalibrationOptions(holdout_every=0))
+    t, _ = solve_ls(sums.get("A"), sums.get("B"))
+    eye = torch.eye(t.shape[0], dtype=torch.float64)
+    assert relative_residual(t, sums) < relative_residual(eye, sums)
