@@ -154,6 +154,12 @@ def _fit(lm: LoadedModel, windows: TokenWindows, start: int, n: int, method: str
         "rel_residual_ls_fit": relative_residual(t_ls, sums),
         "rel_residual_ls_heldout": relative_residual(t_ls, sums, "_held"),
     }  # fmt: skip
+    d = t_ls.shape[0]
+    if fit["fit_tokens"] < 10 * d:
+        fit["warning"] = (
+            f"only {fit['fit_tokens']} fit tokens for a {d}x{d} map: the least-squares fit "
+            f"can overfit badly; use at least {10 * d} calibration tokens"
+        )
     if method == "replaceme-ls":
         return t_ls, fit
     assert samples is not None
