@@ -32,7 +32,7 @@ def _stack_mz(lm, windows, start, n):
     hs = out.hidden_states
     m = got["m"]
     z = hs[start + n] - (hs[start] - m)
-    sel = valid_mask(windows, False)
+    sel = valid_mask(windows, True)  # the fit keeps the first position by default
     return m[sel].double(), z[sel].double()
 
 
@@ -46,7 +46,7 @@ def test_ls_matches_lstsq_and_batch_split():
     for k in ("A", "B", "C", "n"):
         torch.testing.assert_close(s1.get(k), s3.get(k), rtol=1e-9, atol=1e-9)
     m, z = _stack_mz(lm, w, 1, 2)
-    assert int(s1.get("n")) == m.shape[0] == 6 * 15 - 5
+    assert int(s1.get("n")) == m.shape[0] == 6 * 16 - 5
     t, alpha = solve_ls(s1.get("A"), s1.get("B"))
     ref = torch.linalg.lstsq(m, z).solution
     assert alpha == 0.0
@@ -199,7 +199,7 @@ def test_calibration_stops_after_the_span_and_preview_reports_fit():
                     calibration=CalibrationOptions(holdout_every=4))
     text = plan.preview()
     assert "relative residual" in text and "ideal speed-up" in text
-    assert plan.fit["heldout_tokens"] == 5 * 15
+    assert plan.fit["heldout_tokens"] == 5 * 16
     assert 0 <= plan.fit["rel_residual_ls_fit"] <= plan.fit["rel_residual_ls_heldout"] < 10
 
 

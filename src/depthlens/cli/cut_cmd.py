@@ -57,6 +57,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="keep the first position (BOS) in the calibration statistics")
     g.add_argument("--last-token-only", action="store_true",
                    help="angular distance on the last token only (Gromov et al.)")
+    g.add_argument("--fit-exclude-first-token", action="store_true",
+                   help="leave the first position out of the ReplaceMe fit (not advised: "
+                   "T then acts on the attention sink unfitted)")
     g.add_argument("--holdout-every", type=int, default=10,
                    help="hold back every k-th calibration window to measure the fit (10)")
     g.add_argument("--ridge", type=float, default=0.0, help="ridge α of the LS solve (0)")
@@ -88,6 +91,7 @@ def make_plan(args: argparse.Namespace) -> tuple[Any, Any]:
     windows = load_windows_from_args(args, lm.tokenizer)
     opts = CalibrationOptions(
         include_first_token=args.include_first_token, holdout_every=args.holdout_every,
+        fit_include_first_token=not args.fit_exclude_first_token,
         ridge=args.ridge, batch_size=args.batch_size, max_samples=args.max_samples,
         cos_epochs=args.cos_epochs, cos_lr=args.cos_lr, seed=args.seed,
     )  # fmt: skip
