@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/depthlens demo "$@"
+# --overwrite: rerunning the demo replaces its own previous output in out/demo.
+exec .venv/bin/depthlens demo --overwrite "$@"

@@ -16,7 +16,7 @@ from depthlens._version import SCHEMA_VERSION, __version__
 from depthlens.cut.plan import CutPlan
 from depthlens.errors import DepthlensError
 from depthlens.io import atomic_dir, check_output_path
-from depthlens.models.loading import LoadedModel
+from depthlens.models.loading import LoadedModel, quiet_transformers
 
 MANIFEST = "depthlens.json"
 
@@ -49,7 +49,8 @@ def save_pruned(
         )
     model: Any = lm.model
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        with quiet_transformers():  # no "Writing model shards" bar in our output
+            model.save_pretrained(tmp, safe_serialization=True)
         if lm.tokenizer is not None:
             lm.tokenizer.save_pretrained(tmp)
         gen = getattr(lm.model, "generation_config", None)

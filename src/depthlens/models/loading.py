@@ -104,7 +104,7 @@ def parse_dtype(name: str) -> torch.dtype:
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """Silence transformers' own progress bars and warnings while loading."""
     from transformers.utils import logging as hf_logging
 
@@ -239,7 +239,7 @@ def _load_dir(
     )
     auto = AutoModel if is_encoder else AutoModelForCausalLM
     try:
-        with _quiet():
+        with quiet_transformers():
             model = auto.from_pretrained(path, **kwargs)
     except Exception as exc:  # noqa: BLE001 - any loader failure is the user's file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -248,7 +248,7 @@ def _load_dir(
             "corrupted or of an unsupported architecture"
         ) from exc
     try:
-        with _quiet():
+        with quiet_transformers():
             tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except Exception as exc:  # noqa: BLE001
         raise DepthlensError(
@@ -290,7 +290,7 @@ def _dequantize_gguf(directory: Path, filename: str, out: Path) -> None:
     """Load a GGUF with transformers and save it as an ordinary safetensors checkpoint."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with _quiet():
+    with quiet_transformers():
         tok = AutoTokenizer.from_pretrained(directory, gguf_file=filename)
         gg = AutoModelForCausalLM.from_pretrained(
             directory, gguf_file=filename, dtype=torch.float32
@@ -302,7 +302,7 @@ def _dequantize_gguf(directory: Path, filename: str, out: Path) -> None:
         del cfg.quantization_config
     plain = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     plain.load_state_dict(gg.state_dict())
-    with atomic_dir(out, overwrite=True) as tmp, _quiet():
+    with atomic_dir(out, overwrite=True) as tmp, quiet_transformers():
         plain.save_pretrained(tmp)
         tok.save_pretrained(tmp)
 
