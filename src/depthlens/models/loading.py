@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import io
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,6 +321,8 @@ def ensure_packaged(pm: PackagedModel, cache: Path) -> Path:
         )
     pkg_dir = Path(list(spec.submodule_search_locations)[0])
     gguf_path = pm.locate(pkg_dir, cache)
+    print(f"first use of {pm.name}: dequantizing its GGUF once into {out} (~20-60 s) …",
+          file=sys.stderr, flush=True)
     _dequantize_gguf(gguf_path.parent, gguf_path.name, out)
     return out
 
