@@ -204,6 +204,18 @@ def bars_plot(values: Values, ylabel: str, label: str, highlight: Sequence[int] 
         return png_bytes(fig)
 
 
+def _mark_cell(ax: Any, mark: tuple[int, int] | None, label: str) -> None:
+    """Outline one heatmap cell (x, y) in red, with a legend entry."""
+    if mark is None:
+        return
+    from matplotlib.patches import Rectangle
+
+    cell = Rectangle((mark[0] - 0.5, mark[1] - 0.5), 1, 1, fill=False, edgecolor="#ff3030",
+                     lw=2.2, label=label)  # fmt: skip
+    ax.add_patch(cell)
+    ax.legend(fontsize=8, loc="upper right")
+
+
 def heatmap_plot(
     matrix: Sequence[Values],
     xlabel: str,
@@ -238,21 +250,7 @@ def heatmap_plot(
         _int_ticks(ax)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        if mark is not None:
-            from matplotlib.patches import Rectangle
-
-            ax.add_patch(
-                Rectangle(
-                    (mark[0] - 0.5, mark[1] - 0.5),
-                    1,
-                    1,
-                    fill=False,
-                    edgecolor="#ff3030",
-                    lw=2.2,
-                    label=mark_label,
-                )
-            )
-            ax.legend(fontsize=8, loc="upper right")
+        _mark_cell(ax, mark, mark_label)
         return png_bytes(fig)
 
 
@@ -280,21 +278,7 @@ def angular_plot(ang: Sequence[Values], mark: tuple[int, int] | None, label: str
         _int_ticks(ax)
         ax.set_xlabel("first block of the span (start)")
         ax.set_ylabel("span length n (blocks)")
-        if mark is not None:
-            from matplotlib.patches import Rectangle
-
-            ax.add_patch(
-                Rectangle(
-                    (mark[0] - 0.5, mark[1] - 0.5),
-                    1,
-                    1,
-                    fill=False,
-                    edgecolor="#ff3030",
-                    lw=2.2,
-                    label=label,
-                )
-            )
-            ax.legend(fontsize=8, loc="upper right")
+        _mark_cell(ax, mark, label)
         return png_bytes(fig)
 
 
