@@ -103,3 +103,14 @@ def test_bigbench_missing_is_a_clear_error():
         pytest.skip("bigbench is installed")
     with pytest.raises(DepthlensError, match="bigbench"):
         bigbench_task_path("cause_and_effect/one_sentence_no_prompt")
+
+
+def test_real_bigbench_task_loads_when_installed():
+    if not bigbench_available():
+        pytest.skip("BIG-bench tasks not installed (optional: bash scripts/setup-bigbench.sh)")
+    from depthlens.evaluate.mc import DEFAULT_TASKS, load_task_json
+
+    for task in DEFAULT_TASKS:
+        ex = load_task_json(bigbench_task_path(task), max_examples=20)
+        assert len(ex) == 20
+        assert all(len(e.choices) >= 2 and 0 <= e.answer < len(e.choices) for e in ex)

@@ -2,8 +2,9 @@
 
 Each choice is scored by the log-likelihood of the full continuation given the question
 (sum and per-token mean); accuracy is reported against chance (mean of 1 / #choices).
-BIG-bench (``pip install --no-deps bigbench==1.0.0``, 1.8 GB) is optional: its task JSON
-files are read from the installed package, never imported.
+BIG-bench is optional: its task JSON files are read, never imported, either from an
+installed ``bigbench`` package or from the copy that ``scripts/setup-bigbench.sh`` puts in
+the depthlens cache (current pip refuses to install the bigbench sdist).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import torch
 
 from depthlens.errors import DepthlensError
 from depthlens.models.loading import LoadedModel
+from depthlens.paths import default_cache_dir
 
-BIGBENCH_SETUP = "pip install --no-deps bigbench==1.0.0"
+BIGBENCH_SETUP = "bash scripts/setup-bigbench.sh"
 #: Tasks whose choices are full continuations (a 135M model is above chance on them).
 DEFAULT_TASKS = ("cause_and_effect/one_sentence_no_prompt", "goal_step_wikihow/step_inference")
 
@@ -33,17 +35,27 @@ class MCExample:
     answer: int
 
 
+def bigbench_root() -> Path | None:
+    """``benchmark_tasks`` of an installed bigbench, else the cached copy, else None."""
+    spec = importlib.util.find_spec("bigbench")
+    if spec is not None and spec.submodule_search_locations:
+        root = Path(list(spec.submodule_search_locations)[0]) / "benchmark_tasks"
+        if root.is_dir():
+            return root
+    cached = default_cache_dir() / "bigbench" / "benchmark_tasks"
+    return cached if cached.is_dir() else None
+
+
 def bigbench_available() -> bool:
-    """Whether the optional ``bigbench`` package is installed."""
-    return importlib.util.find_spec("bigbench") is not None
+    """Whether BIG-bench task files can be found."""
+    return bigbench_root() is not None
 
 
 def bigbench_task_path(task: str) -> Path:
-    """Path of ``benchmark_tasks/<task>/task.json`` inside the installed bigbench."""
-    spec = importlib.util.find_spec("bigbench")
-    if spec is None or not spec.submodule_search_locations:
-        raise DepthlensError(f"BIG-bench is not installed; run `{BIGBENCH_SETUP}` (1.8 GB)")
-    root = Path(list(spec.submodule_search_locations)[0]) / "benchmark_tasks"
+    """Path of ``benchmark_tasks/<task>/task.json``."""
+    root = bigbench_root()
+    if root is None:
+        raise DepthlensError(f"BIG-bench tasks are not installed; run `{BIGBENCH_SETUP}`")
     path = root / task / "task.json"
     if not path.is_file():
         raise DepthlensError(f"no BIG-bench task '{task}' (looked for {path})")
