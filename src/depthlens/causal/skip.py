@@ -35,7 +35,7 @@ from depthlens.metrics.accumulate import Sums
 from depthlens.metrics.lens import FinalDist, Lens, LensKernel, default_chunk
 from depthlens.models.loading import LoadedModel
 from depthlens.profiling import ProfileOptions, token_masks
-from depthlens.profiling.result import clean_float
+from depthlens.profiling.result import check_header, clean_float
 from depthlens.progress import progress_bar
 
 Variant = Literal["block", "attn", "mlp"]
@@ -189,11 +189,7 @@ class SkipResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SkipResult:
         """Inverse of :meth:`to_dict`, refusing other kinds and newer schemas."""
-        if not isinstance(d, dict) or d.get("kind") != "depthlens.skip":
-            raise DepthlensError("not a depthlens skip JSON (missing kind 'depthlens.skip')")
-        if int(d.get("schema_version", 0)) > SCHEMA_VERSION:
-            raise DepthlensError(f"skip schema {d['schema_version']} is newer than this "
-                                 f"depthlens ({SCHEMA_VERSION}); upgrade depthlens")
+        check_header(d, "skip")
         names = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in names})
 

@@ -48,6 +48,18 @@ class ProfileOptions:
         return asdict(self)
 
 
+def check_header(d: Any, what: str) -> None:
+    """Refuse JSON that is not ``depthlens.<what>`` or whose schema is newer than ours."""
+    kind = f"depthlens.{what}"
+    if not isinstance(d, dict) or d.get("kind") != kind:
+        raise DepthlensError(f"not a depthlens {what} JSON (missing kind '{kind}')")
+    if int(d.get("schema_version", 0)) > SCHEMA_VERSION:
+        raise DepthlensError(
+            f"{what} schema {d['schema_version']} is newer than this depthlens "
+            f"({SCHEMA_VERSION}); upgrade depthlens"
+        )
+
+
 def clean_float(x: float) -> float | None:
     """JSON has no NaN: undefined values are written as null."""
     return None if (x is None or math.isnan(x) or math.isinf(x)) else float(x)
@@ -84,13 +96,7 @@ class Profile:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Profile:
         """Inverse of :meth:`to_dict`, refusing other kinds and newer schemas."""
-        if not isinstance(d, dict) or d.get("kind") != "depthlens.profile":
-            raise DepthlensError("not a depthlens profile JSON (missing kind 'depthlens.profile')")
-        if int(d.get("schema_version", 0)) > SCHEMA_VERSION:
-            raise DepthlensError(
-                f"profile schema {d['schema_version']} is newer than this depthlens "
-                f"({SCHEMA_VERSION}); upgrade depthlens"
-            )
+        check_header(d, "profile")
         names = {f.name for f in fields(cls)}
         missing = {"model", "metrics", "options"} - set(d)
         if missing:
