@@ -1,0 +1,150 @@
+"""One envelope for every result depthlens writes.
+
+Profiles, skip sweeps, reasoning scores, comparisons, plans, pruned-model manifests, lens
+and training runs all carry the same header: what kind of result, which model (its
+identity and a fingerprint), which data, every option, how many tokens, when, and which
+version and schema wrote it. It is written once here; each result adds its own payload.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from depthlens._version import SCHEMA_VERSION, __version__
+from depthlens.errors import DepthlensError
+from depthlens.io import atomic_write_json
+
+
+def now_utc() -> str:
+    """ISO timestamp of the moment a result is made (the one field that differs on reruns)."""
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
+
+
+def model_fingerprint(identity: dict[str, Any]) -> str:
+    """A short hash of what makes two models the same network (config, size, class).
+
+    The reference string and the path are left out: the same checkpoint loaded from
+    another folder is the same model; a cut model (other layer count or weights count)
+    is not.
+    """
+    keep = {k: identity.get(k) for k in ("class", "model_type", "num_layers", "hidden_size",
+                                         "n_params", "config")}
+    cfg = dict(keep.get("config") or {})
+    for volatile in ("_name_or_path", "transformers_version", "dtype", "torch_dtype"):
+        cfg.pop(volatile, None)
+    keep["config"] = cfg
+    blob = json.dumps(keep, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The header shared by every result."""
+
+    kind: str  # "depthlens.profile", "depthlens.skip", …
+    model: dict[str, Any]
+    data: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=dict)
+    created: str = field(default_factory=now_utc)
+    version: str = __version__
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def fingerprint(self) -> str:
+        """:func:`model_fingerprint` of the model this result describes."""
+        return str(self.model.get("fingerprint") or model_fingerprint(self.model))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], kind: str) -> Envelope:
+        """Read the header of a result JSON, refusing other kinds and newer schemas."""
+        check_header(d, kind)
+        return cls(
+            kind=d["kind"],
+            model=dict(d.get("model") or {}),
+            data=dict(d.get("data") or {}),
+            options=dict(d.get("options") or {}),
+            tokens=dict(d.get("tokens") or {}),
+            created=str(d.get("created", "")),
+            version=str(d.get("version", "")),
+            schema_version=int(d.get("schema_version", SCHEMA_VERSION)),
+        )
+
+
+ENVELOPE_KEYS = frozenset(Envelope.__dataclass_fields__)
+
+
+def check_header(d: Any, kind: str) -> None:
+    """Refuse JSON that is not ``kind`` (``depthlens.X`` or ``X``) or is of a newer schema."""
+    want = kind if kind.startswith("depthlens.") else f"depthlens.{kind}"
+    what = want.removeprefix("depthlens.")
+    if not isinstance(d, dict) or d.get("kind") != want:
+        got = d.get("kind") if isinstance(d, dict) else type(d).__name__
+        raise DepthlensError(f"not a depthlens {what} JSON (kind is {got!r}, expected '{want}')")
+    if int(d.get("schema_version", 0)) > SCHEMA_VERSION:
+        raise DepthlensError(
+            f"{what} schema {d['schema_version']} is newer than this depthlens "
+            f"({SCHEMA_VERSION}); upgrade depthlens"
+        )
+
+
+def check_same_model(a: dict[str, Any], b: dict[str, Any], what: str) -> None:
+    """Refuse to combine results of two different models (by fingerprint, not by name)."""
+    fa, fb = model_fingerprint(a), model_fingerprint(b)
+    if fa != fb:
+        raise DepthlensError(
+            f"{what} describe different models ({a.get('ref')!r}, {a.get('num_layers')} "
+            f"blocks vs {b.get('ref')!r}, {b.get('num_layers')} blocks; fingerprints {fa} vs "
+            f"{fb}); use results of the same model"
+        )
+
+
+def clean_json(obj: Any) -> Any:
+    """Make ``obj`` valid JSON: NaN and ±inf become null (JSON has neither)."""
+    if isinstance(obj, float):
+        return None if (math.isnan(obj) or math.isinf(obj)) else obj
+    if isinstance(obj, dict):
+        return {str(k): clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [clean_json(v) for v in obj]
+    return obj
+
+
+def write_result(path: str | Path, envelope: Envelope, payload: dict[str, Any]) -> None:
+    """Write ``envelope`` + ``payload`` atomically as strict JSON (no NaN/Infinity)."""
+    clash = ENVELOPE_KEYS & set(payload)
+    if clash:
+        raise RuntimeError(f"payload keys {sorted(clash)} would overwrite the envelope")
+    atomic_write_json(path, clean_json({**envelope.to_dict(), **payload}))
+
+
+def read_json(path: str | Path) -> Any:
+    """Load JSON with one-line errors for the usual failures."""
+    p = Path(path)
+    if p.is_dir():
+        raise DepthlensError(f"{p} is a folder, not a result JSON file")
+    if not p.is_file():
+        raise DepthlensError(f"file not found: {p}")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DepthlensError(f"{p} is not UTF-8 text") from exc
+    except json.JSONDecodeError as exc:
+        raise DepthlensError(f"{p} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+
+
+def read_result(path: str | Path, kind: str) -> tuple[Envelope, dict[str, Any]]:
+    """Read a result written by :func:`write_result`: (envelope, payload)."""
+    d = read_json(path)
+    env = Envelope.from_dict(d, kind)
+    return env, {k: v for k, v in d.items() if k not in ENVELOPE_KEYS}
