@@ -50,9 +50,16 @@ class MetricRecord:
     accumulate: str  # how per-token values are streamed (e.g. "float64 sum + count")
     finalize: str  # how the sums become the reported value
     caption: str  # one sentence for the report: how to read the plot
+    label: str = ""  # short column / legend label; the name when empty
     plot: Plot = "line"
     unit: str = ""
+    table: bool = False  # shown in the terminal summary table
     deviation: str = ""  # where depthlens deviates from the paper, stated
+
+    @property
+    def short(self) -> str:
+        """The label used in tables and legends."""
+        return self.label or self.name
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON form (written into results beside the values)."""
@@ -63,10 +70,9 @@ _REGISTRY: dict[str, MetricRecord] = {}
 
 #: Modules that declare records; imported by :func:`all_metrics` so the registry is complete.
 FAMILY_MODULES: list[str] = [
-    "depthlens.metrics.residual",
-    "depthlens.metrics.lens",
-    "depthlens.causal.skip",
-    "depthlens.causal.think",
+    "depthlens.metrics.catalog.residual",
+    "depthlens.metrics.catalog.lens",
+    "depthlens.metrics.catalog.causal",
 ]
 
 

@@ -1,0 +1,1 @@
+"""The metric records, one module per family (see :mod:`depthlens.metrics.registry`)."""
