@@ -26,6 +26,7 @@ from depthlens.errors import DepthlensError
 from depthlens.io import atomic_dir
 from depthlens.models.registry import PACKAGED, PackagedModel
 from depthlens.paths import default_cache_dir
+from depthlens.results import model_fingerprint
 
 DTYPES = {
     "float32": torch.float32,
@@ -71,7 +72,7 @@ class LoadedModel:
         n_params = sum(p.numel() for p in self.model.parameters())
         cfg_dict = cfg.to_diff_dict() if cfg is not None else {}
         cfg_dict.pop("quantization_config", None)
-        return {
+        ident = {
             "ref": self.ref,
             "source": self.source,
             "path": self.path,
@@ -85,6 +86,8 @@ class LoadedModel:
             "config": _jsonable(cfg_dict),
             **self.extra,
         }
+        ident["fingerprint"] = model_fingerprint(ident)
+        return ident
 
 
 def _jsonable(obj: Any) -> Any:
