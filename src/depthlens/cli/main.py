@@ -30,6 +30,7 @@ _COMMAND_MODULES = (
     "depthlens.cli.report_cmd",
     "depthlens.cli.causal_cmd",
     "depthlens.cli.demo_cmd",
+    "depthlens.cli.metrics_cmd",
 )
 
 

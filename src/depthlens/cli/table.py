@@ -7,17 +7,12 @@ from typing import Any
 
 from depthlens.profiling.result import Profile
 
-_COLUMNS = (
-    ("rel_contrib_attn", "attn/h"),
-    ("rel_contrib_mlp", "mlp/h"),
-    ("rel_contrib_block", "Δ/h"),
-    ("cos_block", "cos(Δ,h)"),
-    ("block_influence", "BI"),
-    ("resid_norm", "‖h‖"),
-    ("lens_kl", "lensKL"),
-    ("lens_jsd", "JSD"),
-    ("lens_top1_agree", "top1"),
-)
+
+def _columns() -> list[tuple[str, str]]:
+    """(metric, label) of every per-block / per-layer record marked for the table."""
+    from depthlens.metrics.registry import all_metrics
+
+    return [(r.name, r.short) for r in all_metrics() if r.table and r.shape in ("block", "layer")]
 
 
 def fmt(v: Any, width: int = 9) -> str:
@@ -43,7 +38,7 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def profile_table(p: Profile) -> str:
     """Per-block table plus a few summary lines."""
-    cols = [(k, h) for k, h in _COLUMNS if k in p.metrics]
+    cols = [(k, h) for k, h in _columns() if k in p.metrics]
     rows = [[l] + [p.metrics[k][l] for k, _ in cols] for l in range(p.n_layers)]
     text = render_table(["block", *(h for _, h in cols)], rows)
     m = p.model

@@ -22,6 +22,7 @@ from depthlens.report.inputs import (
     sanitize,
 )
 from depthlens.report.page import Plot, esc, meta_table, page, plot_html, token_strip
+from depthlens.report.records import definitions_html, generic_plots
 
 
 def cheapest_span(p: Profile, n: int | None = None) -> tuple[int, int, float] | None:
@@ -277,7 +278,9 @@ def build_report(
     inp = gather_inputs(profile, list(results), list(names) if names else None)
     today = today or _dt.date.today().isoformat()
     L = profile.n_layers
-    builders = [*_profile_plots(profile, inp), *_extra_plots(inp, L)]
+    builders = [
+        *_profile_plots(profile, inp), *generic_plots(profile.metrics), *_extra_plots(inp, L)
+    ]
     bar = progress_bar(len(builders), "drawing plots", enabled=progress)
     figs = []
     try:
@@ -308,9 +311,15 @@ def build_report(
                 ),
             )
         )
+    shown = [*profile.metrics, "angular_distance", "prediction_depth"]
+    if inp.skip_out_kl:
+        shown += ["skip_out_kl", "skip_future"]
+    if inp.think_tokens:
+        shown += ["reasoning_score", "settling_layer"]
+    parts.append(definitions_html(shown))
     parts.append(
-        f"<footer>depthlens {esc(__version__)} · definitions in SPEC.md · "
-        f"{len(figs)} plots</footer>"
+        f"<footer>depthlens {esc(__version__)} · definitions above and in the project's "
+        f"docs/SPEC.md · {len(figs)} plots</footer>"
     )
     return page(f"depthlens report: {profile.model.get('ref', '?')}", "".join(parts))
 
