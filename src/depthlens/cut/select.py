@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from torch import nn
 from depthlens.arch.spec import ArchSpec, blocks_of
 from depthlens.capture.hooks import block_input, hooks, replace_first
 from depthlens.data.windows import TokenWindows
+from depthlens.errors import DepthlensError
 from depthlens.evaluate.perplexity import batch_nll
 from depthlens.models.loading import LoadedModel
 from depthlens.progress import progress_bar
@@ -33,7 +35,14 @@ def skip_blocks(model: nn.Module, spec: ArchSpec, indices: tuple[int, ...]) -> I
 def select_span(angular: list[list[float | None]], n: int) -> tuple[int, dict[str, Any]]:
     """Start s ≥ 1 of the span [s, s+n) with the smallest angular_distance[s][n−1]."""
     values = {s: angular[s][n - 1] for s in range(1, len(angular) - n + 1)}
-    finite = {s: v for s, v in values.items() if v is not None}
+    finite = {s: v for s, v in values.items() if v is not None and math.isfinite(v)}
+    if not finite:
+        raise DepthlensError(
+            f"no span of {n} blocks has a finite angular distance d(h_s, h_s+{n}) for any "
+            f"start s in 1..{len(angular) - n} (all are NaN/null: the profile saw no tokens "
+            "for them, or the activations overflowed); profile with more text or "
+            "--dtype float32, remove fewer blocks, or use --method block-influence"
+        )
     best = min(finite, key=lambda s: finite[s])
     ranked = sorted(finite.items(), key=lambda kv: kv[1])[:5]
     return best, {
