@@ -86,7 +86,8 @@ def test_interleaved_order_same_inputs_every_run_recorded(monkeypatch: pytest.Mo
     assert [c[0] for c in calls] == ["tiny-llama", "tiny-cut"] * 8
     assert all(torch.equal(c[1], calls[0][1]) for c in calls)  # identical inputs
     ma, mb = res.models
-    assert ma.prefill_s == tuple(t[0] for t in ta[2:]) and mb.decode_s == tuple(t[1] for t in tb[2:])
+    assert ma.prefill_s == tuple(t[0] for t in ta[2:])
+    assert mb.decode_s == tuple(t[1] for t in tb[2:])
     assert ma.order == (0, 2, 4, 6, 8, 10) and mb.order == (1, 3, 5, 7, 9, 11)
     naive = [x[0] / y[0] for x, y in zip(ta[2:], tb[2:], strict=True)]
     assert res.prefill[0] is None and res.prefill[1] is not None

@@ -259,7 +259,7 @@ def interleaved_speed(
                 order[i].append(k)
                 k += 1
     names = list(labels) if labels is not None else [m.ref for m in models]
-    ideal = list(ideals) if ideals is not None else _ideals(models, prompt_len)
+    ideal: list[float | None] = list(ideals if ideals is not None else _ideals(models, prompt_len))
     return _summarise(models, names, ideal, times, order, {
         "prompt_len": prompt_len, "batch": batch, "decode_tokens": decode_tokens,
         "rounds": rounds, "warmup": warmup, "seed": seed, "threads": n_threads,
@@ -276,7 +276,9 @@ def _summarise(
     opts: dict[str, Any],
 ) -> SpeedComparison:
     b, p, d = opts["batch"], opts["prompt_len"], opts["decode_tokens"]
-    speeds, pre, dec = [], [], []
+    speeds: list[ModelSpeed] = []
+    pre: list[RatioStats | None] = []
+    dec: list[RatioStats | None] = []
     for i, _lm in enumerate(models):
         ps = tuple(t[0] for t in times[i])
         ds = tuple(t[1] for t in times[i])
