@@ -14,8 +14,14 @@ class _NoBar:
         """Do nothing."""
 
 
-def progress_bar(total: int, desc: str, *, enabled: bool = True, initial: int = 0) -> Any:
-    """A tqdm bar with ETA, or a no-op object with the same two methods."""
+def progress_bar(
+    total: int, desc: str, *, enabled: bool = True, initial: int = 0, unit: str = "batch"
+) -> Any:
+    """A tqdm bar with ETA, or a no-op object with the same two methods.
+
+    Long work counts what a user can relate to (``unit="tok"`` for tokens, ``"run"`` for
+    timed runs), so the bar moves within seconds instead of sitting at ``0/1``.
+    """
     if not enabled:
         return _NoBar()
     from tqdm.auto import tqdm
@@ -24,7 +30,8 @@ def progress_bar(total: int, desc: str, *, enabled: bool = True, initial: int = 
         total=total,
         initial=initial,
         desc=desc,
-        unit="batch",
+        unit=unit,
+        unit_scale=unit == "tok",
         file=sys.stderr,
         dynamic_ncols=True,
         leave=False,

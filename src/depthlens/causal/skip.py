@@ -279,13 +279,14 @@ def skip_sweep(lm: LoadedModel, data: TokenWindows, options: SkipOptions | None 
     acc = _SkipSums(lm.num_layers, opts.variants, lens, kernel, opts.lens_chunk)
     run = _sweep_batch_naive if naive else _sweep_batch_reuse
     batches = list(_batches(data, opts.batch_size))
-    bar = progress_bar(len(batches), "skip sweep", enabled=progress)
+    # Progress in tokens (not batches): one batch of the sweep costs ~3L/2 forwards.
+    bar = progress_bar(int(data.attention_mask.sum()), "skip sweep", enabled=progress, unit="tok")
     dev = lm.device
     with torch.inference_mode():
         for rows in batches:
             run(acc, lm.model, lm.arch, opts.variants, data.input_ids[rows].to(dev),
                 data.attention_mask[rows].to(dev), masks.valid[rows], masks.next_ids[rows])
-            bar.update(1)
+            bar.update(int(data.attention_mask[rows].sum()))
     bar.close()
     return _finalize(lm, data, opts, acc, kernel)
 

@@ -11,7 +11,7 @@ from depthlens.data.windows import TokenWindows
 from depthlens.errors import DepthlensError
 from depthlens.evaluate.flops import flops_per_token
 from depthlens.evaluate.perplexity import evaluate_perplexity
-from depthlens.evaluate.speed import measure_speed
+from depthlens.evaluate.speed import SpeedComparison, interleaved_speed
 from depthlens.models.loading import LoadedModel
 
 COMPARE_KIND = "depthlens.compare"
@@ -45,7 +45,7 @@ def compare(
     """
     if not models:
         raise DepthlensError("compare needs at least one model")
-    sopts = dict(speed_options or {})
+    sopts = full_speed_options(speed_options)
     rows: list[dict[str, Any]] = []
     for label, lm in models:
         ppl = evaluate_perplexity(lm, windows, batch_size=batch_size, progress=progress)
@@ -59,19 +59,16 @@ def compare(
         }  # fmt: skip
         for name, w in (extra_data or {}).items():
             row[f"ppl_{name}"] = evaluate_perplexity(lm, w, batch_size=batch_size)["ppl"]
-        if speed:
-            sp = measure_speed(lm, **sopts)
-            row.update(prefill_tok_s=sp["prefill_tok_s"], decode_tok_s=sp["decode_tok_s"])
-        else:
-            row.update(prefill_tok_s=None, decode_tok_s=None)
         rows.append(row)
     base = rows[0]
     for row in rows:
         row["ppl_ratio"] = row["ppl"] / base["ppl"]
         row["ideal_speedup"] = base["flops_per_token"] / row["flops_per_token"]
-        for k in ("prefill", "decode"):
-            b, v = base[f"{k}_tok_s"], row[f"{k}_tok_s"]
-            row[f"{k}_speedup"] = v / b if b and v else None
+    sp = _speed(models, rows, sopts) if speed else None
+    if sp is None:
+        for row in rows:
+            row.update({f"{k}_{v}": None for k in ("prefill", "decode")
+                        for v in ("tok_s", "speedup", "ci95", "iqr", "verdict")})  # fmt: skip
     return {
         "kind": COMPARE_KIND,
         "schema_version": SCHEMA_VERSION,
@@ -79,24 +76,73 @@ def compare(
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "data": windows.identity,
         "extra_data": {k: w.identity for k, w in (extra_data or {}).items()},
-        "options": {"speed": speed, "speed_options": sopts, "batch_size": batch_size,
-                    "baseline": base["label"]},  # fmt: skip
+        "options": {
+            "speed": speed,
+            "speed_options": sopts,
+            "batch_size": batch_size,
+            "baseline": base["label"],
+        },  # fmt: skip
         "models": rows,
+        "speed": sp.to_dict() if sp is not None else None,
     }
 
 
+SPEED_DEFAULTS = {"prompt_len": 256, "batch": 1, "decode_tokens": 32, "rounds": 10,
+                  "warmup": 2, "seed": 0, "threads": None}  # fmt: skip
+
+
+def full_speed_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """The full :func:`interleaved_speed` options (``repeats`` is the old name of rounds)."""
+    opts = dict(options or {})
+    if "repeats" in opts:
+        opts.setdefault("rounds", opts.pop("repeats"))
+    unknown = set(opts) - set(SPEED_DEFAULTS)
+    if unknown:
+        raise DepthlensError(
+            f"unknown speed options {sorted(unknown)}; known: {sorted(SPEED_DEFAULTS)}"
+        )
+    return {**SPEED_DEFAULTS, **opts}
+
+
+def _speed(
+    models: list[tuple[str, LoadedModel]], rows: list[dict[str, Any]], sopts: dict[str, Any]
+) -> SpeedComparison:
+    """Time all models interleaved; put medians, ratios, intervals and verdicts in rows."""
+    ideals = [r["ideal_speedup"] for r in rows]
+    sp = interleaved_speed([lm for _, lm in models], labels=[lab for lab, _ in models],
+                           ideals=ideals, **sopts)  # fmt: skip
+    for row, ms, pre, dec in zip(rows, sp.models, sp.prefill, sp.decode, strict=True):
+        row.update(prefill_tok_s=ms.prefill_tok_s, decode_tok_s=ms.decode_tok_s)
+        for k, st in (("prefill", pre), ("decode", dec)):
+            row[f"{k}_speedup"] = 1.0 if st is None else st.median
+            row[f"{k}_ci95"] = None if st is None else list(st.ci95)
+            row[f"{k}_iqr"] = None if st is None else list(st.iqr)
+            row[f"{k}_verdict"] = "baseline" if st is None else st.verdict
+    return sp
+
+
+def ratio_text(row: dict[str, Any], k: str) -> str:
+    """'×1.08 [1.02, 1.15] speed-up': the median ratio, its 95% interval and the verdict."""
+    med, ci, ver = row.get(f"{k}_speedup"), row.get(f"{k}_ci95"), row.get(f"{k}_verdict")
+    if med is None:
+        return "-"
+    if ver == "baseline" or not ci:
+        return f"×{med:.2f}" + (" (baseline)" if ver == "baseline" else "")
+    return f"×{med:.2f} [{ci[0]:.2f}, {ci[1]:.2f}] {ver}"
+
+
 def compare_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    """Header and rows for printing a compare result."""
+    """Header and rows for printing a compare result (speed: median [95% CI] verdict)."""
     head = ["model", "method", "blocks", "ppl", "ppl ratio", "prefill tok/s", "decode tok/s",
-            "prefill x", "decode x", "ideal x"]  # fmt: skip
+            "prefill ×, 95% CI, verdict", "decode ×, 95% CI, verdict", "ideal ×"]  # fmt: skip
 
     def f(v: Any, p: str = ".3f") -> str:
         return "-" if v is None else format(v, p)
 
     rows = [
         [r["label"], r["method"] or "-", r["num_layers"], f(r["ppl"], ".2f"), f(r["ppl_ratio"]),
-         f(r["prefill_tok_s"], ".0f"), f(r["decode_tok_s"], ".1f"), f(r["prefill_speedup"]),
-         f(r["decode_speedup"]), f(r["ideal_speedup"])]
+         f(r["prefill_tok_s"], ".0f"), f(r["decode_tok_s"], ".1f"), ratio_text(r, "prefill"),
+         ratio_text(r, "decode"), f(r["ideal_speedup"])]
         for r in result["models"]
     ]  # fmt: skip
     return head, rows

@@ -37,13 +37,15 @@ def evaluate_perplexity(
         raise DepthlensError("no evaluation windows; use a longer text or a smaller --seq-len")
     total, count = 0.0, 0
     batches = list(windows.batches(batch_size))
-    bar = progress_bar(len(batches), "perplexity", enabled=progress)
+    # Progress in predicted tokens: a batch of long windows can take many seconds.
+    total_tokens = sum(int((m[:, 1:] * m[:, :-1]).sum()) for _, m in batches)
+    bar = progress_bar(total_tokens, "perplexity", enabled=progress, unit="tok")
     with torch.inference_mode():
         for ids, mask in batches:
             s, c = batch_nll(lm.model, ids.to(lm.device), mask.to(lm.device))
             total += s
             count += c
-            bar.update(1)
+            bar.update(c)
     bar.close()
     if count == 0:
         raise DepthlensError("the evaluation windows hold no token to predict")
