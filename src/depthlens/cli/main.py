@@ -7,10 +7,12 @@ parses, dispatches, and turns :class:`DepthlensError` into one line on stderr + 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 from depthlens._version import __version__
 from depthlens.errors import DepthlensError
@@ -58,13 +60,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _install_sigint() -> None:
-    # Turn SIGTERM into KeyboardInterrupt too, so `finally` blocks clean temporary files.
-    def handler(signum: int, _frame: object) -> None:
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Inside: SIGTERM raises KeyboardInterrupt, as Ctrl-C (SIGINT) already does.
+
+    So a `kill` (or a scheduler's stop) unwinds through the same ``finally`` blocks that
+    remove temporary files and hooks. SIGINT itself is left to Python. The previous
+    SIGTERM handler is restored on exit; outside the main thread (where handlers cannot
+    be installed) this does nothing.
+    """
+
+    def handler(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, handler)
+    usable = hasattr(signal, "SIGTERM") and threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, handler) if usable else None
+    try:
+        yield
+    finally:
+        if usable:
+            signal.signal(signal.SIGTERM, old)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,11 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     debug = bool(getattr(args, "debug", False)) or bool(os.environ.get("DEPTHLENS_DEBUG"))
-    _install_sigint()
     from depthlens.dist import process_group
 
     try:
-        with process_group():  # a no-op unless started by torchrun with WORLD_SIZE > 1
+        # process_group is a no-op unless started by torchrun with WORLD_SIZE > 1
+        with _sigterm_as_interrupt(), process_group():
             return int(args.func(args) or 0)
     except DepthlensError as exc:
         if debug:
