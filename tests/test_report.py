@@ -223,7 +223,7 @@ def test_caption_functions_on_known_numbers() -> None:
         [0, 1, 5, 2, 2], 2.5, 4)
     assert "blocks 2, 3" in cap.influence_caption([0.5, 0.2, 0.01, 0.02], 2)
     s = cap.speed_caption([cap.CutRow("angular", 2, 30.0, 1.5, None, 2.0)])
-    assert "×1.50" in s and "75% of the ideal ×2.00" in s
+    assert "×1.50 (one measurement, no interval" in s and "ideal (FLOP count) is ×2.00" in s
 
 
 def test_angular_mark_follows_the_plan(tiny_profile: dict[str, Any]) -> None:

@@ -137,3 +137,21 @@ def test_compare_records_every_run_and_states_the_verdict() -> None:
     cell = rows[1][head.index("prefill ×, 95% CI, verdict")]
     assert f"[{lo:.2f}, {hi:.2f}]" in cell and row["prefill_verdict"] in cell
     assert "% of" not in " ".join(map(str, rows[1]))
+
+
+def test_report_caption_states_interval_and_verdict() -> None:
+    from depthlens.report import captions as cap
+    from depthlens.report.inputs import _compare_rows
+
+    rows = _compare_rows({"models": [
+        {"label": "orig", "n_removed": 0, "ppl": 20.0, "prefill_speedup": 1.0},
+        {"label": "cut", "method": "replaceme-ls", "removed": [20, 21, 22, 23], "ppl": 27.0,
+         "prefill_speedup": 1.96, "prefill_ci95": [1.4, 2.3],
+         "prefill_verdict": "above ideal: suspicious", "decode_speedup": 0.98,
+         "decode_ci95": [0.7, 1.3], "decode_verdict": "no measurable difference",
+         "ideal_speedup": 1.12},
+    ]})  # fmt: skip
+    s = cap.speed_caption(rows)
+    assert "×1.96 (95% CI 1.40 to 2.30: above ideal: suspicious)" in s
+    assert "decode ×0.98 (95% CI 0.70 to 1.30: no measurable difference)" in s
+    assert "175%" not in s and "% of the ideal" not in s

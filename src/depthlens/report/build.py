@@ -352,7 +352,11 @@ def headline_rows(profile: Profile, results: Sequence[Any] = ()) -> list[list[An
             [
                 f"best cut of {best.n}",
                 f"{best.method}: ppl {best.ppl:.2f}"
-                + (f", prefill ×{best.prefill_speedup:.2f}" if best.prefill_speedup else ""),
+                + (
+                    f", prefill {cap.speed_text(best, 'prefill')}"
+                    if best.prefill_speedup
+                    else ""
+                ),
             ]
         )
     return rows

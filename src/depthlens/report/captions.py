@@ -212,10 +212,22 @@ def cut_cost(r: CutRow, base: float | None) -> str:
     if base and r.ppl is not None:
         text += f" ({(r.ppl / base - 1) * 100:+.0f}% over the original {base:.2f})"
     if r.prefill_speedup is not None:
-        text += f", measured prefill speed-up ×{r.prefill_speedup:.2f}"
+        text += f", measured prefill {speed_text(r, 'prefill')}"
         if r.ideal_speedup is not None:
-            text += f" of an ideal ×{r.ideal_speedup:.2f}"
+            text += f" (ideal ×{r.ideal_speedup:.2f})"
     return text
+
+
+def speed_text(r: CutRow, k: str) -> str:
+    """'×1.08 (95% CI 1.02–1.15: speed-up)', or the bare ratio flagged as unchecked."""
+    med = r.prefill_speedup if k == "prefill" else r.decode_speedup
+    ci = r.prefill_ci95 if k == "prefill" else r.decode_ci95
+    ver = r.prefill_verdict if k == "prefill" else r.decode_verdict
+    if med is None:
+        return "not measured"
+    if ci is None or ver is None:
+        return f"×{med:.2f} (one measurement, no interval: not a verified speed-up)"
+    return f"×{med:.2f} (95% CI {ci[0]:.2f} to {ci[1]:.2f}: {ver})"
 
 
 def ppl_caption(rows: Sequence[CutRow]) -> str:
@@ -241,12 +253,12 @@ def speed_caption(rows: Sequence[CutRow]) -> str:
     if not meas:
         return "No speed measurement was given."
     r = max(meas, key=lambda r: (r.n, r.prefill_speedup or 0.0))
-    text = f"Removing {r.n} blocks ({r.method}) speeds prefill up ×{r.prefill_speedup:.2f}"
-    if r.ideal_speedup:
-        share = pct((r.prefill_speedup or 0) / r.ideal_speedup)
-        text += f", {share} of the ideal ×{r.ideal_speedup:.2f}"
+    # State the interval and what it supports, never a bare ratio as a fact.
+    text = f"Removing {r.n} blocks ({r.method}): prefill {speed_text(r, 'prefill')}"
     if r.decode_speedup is not None:
-        text += f"; decode ×{r.decode_speedup:.2f}"
+        text += f"; decode {speed_text(r, 'decode')}"
+    if r.ideal_speedup:
+        text += f"; the ideal (FLOP count) is ×{r.ideal_speedup:.2f}"
     return text + "."
 
 

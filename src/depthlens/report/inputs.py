@@ -38,6 +38,11 @@ class CutRow:
     decode_speedup: float | None = None
     ideal_speedup: float | None = None
     label: str = ""
+    # 95% interval of the median ratio and the verdict (evaluate.speed), when measured so.
+    prefill_ci95: tuple[float, float] | None = None
+    decode_ci95: tuple[float, float] | None = None
+    prefill_verdict: str | None = None
+    decode_verdict: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,23 @@ def _matrix(v: Any) -> list[list[float | None]] | None:
     return [[num(x) for x in r] for r in v]
 
 
+def _pair(v: Any) -> tuple[float, float] | None:
+    if not isinstance(v, list | tuple) or len(v) != 2:
+        return None
+    a, b = num(v[0]), num(v[1])
+    return (a, b) if a is not None and b is not None else None
+
+
+def _speed_stats(m: dict[str, Any]) -> dict[str, Any]:
+    """The interval and verdict of each speed ratio, where the result has them."""
+    out: dict[str, Any] = {}
+    for k in ("prefill", "decode"):
+        out[f"{k}_ci95"] = _pair(m.get(f"{k}_ci95"))
+        v = m.get(f"{k}_verdict")
+        out[f"{k}_verdict"] = str(v)[:40] if isinstance(v, str) else None
+    return out
+
+
 def _compare_rows(d: dict[str, Any]) -> list[CutRow]:
     rows = []
     for m in d.get("models") or []:
@@ -105,6 +127,7 @@ def _compare_rows(d: dict[str, Any]) -> list[CutRow]:
                 decode_speedup=num(m.get("decode_speedup")),
                 ideal_speedup=num(m.get("ideal_speedup")),
                 label=str(m.get("label") or m.get("ref") or ""),
+                **_speed_stats(m),
             )
         )
     return rows
@@ -124,6 +147,7 @@ def _quality_rows(rows: list[Any]) -> list[CutRow]:
                 prefill_speedup=num(r.get("prefill_speedup")),
                 decode_speedup=num(r.get("decode_speedup")),
                 ideal_speedup=num(r.get("ideal_speedup")),
+                **_speed_stats(r),
             )
         )
     return out
