@@ -52,6 +52,13 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
 
+def _strict(res: dict[str, Any]) -> Any:
+    """Strict JSON: non-JSON values as strings, an overflowing ppl (inf) or NaN as null."""
+    from depthlens.results import clean_json
+
+    return clean_json(json.loads(json.dumps(res, default=str)))
+
+
 def _speed_opts(args: argparse.Namespace) -> dict[str, Any]:
     return {"prompt_len": args.prompt_len, "decode_tokens": args.decode_tokens,
             "repeats": args.repeats}  # fmt: skip
@@ -87,7 +94,7 @@ def run_eval(args: argparse.Namespace) -> int:
             print(f"{task}: accuracy {r['acc']:.3f} (chance {r['chance']:.3f}, "
                   f"{r['n_examples']} examples)")  # fmt: skip
     if out:
-        atomic_write_json(out, json.loads(json.dumps(res, default=str)))
+        atomic_write_json(out, _strict(res))
         status(f"wrote {out}")
     return 0
 
@@ -111,6 +118,6 @@ def run_compare(args: argparse.Namespace) -> int:
     head, rows = compare_table(res)
     print(render_table(head, rows))
     if out:
-        atomic_write_json(out, json.loads(json.dumps(res, default=str)))
+        atomic_write_json(out, _strict(res))
         status(f"wrote {out}")
     return 0
