@@ -73,6 +73,7 @@ FAMILY_MODULES: list[str] = [
     "depthlens.metrics.catalog.residual",
     "depthlens.metrics.catalog.lens",
     "depthlens.metrics.catalog.causal",
+    "depthlens.metrics.catalog.repr",
 ]
 
 
