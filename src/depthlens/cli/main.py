@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from depthlens._version import __version__
 from depthlens.errors import DepthlensError
@@ -57,7 +58,43 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         mod.register(sub)
+    _add_shared_flags(sub)
     return parser
+
+
+def _add_shared_flags(sub: argparse._SubParsersAction) -> None:
+    """Every subcommand takes --quiet and --debug, whether or not its module adds them."""
+    for p in set(sub.choices.values()):
+        if "--quiet" not in p._option_string_actions:
+            p.add_argument("--quiet", action="store_true", help="no progress bars")
+        if "--debug" not in p._option_string_actions:
+            p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _check_command(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+    """'did you mean …?' for a mistyped subcommand (argparse only lists the choices)."""
+    from depthlens.metrics.registry import unknown_choice
+
+    first = next((a for a in argv if not a.startswith("-")), None)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if first is not None and first not in sub.choices and argv and argv[0] == first:
+        raise DepthlensError(unknown_choice("command", first, sorted(sub.choices)))
+
+
+def _unexpected(exc: BaseException) -> str:
+    """One line for a failure that is not the user's input: what failed and how to see more."""
+    where = ""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is not None:
+        where = f" in {tb.tb_frame.f_code.co_name} ({Path(tb.tb_frame.f_code.co_filename).name})"
+    msg = " ".join(str(exc).split())[:300] or "no message"
+    if isinstance(exc, ImportError):
+        return (f"a dependency failed to import: {type(exc).__name__}: {msg}; reinstall with "
+                f"scripts/setup.sh (rerun with --debug for the traceback)")  # fmt: skip
+    return (f"unexpected {type(exc).__name__}{where}: {msg} (rerun with --debug for the "
+            f"traceback)")  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -84,12 +121,24 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or bool(os.environ.get("DEPTHLENS_DEBUG"))
+    try:
+        parser = build_parser()
+        _check_command(parser, argv)
+    except DepthlensError as exc:
+        print(f"depthlens: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # a broken install must not end in a traceback either
+        if debug:
+            raise
+        print(f"depthlens: error: {_unexpected(exc)}", file=sys.stderr)
+        return 1
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    debug = bool(getattr(args, "debug", False)) or bool(os.environ.get("DEPTHLENS_DEBUG"))
+    debug = debug or bool(getattr(args, "debug", False))
     from depthlens.dist import process_group
 
     try:
@@ -104,6 +153,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("depthlens: interrupted; nothing partial was written", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"depthlens: error: {_unexpected(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
