@@ -34,6 +34,7 @@ _COMMAND_MODULES = (
     "depthlens.cli.causal_cmd",
     "depthlens.cli.demo_cmd",
     "depthlens.cli.metrics_cmd",
+    "depthlens.cli.lens_cmd",
 )
 
 
