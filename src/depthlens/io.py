@@ -19,15 +19,82 @@ from typing import Any
 
 from depthlens.errors import DepthlensError
 
+# Outputs claimed without --overwrite: their final rename must not replace anything, so
+# two runs writing the same path cannot both "succeed" (the check before the work and the
+# rename after it are minutes apart).
+_EXCLUSIVE: set[Path] = set()
+
+
+def _key(p: Path) -> Path:
+    return Path(os.path.abspath(p))
+
 
 def check_output_path(path: str | Path, overwrite: bool) -> Path:
-    """Refuse an existing output path unless ``overwrite``; make sure its parent exists."""
+    """Refuse an existing output unless ``overwrite``; check that it can be created, now.
+
+    Called before any work: the folder must exist and accept a new file (a read-only or
+    unwritable location fails here, not after the run). Without ``overwrite`` the path is
+    claimed: the write at the end refuses to replace a file that appeared meanwhile.
+    """
     p = Path(path)
     if p.exists() and not overwrite:
         raise DepthlensError(f"output {p} already exists; pass --overwrite or choose another path")
     if not p.parent.exists():
         raise DepthlensError(f"the folder for output {p} does not exist; create {p.parent} first")
+    if not p.parent.is_dir():
+        raise DepthlensError(
+            f"the folder for output {p} is a file: {p.parent}; choose another path"
+        )
+    check_writable(p)
+    if overwrite:
+        _EXCLUSIVE.discard(_key(p))
+    else:
+        _EXCLUSIVE.add(_key(p))
     return p
+
+
+def check_writable(p: Path) -> None:
+    """Create and remove a probe file next to ``p``: the folder takes new files."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise DepthlensError(
+            f"cannot write output {p}: {exc.strerror or exc} in {p.parent}; choose a "
+            f"writable folder with -o"
+        ) from exc
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _publish_file(tmp: str, p: Path) -> None:
+    """Move ``tmp`` to ``p``; never over an existing file when ``p`` was claimed."""
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the umask
+    if _key(p) not in _EXCLUSIVE:
+        os.replace(tmp, p)
+        return
+    try:
+        os.link(tmp, p)  # atomic: fails if p exists (create-exclusive)
+    except FileExistsError:
+        raise DepthlensError(
+            f"output {p} already exists (another run wrote it meanwhile); pass --overwrite "
+            f"or choose another path"
+        ) from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        if p.exists():  # no hard links on this file system: the next best check
+            raise DepthlensError(f"output {p} already exists; pass --overwrite") from None
+        os.replace(tmp, p)
+        return
+    finally:
+        _EXCLUSIVE.discard(_key(p))
+    os.unlink(tmp)
 
 
 def disk_error(path: Path, exc: OSError) -> DepthlensError:
@@ -46,7 +113,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, p)
+        _publish_file(tmp, p)
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -76,18 +143,41 @@ def atomic_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
     try:
         yield tmp
-        if target.exists():
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs follow the umask
+        if target.exists() or target.is_symlink():
             if not overwrite:
                 raise DepthlensError(f"output {target} already exists; pass --overwrite")
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, old)
             os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
         else:
-            os.replace(tmp, target)
+            _rename_noreplace(tmp, target)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise disk_error(target, exc) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _remove(p: Path) -> None:
+    """Remove a file, a link or a folder (the old output replaced with --overwrite)."""
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
+def _rename_noreplace(tmp: Path, target: Path) -> None:
+    """Rename a folder into place unless something appeared there meanwhile."""
+    try:
+        os.rename(tmp, target)  # onto a non-empty folder or a file this fails
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+            raise DepthlensError(
+                f"output {target} already exists (another run wrote it meanwhile); pass "
+                f"--overwrite or choose another path"
+            ) from None
         raise
