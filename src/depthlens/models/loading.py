@@ -221,6 +221,55 @@ def _check_model_dir(path: Path, allow_pickle: bool) -> None:
         raise DepthlensError(f"{path} has a config.json but no weight files (*.safetensors)")
 
 
+def _check_config_json(path: Path) -> None:
+    """A damaged config.json is a damaged file, not a custom architecture."""
+    import json
+
+    cfg_path = path / "config.json"
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except OSError:
+        return  # _check_model_dir reported unreadable directories; transformers says the rest
+    except UnicodeDecodeError as exc:
+        raise DepthlensError(
+            f"{cfg_path} is not UTF-8 text; re-download or re-save the model"
+        ) from exc
+    except json.JSONDecodeError as exc:
+        raise DepthlensError(
+            f"{cfg_path} is not valid JSON ({exc.msg} at line {exc.lineno}); the file is "
+            "damaged: re-download or re-save the model"
+        ) from exc
+    if not isinstance(cfg, dict):
+        raise DepthlensError(
+            f"{cfg_path} is JSON but not an object (got {type(cfg).__name__}); re-download it"
+        )
+
+
+def _names(keys: list[str], limit: int = 4) -> str:
+    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def _check_loading_info(path: Path, info: dict[str, Any]) -> None:
+    """Weights that do not match the config are an error, never random initialisation."""
+    missing = sorted(info.get("missing_keys") or [])
+    unexpected = sorted(info.get("unexpected_keys") or [])
+    mismatched = sorted(str(m[0]) if isinstance(m, list | tuple) else str(m)
+                        for m in info.get("mismatched_keys") or [])  # fmt: skip
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} weights missing (would be random): {_names(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected weights: {_names(unexpected)}")
+    if mismatched:
+        parts.append(f"{len(mismatched)} weights of the wrong shape: {_names(mismatched)}")
+    if parts:
+        raise DepthlensError(
+            f"the weights in {path} do not match its config.json ({'; '.join(parts)}); check "
+            "num_hidden_layers and the sizes in config.json, or re-save the checkpoint"
+        )
+
+
 def _load_dir(
     path: Path,
     ref: str,
@@ -233,13 +282,16 @@ def _load_dir(
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     _check_model_dir(path, allow_pickle)
+    _check_config_json(path)
     try:
         cfg = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (ValueError, KeyError, OSError) as exc:
-        raise DepthlensError(
-            f"cannot read the config in {path}: {str(exc).splitlines()[0]}; if this is a custom "
-            "architecture you trust, pass --trust-remote-code"
-        ) from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        # Only an unknown model type is a --trust-remote-code matter.
+        custom = "model type" in first or "trust_remote_code" in first
+        fix = ("if this is a custom architecture you trust, pass --trust-remote-code" if custom
+               else "check or re-download config.json")  # fmt: skip
+        raise DepthlensError(f"cannot read the config in {path}: {first}; {fix}") from exc
     kwargs: dict[str, Any] = dict(
         dtype=dtype,
         trust_remote_code=trust_remote_code,
@@ -253,13 +305,18 @@ def _load_dir(
     auto = AutoModel if is_encoder else AutoModelForCausalLM
     try:
         with quiet_transformers():
-            model = auto.from_pretrained(path, **kwargs)
+            # Mismatched shapes come back in `info` (then refused below, with their names)
+            # instead of transformers' "look at the above report" error.
+            model, info = auto.from_pretrained(
+                path, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
+            )
     except Exception as exc:  # noqa: BLE001 - any loader failure is the user's file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DepthlensError(
             f"could not load the weights in {path}: {first[:300]}; the checkpoint may be "
             "corrupted or of an unsupported architecture"
         ) from exc
+    _check_loading_info(path, info)
     try:
         with quiet_transformers():
             tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
