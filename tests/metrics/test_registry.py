@@ -20,7 +20,7 @@ def test_every_record_is_complete() -> None:
     assert len(recs) >= 20
     for r in recs:
         assert r.papers, r.name
-        assert all(p.year >= 2016 and p.title for p in r.papers), r.name
+        assert all(1950 <= p.year <= 2030 and p.title for p in r.papers), r.name
         assert r.definition and r.caption and r.accumulate and r.finalize, r.name
         assert re.fullmatch(r"[a-z][a-z0-9_]*", r.name), r.name
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import unicodedata
 from typing import Any
 
 from depthlens.models.registry import DEFAULT_MODEL
+
+DTYPE_CHOICES = ("float32", "bfloat16", "float16", "fp32", "bf16", "fp16")
 
 
 def add_model_args(p: argparse.ArgumentParser, positional: bool = True) -> None:
@@ -20,7 +23,8 @@ def add_model_args(p: argparse.ArgumentParser, positional: bool = True) -> None:
             help=f"packaged name, local HF dir, .gguf file or hub id (default {DEFAULT_MODEL})",
         )
     g = p.add_argument_group("model loading")
-    g.add_argument("--dtype", default="float32", help="float32 (default), bfloat16, float16")
+    g.add_argument("--dtype", default="float32", choices=DTYPE_CHOICES,
+                   help="weights' dtype: float32 (default), bfloat16 or float16")  # fmt: skip
     g.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, mps")
     g.add_argument(
         "--device-map",
@@ -55,8 +59,8 @@ def load_model_from_args(args: argparse.Namespace, ref: str | None = None) -> An
     from depthlens.models.loading import load_model
 
     ref = ref or args.model
-    status(f"loading {ref} …")
-    return load_model(
+    status(f"loading {safe_text(ref)} …")
+    lm = load_model(
         ref,
         dtype=args.dtype,
         device=args.device,
@@ -65,6 +69,59 @@ def load_model_from_args(args: argparse.Namespace, ref: str | None = None) -> An
         trust_remote_code=args.trust_remote_code,
         allow_pickle=args.allow_pickle,
     )
+    check_model_limits(lm, args)
+    return lm
+
+
+def model_context(lm: Any) -> int | None:
+    """The longest sequence the model was built for (``max_position_embeddings``), if known."""
+    cfg = lm.model.config.get_text_config()
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        v = getattr(cfg, key, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
+
+
+def check_model_limits(lm: Any, args: argparse.Namespace) -> None:
+    """Options that only the loaded model can check: lengths within its context, depth."""
+    from depthlens.errors import DepthlensError
+
+    ctx = model_context(lm)
+    lengths = [("--seq-len", getattr(args, "seq_len", None))]
+    if getattr(args, "prompt_len", None) and not getattr(args, "no_speed", False):
+        lengths.append(("--prompt-len + --decode-tokens",
+                        args.prompt_len + getattr(args, "decode_tokens", 0)))  # fmt: skip
+    for flag, n in lengths:
+        if ctx is not None and isinstance(n, int) and n > ctx:
+            raise DepthlensError(
+                f"{flag} {n} is longer than {lm.ref}'s context of {ctx} tokens "
+                f"(max_position_embeddings); use at most {ctx}"
+            )
+    for flag, key in (("--n-max", "n_max"), ("--late-blocks", "late_blocks")):
+        v = getattr(args, key, None)
+        if v is not None and v > lm.num_layers:
+            raise DepthlensError(
+                f"{flag} {v} is more than the model's {lm.num_layers} blocks; use at most "
+                f"{lm.num_layers}"
+            )
+
+
+def safe_text(text: str) -> str:
+    """Text from a model, a prompt or a path made safe for a terminal.
+
+    ANSI escapes and other control characters (a token can be any string) are shown
+    escaped, e.g. ESC as ``x1b``, so they cannot recolour, move or clear the terminal.
+    Newlines and tabs stay.
+    """
+    out = []
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if ch in "\n\t" or not (cat.startswith("C") and cat != "Co"):
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
 
 
 def check_data_args(args: argparse.Namespace) -> None:

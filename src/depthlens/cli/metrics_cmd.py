@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from depthlens.metrics.docs import metrics_markdown
+from depthlens.errors import DepthlensError
+from depthlens.io import atomic_write_text
+from depthlens.metrics.docs import metrics_markdown, splice
 from depthlens.metrics.registry import all_metrics, get_metric
 
 
@@ -21,11 +24,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", nargs="?", help="show one metric in full")
     p.add_argument("--family", help="only this family (residual, lens, causal, …)")
     p.add_argument("--markdown", action="store_true", help="the tables of docs/SPEC.md")
+    p.add_argument("--update-doc", metavar="FILE",
+                   help="rewrite the generated tables inside FILE (e.g. docs/SPEC.md)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the registry."""
+    if args.update_doc:
+        path = Path(args.update_doc)
+        try:
+            text = path.read_text(encoding="utf-8")
+            atomic_write_text(path, splice(text))
+        except ValueError as exc:  # no markers
+            raise DepthlensError(f"{path}: {exc}; add the metrics markers first") from exc
+        except OSError as exc:
+            raise DepthlensError(f"cannot update {path}: {exc.strerror or exc}") from exc
+        print(f"updated the metric tables in {path}")
+        return 0
     if args.markdown:
         print(metrics_markdown())
         return 0

@@ -16,6 +16,8 @@ _TITLES = {
     "residual": "Residual stream (one pass, streamed)",
     "lens": "Logit lens (one pass, streamed, on a seeded token subset)",
     "causal": "Causal (extra forwards)",
+    "repr": "Representations (stored samples, capped and seeded)",
+    "tuned": "Tuned lens",
 }
 
 
