@@ -166,12 +166,28 @@ def test_no_external_urls(tiny_profile: dict[str, Any]) -> None:
     assert csp and "default-src 'none'" in (csp[0] or "")
 
 
+def assert_real_picture(png: bytes, pid: str) -> None:
+    """A decodable PNG of plot size with drawn content (not one flat colour)."""
+    import io
+
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    assert png.startswith(b"\x89PNG\r\n\x1a\n"), pid
+    img = mpimg.imread(io.BytesIO(png), format="png")  # (H, W, C) floats in 0..1
+    assert img.shape[0] >= 200 and img.shape[1] >= 300, (pid, img.shape)
+    rgb = img[..., :3].reshape(-1, 3)
+    dark = (rgb.mean(axis=1) < 0.5).mean()  # axes, text and lines on a white background
+    assert 0.002 < dark < 0.5, (pid, dark)
+    assert len(np.unique(rgb.round(2), axis=0)) > 8, pid  # more than a few flat colours
+
+
 def test_every_plot_present_and_a_real_png(tiny_profile: dict[str, Any]) -> None:
     html = build_report(Profile.from_dict(tiny_profile), results())
     figs = figures(parse(html))
     assert set(figs) == PROFILE_PLOTS | EXTRA_PLOTS
     for pid, png in figs.items():
-        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 2000, pid
+        assert_real_picture(png, pid)
     assert 'id="strip-tokens"' in html  # the think token strip
     caps = captions_of(html)
     assert all(len(c) > 20 for c in caps.values()), caps
