@@ -1,0 +1,202 @@
+"""``depthlens lens train|eval|report`` (tuned lens) and ``depthlens exit`` (early exit)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from depthlens.cli.common import (
+    add_data_args,
+    add_model_args,
+    check_data_args,
+    load_model_from_args,
+    load_windows_from_args,
+    status,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``lens`` (with its own subcommands) and ``exit``."""
+    lens = sub.add_parser("lens", help="train and evaluate a tuned lens (Belrose et al. 2023)",
+                          description="Tuned lens: one affine translator per block, trained "
+                          "on KL(p_L ‖ p_l) of the frozen model.")
+    lsub = lens.add_subparsers(dest="lens_command", metavar="ACTION")
+    _register_train(lsub)
+    _register_eval(lsub)
+    _register_report(lsub)
+    lens.set_defaults(func=lambda _a: lens.print_help() or 0)
+    _register_exit(sub)
+
+
+def _outputs(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("-o", "--output", required=True, help=f"write the {what} here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _register_train(lsub: argparse._SubParsersAction) -> None:
+    t = lsub.add_parser(
+        "train", help="train a tuned lens on a frozen model",
+        epilog="example: depthlens lens train smollm2-135m --data wiki-calib --max-tokens 2048 "
+        "--seq-len 128 -o lens/",
+    )
+    add_model_args(t)
+    add_data_args(t)
+    t.set_defaults(seq_len=128, max_tokens=2048)
+    g = t.add_argument_group("training")
+    g.add_argument("--steps", type=int, default=0, help="optimiser steps (0 = one pass)")
+    g.add_argument("--batch-size", type=int, default=1, help="windows per step (1)")
+    g.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
+                   help="SGD with Nesterov momentum (reference default) or Adam")
+    g.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default 1.0 for SGD, 1e-3 for Adam)")
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0.9)")
+    g.add_argument("--weight-decay", type=float, default=1e-3, help="weight decay (1e-3)")
+    g.add_argument("--warmup", type=float, default=0.1, help="share of warm-up steps (0.1)")
+    _outputs(t, "lens folder")
+    t.set_defaults(func=run_train)
+
+
+def _register_eval(lsub: argparse._SubParsersAction) -> None:
+    e = lsub.add_parser(
+        "eval", help="per-block KL of the logit lens and a tuned lens on the same tokens",
+        epilog="example: depthlens lens eval smollm2-135m --lens tuned:lens/ --data wiki-eval "
+        "--max-tokens 2048 -o kl_wiki.json",
+    )
+    add_model_args(e)
+    add_data_args(e, default="wiki-eval")
+    e.set_defaults(seq_len=128, max_tokens=2048)
+    e.add_argument("--lens", default="logit", help="logit or tuned:DIR (compared to logit)")
+    e.add_argument("--batch-size", type=int, default=4, help="windows per forward (4)")
+    _outputs(e, "lens-eval JSON")
+    e.set_defaults(func=run_eval)
+
+
+def _register_report(lsub: argparse._SubParsersAction) -> None:
+    r = lsub.add_parser(
+        "report", help="HTML page with the logit and tuned lens curves of lens-eval results",
+        epilog="example: depthlens lens report kl_wiki.json kl_news.json -o lens.html",
+    )
+    r.add_argument("results", nargs="+", help="lens-eval JSON files (same model)")
+    r.add_argument("-o", "--output", required=True, help="write the HTML page here")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    r.set_defaults(func=run_report)
+
+
+def _register_exit(sub: argparse._SubParsersAction) -> None:
+    x = sub.add_parser(
+        "exit", help="early-exit quality/compute curves (CALM) from a lens",
+        description="For each rule and threshold: mean exit depth, FLOPs saved, agreement "
+        "with the full model's top-1 and the perplexity of the exited predictions.",
+        epilog="example: depthlens exit smollm2-135m --lens tuned:lens/ --data wiki-eval "
+        "--max-tokens 2048 -o exit.json",
+    )
+    add_model_args(x)
+    add_data_args(x, default="wiki-eval")
+    x.set_defaults(seq_len=128, max_tokens=2048)
+    x.add_argument("--lens", default="logit", help="logit (default) or tuned:DIR")
+    x.add_argument("--confidence", default=None, metavar="T,T",
+                   help="top-1 probability thresholds in (0, 1] (default a sweep)")
+    x.add_argument("--entropy", default=None, metavar="T,T",
+                   help="entropy thresholds in nats, [0, ln V] (default a sweep)")
+    x.add_argument("--settled", default=None, metavar="K,K",
+                   help="top-1 unchanged over K layers, 1..L-1 (default a sweep)")
+    x.add_argument("--min-depth", type=int, default=1, help="first depth that may exit (1)")
+    x.add_argument("--batch-size", type=int, default=4, help="windows per forward (4)")
+    _outputs(x, "exit JSON")
+    x.set_defaults(func=run_exit_cmd)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Validate, load, train, save."""
+    from depthlens.data import load_text
+    from depthlens.io import check_output_path
+    from depthlens.tuned.train import TrainOptions, train_and_save
+
+    check_output_path(args.output.rstrip("/") or args.output, args.overwrite)
+    opts = TrainOptions(steps=args.steps, optimizer=args.optimizer, lr=args.lr,
+                        momentum=args.momentum, weight_decay=args.weight_decay,
+                        warmup=args.warmup, batch_size=args.batch_size, seed=args.seed)
+    opts.validate()
+    check_data_args(args)
+    source = load_text(args.data, text_field=args.text_field)
+    lm = load_model_from_args(args)
+    windows = load_windows_from_args(args, lm.tokenizer, source=source)
+    status(f"training a tuned lens on {windows.n_tokens} tokens …")
+    rec = train_and_save(lm, windows, args.output, opts, overwrite=args.overwrite,
+                         progress=not args.quiet)
+    first, last = rec["loss_first_step"], rec["loss_last_steps"]
+    status(f"trained {rec['steps']} steps on {rec['tokens_seen']} tokens in "
+           f"{rec['seconds']:.0f} s; mean KL {sum(first) / len(first):.3f} -> "
+           f"{sum(last) / len(last):.3f} nats; wrote {args.output}")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Validate, load, compare the lenses, write."""
+    from depthlens.data import load_text
+    from depthlens.io import check_output_path
+    from depthlens.results import write_result
+    from depthlens.tuned.evaluate import evaluate_lens
+    from depthlens.tuned.lens import check_lens_arg
+
+    out = check_output_path(args.output, args.overwrite)
+    check_lens_arg(args.lens)
+    check_data_args(args)
+    source = load_text(args.data, text_field=args.text_field)
+    lm = load_model_from_args(args)
+    windows = load_windows_from_args(args, lm.tokenizer, source=source)
+    t0 = time.perf_counter()
+    env, payload = evaluate_lens(lm, windows, args.lens, batch_size=args.batch_size,
+                                 progress=not args.quiet)
+    write_result(out, env, payload)
+    for name, v in payload["lenses"].items():
+        kl = ", ".join(f"{x:.2f}" for x in v["lens_kl"])
+        print(f"{name:>6} KL per block: {kl}")
+    status(f"evaluated {payload['n_tokens']} tokens in {time.perf_counter() - t0:.0f} s; "
+           f"wrote {out}")
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Read lens-eval results and write the comparison page."""
+    from depthlens.io import atomic_write_text, check_output_path
+    from depthlens.tuned.evaluate import load_evals
+    from depthlens.tuned.report import lens_report_html
+
+    out = check_output_path(args.output, args.overwrite)
+    atomic_write_text(out, lens_report_html(load_evals(args.results)))
+    status(f"wrote {out}")
+    return 0
+
+
+def run_exit_cmd(args: argparse.Namespace) -> int:
+    """Validate (thresholds first), load, sweep, write."""
+    from depthlens.data import load_text
+    from depthlens.exit.api import check_sweeps, run_exit
+    from depthlens.exit.rules import RULES, parse_thresholds
+    from depthlens.io import check_output_path
+    from depthlens.results import write_result
+    from depthlens.tuned.lens import check_lens_arg
+
+    out = check_output_path(args.output, args.overwrite)
+    sweeps: dict[str, tuple[float, ...]] = {
+        k: parse_thresholds(k, getattr(args, k)) for k in RULES
+    }
+    check_sweeps(sweeps, args.min_depth)
+    check_lens_arg(args.lens)
+    check_data_args(args)
+    source = load_text(args.data, text_field=args.text_field)
+    lm = load_model_from_args(args)
+    windows = load_windows_from_args(args, lm.tokenizer, source=source)
+    env, payload = run_exit(lm, windows, args.lens, sweeps, min_depth=args.min_depth,
+                            batch_size=args.batch_size, progress=not args.quiet)
+    write_result(out, env, payload)
+    if not args.quiet:
+        for points in payload["rules"].values():
+            for p in points:
+                print(f"{p['label']:>18}  depth {p['mean_exit_depth']:5.2f}  saved "
+                      f"{100 * p['flops_saved']:5.1f}% (net {100 * p['flops_saved_net']:6.1f}%)"
+                      f"  agree {100 * p['agreement']:5.1f}%  ppl {p['perplexity']:.2f}")
+    status(f"wrote {out}")
+    return 0

@@ -1,0 +1,188 @@
+"""The tuned lens (Belrose et al. 2023, arXiv 2303.08112) and the lens protocol.
+
+A lens turns a residual state into next-token logits. The logit lens
+(:class:`depthlens.metrics.lens.Lens`) reads ``softmax(U · final_norm(h))``; the tuned
+lens first applies one affine translator per residual state, added to the stream as in the
+reference implementation::
+
+    p_l(h) = softmax(U · final_norm(h + A_l h + b_l))
+
+Translator ``l`` reads ``h_l``, the stream entering block ``l`` (l = 0..L-1, so ``h_0`` is
+the embedding output and translator ``l`` also reads the output of block ``l-1``); the final
+state ``h_L`` is the model's own output and is read without a translator. ``A_l`` and
+``b_l`` start at zero, so an untrained tuned lens *is* the logit lens.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from depthlens.errors import DepthlensError
+from depthlens.metrics.lens import Lens
+from depthlens.metrics.registry import unknown_choice
+from depthlens.models.loading import LoadedModel
+from depthlens.results import Envelope, check_same_model, read_result, write_result
+
+LENS_KIND = "depthlens.tuned_lens"
+WEIGHTS = "translators.safetensors"
+META = "lens.json"
+
+
+class Readout(Protocol):
+    """What the profile, the settling depth and early exit need from a lens."""
+
+    @property
+    def unembed(self) -> nn.Module:
+        """The unembedding (sizes the token chunks)."""
+        ...
+
+    def logits(self, h: torch.Tensor, layer: int | None = None) -> torch.Tensor:
+        """(N, d) states of residual state ``layer`` (0..L) -> (N, V) float32 logits."""
+        ...
+
+
+class TunedLens(nn.Module):
+    """One identity-initialised affine translator per block, before the logit lens."""
+
+    def __init__(self, base: Lens, n_layers: int, d_model: int) -> None:
+        super().__init__()
+        self.base = base  # a plain dataclass: the model's weights are not our parameters
+        self.n_layers = n_layers
+        self.d_model = d_model
+        self.translators = nn.ModuleList(nn.Linear(d_model, d_model) for _ in range(n_layers))
+        for t in self.translators:
+            assert isinstance(t, nn.Linear)
+            nn.init.zeros_(t.weight)  # A_l = 0, b_l = 0: step 0 is the logit lens exactly
+            nn.init.zeros_(t.bias)
+
+    @property
+    def unembed(self) -> nn.Module:
+        """The model's unembedding."""
+        return self.base.unembed
+
+    def translate(self, h: torch.Tensor, layer: int) -> torch.Tensor:
+        """Return h + A_l h + b_l for l < L, and ``h`` itself for the final state (l = L)."""
+        if not 0 <= layer <= self.n_layers:
+            raise IndexError(f"residual state {layer} outside 0..{self.n_layers}")
+        if layer == self.n_layers:
+            return h
+        t: Any = self.translators[layer]
+        x = h.to(device=t.weight.device, dtype=t.weight.dtype)
+        return (x + t(x)).to(h.dtype)  # back to the model's dtype for its own modules
+
+    def logits(self, h: torch.Tensor, layer: int | None = None) -> torch.Tensor:
+        """(N, d) states of residual state ``layer`` -> (N, V) float32 logits."""
+        if layer is None:
+            raise ValueError("the tuned lens needs the residual-state index of h")
+        return self.base.logits(self.translate(h, layer))
+
+    @classmethod
+    def for_model(cls, lm: LoadedModel) -> TunedLens:
+        """A fresh (identity) tuned lens for ``lm``."""
+        if not lm.arch.has_lens:
+            raise DepthlensError(f"family '{lm.arch.family}' has no logit lens to tune")
+        cfg: Any = getattr(lm.model, "config", None)
+        d = int(cfg.get_text_config().hidden_size) if cfg is not None else 0
+        lens = cls(Lens.of(lm.model, lm.arch), lm.num_layers, d)
+        return lens.to(lm.device)
+
+
+class LogitReadout:
+    """The logit lens under the :class:`Readout` protocol (the layer index is ignored)."""
+
+    def __init__(self, base: Lens) -> None:
+        self.base = base
+
+    @property
+    def unembed(self) -> nn.Module:
+        """The model's unembedding."""
+        return self.base.unembed
+
+    def logits(self, h: torch.Tensor, layer: int | None = None) -> torch.Tensor:
+        """softmax(U · final_norm(h)) logits, whatever the depth."""
+        return self.base.logits(h)
+
+
+def save_lens(lens: TunedLens, out: str | Path, envelope: Envelope,
+              training: dict[str, Any]) -> None:
+    """Write ``translators.safetensors`` and ``lens.json`` into the folder ``out``."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().float().cpu().contiguous() for k, v in lens.state_dict().items()}
+    save_file(tensors, str(Path(out) / WEIGHTS), metadata={"format": "pt"})
+    payload = {"lens": {"n_layers": lens.n_layers, "d_model": lens.d_model,
+                        "reads": "translator l reads h_l, the stream entering block l; "
+                                 "h_L is read without one",
+                        "form": "softmax(U · final_norm(h + A_l h + b_l))"},
+               "training": training}
+    write_result(Path(out) / META, envelope, payload)
+
+
+def lens_dir_check(spec: str) -> Path:
+    """Validate ``tuned:DIR`` before any model is loaded; returns DIR."""
+    path = Path(spec.removeprefix("tuned:"))
+    if not path.is_dir():
+        raise DepthlensError(f"tuned lens folder {path} not found; train one with "
+                             f"`depthlens lens train REF -o {path}`")
+    for name in (META, WEIGHTS):
+        if not (path / name).is_file():
+            raise DepthlensError(f"tuned lens folder {path} lacks {name}; it is not a "
+                                 f"`depthlens lens train` output (retrain it)")
+    return path
+
+
+def load_lens(path: str | Path, lm: LoadedModel) -> tuple[TunedLens, dict[str, Any]]:
+    """Load a trained tuned lens for ``lm``; refuse one of another model or with a gap."""
+    from safetensors.torch import load_file
+
+    folder = lens_dir_check(f"tuned:{path}")
+    env, payload = read_result(folder / META, LENS_KIND)
+    check_same_model(env.model, lm.identity(), "the tuned lens and the model")
+    lens = TunedLens.for_model(lm)
+    state = load_file(str(folder / WEIGHTS))
+    for l in range(lens.n_layers):
+        for part in ("weight", "bias"):
+            key = f"translators.{l}.{part}"
+            if key not in state:
+                raise DepthlensError(f"tuned lens {folder} lacks the translator of layer {l} "
+                                     f"({key}); the folder is incomplete: retrain it")
+    extra = sorted(set(state) - set(lens.state_dict()))
+    if extra:
+        raise DepthlensError(f"tuned lens {folder} has unexpected tensors {extra[:3]}; it was "
+                             f"trained for a model with more blocks")
+    try:
+        lens.load_state_dict(state)
+    except RuntimeError as exc:
+        raise DepthlensError(f"tuned lens {folder} does not fit this model: {exc}") from exc
+    lens.to(lm.device)
+    info = {"kind": "tuned", "dir": str(folder), "fingerprint": env.fingerprint,
+            "data": env.data, "tokens": env.tokens,
+            "steps": payload.get("training", {}).get("steps")}
+    return lens, info
+
+
+LENS_CHOICES = ("logit", "tuned:DIR")
+
+
+def check_lens_arg(spec: str) -> None:
+    """Fail fast on ``--lens`` before any model is loaded."""
+    if spec == "logit":
+        return
+    if spec.startswith("tuned:"):
+        lens_dir_check(spec)
+        return
+    raise DepthlensError(unknown_choice("--lens", spec, list(LENS_CHOICES)))
+
+
+def readout_for(lm: LoadedModel, spec: str = "logit") -> tuple[Readout, dict[str, Any]]:
+    """The lens named by ``--lens`` (``logit`` or ``tuned:DIR``) and a record of it."""
+    check_lens_arg(spec)
+    if spec == "logit":
+        return LogitReadout(Lens.of(lm.model, lm.arch)), {"kind": "logit"}
+    lens, info = load_lens(spec.removeprefix("tuned:"), lm)
+    lens.eval()
+    return lens, info

@@ -1,0 +1,243 @@
+"""Training the tuned lens on a frozen model's residual stream (Belrose et al. 2023).
+
+Loss of translator l: KL(p_L ‖ p_l(h_l)), mean over tokens, as in the tuned-lens reference
+implementation; the layers' losses are summed (their parameters are disjoint, so each
+translator sees exactly its own layer's gradient). Optimiser: SGD with Nesterov momentum
+(the reference's default: lr 1, momentum 0.9, weight decay 1e-3, linear warm-up then linear
+decay) or Adam. Windows are streamed: each step runs the frozen model on one batch of
+windows, so memory is the translators, their optimiser state and one batch, whatever the
+number of tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from depthlens.capture.hooks import capture_blocks, forward_kwargs, run_forward
+from depthlens.data.windows import TokenWindows
+from depthlens.errors import DepthlensError
+from depthlens.io import atomic_dir
+from depthlens.models.loading import LoadedModel
+from depthlens.progress import progress_bar
+from depthlens.results import Envelope
+from depthlens.tuned.lens import LENS_KIND, TunedLens, save_lens
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Every choice of a tuned-lens training run; all of it is saved with the lens."""
+
+    steps: int = 0  # optimiser steps; 0 = one pass over the windows
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float | None = None  # None: 1.0 for SGD (reference), 1e-3 for Adam
+    momentum: float = 0.9
+    weight_decay: float = 1e-3
+    warmup: float = 0.1  # share of the steps with a linear warm-up
+    batch_size: int = 4  # windows per step
+    token_chunk: int | None = None  # tokens per lens chunk; None = ~128 MB of logits
+    include_first_token: bool = False  # the attention sink's state is excluded by default
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise a user-facing error for out-of-range values."""
+        if self.steps < 0:
+            raise DepthlensError(f"--steps must be ≥ 0 (0 = one pass), got {self.steps}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise DepthlensError(f"--optimizer must be sgd or adam, got '{self.optimizer}'")
+        if self.lr is not None and not self.lr > 0:
+            raise DepthlensError(f"--lr must be > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise DepthlensError(f"--momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise DepthlensError(f"--weight-decay must be ≥ 0, got {self.weight_decay}")
+        if not 0 <= self.warmup < 1:
+            raise DepthlensError(f"--warmup must be a share in [0, 1), got {self.warmup}")
+        if self.batch_size < 1:
+            raise DepthlensError(f"--batch-size must be ≥ 1, got {self.batch_size}")
+        if self.token_chunk is not None and self.token_chunk < 1:
+            raise DepthlensError(f"--token-chunk must be ≥ 1, got {self.token_chunk}")
+
+    @property
+    def lr_used(self) -> float:
+        """The learning rate, with the reference's default per optimiser."""
+        return self.lr if self.lr is not None else (1.0 if self.optimizer == "sgd" else 1e-3)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON form."""
+        return {**asdict(self), "lr_used": self.lr_used}
+
+
+class _KLFromLogits(torch.autograd.Function):
+    """KL(p ‖ softmax(z)) per row, with the closed-form gradient softmax(z) − p.
+
+    Autograd of the plain expression keeps several (tokens × vocab) tensors alive; this
+    keeps only z, so the token chunk can be larger.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, logp: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        lse = torch.logsumexp(z, dim=-1, keepdim=True)
+        kl = (p * (logp - (z - lse))).sum(-1)
+        ctx.save_for_backward(z, lse, p)
+        return kl
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor) -> Any:
+        z, lse, p = ctx.saved_tensors
+        grad = (z - lse).exp_().sub_(p).mul_(grads[0].unsqueeze(-1))
+        return grad, None, None
+
+
+def kl_from_logits(z: torch.Tensor, logp: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """KL(p ‖ softmax(z)) over the last axis; ``p``/``logp`` broadcast against ``z``."""
+    out: torch.Tensor = _KLFromLogits.apply(z, logp, p)
+    return out
+
+
+@contextlib.contextmanager
+def frozen(*modules: nn.Module | None) -> Iterator[None]:
+    """Parameters of ``modules`` do not require grad inside (no unembedding gradient)."""
+    params = [p for m in modules if m is not None for p in m.parameters()]
+    old = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, r in zip(params, old, strict=True):
+            p.requires_grad_(r)
+
+
+def train_positions(data: TokenWindows, include_first: bool) -> torch.Tensor:
+    """(W, T) bool: real tokens, the first position of each window out unless asked."""
+    am = data.attention_mask.bool()
+    valid = am.clone()
+    if not include_first:
+        first = am.long().argmax(dim=1)
+        valid[torch.arange(am.shape[0]), first] = False
+    return valid
+
+
+def make_optimizer(lens: TunedLens, opts: TrainOptions, steps: int) -> tuple[Any, Any]:
+    """The optimiser and a warm-up + linear-decay schedule (as the reference)."""
+    params = list(lens.translators.parameters())
+    opt: torch.optim.Optimizer
+    if opts.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=opts.lr_used, momentum=opts.momentum, nesterov=True,
+                              weight_decay=opts.weight_decay)
+    else:
+        opt = torch.optim.AdamW(params, lr=opts.lr_used, weight_decay=opts.weight_decay)
+    warm = max(1, math.ceil(opts.warmup * steps)) if opts.warmup > 0 else 0
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, (steps - step) / max(1, steps - warm))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def lens_step(lens: TunedLens, states: list[torch.Tensor], chunk: int) -> torch.Tensor:
+    """Forward + backward of one batch; returns the (L,) mean KL per translator.
+
+    ``states``: h_0..h_L for the batch's selected tokens, each (N, d).
+    """
+    n_layers = lens.n_layers
+    n = states[0].shape[0]
+    total = torch.zeros(n_layers, dtype=torch.float64)
+    for c0 in range(0, n, chunk):
+        sl = slice(c0, c0 + chunk)
+        with torch.no_grad():
+            z_fin = lens.logits(states[n_layers][sl], n_layers)  # (c, V)
+            logp_fin = torch.log_softmax(z_fin, dim=-1)
+            p_fin = logp_fin.exp()
+        x = torch.cat([lens.translate(states[l][sl], l) for l in range(n_layers)])  # (L·c, d)
+        z = lens.base.logits(x).view(n_layers, -1, z_fin.shape[-1])  # (L, c, V)
+        kl = kl_from_logits(z, logp_fin, p_fin)  # (L, c)
+        (kl.sum() / n).backward()
+        total += kl.detach().double().sum(1).cpu()
+    return total / n
+
+
+def default_token_chunk(lens: TunedLens) -> int:
+    """Tokens per chunk so that the (L × tokens × V) logits take about 128 MB."""
+    weight: Any = lens.unembed.weight  # (V, d)
+    vocab = int(weight.shape[0])
+    return max(1, 2**25 // max(1, lens.n_layers * vocab))
+
+
+def train_lens(lm: LoadedModel, data: TokenWindows, options: TrainOptions | None = None,
+               *, progress: bool = True) -> tuple[TunedLens, dict[str, Any]]:
+    """Train a tuned lens for ``lm`` on ``data``; returns it and its training record."""
+    opts = options or TrainOptions()
+    opts.validate()
+    torch.manual_seed(opts.seed)
+    lens = TunedLens.for_model(lm)
+    valid = train_positions(data, opts.include_first_token)
+    batches = [torch.arange(s, min(s + opts.batch_size, len(data)))
+               for s in range(0, len(data), opts.batch_size)]
+    steps = opts.steps or len(batches)
+    opt, sched = make_optimizer(lens, opts, steps)
+    chunk = opts.token_chunk or default_token_chunk(lens)
+    fkw, curve, per_layer = forward_kwargs(lm.model), [], []
+    n_tokens, t0 = 0, time.perf_counter()
+    bar = progress_bar(steps, "lens train", enabled=progress)
+    with frozen(lm.model), capture_blocks(lm.model, lm.arch, attn=False) as trace:
+        for step in range(steps):
+            rows = batches[step % len(batches)]  # more steps than batches: cycle the data
+            trace.clear()
+            with torch.no_grad():
+                run_forward(lm.model, data.input_ids[rows].to(lm.device),
+                            data.attention_mask[rows].to(lm.device), **fkw)
+            sel = valid[rows]
+            states = [s[sel.to(s.device)].detach() for s in trace.states if s is not None]
+            trace.clear()
+            opt.zero_grad(set_to_none=True)
+            loss = lens_step(lens, states, chunk)
+            opt.step()
+            sched.step()
+            n_tokens += int(sel.sum())
+            per_layer.append(loss)
+            curve.append(float(loss.mean()))
+            bar.update(1)
+    bar.close()
+    tail = max(1, steps // 10)
+    record = {
+        "steps": steps,
+        "tokens_seen": n_tokens,
+        "unique_windows": len(data),
+        "seconds": time.perf_counter() - t0,
+        "loss_first_step": [float(v) for v in per_layer[0]],
+        "loss_last_steps": [float(v) for v in torch.stack(per_layer[-tail:]).mean(0)],
+        "loss_last_steps_n": tail,
+        "loss_curve_mean_over_layers": curve,
+        "loss": "KL(p_L ‖ p_l) in nats, mean over tokens, per translator l = 0..L-1",
+    }
+    lens.eval()
+    return lens, record
+
+
+def train_and_save(lm: LoadedModel, data: TokenWindows, out: str | Path,
+                   options: TrainOptions | None = None, *, overwrite: bool = False,
+                   progress: bool = True) -> dict[str, Any]:
+    """Train a tuned lens and write it to the folder ``out`` (atomically)."""
+    opts = options or TrainOptions()
+    opts.validate()
+    if Path(out).exists() and not overwrite:
+        raise DepthlensError(f"output {out} already exists; pass --overwrite or choose another "
+                             f"folder")
+    lens, record = train_lens(lm, data, opts, progress=progress)
+    env = Envelope(kind=LENS_KIND, model=lm.identity(), data=data.identity,
+                   options=opts.to_dict(), tokens={"train": record["tokens_seen"]})
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        save_lens(lens, tmp, env, record)
+    return record
