@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from depthlens.cli.common import (
     add_data_args,
     add_model_args,
+    check_data_args,
     load_model_from_args,
     load_windows_from_args,
+    safe_text,
     status,
 )
+from depthlens.errors import DepthlensError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,10 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=run_eval)
     c = sub.add_parser("compare", help="compare models on the same windows, with ratios",
                        description="Evaluate several models in one process on the same "
-                       "windows; ratios are to the first model.",
+                       "windows; ratios are to the first model. Speed is timed "
+                       "interleaved (A B A B …) and reported as the median ratio with a "
+                       "95%% interval and a verdict.",
                        epilog="example: depthlens compare smollm2-135m out/pruned "
                        "--data wiki-eval -o compare.json")  # fmt: skip
-    c.add_argument("models", nargs="+", metavar="REF", help="models; the first is the baseline")
+    c.add_argument("models", nargs="+", metavar="MODEL", help="models; the first is the baseline")
     add_model_args(c, positional=False)
     _eval_args(c)
     c.add_argument("--calib-data", default=None,
@@ -47,55 +53,90 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-speed", action="store_true", help="skip the speed measurement")
     g.add_argument("--prompt-len", type=int, default=256, help="prefill tokens (256)")
     g.add_argument("--decode-tokens", type=int, default=32, help="greedy decode steps (32)")
-    g.add_argument("--repeats", type=int, default=3, help="timed repeats, median (3)")
+    g.add_argument("--rounds", "--repeats", dest="rounds", type=int, default=10,
+                   help="timed rounds, each timing every model once, interleaved (10)")
+    g.add_argument("--warmup", type=int, default=2, help="untimed warm-up rounds (2)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="pin torch to this many threads while timing (default: as is)")
     p.add_argument("-o", "--output", help="write the JSON result here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-
-
-def _strict(res: dict[str, Any]) -> Any:
-    """Strict JSON: non-JSON values as strings, an overflowing ppl (inf) or NaN as null."""
-    from depthlens.results import clean_json
-
-    return clean_json(json.loads(json.dumps(res, default=str)))
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _speed_opts(args: argparse.Namespace) -> dict[str, Any]:
     return {"prompt_len": args.prompt_len, "decode_tokens": args.decode_tokens,
-            "repeats": args.repeats}  # fmt: skip
+            "rounds": args.rounds, "warmup": args.warmup, "threads": args.threads,
+            "seed": args.seed}  # fmt: skip
+
+
+def validate_eval_args(args: argparse.Namespace) -> Any:
+    """Every check that needs no model, so bad input fails before a slow load.
+
+    Returns the loaded --data text (read now, so a bad file fails now).
+    """
+    from depthlens.data import load_text
+
+    check_data_args(args)
+    if args.batch_size < 1:
+        raise DepthlensError(f"--batch-size must be ≥ 1, got {args.batch_size}")
+    if not args.no_speed:
+        for flag, v, low in (("--prompt-len", args.prompt_len, 1),
+                             ("--decode-tokens", args.decode_tokens, 1),
+                             ("--rounds", args.rounds, 1), ("--warmup", args.warmup, 0),
+                             ("--threads", args.threads, 1)):  # fmt: skip
+            if v is not None and v < low:
+                raise DepthlensError(f"{flag} must be ≥ {low}, got {v}")
+    if getattr(args, "mc_examples", 1) < 1:
+        raise DepthlensError(f"--mc-examples must be ≥ 1, got {args.mc_examples}")
+    return load_text(args.data, text_field=args.text_field)
+
+
+def _mc_paths(args: argparse.Namespace) -> dict[str, Path]:
+    """BIG-bench task files, found before any model is loaded."""
+    from depthlens.evaluate.mc import DEFAULT_TASKS, bigbench_task_path
+
+    if args.mc is None:
+        return {}
+    return {task: bigbench_task_path(task) for task in (args.mc or DEFAULT_TASKS)}
+
+
+def _write(out: Path | None, res: dict[str, Any]) -> None:
+    from depthlens.io import atomic_write_json
+    from depthlens.results import clean_json
+
+    if out:
+        atomic_write_json(out, clean_json(json.loads(json.dumps(res, default=str))))
+        status(f"wrote {out}")
 
 
 def run_eval(args: argparse.Namespace) -> int:
     """Evaluate one model; print and optionally write JSON."""
     from depthlens.evaluate.compare import compare
-    from depthlens.evaluate.mc import (
-        DEFAULT_TASKS,
-        bigbench_task_path,
-        evaluate_multiple_choice,
-        load_task_json,
-    )
-    from depthlens.io import atomic_write_json, check_output_path
+    from depthlens.evaluate.mc import evaluate_multiple_choice, load_task_json
+    from depthlens.io import check_output_path
 
     out = check_output_path(args.output, args.overwrite) if args.output else None
+    source = validate_eval_args(args)
+    tasks = _mc_paths(args)
     lm = load_model_from_args(args)
-    windows = load_windows_from_args(args, lm.tokenizer)
+    windows = load_windows_from_args(args, lm.tokenizer, source=source)
     res = compare([(args.model, lm)], windows, speed=not args.no_speed,
-                  speed_options=_speed_opts(args), batch_size=args.batch_size)  # fmt: skip
+                  speed_options=_speed_opts(args), batch_size=args.batch_size,
+                  progress=not args.quiet)  # fmt: skip
     row = res["models"][0]
-    print(f"{args.model}: {row['num_layers']} blocks; perplexity {row['ppl']:.3f} on "
-          f"{row['n_tokens']} tokens of {args.data}")  # fmt: skip
+    print(f"{safe_text(args.model)}: {row['num_layers']} blocks; perplexity {row['ppl']:.3f} "
+          f"on {row['n_tokens']} tokens of {safe_text(args.data)}")  # fmt: skip
     if row["prefill_tok_s"] is not None:
-        print(f"prefill {row['prefill_tok_s']:.0f} tok/s, decode {row['decode_tok_s']:.1f} tok/s")
-    if args.mc is not None:
+        print(f"prefill {row['prefill_tok_s']:.0f} tok/s, decode {row['decode_tok_s']:.1f} tok/s "
+              f"(median of {args.rounds} runs)")  # fmt: skip
+    if tasks:
         res["mc"] = {}
-        for task in args.mc or DEFAULT_TASKS:
-            ex = load_task_json(bigbench_task_path(task), args.mc_examples)
-            r = evaluate_multiple_choice(lm, ex)
+        for task, path in tasks.items():
+            r = evaluate_multiple_choice(lm, load_task_json(path, args.mc_examples))
             res["mc"][task] = r
             print(f"{task}: accuracy {r['acc']:.3f} (chance {r['chance']:.3f}, "
                   f"{r['n_examples']} examples)")  # fmt: skip
-    if out:
-        atomic_write_json(out, _strict(res))
-        status(f"wrote {out}")
+    _write(out, res)
     return 0
 
 
@@ -104,20 +145,19 @@ def run_compare(args: argparse.Namespace) -> int:
     from depthlens.cli.table import render_table
     from depthlens.data import check_disjoint, load_text
     from depthlens.evaluate.compare import compare, compare_table
-    from depthlens.io import atomic_write_json, check_output_path
+    from depthlens.io import check_output_path
 
     out = check_output_path(args.output, args.overwrite) if args.output else None
+    source = validate_eval_args(args)
     if args.calib_data:
-        check_disjoint(load_text(args.calib_data, text_field=args.text_field),
-                       load_text(args.data, text_field=args.text_field))  # fmt: skip
+        check_disjoint(load_text(args.calib_data, text_field=args.text_field), source)
     models = [(ref, load_model_from_args(args, ref)) for ref in args.models]
-    windows = load_windows_from_args(args, models[0][1].tokenizer)
-    status(f"comparing {len(models)} models on {windows.n_tokens} tokens of {args.data} …")
+    windows = load_windows_from_args(args, models[0][1].tokenizer, source=source)
+    status(f"comparing {len(models)} models on {windows.n_tokens} tokens of "
+           f"{safe_text(args.data)} …")  # fmt: skip
     res = compare(models, windows, speed=not args.no_speed, speed_options=_speed_opts(args),
-                  batch_size=args.batch_size)  # fmt: skip
+                  batch_size=args.batch_size, progress=not args.quiet)  # fmt: skip
     head, rows = compare_table(res)
-    print(render_table(head, rows))
-    if out:
-        atomic_write_json(out, _strict(res))
-        status(f"wrote {out}")
+    print(safe_text(render_table(head, [[str(c) for c in r] for r in rows])))
+    _write(out, res)
     return 0

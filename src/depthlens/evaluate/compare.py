@@ -64,7 +64,7 @@ def compare(
     for row in rows:
         row["ppl_ratio"] = row["ppl"] / base["ppl"]
         row["ideal_speedup"] = base["flops_per_token"] / row["flops_per_token"]
-    sp = _speed(models, rows, sopts) if speed else None
+    sp = _speed(models, rows, sopts, progress) if speed else None
     if sp is None:
         for row in rows:
             row.update({f"{k}_{v}": None for k in ("prefill", "decode")
@@ -105,12 +105,15 @@ def full_speed_options(options: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _speed(
-    models: list[tuple[str, LoadedModel]], rows: list[dict[str, Any]], sopts: dict[str, Any]
+    models: list[tuple[str, LoadedModel]],
+    rows: list[dict[str, Any]],
+    sopts: dict[str, Any],
+    progress: bool = False,
 ) -> SpeedComparison:
     """Time all models interleaved; put medians, ratios, intervals and verdicts in rows."""
     ideals = [r["ideal_speedup"] for r in rows]
     sp = interleaved_speed([lm for _, lm in models], labels=[lab for lab, _ in models],
-                           ideals=ideals, **sopts)  # fmt: skip
+                           ideals=ideals, progress=progress, **sopts)  # fmt: skip
     for row, ms, pre, dec in zip(rows, sp.models, sp.prefill, sp.decode, strict=True):
         row.update(prefill_tok_s=ms.prefill_tok_s, decode_tok_s=ms.decode_tok_s)
         for k, st in (("prefill", pre), ("decode", dec)):

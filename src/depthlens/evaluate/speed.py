@@ -234,6 +234,7 @@ def interleaved_speed(
     threads: int | None = None,
     labels: Sequence[str] | None = None,
     ideals: Sequence[float | None] | None = None,
+    progress: bool = False,
 ) -> SpeedComparison:
     """Time ``models`` interleaved (A B A B …) on identical inputs; ratios to the first.
 
@@ -248,16 +249,22 @@ def interleaved_speed(
     ids = _prompt(models[0], batch, prompt_len, seed, vocab)  # the same ids for every model
     times: list[list[tuple[float, float]]] = [[] for _ in models]
     order: list[list[int]] = [[] for _ in models]
+    from depthlens.progress import progress_bar
+
+    bar = progress_bar((warmup + rounds) * len(models), "timing", enabled=progress, unit="run")
     with pinned_threads(threads) as n_threads:
         for _ in range(warmup):
             for lm in models:
                 _one_run(lm, ids, decode_tokens)
+                bar.update(1)
         k = 0
         for _ in range(rounds):
             for i, lm in enumerate(models):
                 times[i].append(_one_run(lm, ids, decode_tokens))
                 order[i].append(k)
                 k += 1
+                bar.update(1)
+    bar.close()
     names = list(labels) if labels is not None else [m.ref for m in models]
     ideal: list[float | None] = list(ideals if ideals is not None else _ideals(models, prompt_len))
     return _summarise(models, names, ideal, times, order, {
