@@ -40,7 +40,7 @@ def _calibrate(lm, windows, start: int, n: int) -> float:  # noqa: ANN001
 
     t0 = time.perf_counter()
     sums, _ = stream_span_sums(lm, windows, start, n, CalibrationOptions())
-    solve_ls(sums.get("A"), sums.get("B"))
+    solve_ls(sums.fit.A, sums.fit.B)
     return time.perf_counter() - t0
 
 

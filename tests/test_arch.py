@@ -87,7 +87,10 @@ def _check_residual_decomposition(model: nn.Module, spec: ArchSpec) -> Any:
     for i, rec in enumerate(layers):
         h = _block_input(rec["block"])  # (B, T, C)
         h_next = rec["block"]["out"]  # (B, T, C)
+        mult = spec.wiring.branch_multiplier  # Granite scales each branch before the add
         attn_out, mlp_out = rec["attn"]["out"], rec["mlp"]["out"]
+        if spec.attn_mode == "add":
+            attn_out, mlp_out = attn_out * mult, mlp_out * mult
         a = attn_out - h if spec.attn_mode == "stream" else attn_out
         if spec.mlp_mode == "stream":
             # The MLP half must read the post-attention stream, and its output is h_{l+1}.
@@ -112,8 +115,9 @@ def _check_logit_lens(model: nn.Module, spec: ArchSpec, layers: list[dict], out:
     unembed = get_submodule(model, spec.unembed)
     with torch.no_grad():
         logits = unembed(final_norm(layers[-1]["block"]["out"]))  # (B, T, V)
-    # Gemma 2/3 CausalLM cap the logits; the cap lives in the text config of a multimodal model.
-    cap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
+    # Granite divides the logits; Gemma 2/3 CausalLM cap them (the multimodal wrapper does not).
+    logits = logits / spec.wiring.logit_scale
+    cap = spec.wiring.logit_softcap
     if cap is not None:
         logits = torch.tanh(logits / cap) * cap
     torch.testing.assert_close(logits, out.logits, atol=ATOL, rtol=0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -118,12 +117,12 @@ def test_reasoning_score_zero_when_late_blocks_are_identity() -> None:
 
 
 def test_profile_causal_extra() -> None:
-    from depthlens.cli.causal_cmd import add_causal_to_profile
+    from depthlens.causal import add_skip_sweep
     from depthlens.profiling import ProfileOptions, profile
 
     lm, data = wrap_tiny("llama"), random_windows(n=2, seq_len=10)
     prof = profile(lm, data, ProfileOptions(lens_kernel="eager"), progress=False)
-    out = add_causal_to_profile(prof, lm, data, argparse.Namespace(quiet=True))
+    out = add_skip_sweep(prof, lm, data, EAGER, progress=False)
     causal = out.extra["causal"]
     assert causal["kind"] == "depthlens.skip" and len(causal["skip_out_kl_mean"]) == 4
     assert causal["mlp_only"] is not None
@@ -157,14 +156,14 @@ def test_think_and_skip_e2e(tmp_path: object, capsys: pytest.CaptureFixture[str]
     assert d["kind"] == "depthlens.think" and d["schema_version"] >= 1
     assert d["model"]["ref"] == "smollm2-135m"
     n = d["model"]["num_layers"]
-    assert len(d["tokens"]) == 3 and d["options"]["late_blocks_used"] == list(range(21, 29))
-    for t in d["tokens"]:
+    assert len(d["per_token"]) == 3 and d["options"]["late_blocks_used"] == list(range(21, 29))
+    for t in d["per_token"]:
         assert 0.0 <= t["reasoning_score"] <= math.log(2.0)
         assert 1 <= t["settling_layer"] <= n
         assert t["deep"] == (t["settling_layer"] >= 0.85 * n)
     assert 0.0 <= d["deep_thinking_ratio"] <= 1.0
     printed = capsys.readouterr().out
-    assert "\033[" not in printed and d["tokens"][0]["token"].strip() in printed
+    assert "\033[" not in printed and d["per_token"][0]["token"].strip() in printed
 
     sk = Path(str(tmp_path)) / "skip.json"
     rc = main(["skip", "smollm2-135m", "--data", "news", "--seq-len", "12", "--max-tokens",

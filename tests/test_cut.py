@@ -13,7 +13,8 @@ from conftest import random_windows, wrap_tiny
 
 from depthlens.capture.hooks import first_tensor, hooks
 from depthlens.cut import CalibrationOptions, CutPlan, apply_cut_, plan_cut, save_pruned
-from depthlens.cut.calibrate import solve_ls, stream_span_sums, valid_mask
+from depthlens.cut.calibrate import solve_ls, stream_span_sums
+from depthlens.data.masks import real_positions
 from depthlens.cut.select import skip_blocks
 from depthlens.errors import DepthlensError
 
@@ -32,7 +33,7 @@ def _stack_mz(lm, windows, start, n):
     hs = out.hidden_states
     m = got["m"]
     z = hs[start + n] - (hs[start] - m)
-    sel = valid_mask(windows, True)  # the fit keeps the first position by default
+    sel = real_positions(windows.attention_mask, True)  # the fit keeps the first position by default
     return m[sel].double(), z[sel].double()
 
 
@@ -44,10 +45,10 @@ def test_ls_matches_lstsq_and_batch_split():
     s1, _ = stream_span_sums(lm, w, 1, 2, opts1)
     s3, _ = stream_span_sums(lm, w, 1, 2, opts3)
     for k in ("A", "B", "C", "n"):
-        torch.testing.assert_close(s1.get(k), s3.get(k), rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(getattr(s1.fit, k), getattr(s3.fit, k), rtol=1e-9, atol=1e-9)
     m, z = _stack_mz(lm, w, 1, 2)
-    assert int(s1.get("n")) == m.shape[0] == 6 * 16 - 5
-    t, alpha = solve_ls(s1.get("A"), s1.get("B"))
+    assert int(s1.fit.n) == m.shape[0] == 6 * 16 - 5
+    t, alpha = solve_ls(s1.fit.A, s1.fit.B)
     ref = torch.linalg.lstsq(m, z).solution
     assert alpha == 0.0
     torch.testing.assert_close(t, ref, atol=1e-6, rtol=1e-6)
@@ -208,6 +209,6 @@ def test_ls_beats_identity_on_the_fit_tokens():
 
     lm = wrap_tiny("qwen2")
     sums, _ = stream_span_sums(lm, random_windows(n=10), 1, 2, CalibrationOptions(holdout_every=0))
-    t, _ = solve_ls(sums.get("A"), sums.get("B"))
+    t, _ = solve_ls(sums.fit.A, sums.fit.B)
     eye = torch.eye(t.shape[0], dtype=torch.float64)
-    assert relative_residual(t, sums) < relative_residual(eye, sums)
+    assert relative_residual(t, sums.fit) < relative_residual(eye, sums.fit)

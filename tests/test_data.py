@@ -21,7 +21,6 @@ from depthlens.data import (
     list_data,
     load_text,
     make_windows,
-    pad_batch,
     sources,
 )
 from depthlens.errors import DepthlensError
@@ -350,21 +349,8 @@ def test_windows_without_special_tokens() -> None:
     assert w.identity["add_bos"] is False and w.identity["tokenizer"] == "chars"
 
 
-def test_shard_and_batches(tokenizer: PreTrainedTokenizerBase) -> None:
+def test_batches(tokenizer: PreTrainedTokenizerBase) -> None:
     w = make_windows(load_text("news"), tokenizer, seq_len=64, max_tokens=64 * 11)
-    shards = [w.shard(r, 3) for r in range(3)]
-    assert [len(s) for s in shards] == [4, 4, 3]
-    assert sum(s.n_tokens for s in shards) == w.n_tokens
-    merged = torch.empty_like(w.input_ids)
-    for r, s in enumerate(shards):
-        merged[r::3] = s.input_ids
-        assert s.identity["shard"] == {"rank": r, "world": 3, "n_windows": len(s),
-                                       "n_tokens": s.n_tokens}  # fmt: skip
-        assert s.identity["ids_sha256"] == w.identity["ids_sha256"]
-    assert torch.equal(merged, w.input_ids)
-    for rank, world in ((3, 3), (-1, 2), (0, 0)):
-        with pytest.raises(DepthlensError, match="invalid shard"):
-            w.shard(rank, world)
     batches = list(w.batches(4))
     assert [b[0].shape[0] for b in batches] == [4, 4, 3]
     assert torch.equal(torch.cat([b[0] for b in batches]), w.input_ids)
@@ -373,11 +359,3 @@ def test_shard_and_batches(tokenizer: PreTrainedTokenizerBase) -> None:
         next(w.batches(0))
     assert isinstance(w, TokenWindows)
 
-
-def test_pad_batch() -> None:
-    ids, mask = pad_batch([[5, 6, 7], [8], []], pad_id=0)
-    assert ids.tolist() == [[5, 6, 7], [8, 0, 0], [0, 0, 0]]
-    assert mask.tolist() == [[1, 1, 1], [1, 0, 0], [0, 0, 0]]
-    assert ids.dtype == mask.dtype == torch.int64
-    with pytest.raises(DepthlensError, match="at least one sequence"):
-        pad_batch([], pad_id=0)

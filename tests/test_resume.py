@@ -88,11 +88,10 @@ def test_resume_uses_saved_sums(tmp_path: Path) -> None:
     probe = Checkpointer(tmp_path / "probe.ckpt", 1, saver.run_id)
     profile(lm, data, OPTS, progress=False, checkpoint_path=probe.path, checkpoint_every=1)
     assert not probe.path.exists()  # removed once the profile is complete
-    from depthlens.profiling.run import _new_sums
+    from depthlens.profiling.run import ProfileSums
 
-    sums = _new_sums(lm.num_layers, lm.num_layers // 2, True)
-    for name in sums.t:
-        sums.t[name] = torch.ones_like(sums.t[name])
+    sums = ProfileSums.zeros(lm.num_layers, lm.num_layers // 2, True)
+    sums.load_state_dict({k: torch.ones_like(v) for k, v in sums.state_dict().items()})
     saver.maybe_save(sums, 3)
     resumed = profile(lm, data, OPTS, progress=False, checkpoint_path=ckpt, checkpoint_every=1)
     assert resumed.tokens["residual"] == 1  # from the checkpoint, nothing recomputed
@@ -104,9 +103,9 @@ def test_checkpoint_of_another_run_is_refused(tmp_path: Path) -> None:
     lm, data = wrap_tiny("llama"), random_windows(n=4)
     ckpt = tmp_path / "p.ckpt"
     other = ProfileOptions(batch_size=2, lens_kernel="eager", seed=1)
-    from depthlens.metrics.accumulate import Sums
+    from depthlens.metrics.residual import ResidualSums
 
-    Checkpointer(ckpt, 1, run_identity(lm, data, other)).maybe_save(Sums(), 1)
+    Checkpointer(ckpt, 1, run_identity(lm, data, other)).maybe_save(ResidualSums.zeros(1, 1), 1)
     with pytest.raises(DepthlensError, match="belongs to a different run"):
         profile(lm, data, OPTS, progress=False, checkpoint_path=ckpt, checkpoint_every=1)
     assert ckpt.exists()  # never deleted behind the user's back
@@ -122,10 +121,10 @@ def test_no_temporary_left_after_a_complete_run(tmp_path: Path) -> None:
 
 def test_checkpoint_of_another_world_size_is_refused(tmp_path: Path) -> None:
     """Rank 0 of a 2-process run saved only its shard; one process must not resume it."""
-    from depthlens.metrics.accumulate import Sums
+    from depthlens.metrics.residual import ResidualSums
 
     lm, data = wrap_tiny("llama"), random_windows(n=4)
     ckpt = tmp_path / "p.ckpt"
-    Checkpointer(ckpt, 1, run_identity(lm, data, OPTS, world=2)).maybe_save(Sums(), 1)
+    Checkpointer(ckpt, 1, run_identity(lm, data, OPTS, world=2)).maybe_save(ResidualSums.zeros(1, 1), 1)
     with pytest.raises(DepthlensError, match="belongs to a different run"):
         profile(lm, data, OPTS, progress=False, checkpoint_path=ckpt, checkpoint_every=1)

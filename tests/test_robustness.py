@@ -303,12 +303,12 @@ def test_disk_full_saving_pruned_model(
 def test_checkpoint_of_another_run(
     capsys: Any, tmp_path: Path, model_dir: Path, text: Path
 ) -> None:
-    from depthlens.metrics.accumulate import Sums
+    from depthlens.metrics.residual import ResidualSums
     from depthlens.profiling.checkpoint import Checkpointer
 
     out = tmp_path / "o.json"
     ckpt = tmp_path / "o.json.ckpt"
-    Checkpointer(ckpt, 1, "another-run").maybe_save(Sums(), 1)
+    Checkpointer(ckpt, 1, "another-run").maybe_save(ResidualSums.zeros(1, 1), 1)
     rc, err = cli(capsys, *profile_argv(model_dir, text, out, "--checkpoint-every", "1"))
     assert_error(rc, err, f"checkpoint {ckpt} belongs to a different run")
     assert files(tmp_path) == ["o.json.ckpt"]  # kept: the user decides

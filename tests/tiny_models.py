@@ -28,11 +28,17 @@ from transformers import (
     GPT2LMHeadModel,
     GPTNeoXConfig,
     GPTNeoXForCausalLM,
+    GraniteConfig,
+    GraniteForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
     LlamaModel,
     MistralConfig,
     MistralForCausalLM,
+    Olmo2Config,
+    Olmo2ForCausalLM,
+    OlmoConfig,
+    OlmoForCausalLM,
     Phi3Config,
     Phi3ForCausalLM,
     PhiConfig,
@@ -43,6 +49,8 @@ from transformers import (
     Qwen2ForCausalLM,
     Qwen3Config,
     Qwen3ForCausalLM,
+    RobertaConfig,
+    RobertaModel,
 )
 
 SEED = 0
@@ -147,7 +155,7 @@ def tiny_gemma2() -> PreTrainedModel:
         **_LLAMA_KW,
         sliding_window=4,
         layer_types=["sliding_attention", "full_attention"] * (N_LAYERS // 2),
-        final_logit_softcapping=30.0,
+        final_logit_softcapping=2.0,  # small enough to change the tiny model's logits
         attn_logit_softcapping=50.0,
         query_pre_attn_scalar=HEAD_DIM,
     )
@@ -162,6 +170,7 @@ def tiny_gemma3() -> PreTrainedModel:
         sliding_window=4,  # shorter than the test sequences, so the local layers differ
         layer_types=["sliding_attention"] * 5 + ["full_attention"],
         query_pre_attn_scalar=HEAD_DIM,
+        final_logit_softcapping=2.0,  # Gemma3ForCausalLM applies it
     )
     return _finish(Gemma3ForCausalLM(config), GEMMA3_LAYERS)
 
@@ -174,6 +183,8 @@ def tiny_gemma3_multimodal() -> PreTrainedModel:
         sliding_window=4,
         layer_types=["sliding_attention"] * 3 + ["full_attention"],
         query_pre_attn_scalar=HEAD_DIM,
+        # Set, but Gemma3ForConditionalGeneration does not apply it: the lens must not either.
+        final_logit_softcapping=2.0,
     )
     vision = dict(
         hidden_size=HIDDEN,
@@ -192,6 +203,32 @@ def tiny_gemma3_multimodal() -> PreTrainedModel:
         image_token_index=VOCAB - 1,
     )
     return _finish(Gemma3ForConditionalGeneration(config))
+
+
+def tiny_olmo() -> PreTrainedModel:
+    torch.manual_seed(SEED)
+    kw = {k: v for k, v in _LLAMA_KW.items() if k != "head_dim"}
+    return _finish(OlmoForCausalLM(OlmoConfig(**kw, clip_qkv=2.0)))
+
+
+def tiny_olmo2() -> PreTrainedModel:
+    """OLMo 2: no pre-norms, a norm after each sublayer (x + post_norm(f(x)))."""
+    torch.manual_seed(SEED)
+    kw = {k: v for k, v in _LLAMA_KW.items() if k != "head_dim"}
+    return _finish(Olmo2ForCausalLM(Olmo2Config(**kw)))
+
+
+def tiny_granite() -> PreTrainedModel:
+    """Granite with non-neutral multipliers, so a spec that ignores them fails the tests."""
+    torch.manual_seed(SEED)
+    config = GraniteConfig(
+        **{k: v for k, v in _LLAMA_KW.items() if k != "head_dim"},
+        residual_multiplier=0.5,  # h + 0.5·f(h)
+        logits_scaling=4.0,  # logits / 4
+        embedding_multiplier=3.0,
+        attention_multiplier=HEAD_DIM**-0.5,
+    )
+    return _finish(GraniteForCausalLM(config))
 
 
 def tiny_gpt2() -> PreTrainedModel:
@@ -270,6 +307,20 @@ def tiny_bert() -> PreTrainedModel:
     return _finish(BertModel(_bert_config()))
 
 
+def tiny_roberta() -> PreTrainedModel:
+    torch.manual_seed(SEED)
+    config = RobertaConfig(
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        intermediate_size=INTERMEDIATE,
+        num_hidden_layers=N_LAYERS,
+        num_attention_heads=HEADS,
+        max_position_embeddings=MAX_POS + PAD_ID + 1,  # positions start after the pad id
+        **_TOKEN_IDS,
+    )
+    return _finish(RobertaModel(config))
+
+
 def tiny_bert_mlm() -> PreTrainedModel:
     """BertForMaskedLM: the blocks sit under a ``bert.`` prefix."""
     torch.manual_seed(SEED)
@@ -346,6 +397,10 @@ TINY_FAMILIES: dict[str, Callable[[], PreTrainedModel]] = {
     "phi3": tiny_phi3,
     "bert": tiny_bert,
     "bert_mlm": tiny_bert_mlm,
+    "olmo": tiny_olmo,
+    "olmo2": tiny_olmo2,
+    "granite": tiny_granite,
+    "roberta": tiny_roberta,
 }
 
 #: The depthlens family each tiny model should resolve to.
@@ -364,6 +419,10 @@ EXPECTED_FAMILY: dict[str, str] = {
     "phi3": "phi3",
     "bert": "bert",
     "bert_mlm": "bert",
+    "olmo": "llama",
+    "olmo2": "olmo2",
+    "granite": "granite",
+    "roberta": "bert",
 }
 
 _OTHER: dict[str, Callable[[], PreTrainedModel]] = {

@@ -1,4 +1,4 @@
 """The one version source of depthlens."""
 
 __version__ = "0.1.0"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2

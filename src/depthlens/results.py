@@ -12,9 +12,9 @@ import datetime as _dt
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from depthlens._version import SCHEMA_VERSION, __version__
 from depthlens.errors import DepthlensError
@@ -148,3 +148,83 @@ def read_result(path: str | Path, kind: str) -> tuple[Envelope, dict[str, Any]]:
     d = read_json(path)
     env = Envelope.from_dict(d, kind)
     return env, {k: v for k, v in d.items() if k not in ENVELOPE_KEYS}
+
+
+_R = TypeVar("_R", bound="Enveloped")
+
+
+class Enveloped:
+    """Mixin of a frozen dataclass result: one ``envelope`` field, the rest is its payload.
+
+    The JSON form is the envelope's keys beside the payload's (flat), so readers of the
+    header need not know the result. ``model``, ``data``, ``options``, ``tokens`` and
+    ``created`` read through to the envelope.
+    """
+
+    KIND: ClassVar[str]  # "depthlens.X"
+    envelope: Envelope
+
+    @property
+    def model(self) -> dict[str, Any]:
+        """Identity of the model the result describes."""
+        return self.envelope.model
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """Identity of the data."""
+        return self.envelope.data
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Every option of the run."""
+        return self.envelope.options
+
+    @property
+    def tokens(self) -> dict[str, int]:
+        """Token counts behind the numbers."""
+        return self.envelope.tokens
+
+    @property
+    def created(self) -> str:
+        """When the result was made."""
+        return self.envelope.created
+
+    def payload(self) -> dict[str, Any]:
+        """Every dataclass field but the envelope, as plain JSON-able values."""
+        names = [f.name for f in fields(self) if f.name != "envelope"]  # type: ignore[arg-type]
+        return {k: _plain(getattr(self, k)) for k in names}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, strict-JSON form: envelope and payload side by side."""
+        return dict(clean_json({**self.envelope.to_dict(), **self.payload()}))
+
+    def save(self, path: str | Path) -> None:
+        """Write the JSON atomically (:func:`write_result`)."""
+        write_result(path, self.envelope, self.payload())
+
+    @classmethod
+    def from_dict(cls: type[_R], d: dict[str, Any]) -> _R:
+        """Inverse of :meth:`to_dict`, refusing other kinds and newer schemas."""
+        env = Envelope.from_dict(d, cls.KIND)
+        return cls._from_parts(env, {k: v for k, v in d.items() if k not in ENVELOPE_KEYS})
+
+    @classmethod
+    def load(cls: type[_R], path: str | Path) -> _R:
+        """Read a result JSON written by :meth:`save`."""
+        env, payload = read_result(path, cls.KIND)
+        return cls._from_parts(env, payload)
+
+    @classmethod
+    def _from_parts(cls: type[_R], env: Envelope, payload: dict[str, Any]) -> _R:
+        own = [f for f in fields(cls) if f.name != "envelope"]  # type: ignore[arg-type]
+        missing = [f.name for f in own if f.name not in payload
+                   and f.default is MISSING and f.default_factory is MISSING]  # fmt: skip
+        if missing:
+            what = cls.KIND.removeprefix("depthlens.")
+            raise DepthlensError(f"{what} JSON lacks {', '.join(missing)}")
+        names = {f.name for f in own}
+        return cls(envelope=env, **{k: v for k, v in payload.items() if k in names})
+
+
+def _plain(v: Any) -> Any:
+    return asdict(v) if hasattr(v, "__dataclass_fields__") else v

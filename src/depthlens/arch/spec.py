@@ -4,16 +4,26 @@ Each family is one :class:`ArchSpec`: dotted paths (relative to the loaded model
 block) to the modules depthlens hooks or edits. Adding a family is one entry in
 :data:`FAMILIES` plus one tiny-model fixture in the tests. Models whose ``model_type`` is not
 in the table go through :func:`generic_spec`, which finds the block ``ModuleList`` itself.
+The wiring (norm placement, parallel sublayers, branch multiplier, logit scale and soft-cap)
+is declared per family and resolved from the model's config by :func:`resolve_arch`; a model
+whose config sets a wiring attribute its family does not read is refused, never approximated.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from torch import nn
 
+from depthlens.arch.wiring import (
+    WIRING_CONFIG_KEYS,
+    NormPlacement,
+    Wiring,
+    config_float,
+    is_neutral,
+)
 from depthlens.errors import UnsupportedArchitectureError
 
 #: "add": the module's output (first element if a tuple) is exactly what the sublayer adds
@@ -42,6 +52,37 @@ class ArchSpec:
     # Config attributes that hold one entry per layer and must be sliced when cutting.
     per_layer_config: tuple[str, ...] = ("layer_types",)
     notes: str = ""
+    # Wiring (see depthlens.arch.wiring): fixed facts, and the config attributes that hold
+    # the rest. Branch values come from the text config (the blocks read it); logit values
+    # from the model's own config (the head that applies them reads it: Gemma 3's
+    # multimodal wrapper ignores its text config's soft-cap).
+    norm: NormPlacement = "pre"
+    parallel: bool = False  # attention and MLP both read h_l
+    parallel_key: str | None = None  # text-config bool that decides `parallel` (GPT-NeoX)
+    multiplier_key: str | None = None  # text-config float scaling each branch (Granite)
+    logit_scale_key: str | None = None  # config float dividing the logits (Granite)
+    softcap_key: str | None = None  # config float soft-capping the logits (Gemma 2/3)
+    resolved: Wiring | None = None  # the values, filled in by resolve_arch
+
+    def __post_init__(self) -> None:
+        stream = (self.attn_mode, self.mlp_mode) == ("stream", "stream")
+        if stream != (self.norm == "post"):
+            raise ValueError(f"family '{self.family}': post-norm iff both sublayers 'stream'")
+
+    @property
+    def wiring(self) -> Wiring:
+        """The resolved wiring (only on a spec returned by :func:`resolve_arch`)."""
+        if self.resolved is None:
+            raise RuntimeError(
+                f"the '{self.family}' spec is not resolved against a model; use resolve_arch"
+            )
+        return self.resolved
+
+    @property
+    def wiring_keys(self) -> tuple[str, ...]:
+        """The config attributes this spec reads."""
+        keys = (self.parallel_key, self.multiplier_key, self.logit_scale_key, self.softcap_key)
+        return tuple(k for k in keys if k is not None)
 
     @property
     def has_lens(self) -> bool:
@@ -67,8 +108,16 @@ FAMILIES: dict[str, ArchSpec] = {
     for s in [
         ArchSpec(
             family="llama",
-            model_types=("llama", "mistral", "qwen2", "qwen3", "olmo", "olmo2", "granite"),
+            model_types=("llama", "mistral", "qwen2", "qwen3", "olmo"),
             **_LLAMA_LIKE,  # type: ignore[arg-type]
+        ),
+        ArchSpec(
+            family="granite",
+            model_types=("granite",),
+            **_LLAMA_LIKE,  # type: ignore[arg-type]
+            multiplier_key="residual_multiplier",  # h + mult·attn(.), h + mult·mlp(.)
+            logit_scale_key="logits_scaling",  # logits = head(norm(h)) / scale
+            notes="branches scaled by residual_multiplier; logits divided by logits_scaling",
         ),
         ArchSpec(family="gemma", model_types=("gemma",), **_LLAMA_LIKE),  # type: ignore[arg-type]
         ArchSpec(
@@ -84,7 +133,23 @@ FAMILIES: dict[str, ArchSpec] = {
             mlp_out_proj=None,
             final_norm="model.norm",
             unembed="lm_head",
+            norm="sandwich",
+            softcap_key="final_logit_softcapping",
             notes="sandwich norms; ReplaceMe unsupported (MLP output is normalised)",
+        ),
+        ArchSpec(
+            family="olmo2",
+            model_types=("olmo2",),
+            blocks="model.layers",
+            # OLMo 2 has no pre-norms: x + post_norm(f(x)); what is added is the post-norm's
+            # output, and T cannot be merged past it (as for Gemma 2/3).
+            attn="post_attention_layernorm",
+            mlp="post_feedforward_layernorm",
+            mlp_out_proj=None,
+            final_norm="model.norm",
+            unembed="lm_head",
+            norm="sandwich",
+            notes="post-sublayer norms only; ReplaceMe unsupported (MLP output is normalised)",
         ),
         ArchSpec(
             family="gpt2",
@@ -105,6 +170,7 @@ FAMILIES: dict[str, ArchSpec] = {
             mlp_out_proj="mlp.dense_4h_to_h",
             final_norm="gpt_neox.final_layer_norm",
             unembed="lm_head",  # "embed_out" before transformers 5 (renamed on load)
+            parallel_key="use_parallel_residual",
             notes="parallel attention/MLP when use_parallel_residual",
         ),
         ArchSpec(
@@ -116,6 +182,7 @@ FAMILIES: dict[str, ArchSpec] = {
             mlp_out_proj="mlp.fc2",
             final_norm="model.final_layernorm",
             unembed="lm_head",
+            parallel=True,
             notes="parallel attention/MLP",
         ),
         ArchSpec(family="phi3", model_types=("phi3",), **_LLAMA_LIKE),  # type: ignore[arg-type]
@@ -133,6 +200,7 @@ FAMILIES: dict[str, ArchSpec] = {
             final_norm=None,
             unembed=None,
             causal=False,
+            norm="post",
             notes="post-norm encoder; no logit lens",
         ),
     ]
@@ -221,11 +289,11 @@ def resolve_arch(model: nn.Module, family: str | None = None) -> ArchSpec:
             raise UnsupportedArchitectureError(
                 f"unknown --arch '{family}'; choose one of: {', '.join(sorted(FAMILIES))}, generic"
             )
-        return _base_prefix(model, FAMILIES[family])
+        return wire(model, _base_prefix(model, FAMILIES[family]))
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     spec = _model_type_index().get(str(model_type)) if family is None else None
     if spec is not None:
-        return _base_prefix(model, spec)
+        return wire(model, _base_prefix(model, spec))
     return generic_spec(model)
 
 
@@ -246,6 +314,63 @@ def _largest_block_list(model: nn.Module) -> tuple[str, nn.ModuleList] | None:
 
 def generic_spec(model: nn.Module) -> ArchSpec:
     """Fallback for unknown pre-norm models: find the blocks and name their sublayers."""
+#: Block children that mean "this sublayer's output is normalised before the add".
+_POST_SUBLAYER_NORMS = ("post_feedforward_layernorm", "post_mlp_layernorm", "post_ffw_norm")
+
+
+def _configs(model: nn.Module) -> tuple[Any, Any]:
+    """(the model's own config, its text config); either may be None."""
+    cfg = getattr(model, "config", None)
+    get_text = getattr(cfg, "get_text_config", None)
+    return cfg, (get_text() if callable(get_text) else cfg)
+
+
+def _refuse_unexplained(model: nn.Module, spec: ArchSpec, cfg: Any, text: Any) -> None:
+    """Refuse a model whose wiring the spec cannot describe (it would give wrong numbers)."""
+    for key in WIRING_CONFIG_KEYS:
+        if key in spec.wiring_keys:
+            continue
+        for c in (text, cfg):
+            value = getattr(c, key, None)
+            if not is_neutral(key, value):
+                readers = [f.family for f in FAMILIES.values() if key in f.wiring_keys]
+                raise UnsupportedArchitectureError(
+                    f"the model's config sets {key} = {value!r}, which the '{spec.family}' "
+                    "layout does not account for (it changes what each block adds or what "
+                    "the head outputs), so every number would be wrong; "
+                    + (f"pass --arch {' or '.join(readers)} if the layout matches"
+                       if readers else "no depthlens family supports it")
+                )  # fmt: skip
+    if spec.norm == "pre":
+        children = dict(blocks_of(model, spec)[0].named_children())
+        found = [n for n in _POST_SUBLAYER_NORMS if n in children]
+        if found:
+            raise UnsupportedArchitectureError(
+                f"the model's blocks have a post-sublayer norm ('{found[0]}'), but the "
+                f"'{spec.family}' layout is pre-norm: what a sublayer adds would be misread; "
+                "pass --arch gemma2 or --arch olmo2 if the layout matches"
+            )
+
+
+def wire(model: nn.Module, spec: ArchSpec) -> ArchSpec:
+    """``spec`` with its :class:`Wiring` resolved from ``model``'s configs."""
+    cfg, text = _configs(model)
+    _refuse_unexplained(model, spec, cfg, text)
+    parallel = spec.parallel
+    if spec.parallel_key is not None:
+        parallel = bool(getattr(text, spec.parallel_key, parallel))
+    mult = config_float(text, spec.multiplier_key)
+    scale = config_float(cfg, spec.logit_scale_key)
+    wiring = Wiring(
+        norm=spec.norm,
+        parallel=parallel,
+        branch_multiplier=1.0 if mult is None else mult,
+        logit_scale=1.0 if scale is None else scale,
+        logit_softcap=config_float(cfg, spec.softcap_key),
+    )
+    return dataclasses.replace(spec, resolved=wiring)
+
+
     model_type = getattr(getattr(model, "config", None), "model_type", "unknown")
     found = _largest_block_list(model)
     hint = (
@@ -283,7 +408,7 @@ def generic_spec(model: nn.Module) -> ArchSpec:
          if n in mlp_children),
         None,
     )
-    return ArchSpec(
+    spec = ArchSpec(
         family="generic",
         model_types=(str(model_type),),
         blocks=blocks_path,
@@ -293,7 +418,7 @@ def generic_spec(model: nn.Module) -> ArchSpec:
         final_norm=final_norm,
         unembed=unembed,
         causal=bool(unembed),
-        notes="found by the generic fallback (pre-norm assumed)",
+        notes="found by the generic fallback (pre-norm, sequential, unscaled assumed)",
     )
 
 
@@ -303,3 +428,4 @@ def blocks_of(model: nn.Module, spec: ArchSpec) -> nn.ModuleList:
     if not isinstance(blocks, nn.ModuleList):
         raise UnsupportedArchitectureError(f"'{spec.blocks}' is not a ModuleList of blocks")
     return blocks
+    return wire(model, spec)

@@ -3,6 +3,7 @@
 from depthlens.capture.hooks import (
     BlockTrace,
     StopForward,
+    added_by,
     block_input,
     capture_blocks,
     first_tensor,
@@ -15,6 +16,7 @@ from depthlens.capture.hooks import (
 __all__ = [
     "BlockTrace",
     "StopForward",
+    "added_by",
     "block_input",
     "capture_blocks",
     "first_tensor",

@@ -29,6 +29,18 @@ def first_tensor(out: Any) -> torch.Tensor:
     return out[0] if isinstance(out, tuple | list) else out
 
 
+def added_by(spec: ArchSpec, out: Any) -> torch.Tensor:
+    """What an "add"-mode sublayer module's output ``out`` adds to the residual stream.
+
+    The module's main output, times the family's branch multiplier (Granite adds
+    ``residual_multiplier · f(h)``; 1 elsewhere). Sandwich families name the post-norm as
+    the sublayer module, so its output is already what is added.
+    """
+    t = first_tensor(out)
+    mult = spec.wiring.branch_multiplier
+    return t if mult == 1.0 else t * mult
+
+
 def replace_first(out: Any, value: torch.Tensor) -> Any:
     """``out`` with its main output replaced, keeping the container type."""
     if isinstance(out, tuple):
@@ -40,11 +52,12 @@ def replace_first(out: Any, value: torch.Tensor) -> Any:
 
 @dataclass
 class BlockTrace:
-    """What one forward wrote: ``states[l]`` = h_l (L+1 of them), ``attn[l]`` = a_l."""
+    """What one forward wrote: ``states[l]`` = h_l (L+1 of them), ``attn[l]`` = a_l, m_l."""
 
     n_layers: int
     states: list[torch.Tensor | None] = field(default_factory=list)
     attn: list[torch.Tensor | None] = field(default_factory=list)
+    mlp: list[torch.Tensor | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.clear()
@@ -68,6 +81,7 @@ def hooks(handles_fn: Callable[[], list[Any]]) -> Iterator[None]:
         yield
     finally:
         for h in handles:
+        self.mlp = [None] * self.n_layers
             h.remove()
 
 
@@ -79,7 +93,7 @@ def capture_blocks(
     attn: bool = True,
     stop_after: int | None = None,
 ) -> Iterator[BlockTrace]:
-    """Record h_0..h_L (and a_l) during forwards inside the block.
+    """Record h_0..h_L (and a_l, m_l: what each sublayer adds) during forwards inside.
 
     ``stop_after=k`` raises :class:`StopForward` once block k has run (calibration needs
     the forward only up to the end of the removed span); use :func:`run_forward`.
@@ -90,27 +104,42 @@ def capture_blocks(
     def make(l: int, block: nn.Module) -> list[Any]:
         def on_block(_m: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
             if l == 0:
-                trace.states[0] = block_input(args, kwargs)
+                trace.states[0] = h
             trace.states[l + 1] = first_tensor(out)
+    mlp: bool = False,
             if stop_after is not None and l >= stop_after:
                 raise StopForward
 
         hs = [block.register_forward_hook(on_block, with_kwargs=True)]
+    a_l and m_l follow the spec's wiring (:func:`added_by`): h_{l+1} = h_l + a_l + m_l.
         if attn:
             sub = block.get_submodule(spec.attn)
             if spec.attn_mode == "add":
 
                 def on_attn(_m: nn.Module, _a: tuple, out: Any) -> None:
-                    trace.attn[l] = first_tensor(out)
+    attn = attn or (mlp and spec.mlp_mode == "stream")  # post-norm m_l needs a_l
+                    trace.attn[l] = added_by(spec, out)
 
                 hs.append(sub.register_forward_hook(on_attn))
+            h = block_input(args, kwargs)
             else:
 
                 def on_attn_stream(_m: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
+            if mlp and spec.mlp_mode == "stream":  # post-norm: m_l is the rest of Δ_l
+                a = trace.attn[l]
+                if a is None:
+                    raise RuntimeError(f"block {l}'s attention hook did not run")
+                trace.mlp[l] = first_tensor(out) - h - a
                     trace.attn[l] = first_tensor(out) - block_input(args, kwargs)
 
                 hs.append(sub.register_forward_hook(on_attn_stream, with_kwargs=True))
         return hs
+        if mlp and spec.mlp_mode == "add":
+
+            def on_mlp(_m: nn.Module, _a: tuple, out: Any) -> None:
+                trace.mlp[l] = added_by(spec, out)
+
+            hs.append(block.get_submodule(spec.mlp).register_forward_hook(on_mlp))
 
     with hooks(lambda: [h for l, b in enumerate(blocks) for h in make(l, b)]):
         yield trace

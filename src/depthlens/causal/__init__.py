@@ -1,6 +1,6 @@
 """Causal analyses: what skipping a block changes downstream, and how deep each token settles."""
 
-from depthlens.causal.skip import SkipOptions, SkipResult, skip_sweep
+from depthlens.causal.skip import SkipOptions, SkipResult, add_skip_sweep, skip_sweep
 from depthlens.causal.think import ThinkOptions, ThinkResult, depth_jsd, think, token_depth
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "SkipResult",
     "ThinkOptions",
     "ThinkResult",
+    "add_skip_sweep",
     "depth_jsd",
     "skip_sweep",
     "think",

@@ -63,9 +63,13 @@ def replay_block(block: nn.Module, call: BlockCall | None, h: torch.Tensor) -> t
 
 
 def sublayer_module(block: nn.Module, spec: ArchSpec, part: Sublayer) -> nn.Module:
-    """The attention or MLP module of ``block`` whose output is what that sublayer adds."""
-    mode = spec.attn_mode if part == "attn" else spec.mlp_mode
-    if mode != "add":
+    """The attention or MLP module of ``block`` whose output is what that sublayer adds.
+
+    Zeroing that output removes the branch whatever the wiring: Granite's multiplier scales
+    zero, sandwich families name the post-norm (its output is what is added), and in a
+    parallel block the other sublayer still reads h_l. Post-norm blocks have no such module.
+    """
+    if spec.wiring.norm == "post":
         raise DepthlensError(
             f"{part}-only skip is not supported for family '{spec.family}': its {part} module "
             "outputs the whole stream (post-norm), not what the sublayer adds; run the skip "

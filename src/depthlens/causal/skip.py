@@ -9,15 +9,13 @@ l+1..L-1 (:mod:`depthlens.causal.replay`), about L/2 forwards for all l together
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
-from depthlens._version import SCHEMA_VERSION, __version__
 from depthlens.arch.spec import ArchSpec, blocks_of
 from depthlens.capture.hooks import capture_blocks, forward_kwargs, run_forward
 from depthlens.causal.replay import (
@@ -28,15 +26,17 @@ from depthlens.causal.replay import (
     sublayer_module,
     zero_sublayer,
 )
+from depthlens.data.masks import next_token_ids, real_positions
 from depthlens.data.windows import TokenWindows
 from depthlens.errors import DepthlensError
-from depthlens.io import atomic_write_json
-from depthlens.metrics.accumulate import Sums
-from depthlens.metrics.lens import FinalDist, Lens, LensKernel, default_chunk
+from depthlens.metrics.accumulate import MAX, Accumulator, host_max, host_sum, ratio, zeros
+from depthlens.metrics.lens import FinalDist, Lens, LensKernel, default_chunk, kl_to_final
 from depthlens.models.loading import LoadedModel
-from depthlens.profiling import ProfileOptions, token_masks
-from depthlens.profiling.result import check_header, clean_float
 from depthlens.progress import progress_bar
+from depthlens.results import Envelope, Enveloped, clean_json
+
+if TYPE_CHECKING:
+    from depthlens.profiling.result import Profile
 
 Variant = Literal["block", "attn", "mlp"]
 SUBLAYERS: tuple[Sublayer, ...] = ("attn", "mlp")
@@ -78,22 +78,57 @@ class SkipOptions:
 _TINY = torch.finfo(torch.float32).tiny
 
 
-class _SkipSums:
-    """Float64 sums (and running maxima) of every skip statistic; O(L²) memory."""
+
+@dataclass
+class VariantSums(Accumulator):
+    """Sums and running maxima of one skip variant, per removed block l (and later j)."""
+
+    out_kl: torch.Tensor  # (L,) Σ KL(p_L ‖ p_L^skip)
+    ce: torch.Tensor  # (L,) Σ next-token loss of the skipped model
+    future: torch.Tensor  # (L, L) Σ ‖Δ_j^skip − Δ_j‖/‖Δ_j‖
+    out_kl_max: torch.Tensor = field(metadata=MAX)
+    future_max: torch.Tensor = field(metadata=MAX)
+
+    @classmethod
+    def zeros(cls, n: int) -> VariantSums:
+        """Empty sums for an n-block model."""
+        return cls(zeros(n), zeros(n), zeros(n, n), zeros(n), zeros(n, n))
+
+
+@dataclass
+class SkipSums(Accumulator):
+    """Everything the skip sweep accumulates; O(L²) memory."""
+
+    block: VariantSums
+    attn: VariantSums | None
+    mlp: VariantSums | None
+    ce_clean: torch.Tensor  # () Σ loss of the intact model
+    n_tokens: torch.Tensor  # ()
+    n_ce_tokens: torch.Tensor  # ()
+
+    @classmethod
+    def zeros(cls, n: int, variants: tuple[Variant, ...]) -> SkipSums:
+        """Empty sums for the whole-block skip and the asked-for sublayer variants."""
+        def part(v: Variant) -> VariantSums | None:
+            return VariantSums.zeros(n) if v in variants else None
+
+        return cls(VariantSums.zeros(n), part("attn"), part("mlp"), zeros(), zeros(), zeros())
+
+    def variant(self, v: Variant) -> VariantSums:
+        """The sums of variant ``v`` (one that was asked for)."""
+        got = {"block": self.block, "attn": self.attn, "mlp": self.mlp}[v]
+        assert got is not None, f"variant {v} was not swept"
+        return got
+
+
+class _SkipSweep:
+    """The sweep's per-batch state (clean Δ_j and p_L) and its :class:`SkipSums`."""
 
     def __init__(self, n_layers: int, variants: tuple[Variant, ...], lens: Lens,
                  kernel: LensKernel, chunk: int | None) -> None:
         self.n, self.lens, self.kernel = n_layers, lens, kernel
         self.chunk = chunk or default_chunk(lens)
-        self.sums, self.maxes = Sums(), {}
-        for v in variants:
-            self.sums.t[f"{v}.out_kl"] = torch.zeros(n_layers, dtype=torch.float64)
-            self.sums.t[f"{v}.ce"] = torch.zeros(n_layers, dtype=torch.float64)
-            self.sums.t[f"{v}.future"] = torch.zeros(n_layers, n_layers, dtype=torch.float64)
-            self.maxes[f"{v}.out_kl"] = torch.zeros(n_layers, dtype=torch.float64)
-            self.maxes[f"{v}.future"] = torch.zeros(n_layers, n_layers, dtype=torch.float64)
-        for name in ("ce_clean", "n_tokens", "n_ce_tokens"):
-            self.sums.t[name] = torch.zeros((), dtype=torch.float64)
+        self.sums = SkipSums.zeros(n_layers, variants)
 
     def begin_batch(self, states: list[torch.Tensor], sel: torch.Tensor,
                     next_ids: torch.Tensor) -> None:
@@ -110,64 +145,57 @@ class _SkipSums:
             has = nxt[sl].to(fin.p.device) >= 0
             safe = nxt[sl].to(fin.p.device).clamp_min(0).unsqueeze(-1)
             ce = -fin.logp.gather(-1, safe).squeeze(-1)
-            self.sums.t["ce_clean"] += ce[has].double().sum()
-            self.sums.t["n_ce_tokens"] += float(has.sum())
+            self.sums.ce_clean += host_sum(ce[has])
+            self.sums.n_ce_tokens += float(has.sum())
             self.fins.append((sl, fin, has, safe))
-        self.sums.t["n_tokens"] += float(self.sel.sum())
+        self.sums.n_tokens += float(self.sel.sum())
 
     def add_future(self, v: Variant, l: int, j: int, delta: torch.Tensor) -> None:
         """Add ‖Δ_j^skip − Δ_j‖/‖Δ_j‖ for one later block j (``delta``: (B, T, d))."""
         diff = (delta[self.sel] - self.clean_delta[j]).norm(dim=-1)
-        r = (diff / self.clean_norm[j].clamp_min(_TINY)).double()
-        self.sums.t[f"{v}.future"][l, j] += r.sum()
-        if r.numel():
-            m = self.maxes[f"{v}.future"]
-            m[l, j] = torch.maximum(m[l, j], r.max().cpu())
+        r = diff / self.clean_norm[j].clamp_min(_TINY)  # (N,) on the model's device
+        acc = self.sums.variant(v)
+        acc.future[l, j] += host_sum(r)
+        acc.future_max[l, j] = torch.maximum(acc.future_max[l, j], host_max(r))
 
     def add_output(self, v: Variant, l: int, h_final: torch.Tensor) -> None:
         """Add KL(p_L ‖ p_L^skip) and the cross-entropy of the skipped model's output."""
         hs = h_final[self.sel]
+        acc = self.sums.variant(v)
         for sl, fin, has, safe in self.fins:
-            z = self.lens.logits(hs[sl])
-            kl, _, _, _, lse = self.kernel(z, fin.p, fin.logp, fin.neg_entropy)
-            kl = kl.clamp_min(0.0).double()
-            self.sums.t[f"{v}.out_kl"][l] += kl.sum()
-            if kl.numel():
-                m = self.maxes[f"{v}.out_kl"]
-                m[l] = torch.maximum(m[l], kl.max().cpu())
+            z = self.lens.logits(hs[sl])  # (c, V): the skipped model's output logits
+            kl, lse = self.kernel(z, fin.p, fin.logp)  # KL and lse only: all that is kept
+            kl = kl.clamp_min(0.0)
+            acc.out_kl[l] += host_sum(kl)
+            acc.out_kl_max[l] = torch.maximum(acc.out_kl_max[l], host_max(kl))
             ce = lse - z.gather(-1, safe).squeeze(-1)
-            self.sums.t[f"{v}.ce"][l] += ce[has].double().sum()
+            acc.ce[l] += host_sum(ce[has])
 
     def variant_dict(self, v: Variant) -> dict[str, Any]:
         """The per-variant JSON block (future entries with j ≤ l are null)."""
-        s = self.sums
-        kl = s.mean(f"{v}.out_kl", "n_tokens")
-        dloss = s.mean(f"{v}.ce", "n_ce_tokens") - s.mean("ce_clean", "n_ce_tokens")
-        fut = s.mean(f"{v}.future", "n_tokens")
-        fmax = self.maxes[f"{v}.future"]
+        s, acc = self.sums, self.sums.variant(v)
+        kl = ratio(acc.out_kl, s.n_tokens)
+        dloss = ratio(acc.ce, s.n_ce_tokens) - ratio(s.ce_clean, s.n_ce_tokens)
 
         def tri(t: torch.Tensor) -> list[list[float | None]]:
-            return [[clean_float(float(t[l, j])) if j > l else None for j in range(self.n)]
+            return [[clean_json(float(t[l, j])) if j > l else None for j in range(self.n)]
                     for l in range(self.n)]
 
         return {
-            "skip_out_kl_mean": [clean_float(x) for x in kl.tolist()],
-            "skip_out_kl_max": [clean_float(x) for x in self.maxes[f"{v}.out_kl"].tolist()],
-            "delta_loss": [clean_float(x) for x in dloss.tolist()],
-            "skip_future": tri(fut),
-            "skip_future_max": tri(fmax),
+            "skip_out_kl_mean": clean_json(kl.tolist()),
+            "skip_out_kl_max": clean_json(acc.out_kl_max.tolist()),
+            "delta_loss": clean_json(dloss.tolist()),
+            "skip_future": tri(ratio(acc.future, s.n_tokens)),
+            "skip_future_max": tri(acc.future_max),
         }
 
 
 @dataclass(frozen=True)
-class SkipResult:
+class SkipResult(Enveloped):
     """Skip-sweep result of one model on one dataset (SPEC "Causal metrics")."""
 
-    model: dict[str, Any]
+    envelope: Envelope
     arch: dict[str, Any]
-    data: dict[str, Any]
-    options: dict[str, Any]
-    tokens: dict[str, int]
     loss: float | None  # clean mean next-token loss on the same tokens
     skip_out_kl_mean: list[float | None]
     skip_out_kl_max: list[float | None]
@@ -176,26 +204,8 @@ class SkipResult:
     skip_future_max: list[list[float | None]]
     attn_only: dict[str, Any] | None  # same five fields with only block l's attention removed
     mlp_only: dict[str, Any] | None
-    created: str
     extra: dict[str, Any] = field(default_factory=dict)
-    version: str = __version__
-    schema_version: int = SCHEMA_VERSION
-    kind: str = "depthlens.skip"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON form."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SkipResult:
-        """Inverse of :meth:`to_dict`, refusing other kinds and newer schemas."""
-        check_header(d, "skip")
-        names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    def save(self, path: Any) -> None:
-        """Write the JSON atomically."""
-        atomic_write_json(path, self.to_dict())
+    KIND: ClassVar[str] = "depthlens.skip"
 
 
 def _check_supported(lm: LoadedModel, opts: SkipOptions) -> Lens:
@@ -216,14 +226,14 @@ def _batches(data: TokenWindows, bs: int) -> Iterator[torch.Tensor]:
         yield torch.arange(start, min(start + bs, data.input_ids.shape[0]))
 
 
-def _sweep_batch_reuse(acc: _SkipSums, model: nn.Module, spec: ArchSpec,
+def _sweep_batch_reuse(acc: _SkipSweep, model: nn.Module, spec: ArchSpec,
                        variants: tuple[Variant, ...], ids: torch.Tensor,
                        am: torch.Tensor, sel: torch.Tensor, nxt: torch.Tensor) -> None:
     """One clean forward, then for each l re-run only the blocks after l."""
     with capture_blocks(model, spec, attn=False) as trace, \
             record_block_calls(model, spec) as calls:
         run_forward(model, ids, am, **forward_kwargs(model))
-    states = [s for s in trace.states if s is not None]
+    states = trace.all_states()
     acc.begin_batch(states, sel, nxt)
     blocks = blocks_of(model, spec)
     n = len(blocks)
@@ -241,7 +251,7 @@ def _sweep_batch_reuse(acc: _SkipSums, model: nn.Module, spec: ArchSpec,
             acc.add_output(v, l, h)
 
 
-def _sweep_batch_naive(acc: _SkipSums, model: nn.Module, spec: ArchSpec,
+def _sweep_batch_naive(acc: _SkipSweep, model: nn.Module, spec: ArchSpec,
                        variants: tuple[Variant, ...], ids: torch.Tensor,
                        am: torch.Tensor, sel: torch.Tensor, nxt: torch.Tensor) -> None:
     """Reference: one full forward of the whole model per (variant, l)."""
@@ -249,16 +259,16 @@ def _sweep_batch_naive(acc: _SkipSums, model: nn.Module, spec: ArchSpec,
     n = len(blocks)
     with capture_blocks(model, spec, attn=False) as trace:
         model(input_ids=ids, attention_mask=am, use_cache=False)
-    acc.begin_batch([s for s in trace.states if s is not None], sel, nxt)
+    acc.begin_batch(trace.all_states(), sel, nxt)
     for v in variants:
         for l in range(n):
             ctx = identity_block(blocks[l]) if v == "block" else zero_sublayer(blocks[l], spec, v)
             with ctx, capture_blocks(model, spec, attn=False) as tr:
                 model(input_ids=ids, attention_mask=am, use_cache=False)
-            st = tr.states
+            st = tr.all_states()
             for j in range(l + 1, n):
-                acc.add_future(v, l, j, st[j + 1] - st[j])  # type: ignore[operator]
-            acc.add_output(v, l, st[n])  # type: ignore[arg-type]
+                acc.add_future(v, l, j, st[j + 1] - st[j])
+            acc.add_output(v, l, st[n])
 
 
 def skip_sweep(lm: LoadedModel, data: TokenWindows, options: SkipOptions | None = None, *,
@@ -271,12 +281,12 @@ def skip_sweep(lm: LoadedModel, data: TokenWindows, options: SkipOptions | None 
     opts = options or SkipOptions()
     opts.validate()
     lens = _check_supported(lm, opts)
-    masks = token_masks(data, ProfileOptions(include_first_token=opts.include_first_token,
-                                             lens_tokens=None))
-    if int(masks.valid.sum()) == 0:
+    valid = real_positions(data.attention_mask, opts.include_first_token)
+    next_ids = next_token_ids(data)
+    if int(valid.sum()) == 0:
         raise DepthlensError("no real tokens for the skip sweep; use a longer text or --seq-len")
-    kernel = LensKernel(opts.lens_kernel)
-    acc = _SkipSums(lm.num_layers, opts.variants, lens, kernel, opts.lens_chunk)
+    kernel = LensKernel(opts.lens_kernel, fn=kl_to_final)
+    acc = _SkipSweep(lm.num_layers, opts.variants, lens, kernel, opts.lens_chunk)
     run = _sweep_batch_naive if naive else _sweep_batch_reuse
     batches = list(_batches(data, opts.batch_size))
     # Progress in tokens (not batches): one batch of the sweep costs ~3L/2 forwards.
@@ -285,25 +295,26 @@ def skip_sweep(lm: LoadedModel, data: TokenWindows, options: SkipOptions | None 
     with torch.inference_mode():
         for rows in batches:
             run(acc, lm.model, lm.arch, opts.variants, data.input_ids[rows].to(dev),
-                data.attention_mask[rows].to(dev), masks.valid[rows], masks.next_ids[rows])
+                data.attention_mask[rows].to(dev), valid[rows], next_ids[rows])
             bar.update(int(data.attention_mask[rows].sum()))
     bar.close()
     return _finalize(lm, data, opts, acc, kernel)
 
 
-def _finalize(lm: LoadedModel, data: TokenWindows, opts: SkipOptions, acc: _SkipSums,
+def add_skip_sweep(prof: Profile, lm: LoadedModel, data: TokenWindows,
+                   options: SkipOptions | None = None, *, progress: bool = True) -> Profile:
+    """``profile --causal``: the skip sweep on the profile's windows, under extra["causal"]."""
+    return prof.with_extra("causal", skip_sweep(lm, data, options, progress=progress))
+
+
+def _finalize(lm: LoadedModel, data: TokenWindows, opts: SkipOptions, acc: _SkipSweep,
               kernel: LensKernel) -> SkipResult:
     block = acc.variant_dict("block")
     sub = {v: acc.variant_dict(v) for v in opts.sublayers}
-    return SkipResult(
-        model=lm.identity(),
-        arch=lm.arch.to_dict(),
-        data=data.identity,
-        options={**opts.to_dict(), "lens_kernel_used": kernel.used},
-        tokens={"skip": int(acc.sums.get("n_tokens")), "ce": int(acc.sums.get("n_ce_tokens"))},
-        loss=clean_float(float(acc.sums.mean("ce_clean", "n_ce_tokens"))),
-        attn_only=sub.get("attn"),
-        mlp_only=sub.get("mlp"),
-        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        **block,
-    )
+    s = acc.sums
+    env = Envelope(kind=SkipResult.KIND, model=lm.identity(), data=data.identity,
+                   options={**opts.to_dict(), "lens_kernel_used": kernel.used},
+                   tokens={"skip": int(s.n_tokens), "ce": int(s.n_ce_tokens)})  # fmt: skip
+    return SkipResult(envelope=env, arch=lm.arch.to_dict(),
+                      loss=clean_json(float(ratio(s.ce_clean, s.n_ce_tokens))),
+                      attn_only=sub.get("attn"), mlp_only=sub.get("mlp"), **block)

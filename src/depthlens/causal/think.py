@@ -9,20 +9,17 @@ there), a token is deep when that is ≥ ρ·L, and the ratio is the share of de
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from depthlens._version import SCHEMA_VERSION, __version__
 from depthlens.capture.hooks import capture_blocks, forward_kwargs, run_forward
 from depthlens.errors import DepthlensError
-from depthlens.io import atomic_write_json
 from depthlens.metrics.lens import FinalDist, Lens, LensKernel, default_chunk, layer_stats
 from depthlens.models.loading import LoadedModel
-from depthlens.profiling.result import clean_float
+from depthlens.results import Envelope, Enveloped, clean_json
 
 
 @dataclass(frozen=True)
@@ -64,7 +61,7 @@ def depth_jsd(lm: LoadedModel, input_ids: torch.Tensor,
     ids = input_ids.to(lm.device)
     with capture_blocks(lm.model, lm.arch, attn=False) as trace, torch.inference_mode():
         run_forward(lm.model, ids, torch.ones_like(ids), **forward_kwargs(lm.model))
-        states = [s[0] for s in trace.states if s is not None]  # L+1 of (T, d)
+        states = [s[0] for s in trace.all_states()]  # L+1 of (T, d)
         out = torch.empty(ids.shape[1], len(states) - 1)
         chunk = default_chunk(lens)
         for c0 in range(0, ids.shape[1], chunk):
@@ -89,36 +86,25 @@ def token_depth(jsd: torch.Tensor, opts: ThinkOptions) -> dict[str, torch.Tensor
 
 
 @dataclass(frozen=True)
-class ThinkResult:
+class ThinkResult(Enveloped):
     """Per-token depth of a generated (or given) text."""
 
-    model: dict[str, Any]
+    envelope: Envelope
     arch: dict[str, Any]
-    options: dict[str, Any]
     prompt: str
     text: str  # the scored text (the generation, or the prompt when nothing was generated)
-    tokens: list[dict[str, Any]]  # {token, id, reasoning_score, settling_layer, deep}
+    per_token: list[dict[str, Any]]  # {token, id, reasoning_score, settling_layer, deep}
     span: dict[str, float | None]
     deep_thinking_ratio: float | None
-    created: str
     extra: dict[str, Any] = field(default_factory=dict)
-    version: str = __version__
-    schema_version: int = SCHEMA_VERSION
-    kind: str = "depthlens.think"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON form."""
-        return asdict(self)
-
-    def save(self, path: Any) -> None:
-        """Write the JSON atomically."""
-        atomic_write_json(path, self.to_dict())
+    KIND: ClassVar[str] = "depthlens.think"
 
 
 def _generate(lm: LoadedModel, ids: torch.Tensor, n: int) -> torch.Tensor:
     tok = lm.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     model: Any = lm.model  # a transformers PreTrainedModel: has generate()
+    ids = ids.to(lm.device)  # the tokenizer gives CPU ids; generate runs where the model is
     with torch.inference_mode():
         out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
                                 max_new_tokens=n, do_sample=False, pad_token_id=pad)
@@ -154,25 +140,29 @@ def think(lm: LoadedModel, prompt: str, options: ThinkOptions | None = None) -> 
         tokens.append({
             "token": lm.tokenizer.decode([tid]),
             "id": tid,
-            "reasoning_score": clean_float(float(d["reasoning_score"][t - 1])),
+            "reasoning_score": clean_json(float(d["reasoning_score"][t - 1])),
             "settling_layer": int(d["settling_layer"][t - 1]),
             "deep": bool(d["deep"][t - 1]),
         })
     sel = slice(start - 1, full.shape[1] - 1)
     n_layers = lm.num_layers
-    return ThinkResult(
-        model=lm.identity(),
-        arch=lm.arch.to_dict(),
+    scored = "generated" if start == n_prompt else "prompt"
+    env = Envelope(
+        kind=ThinkResult.KIND, model=lm.identity(), data={"prompt": prompt},
         options={**opts.to_dict(), "late_blocks_used": late_blocks(n_layers, opts.late_blocks),
-                 "num_layers": n_layers,
-                 "scored": "generated" if start == n_prompt else "prompt"},
+                 "num_layers": n_layers, "scored": scored},
+        tokens={"prompt": n_prompt, "generated": int(full.shape[1]) - n_prompt,
+                "scored": len(tokens)},
+    )  # fmt: skip
+    return ThinkResult(
+        envelope=env,
+        arch=lm.arch.to_dict(),
         prompt=prompt,
         text=lm.tokenizer.decode(full[0, start:].tolist()),
-        tokens=tokens,
+        per_token=tokens,
         span={
-            "reasoning_score_mean": clean_float(float(d["reasoning_score"][sel].mean())),
-            "settling_layer_mean": clean_float(float(d["settling_layer"][sel].float().mean())),
+            "reasoning_score_mean": clean_json(float(d["reasoning_score"][sel].mean())),
+            "settling_layer_mean": clean_json(float(d["settling_layer"][sel].float().mean())),
         },
-        deep_thinking_ratio=clean_float(float(d["deep"][sel].float().mean())),
-        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        deep_thinking_ratio=clean_json(float(d["deep"][sel].float().mean())),
     )

@@ -16,6 +16,7 @@ from depthlens.cli.common import (
     status,
 )
 from depthlens.cli.table import fmt, render_table
+from depthlens.dist import is_main_rank
 from depthlens.errors import DepthlensError
 
 
@@ -121,22 +122,10 @@ def run_skip(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(skip_table(res))
         status(f"swept in {time.perf_counter() - t0:.1f} s")
-    if out:
+    if out and is_main_rank():  # under torchrun every rank has the result; one writes it
         res.save(out)
         status(f"wrote {out}")
     return 0
-
-
-def add_causal_to_profile(prof: Any, lm: Any, windows: Any, args: argparse.Namespace) -> Any:
-    """``profile --causal``: the skip sweep on the same windows, under extra["causal"]."""
-    import dataclasses
-
-    from depthlens.causal import SkipOptions, skip_sweep
-
-    opts = SkipOptions(include_first_token=bool(getattr(args, "include_first_token", False)))
-    status("causal: skip sweep on the same tokens …")
-    res = skip_sweep(lm, windows, opts, progress=not getattr(args, "quiet", False))
-    return dataclasses.replace(prof, extra={**prof.extra, "causal": res.to_dict()})
 
 
 _COLORS = ("\033[32m", "\033[33m", "\033[31m")  # early, middle, deep
@@ -151,7 +140,7 @@ def think_lines(res: Any, color: bool) -> list[str]:
     """One line per scored token: the token, R_t, settling layer, deep flag."""
     n = int(res.options["num_layers"])
     lines = [f"{'token':<18} {'R':>7} {'settle':>8}  deep"]
-    for t in res.tokens:
+    for t in res.per_token:
         tok = repr(t["token"])[1:-1][:16]
         line = f"{tok:<18} {fmt(t['reasoning_score'], 7)} {t['settling_layer']:>4}/{n:<3}  " \
                f"{'deep' if t['deep'] else ''}"
@@ -188,7 +177,7 @@ def run_think(args: argparse.Namespace) -> int:
     res = think(lm, args.prompt, opts)
     print(res.text if res.options["scored"] == "prompt" else args.prompt + res.text)
     print("\n".join(think_lines(res, _use_color())))
-    if out:
+    if out and is_main_rank():  # under torchrun every rank has the result; one writes it
         res.save(out)
         status(f"wrote {out}")
     return 0

@@ -104,9 +104,9 @@ def make_plan(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _rank() -> int:
-    from depthlens.profiling.run import dist_rank_world
+    from depthlens.dist import rank_world
 
-    return dist_rank_world()[0]
+    return rank_world()[0]
 
 
 def run_plan(args: argparse.Namespace) -> int:

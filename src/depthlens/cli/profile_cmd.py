@@ -103,14 +103,16 @@ def run_profile(args: argparse.Namespace) -> int:
         checkpoint_path=ckpt,
         checkpoint_every=args.checkpoint_every,
     )
-    from depthlens.profiling.run import dist_rank_world
+    from depthlens.dist import rank_world
 
-    if dist_rank_world()[0] != 0:
+    if rank_world()[0] != 0:
         return 0
     if args.causal:
-        from depthlens.cli.causal_cmd import add_causal_to_profile
+        from depthlens.causal import SkipOptions, add_skip_sweep
 
-        prof = add_causal_to_profile(prof, lm, windows, args)
+        status("causal: skip sweep on the same tokens …")
+        skip_opts = SkipOptions(include_first_token=args.include_first_token)
+        prof = add_skip_sweep(prof, lm, windows, skip_opts, progress=not args.quiet)
     if not args.quiet:
         print(profile_table(prof))
         status(f"profiled in {time.perf_counter() - t1:.1f} s")

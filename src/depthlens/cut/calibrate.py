@@ -1,7 +1,8 @@
 """ReplaceMe calibration: streamed float64 sums A = ΣMᵀM, B = ΣMᵀZ and the fit of T.
 
 Notation of SPEC "Cutting depth": i = s − 1 is the last kept block before the span
-[s, s + n); M is block i's MLP output (before the residual add), Y = h_{i+1} − M, and the
+[s, s + n); M is what block i's MLP adds to the stream (its output before the residual
+add, times the branch multiplier of the family's wiring: Granite), Y = h_{i+1} − M, and the
 target is Z = h_{s+n} − Y. The forward stops after block s + n − 1, padding is excluded
 (the first position is kept by default, see :class:`CalibrationOptions`), and memory is
 O(d²) whatever the token count.
@@ -16,10 +17,12 @@ from typing import Any
 
 import torch
 
-from depthlens.capture.hooks import capture_blocks, first_tensor, forward_kwargs, hooks, run_forward
+from depthlens.capture.hooks import added_by, capture_blocks, forward_kwargs, hooks, run_forward
+from depthlens.data.masks import real_positions
 from depthlens.data.windows import TokenWindows
+from depthlens.dist import rank_world
 from depthlens.errors import DepthlensError
-from depthlens.metrics.accumulate import Sums
+from depthlens.metrics.accumulate import Accumulator, host, host_sum, widen, zeros
 from depthlens.models.loading import LoadedModel
 from depthlens.progress import progress_bar
 
@@ -43,14 +46,35 @@ class CalibrationOptions:
     seed: int = 0
 
 
-def valid_mask(windows: TokenWindows, include_first_token: bool) -> torch.Tensor:
-    """(W, T) bool: real tokens, minus each window's first position unless kept."""
-    am = windows.attention_mask.bool()
-    valid = am.clone()
-    if not include_first_token:
-        first = am.long().argmax(dim=1)
-        valid[torch.arange(am.shape[0]), first] = False
-    return valid
+@dataclass
+class GramSums(Accumulator):
+    """A = ΣMᵀM, B = ΣMᵀZ, C = Σ‖Z‖² and the token count n, all float64."""
+
+    A: torch.Tensor  # (d, d)
+    B: torch.Tensor  # (d, d)
+    C: torch.Tensor  # ()
+    n: torch.Tensor  # ()
+
+    @classmethod
+    def zeros(cls, d: int) -> GramSums:
+        """Empty sums for a d x d map."""
+        return cls(zeros(d, d), zeros(d, d), zeros(), zeros())
+
+    def add(self, m: torch.Tensor, z: torch.Tensor) -> None:
+        """Add rows (N, d) of M and Z (any device): d×d products there, sums on the CPU."""
+        m, z = widen(m), widen(z)
+        self.A += host(m.T @ m)
+        self.B += host(m.T @ z)
+        self.C += host_sum(z * z)
+        self.n += m.shape[0]
+
+
+@dataclass
+class SpanSums(Accumulator):
+    """The sums of the fit windows and of the held-back windows."""
+
+    fit: GramSums
+    held: GramSums
 
 
 def holdout_rows(n_windows: int, every: int) -> torch.Tensor:
@@ -72,14 +96,12 @@ def stream_span_sums(
     *,
     progress: bool = False,
     sample_cap: int = 0,
-) -> tuple[Sums, tuple[torch.Tensor, torch.Tensor] | None]:
+) -> tuple[SpanSums, tuple[torch.Tensor, torch.Tensor] | None]:
     """One stopped-early pass: float64 sums for fit and held-out windows (all-reduced).
 
-    Returns the sums (``A``, ``B``, ``C``, ``n`` and ``*_held`` twins) and, when
-    ``sample_cap`` > 0, the first ``sample_cap`` fit rows of (M, Z) for replaceme-cos.
+    Returns the sums of the fit and held-out windows and, when ``sample_cap`` > 0, the
+    first ``sample_cap`` fit rows of (M, Z) for replaceme-cos.
     """
-    from depthlens.profiling.run import dist_rank_world
-
     spec = lm.arch
     model: Any = lm.model
     if spec.mlp_out_proj is None:
@@ -94,21 +116,16 @@ def stream_span_sums(
     got: dict[str, torch.Tensor] = {}
 
     def on_mlp(_m: torch.nn.Module, _a: tuple, out: Any) -> None:
-        got["m"] = first_tensor(out)
+        got["m"] = added_by(spec, out)  # M: what the MLP adds (T merges linearly into it)
 
-    valid = valid_mask(windows, opts.fit_include_first_token)
+    valid = real_positions(windows.attention_mask, opts.fit_include_first_token)
     held = holdout_rows(len(windows), opts.holdout_every)
     d = int(model.config.get_text_config().hidden_size)
-    sums = Sums()
-    for suffix in ("", "_held"):
-        sums.t["A" + suffix] = torch.zeros(d, d, dtype=torch.float64)
-        sums.t["B" + suffix] = torch.zeros(d, d, dtype=torch.float64)
-        sums.t["C" + suffix] = torch.zeros((), dtype=torch.float64)
-        sums.t["n" + suffix] = torch.zeros((), dtype=torch.float64)
+    sums = SpanSums(GramSums.zeros(d), GramSums.zeros(d))
     samples_m: list[torch.Tensor] = []
     samples_z: list[torch.Tensor] = []
     n_samples = 0
-    rank, world = dist_rank_world()
+    rank, world = rank_world()
     idx = torch.arange(rank, len(windows), world)
     fkw = forward_kwargs(model)
     batches = [idx[k : k + opts.batch_size] for k in range(0, len(idx), opts.batch_size)]
@@ -127,27 +144,24 @@ def stream_span_sums(
                 raise DepthlensError("the calibration forward did not reach the span's end")
             m = got.pop("m")
             z = h_end - (h_i1 - m)  # (B, T, d): Z = h_{s+n} − Y
-            for suffix, keep in (("", ~held[rows]), ("_held", held[rows])):
+            for part, keep in ((sums.fit, ~held[rows]), (sums.held, held[rows])):
                 sel = valid[rows] & keep[:, None]  # (B, T)
-                mm, zz = m[sel.to(m.device)].double().cpu(), z[sel.to(z.device)].double().cpu()
+                mm, zz = m[sel.to(m.device)], z[sel.to(z.device)]  # (N, d), model device
                 if mm.shape[0] == 0:
                     continue
-                sums.t["A" + suffix] += mm.T @ mm
-                sums.t["B" + suffix] += mm.T @ zz
-                sums.t["C" + suffix] += (zz * zz).sum()
-                sums.t["n" + suffix] += mm.shape[0]
-                if suffix == "" and n_samples < sample_cap:
+                part.add(mm, zz)
+                if part is sums.fit and n_samples < sample_cap:
                     take = min(sample_cap - n_samples, mm.shape[0])
-                    samples_m.append(mm[:take].float())
-                    samples_z.append(zz[:take].float())
+                    samples_m.append(mm[:take].to("cpu", torch.float32))
+                    samples_z.append(zz[:take].to("cpu", torch.float32))
                     n_samples += take
             trace.clear()
             bar.update(1)
     bar.close()
     sums.all_reduce()
-    if float(sums.get("n")) < d:
+    if float(sums.fit.n) < d:
         raise DepthlensError(
-            f"too little calibration text: {int(sums.get('n'))} fit tokens for a {d}x{d} "
+            f"too little calibration text: {int(sums.fit.n)} fit tokens for a {d}x{d} "
             f"linear map (need at least {d}); raise --max-tokens or use a longer --data"
         )
     samples = (torch.cat(samples_m), torch.cat(samples_z)) if samples_m else None
@@ -179,12 +193,12 @@ def solve_ls(a: torch.Tensor, b: torch.Tensor, ridge: float = 0.0) -> tuple[torc
                          "use more calibration tokens")
 
 
-def relative_residual(t: torch.Tensor, sums: Sums, suffix: str = "") -> float | None:
+def relative_residual(t: torch.Tensor, sums: GramSums) -> float | None:
     """‖MT − Z‖ / ‖Z‖ from the sums: (tr(TᵀAT) − 2tr(TᵀB) + C) / C, square-rooted."""
-    c = float(sums.get("C" + suffix))
-    if float(sums.get("n" + suffix)) == 0 or c <= 0:
+    c = float(sums.C)
+    if float(sums.n) == 0 or c <= 0:
         return None
-    a, b = sums.get("A" + suffix), sums.get("B" + suffix)
+    a, b = sums.A, sums.B
     sq = float((t * (a @ t)).sum() - 2 * (t * b).sum()) + c
     return max(sq, 0.0) ** 0.5 / c**0.5
 

@@ -144,15 +144,15 @@ def _fit(lm: LoadedModel, windows: TokenWindows, start: int, n: int, method: str
     cap = opts.max_samples if method == "replaceme-cos" else 0
     sums, samples = stream_span_sums(lm, windows, start, n, opts, progress=progress,
                                      sample_cap=cap)  # fmt: skip
-    t_ls, alpha = solve_ls(sums.get("A"), sums.get("B"), opts.ridge)
+    t_ls, alpha = solve_ls(sums.fit.A, sums.fit.B, opts.ridge)
     fit: dict[str, Any] = {
-        "fit_tokens": int(sums.get("n")),
-        "heldout_tokens": int(sums.get("n_held")),
+        "fit_tokens": int(sums.fit.n),
+        "heldout_tokens": int(sums.held.n),
         "ridge_used": alpha,
         "rel_residual_identity_heldout": relative_residual(
-            _eye_like(t_ls), sums, "_held"),  # no replacement: T = I
-        "rel_residual_ls_fit": relative_residual(t_ls, sums),
-        "rel_residual_ls_heldout": relative_residual(t_ls, sums, "_held"),
+            _eye_like(t_ls), sums.held),  # no replacement: T = I
+        "rel_residual_ls_fit": relative_residual(t_ls, sums.fit),
+        "rel_residual_ls_heldout": relative_residual(t_ls, sums.held),
     }  # fmt: skip
     d = t_ls.shape[0]
     if fit["fit_tokens"] < 10 * d:
@@ -165,7 +165,7 @@ def _fit(lm: LoadedModel, windows: TokenWindows, start: int, n: int, method: str
     assert samples is not None
     t_cos, info = fit_cosine(samples[0], samples[1], opts)
     fit.update({f"cos_{k}": v for k, v in info.items()})
-    fit["rel_residual_cos_heldout"] = relative_residual(t_cos, sums, "_held")
+    fit["rel_residual_cos_heldout"] = relative_residual(t_cos, sums.held)
     return t_cos, fit
 
 

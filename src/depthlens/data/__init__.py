@@ -1,5 +1,6 @@
 """Texts to measure and calibrate on, and the token windows cut from them."""
 
+from depthlens.data.masks import next_token_ids, real_positions
 from depthlens.data.sources import (
     PACKAGED_NAMES,
     TextSource,
@@ -8,7 +9,7 @@ from depthlens.data.sources import (
     list_data,
     load_text,
 )
-from depthlens.data.windows import TokenWindows, make_windows, pad_batch
+from depthlens.data.windows import TokenWindows, make_windows
 
 __all__ = [
     "PACKAGED_NAMES",
@@ -19,5 +20,6 @@ __all__ = [
     "list_data",
     "load_text",
     "make_windows",
-    "pad_batch",
+    "next_token_ids",
+    "real_positions",
 ]

@@ -1,4 +1,4 @@
-"""Fixed, non-overlapping token windows cut from a text, and right-padded batches.
+"""Fixed, non-overlapping token windows cut from a text, in right-padded batches.
 
 Every model compared on the same text, tokenizer, ``seq_len``, ``max_tokens`` and ``seed``
 sees exactly the same windows; the identity (with a sha256 of the token ids) says so.
@@ -50,18 +50,6 @@ class TokenWindows:
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able identity (never the tokens)."""
         return dict(self.identity)
-
-    def shard(self, rank: int, world: int) -> TokenWindows:
-        """Return windows ``rank::world``; the identity gains a ``shard`` entry."""
-        if world < 1 or not 0 <= rank < world:
-            raise DepthlensError(
-                f"invalid shard rank {rank} of world {world}; need world >= 1 and 0 <= rank < world"
-            )
-        ids = self.input_ids[rank::world]
-        mask = self.attention_mask[rank::world]
-        shard_info = {"rank": rank, "world": world, "n_windows": int(ids.shape[0]),
-                      "n_tokens": int(mask.sum())}  # fmt: skip
-        return TokenWindows(ids, mask, {**self.identity, "shard": shard_info})
 
     def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (input_ids, attention_mask) batches of up to ``batch_size`` windows, in order."""
@@ -177,15 +165,3 @@ def make_windows(
     }  # fmt: skip
     return TokenWindows(input_ids, mask, identity)
 
-
-def pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad token lists to one length: (input_ids, attention_mask), each (B, T) int64."""
-    if not seqs:
-        raise DepthlensError("pad_batch needs at least one sequence, got none")
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), int(pad_id), dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return ids, mask

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from depthlens.arch.spec import ArchSpec, get_submodule
-from depthlens.metrics.accumulate import Sums
+from depthlens.metrics.accumulate import Accumulator, host_sum, zeros
 
 LENS_METRICS = (
     "lens_kl",
@@ -31,21 +31,26 @@ LENS_METRICS = (
 
 @dataclass
 class Lens:
-    """The model's own final norm and unembedding, applied to any residual state."""
+    """The model's own final norm and unembedding, applied to any residual state.
+
+    The head's own post-processing comes from the resolved wiring: logits divided by
+    ``scale`` (Granite's ``logits_scaling``), then soft-capped (Gemma 2/3), so the lens of
+    h_L equals the model's logits.
+    """
 
     final_norm: nn.Module | None
     unembed: nn.Module
     softcap: float | None = None
+    scale: float = 1.0
 
     @classmethod
     def of(cls, model: nn.Module, spec: ArchSpec) -> Lens:
-        """Build the lens from the architecture table."""
+        """Build the lens from the architecture table and the spec's resolved wiring."""
         if not spec.has_lens or spec.unembed is None:
             raise ValueError(f"family '{spec.family}' has no logit lens")
         norm = get_submodule(model, spec.final_norm) if spec.final_norm else None
-        cfg = getattr(model, "config", None)
-        cap = getattr(cfg, "final_logit_softcapping", None)
-        return cls(norm, get_submodule(model, spec.unembed), float(cap) if cap else None)
+        w = spec.wiring
+        return cls(norm, get_submodule(model, spec.unembed), w.logit_softcap, w.logit_scale)
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """(N, d) states -> (N, V) float32 logits."""
@@ -53,6 +58,8 @@ class Lens:
         if self.final_norm is not None:
             x = self.final_norm(x)
         z = self.unembed(x).float()
+        if self.scale != 1.0:
+            z = z / self.scale
         if self.softcap is not None:
             z = torch.tanh(z / self.softcap) * self.softcap
         return z
@@ -124,26 +131,41 @@ class LensKernel:
     or two passes (measured ~25x faster on CPU). ``kind``: "auto" | "compiled" | "eager".
     """
 
-    def __init__(self, kind: str = "auto") -> None:
+    def __init__(self, kind: str = "auto", fn: Any = None) -> None:
         if kind not in ("auto", "compiled", "eager"):
             raise ValueError(f"lens kernel must be auto, compiled or eager, got {kind!r}")
         self.requested = kind
         self.used = "eager" if kind == "eager" else "compiled"
-        self._fn: Any = _core_stats
+        self._eager: Any = fn or _core_stats  # the reductions; _core_stats unless told
+        self._fn: Any = self._eager
         if self.used == "compiled":
-            self._fn = torch.compile(_core_stats, dynamic=True)
+            self._fn = torch.compile(self._eager, dynamic=True)
 
     def __call__(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Run the kernel; on a compile failure under "auto", switch to eager for good."""
         if self.used == "eager":
-            return _core_stats(*args)
+            return self._eager(*args)
         try:
             return self._fn(*args)
         except Exception:
             if self.requested == "compiled":
                 raise
-            self.used, self._fn = "eager", _core_stats
-            return _core_stats(*args)
+            self.used, self._fn = "eager", self._eager
+            return self._eager(*args)
+
+
+def kl_to_final(
+    z: torch.Tensor, p_fin: torch.Tensor, logp_fin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """KL(p_L ‖ softmax z) and logsumexp z: two full-vocabulary reductions, not five.
+
+    For readouts where only the output KL and the loss are wanted (the skip sweep).
+    Written like ``_core_stats``' KL (log p is z − lse, subtracted before weighting), so
+    it gives the same values and exactly 0 for identical logits.
+    """
+    lse = torch.logsumexp(z, dim=-1, keepdim=True)  # (c, 1)
+    kl = (p_fin * (logp_fin - (z - lse))).sum(-1)
+    return kl, lse.squeeze(-1)
 
 
 _EAGER = LensKernel("eager")
@@ -168,18 +190,42 @@ def layer_stats(
     }
 
 
-def init_sums(sums: Sums, n_layers: int) -> None:
-    """Create every lens accumulator with its final shape."""
-    for name in (*LENS_METRICS, "lens_ce"):
-        sums.t[name] = torch.zeros(n_layers, dtype=torch.float64)
-    sums.t["final_ce"] = torch.zeros((), dtype=torch.float64)
-    sums.t["prediction_depth_hist"] = torch.zeros(n_layers + 1, dtype=torch.float64)
-    sums.t["n_lens_tokens"] = torch.zeros((), dtype=torch.float64)
-    sums.t["n_ce_tokens"] = torch.zeros((), dtype=torch.float64)
+@dataclass
+class LensSums(Accumulator):
+    """Float64 sums of the lens statistics over the lens tokens (one entry per depth)."""
+
+    lens_kl: torch.Tensor  # (L,)
+    lens_kl_rev: torch.Tensor
+    lens_jsd: torch.Tensor
+    lens_top1_agree: torch.Tensor
+    lens_top5_overlap: torch.Tensor
+    lens_entropy: torch.Tensor
+    lens_ce: torch.Tensor  # (L,), over tokens with a next token
+    final_ce: torch.Tensor  # ()
+    prediction_depth_hist: torch.Tensor  # (L+1,)
+    n_lens_tokens: torch.Tensor  # ()
+    n_ce_tokens: torch.Tensor  # ()
+
+    @classmethod
+    def zeros(cls, n_layers: int) -> LensSums:
+        """Every lens accumulator with its final shape."""
+        per_depth = {name: zeros(n_layers) for name in (*LENS_METRICS, "lens_ce")}
+        return cls(**per_depth, final_ce=zeros(), prediction_depth_hist=zeros(n_layers + 1),
+                   n_lens_tokens=zeros(), n_ce_tokens=zeros())  # fmt: skip
+
+    def add_depth(self, i: int, st: dict[str, torch.Tensor]) -> None:
+        """Add one depth's per-token statistics (from :func:`layer_stats`)."""
+        self.lens_kl[i] += host_sum(st["lens_kl"])
+        self.lens_kl_rev[i] += host_sum(st["lens_kl_rev"])
+        self.lens_jsd[i] += host_sum(st["lens_jsd"])
+        self.lens_top1_agree[i] += host_sum(st["lens_top1_agree"])
+        self.lens_top5_overlap[i] += host_sum(st["lens_top5_overlap"])
+        self.lens_entropy[i] += host_sum(st["lens_entropy"])
+
 
 
 def accumulate_lens(
-    sums: Sums,
+    sums: LensSums,
     lens: Lens,
     layer_states: list[torch.Tensor],
     final_state: torch.Tensor,
@@ -203,20 +249,19 @@ def accumulate_lens(
         nxt = next_ids[sl].to(fin.p.device)
         has_next = nxt >= 0
         safe = nxt.clamp_min(0).unsqueeze(-1)
-        sums.t["final_ce"] += (-fin.logp.gather(-1, safe).squeeze(-1))[has_next].double().sum()
+        sums.final_ce += host_sum((-fin.logp.gather(-1, safe).squeeze(-1))[has_next])
         agree = torch.empty(n_layers, fin.top1.shape[0], dtype=torch.bool)
         for i, hs in enumerate(layer_states):
             z = lens.logits(hs[sl])
             st = layer_stats(z, fin, kernel)
-            for name in LENS_METRICS:
-                sums.t[name][i] += st[name].double().sum()
+            sums.add_depth(i, st)
             ce = st["_lse"] - z.gather(-1, safe).squeeze(-1)
-            sums.t["lens_ce"][i] += ce[has_next].double().sum()
+            sums.lens_ce[i] += host_sum(ce[has_next])
             agree[i] = (st["lens_top1_agree"] > 0).cpu()
         depth = (prediction_depth(agree) + depth_offset).clamp_max(n_layers)
-        sums.t["prediction_depth_hist"] += torch.bincount(depth, minlength=n_layers + 1).double()
-        sums.t["n_lens_tokens"] += float(fin.top1.shape[0])
-        sums.t["n_ce_tokens"] += float(has_next.sum())
+        sums.prediction_depth_hist += torch.bincount(depth, minlength=n_layers + 1).double()
+        sums.n_lens_tokens += float(fin.top1.shape[0])
+        sums.n_ce_tokens += float(has_next.sum())
 
 
 def prediction_depth(agree: torch.Tensor) -> torch.Tensor:

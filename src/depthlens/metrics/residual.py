@@ -9,11 +9,12 @@ Deeper Layers"; ReplaceMe), residual norm growth ("The Curse of Depth in LLMs").
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
 from depthlens.errors import NonFiniteActivationError
-from depthlens.metrics.accumulate import Sums
+from depthlens.metrics.accumulate import Accumulator, host_sum, zeros
 
 EPS = 1e-12
 
@@ -30,6 +31,32 @@ BLOCK_METRICS = (
 )
 
 
+@dataclass
+class ResidualSums(Accumulator):
+    """Float64 sums of the residual metrics over tokens (one entry per block or state)."""
+
+    rel_contrib_attn: torch.Tensor  # (L,)
+    rel_contrib_mlp: torch.Tensor
+    rel_contrib_block: torch.Tensor
+    cos_attn: torch.Tensor
+    cos_mlp: torch.Tensor
+    cos_block: torch.Tensor
+    block_influence: torch.Tensor
+    resid_rms_growth: torch.Tensor
+    resid_norm: torch.Tensor  # (L+1,): ‖h_0‖..‖h_L‖
+    angular_distance: torch.Tensor  # (L, n_max): [start l][n-1]
+    n_tokens: torch.Tensor  # ()
+    n_angular_tokens: torch.Tensor  # ()
+
+    @classmethod
+    def zeros(cls, n_layers: int, n_max: int) -> ResidualSums:
+        """Every accumulator with its final shape (all ranks agree)."""
+        per_block = {name: zeros(n_layers) for name in BLOCK_METRICS}
+        return cls(**per_block, resid_norm=zeros(n_layers + 1),
+                   angular_distance=zeros(n_layers, n_max), n_tokens=zeros(),
+                   n_angular_tokens=zeros())  # fmt: skip
+
+
 def _cos(x: torch.Tensor, y: torch.Tensor, nx: torch.Tensor, ny: torch.Tensor) -> torch.Tensor:
     return (x * y).sum(-1) / (nx * ny).clamp_min(EPS)
 
@@ -44,7 +71,7 @@ def check_finite(norms: torch.Tensor, layer: int, what: str) -> None:
 
 
 def accumulate_block(
-    sums: Sums, l: int, h: torch.Tensor, out: torch.Tensor, a: torch.Tensor
+    sums: ResidualSums, l: int, h: torch.Tensor, out: torch.Tensor, a: torch.Tensor
 ) -> None:
     """Add block ``l``'s per-token metrics for states ``h`` -> ``out`` with attention add ``a``.
 
@@ -59,25 +86,23 @@ def accumulate_block(
     nha, nout = ha.norm(dim=-1), out.norm(dim=-1)
     check_finite(nout, l, "the output")
     check_finite(na, l, "the attention output")
-    vals = {
-        "rel_contrib_attn": na / nh.clamp_min(EPS),
-        "rel_contrib_mlp": nm / nha.clamp_min(EPS),
-        "rel_contrib_block": nd / nh.clamp_min(EPS),
-        "cos_attn": _cos(a, h, na, nh),
-        "cos_mlp": _cos(m, ha, nm, nha),
-        "cos_block": _cos(delta, h, nd, nh),
-        "block_influence": 1.0 - _cos(h, out, nh, nout),
-        "resid_rms_growth": nout / nh.clamp_min(EPS),
-    }
-    for name, v in vals.items():
-        sums.t[name][l] += v.double().sum()
-    norms = sums.t["resid_norm"]
-    norms[l] += nh.double().sum()
+    s = sums
+    s.rel_contrib_attn[l] += host_sum(na / nh.clamp_min(EPS))
+    s.rel_contrib_mlp[l] += host_sum(nm / nha.clamp_min(EPS))
+    s.rel_contrib_block[l] += host_sum(nd / nh.clamp_min(EPS))
+    s.cos_attn[l] += host_sum(_cos(a, h, na, nh))
+    s.cos_mlp[l] += host_sum(_cos(m, ha, nm, nha))
+    s.cos_block[l] += host_sum(_cos(delta, h, nd, nh))
+    s.block_influence[l] += host_sum(1.0 - _cos(h, out, nh, nout))
+    s.resid_rms_growth[l] += host_sum(nout / nh.clamp_min(EPS))
+    norms = s.resid_norm
+    norms[l] += host_sum(nh)
     if l + 2 == norms.shape[0]:  # last block: also record ‖h_L‖
-        norms[l + 1] += nout.double().sum()
+        norms[l + 1] += host_sum(nout)
 
 
-def accumulate_states(sums: Sums, states: list[torch.Tensor], n_max: int) -> None:
+
+def accumulate_states(sums: ResidualSums, states: list[torch.Tensor], n_max: int) -> None:
     """Add angular distances arccos(cos(h_l, h_{l+n}))/π for n = 1..n_max.
 
     ``states``: L+1 tensors (N, d) of the same tokens.
@@ -86,19 +111,10 @@ def accumulate_states(sums: Sums, states: list[torch.Tensor], n_max: int) -> Non
     norms = stack.norm(dim=-1)  # (N, L+1)
     unit = stack / norms.clamp_min(EPS).unsqueeze(-1)
     gram = torch.bmm(unit, unit.transpose(1, 2)).clamp_(-1.0, 1.0)  # (N, L+1, L+1)
-    ang = torch.arccos(gram).double().sum(0) / math.pi  # (L+1, L+1)
+    ang = (torch.arccos(gram).double().sum(0) / math.pi).cpu()  # (L+1, L+1)
     n_states = stack.shape[1]
-    acc = sums.t["angular_distance"]  # (L, n_max): [start l][n-1]
+    acc = sums.angular_distance  # (L, n_max): [start l][n-1]
     for n in range(1, n_max + 1):
         idx = torch.arange(0, n_states - n)
         acc[idx, n - 1] += ang[idx, idx + n]
 
-
-def init_sums(sums: Sums, n_layers: int, n_max: int) -> None:
-    """Create every residual accumulator with its final shape (all ranks agree)."""
-    for name in BLOCK_METRICS:
-        sums.t[name] = torch.zeros(n_layers, dtype=torch.float64)
-    sums.t["resid_norm"] = torch.zeros(n_layers + 1, dtype=torch.float64)
-    sums.t["angular_distance"] = torch.zeros(n_layers, n_max, dtype=torch.float64)
-    sums.t["n_tokens"] = torch.zeros((), dtype=torch.float64)
-    sums.t["n_angular_tokens"] = torch.zeros((), dtype=torch.float64)

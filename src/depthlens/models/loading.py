@@ -167,13 +167,15 @@ def load_model(
     )
     if ref in PACKAGED:
         path = ensure_packaged(PACKAGED[ref], cache)
-        lm = _load_dir(path, ref, "packaged", torch_dtype, placement, trust_remote_code, False)
+        lm = _load_dir(path, ref, "packaged", torch_dtype, placement, trust_remote_code, False,
+                       arch=arch)
     elif ref.endswith(".gguf"):
         gguf = Path(ref).expanduser()
         if not gguf.is_file():
             raise DepthlensError(f"model file not found: {ref}; check the path")
         path = _cache_gguf(gguf, cache)
-        lm = _load_dir(path, ref, "gguf", torch_dtype, placement, trust_remote_code, False)
+        lm = _load_dir(path, ref, "gguf", torch_dtype, placement, trust_remote_code, False,
+                       arch=arch)
     elif _looks_like_path(ref):
         p = Path(ref).expanduser()
         if not p.exists():
@@ -183,15 +185,15 @@ def load_model(
             )
         if not p.is_dir():
             raise DepthlensError(f"{ref} is a file, not a model directory or a .gguf file")
-        lm = _load_dir(p, ref, "local", torch_dtype, placement, trust_remote_code, allow_pickle)
+        lm = _load_dir(p, ref, "local", torch_dtype, placement, trust_remote_code, allow_pickle,
+                       arch=arch)
     else:
-        lm = _load_hub(ref, torch_dtype, placement, trust_remote_code, allow_pickle)
+        lm = _load_hub(ref, torch_dtype, placement, trust_remote_code, allow_pickle, arch=arch)
     if device_map is None and device != "cpu":
         try:
             lm.model.to(device)
         except (RuntimeError, AssertionError) as exc:
             raise DepthlensError(f"cannot move the model to --device {device}: {exc}") from exc
-    lm.arch = resolve_arch(lm.model, arch)
     lm.model.eval()
     return lm
 
@@ -278,6 +280,7 @@ def _load_dir(
     placement: dict[str, Any],
     trust_remote_code: bool,
     allow_pickle: bool,
+    arch: str | None = None,
 ) -> LoadedModel:
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
@@ -324,7 +327,7 @@ def _load_dir(
         raise DepthlensError(
             f"{path} has no usable tokenizer ({type(exc).__name__}); save one beside the model"
         ) from exc
-    spec = resolve_arch(model)
+    spec = resolve_arch(model, arch)  # --arch first: it rescues a model detection cannot place
     return LoadedModel(model, tok, spec, ref=ref, source=source, path=str(path))
 
 
@@ -334,6 +337,7 @@ def _load_hub(
     placement: dict[str, Any],
     trust_remote_code: bool,
     allow_pickle: bool,
+    arch: str | None = None,
 ) -> LoadedModel:
     from huggingface_hub import snapshot_download
 
@@ -352,7 +356,8 @@ def _load_hub(
             f"hub model '{ref}' is not available: {type(exc).__name__} (offline, or no such "
             "repo). Offline, use a packaged model (`depthlens models`) or a local directory"
         ) from exc
-    lm = _load_dir(Path(local), ref, "hub", dtype, placement, trust_remote_code, allow_pickle)
+    lm = _load_dir(Path(local), ref, "hub", dtype, placement, trust_remote_code, allow_pickle,
+                   arch=arch)
     return lm
 
 

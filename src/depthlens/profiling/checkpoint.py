@@ -18,12 +18,12 @@ from safetensors.torch import save_file
 
 from depthlens.errors import DepthlensError
 from depthlens.io import disk_error
-from depthlens.metrics.accumulate import Sums
+from depthlens.metrics.accumulate import Accumulator
 
 
 @dataclass
 class Checkpointer:
-    """Saves and restores :class:`Sums` for one rank of one run."""
+    """Saves and restores an :class:`Accumulator` for one rank of one run."""
 
     path: Path
     every: int
@@ -41,7 +41,7 @@ class Checkpointer:
             p = p.with_name(f"{p.name}.rank{rank}")
         return cls(p, every, run_id)
 
-    def restore(self, sums: Sums) -> int:
+    def restore(self, sums: Accumulator) -> int:
         """Load saved sums if they belong to this run; return the batches already done."""
         if not self.path.is_file():
             return 0
@@ -62,7 +62,7 @@ class Checkpointer:
         sums.load_state_dict(tensors)
         return int(meta["batches_done"])
 
-    def maybe_save(self, sums: Sums, batches_done: int) -> None:
+    def maybe_save(self, sums: Accumulator, batches_done: int) -> None:
         """Save every ``every`` batches, atomically (temporary file, then rename)."""
         if batches_done % self.every:
             return

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
-from typing import Any, Literal
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal
 
-from depthlens._version import SCHEMA_VERSION, __version__
 from depthlens.errors import DepthlensError
-from depthlens.io import atomic_write_json
+from depthlens.results import Envelope, Enveloped, check_same_model
 
 
 @dataclass(frozen=True)
@@ -48,82 +45,42 @@ class ProfileOptions:
         return asdict(self)
 
 
-def check_header(d: Any, what: str) -> None:
-    """Refuse JSON that is not ``depthlens.<what>`` or whose schema is newer than ours."""
-    kind = f"depthlens.{what}"
-    if not isinstance(d, dict) or d.get("kind") != kind:
-        raise DepthlensError(f"not a depthlens {what} JSON (missing kind '{kind}')")
-    if int(d.get("schema_version", 0)) > SCHEMA_VERSION:
-        raise DepthlensError(
-            f"{what} schema {d['schema_version']} is newer than this depthlens "
-            f"({SCHEMA_VERSION}); upgrade depthlens"
-        )
-
-
-def clean_float(x: float) -> float | None:
-    """JSON has no NaN: undefined values are written as null."""
-    return None if (x is None or math.isnan(x) or math.isinf(x)) else float(x)
-
-
 @dataclass(frozen=True)
-class Profile:
+class Profile(Enveloped):
     """Per-layer metrics of one model on one dataset (SPEC "One-pass metrics")."""
 
-    model: dict[str, Any]
+    envelope: Envelope
     arch: dict[str, Any]
-    data: dict[str, Any]
-    options: dict[str, Any]
-    tokens: dict[str, int]
     metrics: dict[str, list[float | None]]
     angular_distance: list[list[float | None]]  # [start block l][n - 1]
     prediction_depth: dict[str, Any]
     summary: dict[str, Any]
-    created: str  # the only field that differs between identical runs
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. causal analyses
-    version: str = __version__
-    schema_version: int = SCHEMA_VERSION
-    kind: str = "depthlens.profile"
+    KIND: ClassVar[str] = "depthlens.profile"
 
     @property
     def n_layers(self) -> int:
         """Number of blocks profiled."""
         return int(self.model["num_layers"])
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON form (deterministic key order is applied when saving)."""
-        return asdict(self)
+    def cheapest_span(self, n: int | None = None) -> tuple[int, int, float] | None:
+        """(start, n, distance) of the n-block span with the smallest angular distance.
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Profile:
-        """Inverse of :meth:`to_dict`, refusing other kinds and newer schemas."""
-        check_header(d, "profile")
-        names = {f.name for f in fields(cls)}
-        missing = {"model", "metrics", "options"} - set(d)
-        if missing:
-            raise DepthlensError(f"profile JSON lacks {', '.join(sorted(missing))}")
-        return cls(**{k: v for k, v in d.items() if k in names})
+        Starts s ≥ 1 only (block 0 is never cut); ``n`` defaults to L // 8 (at least 1).
+        """
+        n = n or max(1, self.n_layers // 8)
+        best: tuple[int, int, float] | None = None
+        for s in range(1, min(self.n_layers, len(self.angular_distance))):
+            row = self.angular_distance[s]
+            d = row[n - 1] if n - 1 < len(row) else None
+            if isinstance(d, int | float) and (best is None or d < best[2]):
+                best = (s, n, float(d))
+        return best
 
-    def save(self, path: str | Path) -> None:
-        """Write the JSON atomically."""
-        atomic_write_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | Path) -> Profile:
-        """Read a profile JSON with a clear error for missing or malformed files."""
-        return cls.from_dict(read_json(path))
-
-
-def read_json(path: str | Path) -> Any:
-    """Load JSON with one-line errors for the usual failures."""
-    p = Path(path)
-    if not p.is_file():
-        raise DepthlensError(f"file not found: {p}")
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise DepthlensError(f"{p} is not UTF-8 text") from exc
-    except json.JSONDecodeError as exc:
-        raise DepthlensError(f"{p} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+    def with_extra(self, name: str, result: Enveloped) -> Profile:
+        """A copy with ``result`` (of the same model) stored under ``extra[name]``."""
+        check_same_model(self.model, result.model, f"the profile and the {name} result")
+        return dataclasses.replace(self, extra={**self.extra, name: result.to_dict()})
 
 
 def check_profile_matches(profile: Profile, lm: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 from collections.abc import Iterator
@@ -13,24 +12,20 @@ from typing import Any
 import torch
 
 from depthlens.capture.hooks import capture_blocks, forward_kwargs, run_forward
+from depthlens.data.masks import last_positions, next_token_ids, real_positions
 from depthlens.data.windows import TokenWindows
+from depthlens.dist import rank_world
 from depthlens.errors import DepthlensError
 from depthlens.metrics import lens as lens_metrics
 from depthlens.metrics import residual
-from depthlens.metrics.accumulate import Sums
+from depthlens.metrics.accumulate import Accumulator, ratio
+from depthlens.metrics.lens import LensSums
+from depthlens.metrics.residual import ResidualSums
 from depthlens.models.loading import LoadedModel
 from depthlens.profiling import checkpoint as ckpt
-from depthlens.profiling.result import Profile, ProfileOptions, clean_float
+from depthlens.profiling.result import Profile, ProfileOptions
 from depthlens.progress import progress_bar
-
-
-def dist_rank_world() -> tuple[int, int]:
-    """(rank, world size) of the default process group, (0, 1) without one."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+from depthlens.results import Envelope, clean_json
 
 
 @dataclass(frozen=True)
@@ -45,18 +40,8 @@ class TokenMasks:
 
 def token_masks(data: TokenWindows, opts: ProfileOptions) -> TokenMasks:
     """Build the masks of SPEC: padding out, first position out unless asked, lens cap."""
-    am = data.attention_mask.bool()
-    valid = am.clone()
-    if not opts.include_first_token:
-        first = am.long().argmax(dim=1)  # first real position of each window
-        valid[torch.arange(am.shape[0]), first] = False
-    if opts.last_token_only:
-        last = am.shape[1] - 1 - am.flip(1).long().argmax(dim=1)
-        angular = torch.zeros_like(valid)
-        angular[torch.arange(am.shape[0]), last] = True
-        angular &= valid
-    else:
-        angular = valid
+    valid = real_positions(data.attention_mask, opts.include_first_token)
+    angular = last_positions(data.attention_mask) & valid if opts.last_token_only else valid
     lens = valid.clone()
     n_valid = int(valid.sum())
     if opts.lens_tokens is not None and n_valid > opts.lens_tokens:
@@ -66,9 +51,7 @@ def token_masks(data: TokenWindows, opts: ProfileOptions) -> TokenMasks:
         flat[keep] = True
         lens = torch.zeros_like(valid)
         lens[valid] = flat
-    nxt = torch.full_like(data.input_ids, -1)
-    nxt[:, :-1] = torch.where(am[:, 1:], data.input_ids[:, 1:], -1)
-    return TokenMasks(valid, angular, lens, nxt)
+    return TokenMasks(valid, angular, lens, next_token_ids(data))
 
 
 def _batches(
@@ -79,12 +62,18 @@ def _batches(
         yield b, idx[start : start + bs]
 
 
-def _new_sums(n_layers: int, n_max: int, with_lens: bool) -> Sums:
-    sums = Sums()
-    residual.init_sums(sums, n_layers, n_max)
-    if with_lens:
-        lens_metrics.init_sums(sums, n_layers)
-    return sums
+@dataclass
+class ProfileSums(Accumulator):
+    """Everything one profile accumulates; ``lens`` is None when the lens is off."""
+
+    residual: ResidualSums
+    lens: LensSums | None
+
+    @classmethod
+    def zeros(cls, n_layers: int, n_max: int, with_lens: bool) -> ProfileSums:
+        """Accumulators with their final shapes (all ranks agree)."""
+        return cls(ResidualSums.zeros(n_layers, n_max),
+                   LensSums.zeros(n_layers) if with_lens else None)  # fmt: skip
 
 
 def run_identity(
@@ -128,8 +117,8 @@ def profile(
     masks = token_masks(data, opts)
     if int(masks.valid.sum()) == 0:
         raise DepthlensError("no real tokens to profile; use a longer text or --seq-len")
-    rank, world = dist_rank_world()
-    sums = _new_sums(n_layers, n_max, with_lens)
+    rank, world = rank_world()
+    sums = ProfileSums.zeros(n_layers, n_max, with_lens)
     run_id = run_identity(lm, data, opts, world)
     saver = ckpt.Checkpointer.create(checkpoint_path, checkpoint_every, run_id, rank)
     done = saver.restore(sums) if saver else 0
@@ -157,7 +146,7 @@ def profile(
                 saver.maybe_save(sums, b + 1)
     bar.close()
     sums.all_reduce()
-    result = finalize(lm, data, opts, sums, n_max, with_lens)
+    result = finalize(lm, data, opts, sums, n_max)
     if with_lens:
         result.summary["lens_kernel_used"] = kernel.used
     if saver:
@@ -166,7 +155,7 @@ def profile(
 
 
 def _accumulate_batch(
-    sums: Sums,
+    sums: ProfileSums,
     trace: Any,
     masks: TokenMasks,
     rows: torch.Tensor,
@@ -183,14 +172,15 @@ def _accumulate_batch(
 
     valid = masks.valid[rows]
     states = [pick(s, valid) for s in trace.states]
+    res = sums.residual
     for l in range(n_layers):
-        residual.accumulate_block(sums, l, states[l], states[l + 1], pick(trace.attn[l], valid))
-    sums.t["n_tokens"] += float(valid.sum())
+        residual.accumulate_block(res, l, states[l], states[l + 1], pick(trace.attn[l], valid))
+    res.n_tokens += float(valid.sum())
     ang = masks.angular[rows]
     ang_states = [pick(s, ang) for s in trace.states] if opts.last_token_only else states
-    residual.accumulate_states(sums, ang_states, n_max)
-    sums.t["n_angular_tokens"] += float(ang.sum())
-    if lens is None:
+    residual.accumulate_states(res, ang_states, n_max)
+    res.n_angular_tokens += float(ang.sum())
+    if lens is None or sums.lens is None:
         return
     sel = masks.lens[rows]
     if not bool(sel.any()):
@@ -200,66 +190,58 @@ def _accumulate_batch(
     final = pick(trace.states[n_layers], sel)
     nxt = masks.next_ids[rows][sel]
     lens_metrics.accumulate_lens(
-        sums, lens, layer_states, final, nxt, offset, chunk=opts.lens_chunk, kernel=kernel
+        sums.lens, lens, layer_states, final, nxt, offset, chunk=opts.lens_chunk, kernel=kernel
     )
 
 
-def _mean_list(sums: Sums, name: str, count: str) -> list[float | None]:
-    return [clean_float(v) for v in sums.mean(name, count).tolist()]
+def _means(num: torch.Tensor, count: torch.Tensor) -> list[float | None]:
+    return [clean_json(v) for v in ratio(num, count).tolist()]
 
 
 def finalize(
     lm: LoadedModel,
     data: TokenWindows,
     opts: ProfileOptions,
-    sums: Sums,
+    sums: ProfileSums,
     n_max: int,
-    with_lens: bool,
 ) -> Profile:
     """Turn the accumulated sums into a :class:`Profile`."""
     n_layers = lm.num_layers
+    res = sums.residual
     metrics: dict[str, list[float | None]] = {
-        name: _mean_list(sums, name, "n_tokens") for name in residual.BLOCK_METRICS
+        name: _means(getattr(res, name), res.n_tokens) for name in residual.BLOCK_METRICS
     }
-    metrics["resid_norm"] = _mean_list(sums, "resid_norm", "n_tokens")
-    ang = sums.mean("angular_distance", "n_angular_tokens")
+    metrics["resid_norm"] = _means(res.resid_norm, res.n_tokens)
+    ang = ratio(res.angular_distance, res.n_angular_tokens)
     angular = [
-        [clean_float(ang[l, n - 1].item()) if l + n <= n_layers else None
+        [clean_json(ang[l, n - 1].item()) if l + n <= n_layers else None
          for n in range(1, n_max + 1)]
         for l in range(n_layers)
-    ]
+    ]  # fmt: skip
+    tokens = {"residual": int(res.n_tokens), "angular": int(res.n_angular_tokens), "lens": 0}
     depth: dict[str, Any] = {}
-    tokens = {
-        "residual": int(sums.get("n_tokens").item()),
-        "angular": int(sums.get("n_angular_tokens").item()),
-        "lens": 0,
-    }
     summary: dict[str, Any] = {}
-    if with_lens:
-        for name in lens_metrics.LENS_METRICS:
-            metrics[name] = _mean_list(sums, name, "n_lens_tokens")
-        metrics["lens_ce"] = _mean_list(sums, "lens_ce", "n_ce_tokens")
-        hist = sums.get("prediction_depth_hist")
-        n = float(hist.sum())
-        depth = {
-            "histogram": [int(v) for v in hist.tolist()],
-            "mean": clean_float(float((hist * torch.arange(n_layers + 1)).sum()) / n)
-            if n
-            else None,
-            "unit": "blocks applied before the top-1 prediction settles (0..L)",
-        }
-        tokens["lens"] = int(sums.get("n_lens_tokens").item())
-        tokens["ce"] = int(sums.get("n_ce_tokens").item())
-        summary["loss"] = clean_float(sums.mean("final_ce", "n_ce_tokens").item())
-    return Profile(
-        model=lm.identity(),
-        arch=lm.arch.to_dict(),
-        data=data.identity,
-        options={**opts.to_dict(), "n_max": n_max},
-        tokens=tokens,
-        metrics=metrics,
-        angular_distance=angular,
-        prediction_depth=depth,
-        summary=summary,
-        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-    )
+    if sums.lens is not None:
+        depth, summary = _finalize_lens(sums.lens, metrics, tokens, n_layers)
+    env = Envelope(kind=Profile.KIND, model=lm.identity(), data=data.identity,
+                   options={**opts.to_dict(), "n_max": n_max}, tokens=tokens)  # fmt: skip
+    return Profile(envelope=env, arch=lm.arch.to_dict(), metrics=metrics,
+                   angular_distance=angular, prediction_depth=depth, summary=summary)
+
+
+def _finalize_lens(lens: LensSums, metrics: dict[str, list[float | None]],
+                   tokens: dict[str, int], n_layers: int) -> tuple[dict, dict]:  # fmt: skip
+    """Lens means into ``metrics``/``tokens``; returns (prediction depth, summary)."""
+    for name in lens_metrics.LENS_METRICS:
+        metrics[name] = _means(getattr(lens, name), lens.n_lens_tokens)
+    metrics["lens_ce"] = _means(lens.lens_ce, lens.n_ce_tokens)
+    hist = lens.prediction_depth_hist
+    n = float(hist.sum())
+    depth = {
+        "histogram": [int(v) for v in hist.tolist()],
+        "mean": clean_json(float((hist * torch.arange(n_layers + 1)).sum()) / n) if n else None,
+        "unit": "blocks applied before the top-1 prediction settles (0..L)",
+    }
+    tokens["lens"] = int(lens.n_lens_tokens)
+    tokens["ce"] = int(lens.n_ce_tokens)
+    return depth, {"loss": clean_json(float(ratio(lens.final_ce, lens.n_ce_tokens)))}

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from depthlens.errors import DepthlensError
-from depthlens.profiling.result import Profile, read_json
+from depthlens.profiling.result import Profile
+from depthlens.results import read_json
 
 QUALITY_KINDS = ("depthlens.prune_quality", "depthlens.bench.prune_quality")
 # A plan, or a pruned model's depthlens.json: both name the removed blocks and the method.
@@ -169,7 +170,7 @@ def _add_causal(inp: ReportInputs, d: dict[str, Any]) -> None:
     fut = _matrix(d.get("skip_future"))
     if fut is not None:
         inp.skip_future = fut
-    toks = d.get("tokens")
+    toks = d.get("per_token", d.get("tokens"))  # "tokens" in schema 1
     if isinstance(toks, list) and toks and all(isinstance(t, dict) for t in toks):
         inp.think_tokens = toks
 
