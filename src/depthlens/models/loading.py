@@ -342,6 +342,12 @@ def _load_hub(
     from huggingface_hub import snapshot_download
 
     if ref.count("/") != 1:
+        import difflib
+
+        from depthlens.metrics.registry import unknown_choice
+
+        if difflib.get_close_matches(ref, list(PACKAGED), n=1, cutoff=0.6):
+            raise DepthlensError(unknown_choice("model", ref, list(PACKAGED)))
         raise DepthlensError(
             f"unknown model '{ref}': not a packaged name ({', '.join(PACKAGED)}), not an "
             "existing path, and not a hub id of the form org/name"
