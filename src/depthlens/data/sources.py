@@ -427,7 +427,18 @@ def load_text(ref: str, *, text_field: str = "text", cache_dir: Path | None = No
             f"data file not found: {ref}; check the path, or use a packaged text: "
             f"{', '.join(PACKAGED_NAMES)}"
         )
+    _check_typo(ref)
     return _load_hub(ref, text_field)
+
+
+def _check_typo(ref: str) -> None:
+    """A bare name close to a packaged text is a typo, not a hub dataset to download."""
+    import difflib
+
+    from depthlens.metrics.registry import unknown_choice
+
+    if "/" not in ref and difflib.get_close_matches(ref, PACKAGED_NAMES, n=1, cutoff=0.75):
+        raise DepthlensError(unknown_choice("data", ref, list(PACKAGED_NAMES)))
 
 
 def list_data(cache_dir: Path | None = None) -> list[dict[str, Any]]:
