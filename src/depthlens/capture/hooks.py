@@ -62,10 +62,26 @@ class BlockTrace:
     def __post_init__(self) -> None:
         self.clear()
 
+    def all_states(self) -> list[torch.Tensor]:
+        """h_0..h_L of the last forward; an error if any is missing.
+
+        Dropping the missing ones instead would silently shift every later index (h_l
+        would be read as h_{l-1}); a state is missing when the forward stopped early or a
+        block was never called.
+        """
+        missing = [l for l, s in enumerate(self.states) if s is None]
+        if missing:
+            raise RuntimeError(
+                f"residual states {missing} of {self.n_layers + 1} were not recorded (the "
+                "forward stopped early or did not call every block)"
+            )
+        return [s for s in self.states if s is not None]
+
     def clear(self) -> None:
         """Drop the references of the last forward."""
         self.states = [None] * (self.n_layers + 1)
         self.attn = [None] * self.n_layers
+        self.mlp = [None] * self.n_layers
 
 
 class StopForward(Exception):
@@ -81,7 +97,6 @@ def hooks(handles_fn: Callable[[], list[Any]]) -> Iterator[None]:
         yield
     finally:
         for h in handles:
-        self.mlp = [None] * self.n_layers
             h.remove()
 
 
@@ -91,55 +106,55 @@ def capture_blocks(
     spec: ArchSpec,
     *,
     attn: bool = True,
+    mlp: bool = False,
     stop_after: int | None = None,
 ) -> Iterator[BlockTrace]:
     """Record h_0..h_L (and a_l, m_l: what each sublayer adds) during forwards inside.
 
+    a_l and m_l follow the spec's wiring (:func:`added_by`): h_{l+1} = h_l + a_l + m_l.
     ``stop_after=k`` raises :class:`StopForward` once block k has run (calibration needs
     the forward only up to the end of the removed span); use :func:`run_forward`.
     """
     blocks = blocks_of(model, spec)
     trace = BlockTrace(len(blocks))
+    attn = attn or (mlp and spec.mlp_mode == "stream")  # post-norm m_l needs a_l
 
     def make(l: int, block: nn.Module) -> list[Any]:
         def on_block(_m: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
+            h = block_input(args, kwargs)
             if l == 0:
                 trace.states[0] = h
             trace.states[l + 1] = first_tensor(out)
-    mlp: bool = False,
-            if stop_after is not None and l >= stop_after:
-                raise StopForward
-
-        hs = [block.register_forward_hook(on_block, with_kwargs=True)]
-    a_l and m_l follow the spec's wiring (:func:`added_by`): h_{l+1} = h_l + a_l + m_l.
-        if attn:
-            sub = block.get_submodule(spec.attn)
-            if spec.attn_mode == "add":
-
-                def on_attn(_m: nn.Module, _a: tuple, out: Any) -> None:
-    attn = attn or (mlp and spec.mlp_mode == "stream")  # post-norm m_l needs a_l
-                    trace.attn[l] = added_by(spec, out)
-
-                hs.append(sub.register_forward_hook(on_attn))
-            h = block_input(args, kwargs)
-            else:
-
-                def on_attn_stream(_m: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
             if mlp and spec.mlp_mode == "stream":  # post-norm: m_l is the rest of Δ_l
                 a = trace.attn[l]
                 if a is None:
                     raise RuntimeError(f"block {l}'s attention hook did not run")
                 trace.mlp[l] = first_tensor(out) - h - a
-                    trace.attn[l] = first_tensor(out) - block_input(args, kwargs)
+            if stop_after is not None and l >= stop_after:
+                raise StopForward
 
-                hs.append(sub.register_forward_hook(on_attn_stream, with_kwargs=True))
-        return hs
+        hs = [block.register_forward_hook(on_block, with_kwargs=True)]
         if mlp and spec.mlp_mode == "add":
 
             def on_mlp(_m: nn.Module, _a: tuple, out: Any) -> None:
                 trace.mlp[l] = added_by(spec, out)
 
             hs.append(block.get_submodule(spec.mlp).register_forward_hook(on_mlp))
+        if attn:
+            sub = block.get_submodule(spec.attn)
+            if spec.attn_mode == "add":
+
+                def on_attn(_m: nn.Module, _a: tuple, out: Any) -> None:
+                    trace.attn[l] = added_by(spec, out)
+
+                hs.append(sub.register_forward_hook(on_attn))
+            else:
+
+                def on_attn_stream(_m: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
+                    trace.attn[l] = first_tensor(out) - block_input(args, kwargs)
+
+                hs.append(sub.register_forward_hook(on_attn_stream, with_kwargs=True))
+        return hs
 
     with hooks(lambda: [h for l, b in enumerate(blocks) for h in make(l, b)]):
         yield trace
