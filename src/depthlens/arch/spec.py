@@ -297,23 +297,6 @@ def resolve_arch(model: nn.Module, family: str | None = None) -> ArchSpec:
     return generic_spec(model)
 
 
-_ATTN_NAMES = ("self_attn", "attn", "attention", "self_attention")
-_MLP_NAMES = ("mlp", "feed_forward", "ffn", "ff")
-_NORM_NAMES = ("norm", "ln_f", "final_layernorm", "final_layer_norm", "final_norm")
-
-
-def _largest_block_list(model: nn.Module) -> tuple[str, nn.ModuleList] | None:
-    best: tuple[str, nn.ModuleList] | None = None
-    for name, mod in model.named_modules():
-        if isinstance(mod, nn.ModuleList) and len(mod) >= 2:
-            kinds = {type(child) for child in mod}
-            if len(kinds) == 1 and (best is None or len(mod) > len(best[1])):
-                best = (name, mod)
-    return best
-
-
-def generic_spec(model: nn.Module) -> ArchSpec:
-    """Fallback for unknown pre-norm models: find the blocks and name their sublayers."""
 #: Block children that mean "this sublayer's output is normalised before the add".
 _POST_SUBLAYER_NORMS = ("post_feedforward_layernorm", "post_mlp_layernorm", "post_ffw_norm")
 
@@ -371,6 +354,23 @@ def wire(model: nn.Module, spec: ArchSpec) -> ArchSpec:
     return dataclasses.replace(spec, resolved=wiring)
 
 
+_ATTN_NAMES = ("self_attn", "attn", "attention", "self_attention")
+_MLP_NAMES = ("mlp", "feed_forward", "ffn", "ff")
+_NORM_NAMES = ("norm", "ln_f", "final_layernorm", "final_layer_norm", "final_norm")
+
+
+def _largest_block_list(model: nn.Module) -> tuple[str, nn.ModuleList] | None:
+    best: tuple[str, nn.ModuleList] | None = None
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.ModuleList) and len(mod) >= 2:
+            kinds = {type(child) for child in mod}
+            if len(kinds) == 1 and (best is None or len(mod) > len(best[1])):
+                best = (name, mod)
+    return best
+
+
+def generic_spec(model: nn.Module) -> ArchSpec:
+    """Fallback for unknown pre-norm models: find the blocks and name their sublayers."""
     model_type = getattr(getattr(model, "config", None), "model_type", "unknown")
     found = _largest_block_list(model)
     hint = (
@@ -420,6 +420,7 @@ def wire(model: nn.Module, spec: ArchSpec) -> ArchSpec:
         causal=bool(unembed),
         notes="found by the generic fallback (pre-norm, sequential, unscaled assumed)",
     )
+    return wire(model, spec)
 
 
 def blocks_of(model: nn.Module, spec: ArchSpec) -> nn.ModuleList:
@@ -428,4 +429,3 @@ def blocks_of(model: nn.Module, spec: ArchSpec) -> nn.ModuleList:
     if not isinstance(blocks, nn.ModuleList):
         raise UnsupportedArchitectureError(f"'{spec.blocks}' is not a ModuleList of blocks")
     return blocks
-    return wire(model, spec)
