@@ -9,6 +9,7 @@ from typing import Any
 from depthlens.cli.common import (
     add_data_args,
     add_model_args,
+    check_data_args,
     load_model_from_args,
     load_windows_from_args,
     status,
@@ -73,10 +74,37 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _validate_numbers(args: argparse.Namespace) -> None:
+    """Ranges of the numeric options, the data and the output, before any model is loaded."""
+    from pathlib import Path
+
+    from depthlens.data import load_text
+    from depthlens.errors import DepthlensError
+
+    check_data_args(args)
+    for flag, v, low in (("--batch-size", args.batch_size, 1), ("--ridge", args.ridge, 0.0),
+                         ("--holdout-every", args.holdout_every, 0),
+                         ("--max-samples", args.max_samples, 1),
+                         ("--cos-epochs", args.cos_epochs, 0),
+                         ("--greedy-windows", args.greedy_windows, 1),
+                         ("--eval-tokens", getattr(args, "eval_tokens", 1), 1)):  # fmt: skip
+        if v < low:
+            raise DepthlensError(f"{flag} must be ≥ {low}, got {v}")
+    if not args.cos_lr > 0:
+        raise DepthlensError(f"--cos-lr must be > 0, got {args.cos_lr}")
+    out = getattr(args, "output", None)
+    if out and Path(out).expanduser().resolve() == Path(args.model).expanduser().resolve():
+        raise DepthlensError(
+            f"-o {out} is the model being cut; write the result to another path"
+        )
+    load_text(args.data, text_field=args.text_field)  # a bad text fails now, not after loading
+
+
 def _validate(args: argparse.Namespace) -> None:
     """Checks that need no model, so bad input fails before a slow load."""
     from depthlens.errors import DepthlensError
 
+    _validate_numbers(args)
     if args.remove is not None and args.remove <= 0:
         raise DepthlensError(f"--remove must be at least 1, got {args.remove}")
     if args.ratio is not None and not 0 < args.ratio < 1:
