@@ -35,7 +35,13 @@ def resolve_n(num_layers: int, n: int | None, ratio: float | None) -> int:
     if ratio is not None:
         if not 0 < ratio < 1:
             raise DepthlensError(f"--ratio must be strictly between 0 and 1, got {ratio}")
-        n = max(1, round(ratio * num_layers))
+        exact = ratio * num_layers
+        n = round(exact)
+        if n < 1:
+            raise DepthlensError(
+                f"--ratio {ratio} of {num_layers} blocks is {exact:.2f} blocks, which rounds to "
+                f"0; pass --remove 1 or a --ratio of at least {0.5 / num_layers:.3f}"
+            )
     assert n is not None
     if n <= 0:
         raise DepthlensError(f"--remove must be at least 1, got {n}")
