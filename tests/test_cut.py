@@ -199,8 +199,10 @@ def test_calibration_stops_after_the_span_and_preview_reports_fit():
     plan = plan_cut(lm, random_windows(n=20), method="replaceme-ls", n=1,
                     calibration=CalibrationOptions(holdout_every=4))
     text = plan.preview()
-    assert "relative residual" in text and "ideal speed-up" in text
-    assert plan.fit["heldout_tokens"] == 5 * 16
+    assert "fit quality (ls) on" in text and "ideal speed-up" in text
+    assert "first position (BOS / attention sink)" in text
+    # Ordinary tokens and the first position are held out apart (docs/FIRST_POSITION.md).
+    assert plan.fit["heldout_tokens"] == 5 * 15 and plan.fit["heldout_first_positions"] == 5
     assert 0 <= plan.fit["rel_residual_ls_fit"] <= plan.fit["rel_residual_ls_heldout"] < 10
 
 

@@ -203,6 +203,23 @@ FAMILIES: dict[str, ArchSpec] = {
             norm="post",
             notes="post-norm encoder; no logit lens",
         ),
+        ArchSpec(
+            # depthlens's own lab models (depthlens.train) that no standard class expresses:
+            # post-ln N(h + F(h)) and deepnorm N(α·h + F(h)). Each sublayer module outputs
+            # the stream after its norm, so what it adds is its output minus its input.
+            family="depthlens_lab",
+            model_types=("depthlens_lab",),
+            blocks="model.layers",
+            attn="attention",
+            attn_mode="stream",
+            mlp="feed_forward",
+            mlp_mode="stream",
+            mlp_out_proj=None,  # the MLP output is normalised after the add
+            final_norm="model.norm",
+            unembed="lm_head",
+            norm="post",
+            notes="post-norm lab model (post-ln, deepnorm); ReplaceMe unsupported",
+        ),
     ]
 }
 

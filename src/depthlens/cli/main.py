@@ -35,6 +35,7 @@ _COMMAND_MODULES = (
     "depthlens.cli.demo_cmd",
     "depthlens.cli.metrics_cmd",
     "depthlens.cli.lens_cmd",
+    "depthlens.cli.train_cmd",
 )
 
 

@@ -7,7 +7,10 @@ target is Z = h_{s+n} − Y. The forward stops after block s + n − 1, padding 
 (the first position is kept by default, see :class:`CalibrationOptions`), and memory is
 O(d²) whatever the token count.
 Every ``holdout_every``-th window is held back to measure the fit: with C = Σ‖Z‖²,
-‖MT − Z‖² = tr(TᵀAT) − 2 tr(TᵀB) + C, so no second pass is needed.
+‖MT − Z‖² = tr(TᵀAT) − 2 tr(TᵀB) + C, so no second pass is needed. The held-back sums
+keep ordinary tokens and each window's first position apart: the first position (BOS /
+attention sink) has a far larger ‖Z‖ and, mixed in, would make the fit look about 20×
+better than it is on ordinary tokens (docs/FIRST_POSITION.md).
 """
 
 from __future__ import annotations
@@ -71,10 +74,15 @@ class GramSums(Accumulator):
 
 @dataclass
 class SpanSums(Accumulator):
-    """The sums of the fit windows and of the held-back windows."""
+    """The sums of the fit windows and of the held-back windows.
+
+    ``held`` has the held-back windows' ordinary tokens, ``held_first`` their first
+    positions (whatever ``fit_include_first_token`` says: the fit quality reports both).
+    """
 
     fit: GramSums
     held: GramSums
+    held_first: GramSums
 
 
 def holdout_rows(n_windows: int, every: int) -> torch.Tensor:
@@ -119,9 +127,11 @@ def stream_span_sums(
         got["m"] = added_by(spec, out)  # M: what the MLP adds (T merges linearly into it)
 
     valid = real_positions(windows.attention_mask, opts.fit_include_first_token)
+    rest = real_positions(windows.attention_mask, False)
+    first = windows.attention_mask.bool() & ~rest  # (W, T): each window's first position
     held = holdout_rows(len(windows), opts.holdout_every)
     d = int(model.config.get_text_config().hidden_size)
-    sums = SpanSums(GramSums.zeros(d), GramSums.zeros(d))
+    sums = SpanSums(GramSums.zeros(d), GramSums.zeros(d), GramSums.zeros(d))
     samples_m: list[torch.Tensor] = []
     samples_z: list[torch.Tensor] = []
     n_samples = 0
@@ -144,8 +154,10 @@ def stream_span_sums(
                 raise DepthlensError("the calibration forward did not reach the span's end")
             m = got.pop("m")
             z = h_end - (h_i1 - m)  # (B, T, d): Z = h_{s+n} − Y
-            for part, keep in ((sums.fit, ~held[rows]), (sums.held, held[rows])):
-                sel = valid[rows] & keep[:, None]  # (B, T)
+            parts = ((sums.fit, valid[rows] & ~held[rows, None]),
+                     (sums.held, rest[rows] & held[rows, None]),
+                     (sums.held_first, first[rows] & held[rows, None]))  # fmt: skip
+            for part, sel in parts:  # sel: (B, T)
                 mm, zz = m[sel.to(m.device)], z[sel.to(z.device)]  # (N, d), model device
                 if mm.shape[0] == 0:
                     continue

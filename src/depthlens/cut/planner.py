@@ -159,6 +159,10 @@ def _fit(lm: LoadedModel, windows: TokenWindows, start: int, n: int, method: str
             _eye_like(t_ls), sums.held),  # no replacement: T = I
         "rel_residual_ls_fit": relative_residual(t_ls, sums.fit),
         "rel_residual_ls_heldout": relative_residual(t_ls, sums.held),
+        # Reported apart: the first position's huge ‖Z‖ would swamp the ordinary tokens.
+        "heldout_first_positions": int(sums.held_first.n),
+        "rel_residual_identity_first": relative_residual(_eye_like(t_ls), sums.held_first),
+        "rel_residual_ls_first": relative_residual(t_ls, sums.held_first),
     }  # fmt: skip
     d = t_ls.shape[0]
     if fit["fit_tokens"] < 10 * d:
@@ -172,6 +176,7 @@ def _fit(lm: LoadedModel, windows: TokenWindows, start: int, n: int, method: str
     t_cos, info = fit_cosine(samples[0], samples[1], opts)
     fit.update({f"cos_{k}": v for k, v in info.items()})
     fit["rel_residual_cos_heldout"] = relative_residual(t_cos, sums.held)
+    fit["rel_residual_cos_first"] = relative_residual(t_cos, sums.held_first)
     return t_cos, fit
 
 

@@ -223,6 +223,24 @@ def _check_model_dir(path: Path, allow_pickle: bool) -> None:
         raise DepthlensError(f"{path} has a config.json but no weight files (*.safetensors)")
 
 
+def _register_own_model_types(path: Path) -> None:
+    """Teach transformers depthlens's own model types before it reads ``path``.
+
+    Models trained by ``depthlens train`` with a scheme no standard class expresses are
+    saved with ``model_type`` "depthlens_lab"; their class is imported only when needed.
+    """
+    import json
+
+    try:
+        model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return  # AutoConfig reports the problem with its own message
+    if model_type == "depthlens_lab":
+        from depthlens.train.model import register_lab
+
+        register_lab()
+
+
 def _check_config_json(path: Path) -> None:
     """A damaged config.json is a damaged file, not a custom architecture."""
     import json
@@ -286,6 +304,7 @@ def _load_dir(
 
     _check_model_dir(path, allow_pickle)
     _check_config_json(path)
+    _register_own_model_types(path)
     try:
         cfg = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (ValueError, KeyError, OSError) as exc:

@@ -1,0 +1,153 @@
+"""The study's HTML page: loss vs depth, RMS growth, ΔP(ℓ)/L heatmaps, unused depth.
+
+Self-contained (PNG figures inline, no fetches) and escaped, built from ``study.json``
+with the report package's page, figure and escaping helpers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from depthlens.io import atomic_write_text
+from depthlens.report.page import Plot, esc, meta_table, page, plot_html
+from depthlens.report.plots import _figure, _nan, _rc, plain, png_bytes
+from depthlens.results import read_result
+
+N_BINS = 10  # relative-depth bins of the ΔP(ℓ)/L heatmaps
+
+
+def _by_scheme(runs: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        out.setdefault(str(r["scheme"]), []).append(r)
+    for rs in out.values():
+        rs.sort(key=lambda r: int(r["depth"]))
+    return out
+
+
+def loss_plot(runs: Sequence[dict[str, Any]]) -> bytes:
+    """Held-out loss against depth, one line per scheme."""
+    with _rc():
+        fig = _figure()
+        ax = fig.add_subplot()
+        for scheme, rs in _by_scheme(runs).items():
+            ax.plot([r["depth"] for r in rs], _nan([r["eval_loss"] for r in rs]),
+                    marker="o", label=plain(scheme))
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("depth L (blocks)")
+        ax.set_ylabel("held-out loss (nats/token)")
+        ax.legend(fontsize=8)
+        return png_bytes(fig)
+
+
+def rms_plot(runs: Sequence[dict[str, Any]]) -> bytes:
+    """Residual RMS against relative depth ℓ/L, deepest run per scheme."""
+    with _rc():
+        fig = _figure()
+        ax = fig.add_subplot()
+        for scheme, rs in _by_scheme(runs).items():
+            r = rs[-1]
+            vals = _nan(r.get("resid_rms") or [])
+            n = max(1, len(vals) - 1)
+            ax.plot([i / n for i in range(len(vals))], vals, marker="o", ms=3,
+                    label=plain(f"{scheme} (L={r['depth']})"))
+        ax.set_yscale("log")
+        ax.set_xlabel("relative depth ℓ/L (0 = embedding output)")
+        ax.set_ylabel("residual RMS ‖h_ℓ‖/√d")
+        ax.legend(fontsize=8)
+        return png_bytes(fig)
+
+
+def binned_costs(rel: Sequence[float | None], bins: int = N_BINS) -> list[float | None]:
+    """Mean relative removal cost per relative-depth bin (block ℓ sits at (ℓ+½)/L)."""
+    sums, counts = [0.0] * bins, [0] * bins
+    n = len(rel)
+    for ell, v in enumerate(rel):
+        if v is None:
+            continue
+        b = min(bins - 1, int((ell + 0.5) / n * bins))
+        sums[b] += v
+        counts[b] += 1
+    return [s / c if c else None for s, c in zip(sums, counts, strict=True)]
+
+
+def heatmap(rs: Sequence[dict[str, Any]], scheme: str) -> bytes:
+    """ΔP(ℓ)/loss (%) by relative depth (x) and depth L (y), for one scheme."""
+    import numpy as np
+
+    arr = np.array([[np.nan if v is None else 100 * v
+                     for v in binned_costs(r.get("removal_cost_rel") or [])] for r in rs])
+    with _rc():
+        fig = _figure(7.0, 1.2 + 0.45 * len(rs))
+        ax = fig.add_subplot()
+        ax.grid(False)
+        im = ax.imshow(np.ma.masked_invalid(arr), origin="lower", aspect="auto",
+                       cmap="magma_r", interpolation="nearest",
+                       extent=(0.0, 1.0, -0.5, len(rs) - 0.5))
+        fig.colorbar(im, ax=ax, label="ΔP(ℓ) / loss (%)")
+        ax.set_yticks(range(len(rs)), [str(r["depth"]) for r in rs])
+        ax.set_xlabel("relative depth of the deleted block ℓ/L")
+        ax.set_ylabel("depth L")
+        ax.set_title(plain(scheme), fontsize=9)
+        return png_bytes(fig)
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    return "–" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def summary_table(runs: Sequence[dict[str, Any]]) -> str:
+    """One row per run: loss, RMS growth, unused depth."""
+    head = ("scheme", "L", "held-out loss", "train loss (last 10%)", "RMS last/first",
+            "unused depth (ΔP < 1%)", "saved as")
+    rows = []
+    for r in runs:
+        rms = [v for v in (r.get("resid_rms") or []) if v is not None]
+        growth = rms[-1] / rms[0] if len(rms) > 1 and rms[0] else None
+        unused = r.get("unused_depth")
+        cells = (r["scheme"], r["depth"], _fmt(r.get("eval_loss")),
+                 _fmt(r.get("train_loss_last")), _fmt(growth, 2),
+                 "–" if unused is None else f"{100 * unused:.0f}%", r.get("saved_as"))
+        rows.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
+    th = "".join(f"<th>{esc(h)}</th>" for h in head)
+    return f'<table class="meta"><tr>{th}</tr>{"".join(rows)}</table>'
+
+
+def build_study_page(env: Any, payload: dict[str, Any]) -> str:
+    """The whole HTML document for one study."""
+    runs = payload["runs"]
+    opts = env.options
+    base = opts.get("base", {})
+    plots = [
+        Plot("loss", "Held-out loss vs depth", loss_plot(runs),
+             "Held-out loss of every (scheme, depth) trained on the same tokens and budget."),
+        Plot("rms", "Residual RMS per layer", rms_plot(runs),
+             "RMS of the residual stream entering each block (the last point is the final "
+             "stream), deepest model of each scheme: Pre-LN's growth is the Curse of Depth."),
+    ]
+    plots += [Plot(f"heat-{s}", f"Removal cost, {s}", heatmap(rs, s),
+                   f"{s}: loss increase when one block is deleted, as % of the loss, by the "
+                   "block's relative depth (binned) and the model's depth.")
+              for s, rs in _by_scheme(runs).items()]
+    meta = meta_table([
+        ("depths", ", ".join(map(str, opts.get("depths", [])))),
+        ("schemes", ", ".join(opts.get("schemes", []))),
+        ("width / heads / context", f"{base.get('width')} / {base.get('heads')} / "
+                                    f"{base.get('context')}"),
+        ("training tokens per run", env.tokens.get("trained_per_run")),
+        ("data / held-out", f"{base.get('data')} / {base.get('eval_data')}"),
+        ("seed", base.get("seed")), ("wall time (s)", _fmt(payload.get("seconds"), 0)),
+        ("depthlens", env.version), ("created", env.created),
+    ])
+    body = (f"<h1>depthlens depth study</h1><p class=\"sub\">{esc(len(runs))} runs</p>{meta}"
+            f"<h2>Summary</h2>{summary_table(runs)}<h2>Figures</h2>"
+            + "".join(plot_html(p) for p in plots))
+    return page("depthlens depth study", body)
+
+
+def write_study_report(study_json: str | Path, out: str | Path) -> None:
+    """Read ``study.json`` and write the HTML page atomically."""
+    env, payload = read_result(study_json, "study")
+    atomic_write_text(out, build_study_page(env, payload))
