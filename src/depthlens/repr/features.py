@@ -1,0 +1,155 @@
+"""Per-layer features of the three model kinds, through scoped hooks on the real modules.
+
+- causal LMs and text encoders: the residual states h_0..h_L of every block
+  (:func:`depthlens.capture.hooks.capture_blocks`), either per token or pooled per
+  sentence (mean over real tokens, or the last real token);
+- vision networks: the output of every layer path of the :class:`VisionSpec`, globally
+  average-pooled over space (B, C_l).
+
+Each extractor yields, per batch, one (n, d_l) float32 CPU tensor per layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from depthlens.capture.hooks import capture_blocks, first_tensor, forward_kwargs, hooks
+from depthlens.errors import DepthlensError
+
+Pool = Literal["mean", "last", "first"]
+POOLS: tuple[str, ...] = ("mean", "last", "first")
+TEXT_MAX_LEN = 128  # tokens per sentence; longer ones are truncated
+
+
+@dataclass
+class Extractor:
+    """A model of any kind with one way to turn inputs into per-layer features."""
+
+    kind: str  # "causal" | "encoder" | "vision"
+    model: Any  # LoadedModel or VisionModel
+
+    @property
+    def layer_names(self) -> list[str]:
+        """h_0..h_L for text models (L+1), the layer paths for vision networks."""
+        if self.kind == "vision":
+            return list(self.model.spec.layers)
+        return [f"h{l}" for l in range(self.model.num_layers + 1)]
+
+    def identity(self) -> dict[str, Any]:
+        """The model's identity, as written into results."""
+        return dict(self.model.identity())
+
+
+def extractor_for(lm: Any) -> Extractor:
+    """Wrap a LoadedModel (causal or encoder) or a VisionModel."""
+    from depthlens.models.vision import VisionModel
+
+    if isinstance(lm, VisionModel):
+        return Extractor("vision", lm)
+    return Extractor("causal" if lm.arch.causal else "encoder", lm)
+
+
+def _forward_states(lm: Any, ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+    """h_0..h_L for one batch: L+1 tensors (B, T, d) on the model's device."""
+    kw = forward_kwargs(lm.model)
+    with torch.inference_mode(), capture_blocks(lm.model, lm.arch, attn=False) as trace:
+        lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device), **kw)
+        states = list(trace.states)
+    if any(s is None for s in states):
+        raise DepthlensError("a block did not run during the forward; check the model's layers")
+    return [s for s in states if s is not None]
+
+
+def token_features(
+    ex: Extractor, ids: torch.Tensor, mask: torch.Tensor, include_first: bool
+) -> list[torch.Tensor]:
+    """Real tokens of one batch of windows: per layer (n_real, d); first position optional."""
+    keep = mask.bool().clone()
+    if not include_first:
+        keep[:, 0] = False  # BOS / attention sink, excluded by default (SPEC)
+    states = _forward_states(ex.model, ids, mask)
+    sel = keep.to(states[0].device)
+    return [s[sel].float().cpu() for s in states]
+
+
+def _tokenize(ex: Extractor, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    tok = ex.model.tokenizer
+    if ex.kind == "causal":
+        bos = tok.bos_token_id
+        rows = tok(texts, add_special_tokens=False, truncation=True,
+                   max_length=TEXT_MAX_LEN - 1)["input_ids"]  # fmt: skip
+        rows = [([int(bos)] if bos is not None else []) + list(r) for r in rows]
+    else:
+        rows = tok(texts, truncation=True, max_length=TEXT_MAX_LEN)["input_ids"]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    t = max(len(r) for r in rows)
+    ids = torch.full((len(rows), t), int(pad), dtype=torch.long)
+    mask = torch.zeros(len(rows), t, dtype=torch.long)
+    for i, r in enumerate(rows):  # right padding: position 0 is the first real token
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def sentence_features(
+    ex: Extractor, texts: list[str], pool: Pool, include_first: bool
+) -> list[torch.Tensor]:
+    """One vector per sentence and layer: (B, d) per layer."""
+    ids, mask = _tokenize(ex, texts)
+    states = _forward_states(ex.model, ids, mask)
+    keep = mask.bool().clone()
+    if not include_first and ex.kind == "causal":
+        # the sink position is excluded unless it is the only token
+        keep[:, 0] = keep[:, 0] & (mask.sum(1) == 1)
+    keep = keep.to(states[0].device)
+    last = (mask.sum(1) - 1).clamp_min(0).to(states[0].device)
+    rows = torch.arange(ids.shape[0], device=states[0].device)
+    out = []
+    for s in states:
+        if pool == "mean":
+            w = keep.unsqueeze(-1).to(s.dtype)  # (B, T, 1)
+            v = (s * w).sum(1) / w.sum(1).clamp_min(1.0)
+        elif pool == "last":
+            v = s[rows, last]
+        else:
+            v = s[:, 0]
+        out.append(v.float().cpu())
+    return out
+
+
+def image_features(ex: Extractor, images: torch.Tensor) -> list[torch.Tensor]:
+    """Globally average-pooled output of every layer path: (B, C_l) per layer."""
+    from depthlens.models.vision import preprocess
+
+    vm = ex.model
+    x = preprocess(images.float() / 255.0, vm.spec).to(vm.device)
+    got: list[torch.Tensor | None] = [None] * len(vm.spec.layers)
+
+    def make(i: int, path: str) -> Any:
+        def on_out(_m: Any, _a: Any, out: Any) -> None:
+            o = first_tensor(out)
+            got[i] = o.float().mean(dim=tuple(range(2, o.ndim))) if o.ndim > 2 else o.float()
+
+        return vm.model.get_submodule(path).register_forward_hook(on_out)
+
+    with torch.inference_mode(), hooks(lambda: [make(i, p) for i, p in enumerate(vm.spec.layers)]):
+        vm.model(x)
+    return [g.cpu() for g in got if g is not None]
+
+
+def example_batches(
+    ex: Extractor, ds: Any, batch_size: int, pool: Pool, include_first: bool
+) -> Iterator[tuple[list[torch.Tensor], torch.Tensor]]:
+    """(per-layer features, labels) for consecutive batches of a LabelledSet."""
+    n = len(ds)
+    for i in range(0, n, batch_size):
+        y = ds.labels[i : i + batch_size]
+        if ds.images is not None:
+            feats = image_features(ex, ds.images[i : i + batch_size])
+        else:
+            feats = sentence_features(ex, list(ds.texts[i : i + batch_size]), pool, include_first)
+        yield feats, y

@@ -1,0 +1,162 @@
+"""The page and the terminal summary of a ``repr`` or ``similarity`` result.
+
+Plots reuse :mod:`depthlens.report.plots` (figure set-up, PNG rendering, heatmaps) and
+:mod:`depthlens.report.page` (escaping, figures, the page shell). Every string that comes
+from a model, a dataset or a result file is escaped before it reaches the HTML.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from depthlens.cli.table import fmt, render_table
+from depthlens.report.page import Plot, esc, meta_table, page, plot_html
+from depthlens.report.plots import _figure, _rc, heatmap_plot, plain, png_bytes
+
+Series = Sequence[tuple[str, Sequence[float | None]]]
+
+
+def layer_plot(series: Series, ylabel: str, names: Sequence[str], *, log: bool = False,
+               marks: Sequence[tuple[int, str]] = ()) -> bytes:
+    """One line per series against layer index; ``marks`` = (layer, label) vertical lines."""
+    with _rc():
+        fig = _figure()
+        ax = fig.add_subplot()
+        for label, vals in series:
+            ys = [float("nan") if v is None else float(v) for v in vals]
+            ax.plot(range(len(ys)), ys, marker="o", ms=3, label=plain(label))
+        for i, (layer, label) in enumerate(marks):
+            ax.axvline(layer, color=f"C{i + 3}", ls="--", lw=1, label=plain(label))
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel(f"layer index (0 = {plain(names[0])}, {len(names) - 1} = "
+                      f"{plain(names[-1])})")
+        ax.set_ylabel(ylabel)
+        ax.legend(loc="best", fontsize=8)
+        return png_bytes(fig)
+
+
+def _probe_marks(summary: dict[str, Any]) -> list[tuple[int, str]]:
+    marks = []
+    if summary.get("probe_best_test") is not None:
+        marks.append((int(summary["probe_best_test"]), "best layer (held out)"))
+    best_ood = (summary.get("probe_best_ood") or {}).get("mean")
+    if best_ood is not None:
+        marks.append((int(best_ood), "best layer (OOD mean)"))
+    return marks
+
+
+def repr_plots(payload: dict[str, Any]) -> list[Plot]:
+    """The per-layer figures of a ``repr`` result."""
+    m, names = payload["metrics"], payload["layers"]
+    plots = [
+        Plot("anisotropy", "Anisotropy", layer_plot(
+            [("mean cosine", m["anisotropy"]), ("centred", m["anisotropy_centred"])],
+            "mean pairwise cosine", names),
+            "Mean cosine between sampled states; the centred curve removes the common "
+            "direction."),
+        Plot("intrinsic-dim", "Intrinsic dimension", layer_plot(
+            [("TwoNN", m["intrinsic_dim"]), ("TwoNN MLE", m["intrinsic_dim_mle"]),
+             ("PCA 90%", m["pca_dim"])], "dimension", names, log=True),
+            "TwoNN (Facco et al. 2017) is the local dimension; PCA 90% the linear one."),
+    ]
+    if "probe_acc" in m:
+        s = payload.get("summary", {})
+        series = [("held out", m["probe_acc"])] + [
+            (f"OOD {k}", v) for k, v in m["probe_acc_ood"].items()]
+        plots.append(Plot("probe", "Linear probe accuracy", layer_plot(
+            series, "accuracy", names, marks=_probe_marks(s)), probe_caption(payload)))
+        plots.append(Plot("nc1", "Neural collapse (NC1)", layer_plot(
+            [("NC1 = tr(Σ_W Σ_B⁺)/C", m["nc1"])], "NC1", names, log=True),
+            "Lower: examples of a class cluster tighter around their class mean."))
+        plots.append(Plot("nc2", "Neural collapse (NC2)", layer_plot(
+            [("equinorm (CV)", m["nc2_equinorm"]), ("equiangular (std cos)",
+              m["nc2_equiangular"]), ("|cos + 1/(C-1)|", m["nc2_max_angle"])], "", names),
+            "0 for class means that form a simplex equiangular tight frame."))
+    plots.append(cka_plot(m["cka"], "layer (this model)", "layer (this model)"))
+    return plots
+
+
+def cka_plot(matrix: Sequence[Sequence[float | None]], xlabel: str, ylabel: str) -> Plot:
+    """The CKA heatmap (rows = first model's layers, columns = second's)."""
+    png = heatmap_plot(matrix, xlabel, ylabel, "linear CKA")
+    return Plot("cka", "Linear CKA between layers", png,
+                "Linear CKA (streamed unbiased minibatch HSIC); bright = similar layers.")
+
+
+def probe_caption(payload: dict[str, Any]) -> str:
+    """Where the probe peaks in and out of distribution, against the last layer."""
+    m, s = payload["metrics"], payload.get("summary", {})
+    last = len(m["probe_acc"]) - 1
+    bt, bo = s.get("probe_best_test"), (s.get("probe_best_ood") or {}).get("mean")
+    parts = []
+    if bt is not None:
+        parts.append(f"held out: best layer {bt} ({m['probe_acc'][bt]:.3f}) vs last layer "
+                     f"{last} ({m['probe_acc'][last]:.3f})")
+    if bo is not None:
+        ood = m["probe_acc_ood"]["mean"]
+        parts.append(f"OOD mean: best layer {bo} ({ood[bo]:.3f}) vs last ({ood[last]:.3f})")
+    return "; ".join(parts) + "."
+
+
+def summary_lines(kind: str, payload: dict[str, Any]) -> list[str]:
+    """A per-layer table for the terminal."""
+    m = payload["metrics"]
+    if kind == "similarity":
+        rows = [[j, name, max(range(len(m["cka"])), key=lambda i: m["cka"][i][j] or -1.0),
+                 fmt(max((r[j] or 0.0) for r in m["cka"]))]
+                for j, name in enumerate(payload["layers_b"])]  # fmt: skip
+        return [render_table(["B layer", "name", "closest A layer", "CKA"], rows)]
+    head = ["layer", "aniso", "aniso_c", "ID", "PCA90"]
+    labelled = "probe_acc" in m
+    if labelled:
+        head += ["probe", "probe OOD", "NC1"]
+    rows = []
+    for l, name in enumerate(payload["layers"]):
+        row = [name, fmt(m["anisotropy"][l]), fmt(m["anisotropy_centred"][l]),
+               fmt(m["intrinsic_dim"][l]), m["pca_dim"][l]]  # fmt: skip
+        if labelled:
+            ood = m["probe_acc_ood"].get("mean", [None] * len(m["probe_acc"]))
+            row += [fmt(m["probe_acc"][l]), fmt(ood[l]), fmt(m["nc1"][l])]
+        rows.append(row)
+    lines = [render_table(head, rows)]
+    if labelled:
+        lines.append(probe_caption(payload))
+    return lines
+
+
+def _definitions(payload: dict[str, Any]) -> str:
+    items = []
+    for name, rec in (payload.get("definitions") or {}).items():
+        cites = "; ".join(
+            f"{p['authors']} ({p['year']}), {p['title']}" for p in rec.get("papers", []))
+        items.append(f"<li><b>{esc(name)}</b>: {esc(rec.get('definition', ''))} "
+                     f"<i>({esc(cites)})</i></li>")
+    return f"<h2>Definitions</h2><ul>{''.join(items)}</ul>"
+
+
+def repr_page(res: Any) -> str:
+    """The whole HTML document for a ReprResult (or its JSON dict form)."""
+    model, payload = res.model, res.payload
+    title = f"depthlens {res.kind}: {model.get('ref')}"
+    meta = [("model", model.get("ref")), ("class", model.get("class")),
+            ("data", res.data.get("name") or (res.data.get("train") or {}).get("name")),
+            ("tokens / examples", res.tokens), ("options", res.options),
+            ("samples", payload.get("samples"))]  # fmt: skip
+    if res.kind == "similarity":
+        meta.insert(1, ("model B", payload["model_b"].get("ref")))
+        plots = [cka_plot(payload["metrics"]["cka"], "layer of B", "layer of A")]
+    else:
+        plots = repr_plots(payload)
+    body = (f"<h1>{esc(title)}</h1>{meta_table(meta)}"
+            + "".join(plot_html(p) for p in plots) + _definitions(payload))
+    return page(title, body)
+
+
+def write_repr_page(path: str | Path, res: Any) -> None:
+    """Write the page atomically."""
+    from depthlens.io import atomic_write_text
+
+    atomic_write_text(path, repr_page(res))

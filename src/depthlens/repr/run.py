@@ -1,0 +1,205 @@
+"""Representation analyses of one model (``repr``) and of two on the same inputs (``similarity``).
+
+Two modes, chosen by the data:
+
+- token mode (a text, e.g. ``wiki-calib``): token states of a causal LM or encoder. CKA
+  streams over every real token; geometry uses a seeded sample of ``max_samples`` tokens,
+  selected before the forward so memory does not grow with the number of tokens.
+- labelled mode (``fashion-mnist``, ``cifar10``, ``text-domain``): one feature vector per
+  example (pooled sentence or image). Probes are fitted on the training split and scored
+  on the test split and each OOD split; geometry, neural collapse and CKA use the
+  training split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from depthlens.errors import DepthlensError
+from depthlens.repr import collapse as nc
+from depthlens.repr import geometry
+from depthlens.repr.cka import MIN_BATCH, StreamingCKA
+from depthlens.repr.features import POOLS, Extractor, example_batches, token_features
+from depthlens.repr.probe import ProbeOptions, fit_probe
+
+
+@dataclass(frozen=True)
+class ReprOptions:
+    """Every option of the representation analyses (all written into the output)."""
+
+    max_samples: int = 2000  # geometry sample (token mode) / training examples (labelled)
+    test_samples: int = 1000  # labelled: held-out examples (the OOD splits corrupt these)
+    seed: int = 0
+    include_first_token: bool = False
+    pool: str = "mean"  # labelled text: mean | last | first
+    batch_size: int = 4  # windows (token mode) or 64 examples x this / 4 (labelled)
+    cka_batch: int = 256  # examples per HSIC minibatch
+    twonn_discard: float = 0.1
+    pca_threshold: float = 0.9
+    probe_l2: float = 1e-3
+    probe_max_iter: int = 100
+    corruptions: tuple[str, ...] | None = None  # None: all of the data kind's
+
+    def validate(self) -> None:
+        """One-line errors for impossible values."""
+        if self.max_samples < 3:
+            raise DepthlensError(f"--max-samples must be at least 3, got {self.max_samples}")
+        if self.test_samples < 1:
+            raise DepthlensError(f"--test-samples must be at least 1, got {self.test_samples}")
+        if self.cka_batch < MIN_BATCH:
+            raise DepthlensError(f"--cka-batch must be at least {MIN_BATCH} (HSIC_1 divides by "
+                                 f"n(n−3)), got {self.cka_batch}")
+        if self.pool not in POOLS:
+            from depthlens.metrics.registry import unknown_choice
+
+            raise DepthlensError(unknown_choice("--pool", self.pool, list(POOLS)))
+        if self.batch_size < 1:
+            raise DepthlensError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not 0.0 < self.pca_threshold <= 1.0 or not 0.0 <= self.twonn_discard < 1.0:
+            raise DepthlensError("--pca-threshold must be in (0, 1] and the TwoNN discard "
+                                 "fraction in [0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        d = asdict(self)
+        d["corruptions"] = list(self.corruptions) if self.corruptions is not None else None
+        return d
+
+
+class CkaBuffer:
+    """Collects rows until ``size`` examples, then adds them to the CKA as one minibatch."""
+
+    def __init__(self, cka: StreamingCKA, size: int) -> None:
+        self.cka, self.size = cka, size
+        self.a: list[list[torch.Tensor]] = []
+        self.b: list[list[torch.Tensor]] = []
+        self.n = 0
+
+    def add(self, fa: Sequence[torch.Tensor], fb: Sequence[torch.Tensor] | None = None) -> None:
+        """Add per-layer rows (n, d) of one or two models, flushing full minibatches."""
+        start, n = 0, int(fa[0].shape[0])
+        while start < n:
+            take = min(self.size - self.n, n - start)
+            self.a.append([x[start : start + take] for x in fa])
+            if fb is not None:
+                self.b.append([x[start : start + take] for x in fb])
+            self.n += take
+            start += take
+            if self.n == self.size:
+                self.flush()
+
+    def flush(self) -> None:
+        """Add what is buffered (dropped and counted when under 4 rows)."""
+        if self.n:
+            fa = [torch.cat(parts) for parts in zip(*self.a, strict=True)]
+            fb = [torch.cat(parts) for parts in zip(*self.b, strict=True)] if self.b else None
+            self.cka.update(fa, fb)
+        self.a, self.b, self.n = [], [], 0
+
+
+def geometry_of(sample: Sequence[torch.Tensor], opts: ReprOptions) -> dict[str, list[Any]]:
+    """Anisotropy, TwoNN and PCA dimension of each layer's sample (n, d)."""
+    out: dict[str, list[Any]] = {k: [] for k in ("anisotropy", "anisotropy_centred",
+                                                 "intrinsic_dim", "intrinsic_dim_mle",
+                                                 "pca_dim", "twonn_duplicates")}  # fmt: skip
+    for x in sample:
+        out["anisotropy"].append(geometry.anisotropy(x))
+        out["anisotropy_centred"].append(geometry.anisotropy(x, centred=True))
+        t = geometry.two_nn(x, opts.twonn_discard)
+        out["intrinsic_dim"].append(t.dim)
+        out["intrinsic_dim_mle"].append(t.dim_mle)
+        out["twonn_duplicates"].append(t.n_duplicates)
+        out["pca_dim"].append(geometry.pca_dim(x, opts.pca_threshold))
+    return out
+
+
+def count_tokens(mask: torch.Tensor, include_first: bool) -> int:
+    """Real tokens that enter the statistics."""
+    return int(mask.sum()) - (0 if include_first else int(mask[:, 0].sum()))
+
+
+def token_pass(
+    exs: Sequence[Extractor], windows: Any, opts: ReprOptions, progress: Any = None
+) -> tuple[list[list[torch.Tensor]], StreamingCKA, int]:
+    """One pass over the windows: per-model geometry samples and the streamed CKA."""
+    n_total = count_tokens(windows.attention_mask, opts.include_first_token)
+    if n_total < opts.max_samples:
+        raise DepthlensError(
+            f"the data has {n_total} tokens, fewer than --max-samples {opts.max_samples}; "
+            "lower --max-samples or raise --max-tokens"
+        )
+    pick = geometry.sample_indices(n_total, opts.max_samples, opts.seed)
+    sizes = [len(ex.layer_names) for ex in exs]
+    cka = StreamingCKA(sizes[0], sizes[1] if len(exs) > 1 else None)
+    buf = CkaBuffer(cka, opts.cka_batch)
+    samples: list[list[list[torch.Tensor]]] = [[[] for _ in range(s)] for s in sizes]
+    offset = 0
+    for ids, mask in windows.batches(opts.batch_size):
+        feats = [token_features(ex, ids, mask, opts.include_first_token) for ex in exs]
+        n = int(feats[0][0].shape[0])
+        if len(exs) > 1 and int(feats[1][0].shape[0]) != n:
+            raise DepthlensError("the two models see different numbers of tokens; compare "
+                                 "models that share a tokenizer")
+        buf.add(feats[0], feats[1] if len(exs) > 1 else None)
+        local = pick[(pick >= offset) & (pick < offset + n)] - offset
+        for m, f in enumerate(feats):
+            for l, x in enumerate(f):
+                samples[m][l].append(x[local].clone())
+        offset += n
+        if progress is not None:
+            progress(n)
+    buf.flush()
+    return [[torch.cat(parts) for parts in per_model] for per_model in samples], cka, n_total
+
+
+def probe_table(
+    train: Sequence[torch.Tensor], y_train: torch.Tensor, evals: dict[str, tuple[Any, Any]],
+    opts: ReprOptions,
+) -> dict[str, list[float]]:
+    """Per layer: a probe fitted on ``train``, its accuracy on every named eval split."""
+    popts = ProbeOptions(opts.probe_l2, opts.probe_max_iter)
+    out: dict[str, list[float]] = {"train": [], **{k: [] for k in evals}}
+    for l, x in enumerate(train):
+        probe = fit_probe(x, y_train, popts)
+        out["train"].append(probe.accuracy(x, y_train))
+        for k, (feats, y) in evals.items():
+            out[k].append(probe.accuracy(feats[l], y))
+    return out
+
+
+def collapse_of(train: Sequence[torch.Tensor], y: torch.Tensor) -> dict[str, list[float]]:
+    """NC1 and NC2 per layer on the training features."""
+    out: dict[str, list[float]] = {"nc1": [], "nc2_equinorm": [], "nc2_equiangular": [],
+                                   "nc2_max_angle": []}  # fmt: skip
+    for x in train:
+        c = nc.collapse(x, y)
+        out["nc1"].append(c.nc1)
+        out["nc2_equinorm"].append(c.equinorm)
+        out["nc2_equiangular"].append(c.equiangular)
+        out["nc2_max_angle"].append(c.max_angle)
+    return out
+
+
+def features_of(
+    ex: Extractor, ds: Any, opts: ReprOptions, buf: CkaBuffer | None = None
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Every example's per-layer features (n, d_l) and labels, optionally streaming CKA."""
+    bs = 64 if ds.images is not None else 16
+    parts: list[list[torch.Tensor]] = []
+    ys = []
+    for feats, y in example_batches(ex, ds, bs, opts.pool, opts.include_first_token):  # type: ignore[arg-type]
+        parts.append(feats)
+        ys.append(y)
+        if buf is not None:
+            buf.add(feats)
+    return [torch.cat(p) for p in zip(*parts, strict=True)], torch.cat(ys)
+
+
+def best(values: Iterable[float | None]) -> int | None:
+    """Index of the largest value (first on ties), None if there is none."""
+    vals = [(v, i) for i, v in enumerate(values) if v is not None]
+    return max(vals, key=lambda t: (t[0], -t[1]))[1] if vals else None
