@@ -11,13 +11,16 @@ from typing import Any
 from depthlens.cli.common import (
     add_data_args,
     add_model_args,
+    check_data_args,
     load_model_from_args,
     load_windows_from_args,
+    safe_text,
     status,
 )
 from depthlens.cli.table import fmt, render_table
 from depthlens.dist import is_main_rank
 from depthlens.errors import DepthlensError
+from depthlens.models.registry import DEFAULT_MODEL
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,7 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog='example: depthlens think smollm2-135m "The capital of France is" '
         "--max-new-tokens 16 -o think.json",
     )
-    t.add_argument("model", metavar="REF", help="packaged name, local HF dir, .gguf or hub id")
+    # MODEL first, as everywhere; a lone argument is the prompt (for the default model),
+    # never a prompt taken for a model name.
+    t.add_argument("model", nargs="?", default=DEFAULT_MODEL, metavar="MODEL",
+                   help=f"packaged name, local HF dir, .gguf or hub id ({DEFAULT_MODEL})")
     t.add_argument("prompt", help="text to continue (with --max-new-tokens 0: text to score)")
     add_model_args(t, positional=False)
     g = t.add_argument_group("depth")
@@ -65,12 +71,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def add_skip_args(p: argparse.ArgumentParser) -> None:
     """Options of the skip sweep."""
     g = p.add_argument_group("skip sweep")
-    g.add_argument("--skip-batch-size", type=int, default=2, help="windows per forward (2)")
+    # The same names as every other command (the --skip-* spellings still work).
+    g.add_argument("--batch-size", "--skip-batch-size", dest="batch_size", type=int, default=2,
+                   help="windows per forward (2)")
     g.add_argument("--sublayers", default="attn,mlp",
                    help="sublayer-only variants: attn,mlp (default), attn, mlp or none")
-    g.add_argument("--skip-include-first-token", action="store_true",
+    g.add_argument("--include-first-token", "--skip-include-first-token",
+                   dest="include_first_token", action="store_true",
                    help="keep the first position (BOS / attention sink) in the statistics")
-    g.add_argument("--skip-lens-kernel", choices=("auto", "compiled", "eager"), default="auto",
+    g.add_argument("--lens-kernel", "--skip-lens-kernel", dest="lens_kernel",
+                   choices=("auto", "compiled", "eager"), default="auto",
                    help="fused torch.compile kernel for the KL reductions (auto)")
 
 
@@ -82,9 +92,9 @@ def skip_options_from_args(args: argparse.Namespace) -> Any:
     subs = () if raw == ["none"] else tuple(raw)
     opts = SkipOptions(
         sublayers=subs,  # type: ignore[arg-type]
-        batch_size=args.skip_batch_size,
-        include_first_token=args.skip_include_first_token,
-        lens_kernel=args.skip_lens_kernel,
+        batch_size=args.batch_size,
+        include_first_token=args.include_first_token,
+        lens_kernel=args.lens_kernel,
     )
     opts.validate()
     return opts
@@ -110,12 +120,15 @@ def skip_table(res: Any) -> str:
 def run_skip(args: argparse.Namespace) -> int:
     """Load, window, sweep, print, write."""
     from depthlens.causal import skip_sweep
+    from depthlens.data import load_text
     from depthlens.io import check_output_path
 
     out = check_output_path(args.output, args.overwrite) if args.output else None
     opts = skip_options_from_args(args)
+    check_data_args(args)
+    source = load_text(args.data, text_field=args.text_field)  # a bad text fails before loading
     lm = load_model_from_args(args)
-    windows = load_windows_from_args(args, lm.tokenizer)
+    windows = load_windows_from_args(args, lm.tokenizer, source=source)
     status(f"skip sweep over {windows.n_tokens} tokens, {lm.num_layers} blocks …")
     t0 = time.perf_counter()
     res = skip_sweep(lm, windows, opts, progress=not args.quiet)
@@ -141,7 +154,7 @@ def think_lines(res: Any, color: bool) -> list[str]:
     n = int(res.options["num_layers"])
     lines = [f"{'token':<18} {'R':>7} {'settle':>8}  deep"]
     for t in res.per_token:
-        tok = repr(t["token"])[1:-1][:16]
+        tok = safe_text(repr(t["token"])[1:-1])[:16]
         line = f"{tok:<18} {fmt(t['reasoning_score'], 7)} {t['settling_layer']:>4}/{n:<3}  " \
                f"{'deep' if t['deep'] else ''}"
         if color:
@@ -175,7 +188,8 @@ def run_think(args: argparse.Namespace) -> int:
     opts.validate()
     lm = load_model_from_args(args)
     res = think(lm, args.prompt, opts)
-    print(res.text if res.options["scored"] == "prompt" else args.prompt + res.text)
+    # Model-made text can hold ANSI escapes or control characters: show them escaped.
+    print(safe_text(res.text if res.options["scored"] == "prompt" else args.prompt + res.text))
     print("\n".join(think_lines(res, _use_color())))
     if out and is_main_rank():  # under torchrun every rank has the result; one writes it
         res.save(out)

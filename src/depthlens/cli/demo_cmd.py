@@ -35,9 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="profile -> report -> plan -> prune -> reload -> evaluate, on the default model",
         description="Run the whole depthlens loop on one model and write every artefact.",
-        epilog="example: depthlens demo --out out/demo --remove 4",
+        epilog="example: depthlens demo smollm2-135m --out out/demo --remove 4",
     )
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model ref ({DEFAULT_MODEL})")
+    # MODEL first, as in every command; --model is the old spelling, still accepted.
+    p.add_argument("model", nargs="?", default=None, metavar="MODEL",
+                   help=f"packaged name, local HF dir, .gguf or hub id ({DEFAULT_MODEL})")
+    p.add_argument("--model", dest="model_opt", default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", default="out/demo", help="output folder (out/demo)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--method", default="replaceme-ls", help="cut method (replaceme-ls)")
@@ -45,14 +48,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tokens", type=int, default=8192, help="profile/calibration tokens")
     p.add_argument("--lens-tokens", type=int, default=1024, help="tokens the lens sees (1024)")
     p.add_argument("--eval-tokens", type=int, default=4096, help="wiki-eval tokens (4096)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=run_demo)
 
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run every step, writing into a temporary folder that becomes ``--out`` at the end."""
+    from depthlens.errors import DepthlensError
     from depthlens.io import atomic_dir, check_output_path
+    from depthlens.metrics.registry import unknown_choice
 
+    if args.model and args.model_opt and args.model != args.model_opt:
+        raise DepthlensError(f"two models given ({args.model}, --model {args.model_opt}); "
+                             "pass one, first: depthlens demo MODEL")  # fmt: skip
+    args.model = args.model or args.model_opt or DEFAULT_MODEL
+    from depthlens.cut import METHODS
+
+    if args.method not in METHODS:
+        raise DepthlensError(unknown_choice("method", args.method, list(METHODS)))
+    if args.remove < 1:
+        raise DepthlensError(f"--remove must be at least 1, got {args.remove}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     out = check_output_path(args.out, args.overwrite)
     t0 = time.perf_counter()
@@ -78,12 +94,14 @@ def _steps(args: argparse.Namespace, tmp: Path, final: Path) -> None:
     check_disjoint(calib, held)
     windows = make_windows(calib, lm.tokenizer, seq_len=512, max_tokens=args.max_tokens)
     status(f"[2/6] profiling {windows.n_tokens} wiki-calib tokens …")
-    prof = profile(lm, windows, ProfileOptions(lens_tokens=args.lens_tokens))
+    prof = profile(lm, windows, ProfileOptions(lens_tokens=args.lens_tokens),
+                   progress=not args.quiet)  # fmt: skip
     prof.save(tmp / "profile.json")
     print(profile_table(prof))
     status(f"[3/6] planning: {args.method}, remove {args.remove} blocks …")
     # The profile above already holds the angular distances the span selection needs.
-    plan = plan_cut(lm, windows, method=args.method, n=args.remove, progress=True, profile=prof)
+    plan = plan_cut(lm, windows, method=args.method, n=args.remove, progress=not args.quiet,
+                    profile=prof)  # fmt: skip
     (tmp / "plan.json").write_text(json.dumps(plan.to_dict(), indent=1, sort_keys=True) + "\n")
     print(plan.preview())
     status("[4/6] applying the cut and saving an ordinary checkpoint …")
@@ -101,7 +119,7 @@ def _steps(args: argparse.Namespace, tmp: Path, final: Path) -> None:
     pruned.ref = str(final / "pruned")  # where it will be once the folder is renamed
     ev = make_windows(held, lm.tokenizer, seq_len=512, max_tokens=args.eval_tokens)
     res = compare([("original", original), (f"{args.method}-{args.remove}", pruned)], ev,
-                  progress=True)  # fmt: skip
+                  progress=not args.quiet)  # fmt: skip
     (tmp / "compare.json").write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
     head, rows = compare_table(res)
     print(render_table(head, rows))
