@@ -30,16 +30,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_profile_args(p)
     p.add_argument("-o", "--output", help="write the profile JSON here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
-                   help="save the running sums every N batches (resume by rerunning)")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="save the running sums every N batches (resume by rerunning); "
+                   "needs -o")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars or table")
     p.add_argument("--causal", action="store_true",
                    help="also run the skip sweep (about 3·L/2 forwards) into extra['causal']")
     p.set_defaults(func=run_profile)
 
-    m = sub.add_parser("models", help="list supported architecture families and packaged models")
+    m = sub.add_parser(
+        "models", help="list supported architecture families and packaged models",
+        description="The architecture families depthlens knows (what the lens and the "
+        "ReplaceMe cut need), and the packaged models: whether each is installed and how "
+        "to install it.", epilog="example: depthlens models",
+    )  # fmt: skip
     m.set_defaults(func=run_models)
-    d = sub.add_parser("data", help="list packaged datasets with their sizes")
+    d = sub.add_parser(
+        "data", help="list packaged datasets with their sizes",
+        description="The packaged texts (--data NAME) with their documents and characters; "
+        "wiki-calib and wiki-eval are disjoint halves for calibration and evaluation.",
+        epilog="example: depthlens data",
+    )  # fmt: skip
     d.set_defaults(func=run_data)
 
 
@@ -85,6 +96,7 @@ def run_profile(args: argparse.Namespace) -> int:
     from depthlens.profiling import profile
 
     out = check_output_path(args.output, args.overwrite) if args.output else None
+    _check_checkpoint_args(args)
     opts = profile_options_from_args(args)
     opts.validate()
     check_data_args(args)
@@ -122,6 +134,24 @@ def run_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_checkpoint_args(args: argparse.Namespace) -> None:
+    """--checkpoint-every N needs N ≥ 1 and an output to checkpoint next to."""
+    from depthlens.errors import DepthlensError
+
+    every = args.checkpoint_every
+    if every is None:
+        args.checkpoint_every = 0
+        return
+    if every < 1:
+        raise DepthlensError(
+            f"--checkpoint-every must be ≥ 1 batch, got {every}; leave it out for no checkpoints"
+        )
+    if not args.output:
+        raise DepthlensError(
+            "--checkpoint-every needs -o: the checkpoint is written next to the output"
+        )
+
+
 def run_models(args: argparse.Namespace) -> int:
     """Print the architecture table and the packaged models."""
     from depthlens.arch.spec import FAMILIES
@@ -137,9 +167,10 @@ def run_models(args: argparse.Namespace) -> int:
     import importlib.util
 
     rows = [
-        [m.name, "yes" if importlib.util.find_spec(m.module) else "no", m.description]
+        [m.name, "yes" if importlib.util.find_spec(m.module) else f"no: {m.install}",
+         m.description]
         for m in PACKAGED.values()
-    ]
+    ]  # fmt: skip
     print(render_table(["packaged model", "installed", "description"], rows))
     return 0
 
