@@ -64,6 +64,9 @@ def add_profile_args(p: argparse.ArgumentParser) -> None:
                    help="read the lens at block outputs (default) or inputs")
     g.add_argument("--lens-kernel", choices=("auto", "compiled", "eager"), default="auto",
                    help="fused torch.compile kernel for lens reductions (auto)")
+    g.add_argument("--lens", default="logit", metavar="logit|tuned:DIR",
+                   help="lens of every lens metric: the logit lens (default) or a tuned lens "
+                   "trained with `depthlens lens train`")
     g.add_argument("--no-lens", action="store_true", help="residual metrics only")
     g.add_argument("--include-first-token", action="store_true",
                    help="keep the first position (BOS / attention sink) in the statistics")
@@ -81,6 +84,7 @@ def profile_options_from_args(args: argparse.Namespace):  # noqa: ANN201
         lens_at=args.lens_at,
         lens_tokens=args.lens_tokens or None,
         lens_kernel=args.lens_kernel,
+        lens_readout=args.lens,
         include_first_token=args.include_first_token,
         last_token_only=args.last_token_only,
         n_max=args.n_max,
@@ -114,10 +118,14 @@ def run_profile(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         checkpoint_path=ckpt,
         checkpoint_every=args.checkpoint_every,
+        keep_checkpoint=True,  # until the output is on disk (after --causal and the write)
     )
     from depthlens.dist import rank_world
+    from depthlens.profiling.checkpoint import discard
 
-    if rank_world()[0] != 0:
+    rank = rank_world()[0]
+    if rank != 0:  # its shard is in rank 0's result; a rerun would only recompute the shard
+        discard(ckpt, rank)
         return 0
     if args.causal:
         from depthlens.causal import SkipOptions, add_skip_sweep
@@ -130,6 +138,7 @@ def run_profile(args: argparse.Namespace) -> int:
         status(f"profiled in {time.perf_counter() - t1:.1f} s")
     if out:
         prof.save(out)
+        discard(ckpt)  # only now: a kill before the save resumes from the checkpoint
         status(f"wrote {out}")
     return 0
 

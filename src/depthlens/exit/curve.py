@@ -25,7 +25,7 @@ from depthlens.evaluate.flops import flops_per_token
 from depthlens.exit.rules import ExitRule, exit_depth
 from depthlens.models.loading import LoadedModel
 from depthlens.progress import progress_bar
-from depthlens.tuned.lens import Readout
+from depthlens.metrics.lens import Readout
 from depthlens.tuned.train import train_positions
 
 

@@ -30,7 +30,7 @@ from depthlens.capture.hooks import first_tensor, hooks
 from depthlens.errors import DepthlensError
 from depthlens.exit.rules import ExitRule, fires_now
 from depthlens.models.loading import LoadedModel
-from depthlens.tuned.lens import Readout
+from depthlens.metrics.lens import Readout
 
 KvFill = Literal["auto", "attention", "block"]
 

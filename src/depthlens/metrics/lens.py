@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -27,6 +27,23 @@ LENS_METRICS = (
     "lens_top5_overlap",
     "lens_entropy",
 )
+
+
+class Readout(Protocol):
+    """What the lens metrics need from a lens: the logit lens here, or a tuned lens.
+
+    ``layer`` is the residual-state index of ``h`` (0..L, L = the final state); the logit
+    lens ignores it, the tuned lens (``depthlens.tuned``) picks its translator with it.
+    """
+
+    @property
+    def unembed(self) -> nn.Module:
+        """The model's unembedding (sizes the token chunks)."""
+        ...
+
+    def logits(self, h: torch.Tensor, layer: int | None = None) -> torch.Tensor:
+        """(N, d) states -> (N, V) float32 logits."""
+        ...
 
 
 @dataclass
@@ -52,8 +69,8 @@ class Lens:
         w = spec.wiring
         return cls(norm, get_submodule(model, spec.unembed), w.logit_softcap, w.logit_scale)
 
-    def logits(self, h: torch.Tensor) -> torch.Tensor:
-        """(N, d) states -> (N, V) float32 logits."""
+    def logits(self, h: torch.Tensor, layer: int | None = None) -> torch.Tensor:
+        """(N, d) states -> (N, V) float32 logits (the same at every ``layer``)."""
         x = h.to(execution_device(self.unembed))
         if self.final_norm is not None:
             x = self.final_norm(x)
@@ -77,7 +94,7 @@ def execution_device(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
-def default_chunk(lens: Lens) -> int:
+def default_chunk(lens: Readout) -> int:
     """Tokens per lens chunk: large enough for an efficient matmul, ~256 MB of logits."""
     weight: Any = lens.unembed.weight  # (V, d); a Tensor, typed as Tensor | Module
     vocab = int(getattr(lens.unembed, "out_features", 0) or weight.shape[0])
@@ -226,7 +243,7 @@ class LensSums(Accumulator):
 
 def accumulate_lens(
     sums: LensSums,
-    lens: Lens,
+    lens: Readout,
     layer_states: list[torch.Tensor],
     final_state: torch.Tensor,
     next_ids: torch.Tensor,
@@ -245,14 +262,14 @@ def accumulate_lens(
     chunk = chunk or default_chunk(lens)
     for c0 in range(0, final_state.shape[0], chunk):
         sl = slice(c0, c0 + chunk)
-        fin = FinalDist.of(lens.logits(final_state[sl]))
+        fin = FinalDist.of(lens.logits(final_state[sl], n_layers))  # h_L: state index L
         nxt = next_ids[sl].to(fin.p.device)
         has_next = nxt >= 0
         safe = nxt.clamp_min(0).unsqueeze(-1)
         sums.final_ce += host_sum((-fin.logp.gather(-1, safe).squeeze(-1))[has_next])
         agree = torch.empty(n_layers, fin.top1.shape[0], dtype=torch.bool)
         for i, hs in enumerate(layer_states):
-            z = lens.logits(hs[sl])
+            z = lens.logits(hs[sl], i + depth_offset)
             st = layer_stats(z, fin, kernel)
             sums.add_depth(i, st)
             ce = st["_lse"] - z.gather(-1, safe).squeeze(-1)

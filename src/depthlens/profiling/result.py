@@ -19,6 +19,7 @@ class ProfileOptions:
     lens_tokens: int | None = 2048
     lens_chunk: int | None = None  # tokens per lens block; None = sized from the vocabulary
     lens_kernel: Literal["auto", "compiled", "eager"] = "auto"
+    lens_readout: str = "logit"  # "logit" or "tuned:DIR" (a depthlens.tuned lens folder)
     include_first_token: bool = False
     last_token_only: bool = False
     n_max: int | None = None  # angular distance span lengths 1..n_max; None = L // 2
@@ -37,6 +38,10 @@ class ProfileOptions:
             )
         if self.batch_size < 1:
             raise DepthlensError(f"--batch-size must be ≥ 1, got {self.batch_size}")
+        if self.lens_readout != "logit":
+            from depthlens.tuned.lens import check_lens_arg  # the folder, before any load
+
+            check_lens_arg(self.lens_readout)
         if self.n_max is not None and self.n_max < 1:
             raise DepthlensError(f"--n-max must be ≥ 1, got {self.n_max}")
 

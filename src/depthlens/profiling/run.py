@@ -100,13 +100,18 @@ def profile(
     progress: bool = True,
     checkpoint_path: str | Path | None = None,
     checkpoint_every: int = 0,
+    keep_checkpoint: bool = False,
 ) -> Profile:
     """Profile how ``lm`` uses its depth on ``data`` in one streaming pass.
 
     Under ``torchrun`` each rank takes every world-th window and the float64 sums are
     all-reduced, so any number of processes gives the same result. With
     ``checkpoint_every=N`` the sums are saved atomically every N batches and a restarted
-    run with the same inputs resumes from them.
+    run with the same inputs resumes from them. The checkpoint is deleted when the sums
+    are final, unless ``keep_checkpoint``: a caller with more work before its output is on
+    disk (``profile --causal``, the write itself) keeps it and calls
+    :func:`depthlens.profiling.checkpoint.discard` after the write, so a kill in between
+    resumes instead of starting over.
     """
     opts = options or ProfileOptions()
     opts.validate()
@@ -122,7 +127,11 @@ def profile(
     run_id = run_identity(lm, data, opts, world)
     saver = ckpt.Checkpointer.create(checkpoint_path, checkpoint_every, run_id, rank)
     done = saver.restore(sums) if saver else 0
-    lens = lens_metrics.Lens.of(model, spec) if with_lens else None
+    lens: lens_metrics.Readout | None = None
+    if with_lens:
+        from depthlens.tuned.lens import readout_for  # logit lens, or --lens tuned:DIR
+
+        lens, lens_info = readout_for(lm, opts.lens_readout)
     kernel = lens_metrics.LensKernel(opts.lens_kernel if with_lens else "eager")
     fkw = forward_kwargs(model)
     device = lm.device
@@ -149,7 +158,8 @@ def profile(
     result = finalize(lm, data, opts, sums, n_max)
     if with_lens:
         result.summary["lens_kernel_used"] = kernel.used
-    if saver:
+        result.summary["lens_readout"] = lens_info
+    if saver and not keep_checkpoint:
         saver.remove()
     return result
 
@@ -159,7 +169,7 @@ def _accumulate_batch(
     trace: Any,
     masks: TokenMasks,
     rows: torch.Tensor,
-    lens: lens_metrics.Lens | None,
+    lens: lens_metrics.Readout | None,
     kernel: lens_metrics.LensKernel,
     opts: ProfileOptions,
     n_max: int,

@@ -19,7 +19,7 @@ from depthlens.metrics.lens import FinalDist, layer_stats
 from depthlens.models.loading import LoadedModel
 from depthlens.progress import progress_bar
 from depthlens.results import Envelope, check_same_model, read_result
-from depthlens.tuned.lens import Readout
+from depthlens.metrics.lens import Readout
 from depthlens.tuned.train import train_positions
 
 EVAL_KIND = "depthlens.lens_eval"

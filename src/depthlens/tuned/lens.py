@@ -1,6 +1,7 @@
 """The tuned lens (Belrose et al. 2023, arXiv 2303.08112) and the lens protocol.
 
-A lens turns a residual state into next-token logits. The logit lens
+A lens turns a residual state into next-token logits (the
+:class:`depthlens.metrics.lens.Readout` protocol). The logit lens
 (:class:`depthlens.metrics.lens.Lens`) reads ``softmax(U · final_norm(h))``; the tuned
 lens first applies one affine translator per residual state, added to the stream as in the
 reference implementation::
@@ -16,13 +17,13 @@ state ``h_L`` is the model's own output and is read without a translator. ``A_l`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 
 from depthlens.errors import DepthlensError
-from depthlens.metrics.lens import Lens
+from depthlens.metrics.lens import Lens, Readout
 from depthlens.metrics.registry import unknown_choice
 from depthlens.models.loading import LoadedModel
 from depthlens.results import Envelope, check_same_model, read_result, write_result
@@ -30,19 +31,6 @@ from depthlens.results import Envelope, check_same_model, read_result, write_res
 LENS_KIND = "depthlens.tuned_lens"
 WEIGHTS = "translators.safetensors"
 META = "lens.json"
-
-
-class Readout(Protocol):
-    """What the profile, the settling depth and early exit need from a lens."""
-
-    @property
-    def unembed(self) -> nn.Module:
-        """The unembedding (sizes the token chunks)."""
-        ...
-
-    def logits(self, h: torch.Tensor, layer: int | None = None) -> torch.Tensor:
-        """(N, d) states of residual state ``layer`` (0..L) -> (N, V) float32 logits."""
-        ...
 
 
 class TunedLens(nn.Module):
@@ -89,22 +77,6 @@ class TunedLens(nn.Module):
         d = int(cfg.get_text_config().hidden_size) if cfg is not None else 0
         lens = cls(Lens.of(lm.model, lm.arch), lm.num_layers, d)
         return lens.to(lm.device)
-
-
-class LogitReadout:
-    """The logit lens under the :class:`Readout` protocol (the layer index is ignored)."""
-
-    def __init__(self, base: Lens) -> None:
-        self.base = base
-
-    @property
-    def unembed(self) -> nn.Module:
-        """The model's unembedding."""
-        return self.base.unembed
-
-    def logits(self, h: torch.Tensor, layer: int | None = None) -> torch.Tensor:
-        """softmax(U · final_norm(h)) logits, whatever the depth."""
-        return self.base.logits(h)
 
 
 def save_lens(lens: TunedLens, out: str | Path, envelope: Envelope,
@@ -182,7 +154,7 @@ def readout_for(lm: LoadedModel, spec: str = "logit") -> tuple[Readout, dict[str
     """The lens named by ``--lens`` (``logit`` or ``tuned:DIR``) and a record of it."""
     check_lens_arg(spec)
     if spec == "logit":
-        return LogitReadout(Lens.of(lm.model, lm.arch)), {"kind": "logit"}
+        return Lens.of(lm.model, lm.arch), {"kind": "logit"}
     lens, info = load_lens(spec.removeprefix("tuned:"), lm)
     lens.eval()
     return lens, info

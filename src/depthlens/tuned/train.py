@@ -45,6 +45,7 @@ class TrainOptions:
     batch_size: int = 4  # windows per step
     token_chunk: int | None = None  # tokens per lens chunk; None = ~128 MB of logits
     include_first_token: bool = False  # the attention sink's state is excluded by default
+    init: Literal["identity", "lstsq"] = "identity"  # lstsq: ridge fit h_L ≈ translator(h_l)
     seed: int = 0
 
     def validate(self) -> None:
@@ -63,6 +64,8 @@ class TrainOptions:
             raise DepthlensError(f"--warmup must be a share in [0, 1), got {self.warmup}")
         if self.batch_size < 1:
             raise DepthlensError(f"--batch-size must be ≥ 1, got {self.batch_size}")
+        if self.init not in ("identity", "lstsq"):
+            raise DepthlensError(f"--init must be identity or lstsq, got '{self.init}'")
         if self.token_chunk is not None and self.token_chunk < 1:
             raise DepthlensError(f"--token-chunk must be ≥ 1, got {self.token_chunk}")
 
@@ -183,13 +186,20 @@ def train_lens(lm: LoadedModel, data: TokenWindows, options: TrainOptions | None
     torch.manual_seed(opts.seed)
     lens = TunedLens.for_model(lm)
     valid = train_positions(data, opts.include_first_token)
+    t0 = time.perf_counter()
+    init_tokens = 0
+    if opts.init == "lstsq":
+        from depthlens.tuned.init import lstsq_init_
+
+        init_tokens = lstsq_init_(lens, lm, data, valid, opts.batch_size)
+    init_seconds = time.perf_counter() - t0
     batches = [torch.arange(s, min(s + opts.batch_size, len(data)))
                for s in range(0, len(data), opts.batch_size)]
     steps = opts.steps or len(batches)
     opt, sched = make_optimizer(lens, opts, steps)
     chunk = opts.token_chunk or default_token_chunk(lens)
     fkw, curve, per_layer = forward_kwargs(lm.model), [], []
-    n_tokens, t0 = 0, time.perf_counter()
+    n_tokens = 0
     bar = progress_bar(steps, "lens train", enabled=progress)
     with frozen(lm.model), capture_blocks(lm.model, lm.arch, attn=False) as trace:
         for step in range(steps):
@@ -216,6 +226,7 @@ def train_lens(lm: LoadedModel, data: TokenWindows, options: TrainOptions | None
         "tokens_seen": n_tokens,
         "unique_windows": len(data),
         "seconds": time.perf_counter() - t0,
+        "init": {"kind": opts.init, "tokens": init_tokens, "seconds": init_seconds},
         "loss_first_step": [float(v) for v in per_layer[0]],
         "loss_last_steps": [float(v) for v in torch.stack(per_layer[-tail:]).mean(0)],
         "loss_last_steps_n": tail,
