@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = sub.add_parser("prune", help="cut blocks and save an ordinary checkpoint",
                        description="Plan, apply and save a depth cut as a plain Hugging Face "
                        "checkpoint (with depthlens.json).", epilog=PRUNE_EXAMPLE)  # fmt: skip
-    _common(q)
+    _common(q, with_plan=True)
     q.add_argument("-o", "--output", required=True, help="checkpoint directory to write")
     q.add_argument("--eval-data", default=None,
                    help="also print perplexity before/after on this text (must not overlap "
@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=run_prune)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, with_plan: bool = False) -> None:
     from depthlens.cut import METHODS
 
     add_model_args(p)
@@ -50,9 +50,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("cut")
     g.add_argument("--method", default="replaceme-ls", choices=METHODS,
                    help="selection/replacement method (SPEC 'Cutting depth'; replaceme-ls)")
-    how = g.add_mutually_exclusive_group(required=True)
+    how = g.add_mutually_exclusive_group()
     how.add_argument("--remove", type=int, metavar="N", help="number of blocks to remove")
     how.add_argument("--ratio", type=float, help="fraction of blocks to remove, in (0, 1)")
+    if with_plan:
+        how.add_argument("--plan", metavar="PLAN.json",
+                         help="apply this saved plan (written by `depthlens plan -o`, with its "
+                         ".T.safetensors beside it) instead of planning again")  # fmt: skip
     g.add_argument("--batch-size", type=int, default=4, help="windows per forward (4)")
     g.add_argument("--include-first-token", action="store_true",
                    help="keep the first position (BOS) in the calibration statistics")
@@ -105,6 +109,10 @@ def _validate(args: argparse.Namespace) -> None:
     from depthlens.errors import DepthlensError
 
     _validate_numbers(args)
+    asked = (args.remove, args.ratio, getattr(args, "blocks", None), getattr(args, "plan", None))
+    if all(a is None for a in asked):
+        raise DepthlensError("give --remove N, --ratio r or --blocks I,J,..; prune also takes "
+                             "--plan PLAN.json")  # fmt: skip
     if args.remove is not None and args.remove <= 0:
         raise DepthlensError(f"--remove must be at least 1, got {args.remove}")
     if args.ratio is not None and not 0 < args.ratio < 1:
@@ -139,18 +147,32 @@ def _rank() -> int:
 
 def run_plan(args: argparse.Namespace) -> int:
     """Print the plan preview; optionally write its JSON."""
-    from depthlens.io import atomic_write_json, check_output_path
+    from depthlens.cut.plan_io import maps_path, save_plan
+    from depthlens.io import check_output_path
 
     _validate(args)
     out = check_output_path(args.output, args.overwrite) if args.output else None
+    if out:
+        check_output_path(maps_path(out), args.overwrite)
     _lm, plan = make_plan(args)
     if _rank() != 0:
         return 0
     print(plan.preview())
     if out:
-        atomic_write_json(out, plan.to_dict())
-        status(f"wrote {out}")
+        written = save_plan(plan, out)
+        status(f"wrote {', '.join(map(str, written))}")
     return 0
+
+
+def _saved_plan(args: argparse.Namespace) -> tuple[Any, Any]:
+    """``prune --plan``: read the plan (and its maps) first, then load the model it is for."""
+    from depthlens.cut import load_plan
+    from depthlens.results import check_same_model
+
+    plan = load_plan(args.plan)
+    lm = load_model_from_args(args)
+    check_same_model(plan.model, lm.identity(), f"the plan {args.plan} and the model")
+    return lm, plan
 
 
 def run_prune(args: argparse.Namespace) -> int:
@@ -166,7 +188,7 @@ def run_prune(args: argparse.Namespace) -> int:
         check_disjoint(load_text(args.data, text_field=args.text_field),
                        load_text(args.eval_data, text_field=args.text_field))  # fmt: skip
     t0 = time.perf_counter()
-    lm, plan = make_plan(args)
+    lm, plan = _saved_plan(args) if args.plan else make_plan(args)
     if _rank() != 0:  # under torchrun the sums are all-reduced; rank 0 writes
         return 0
     print(plan.preview())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import subprocess
 import sys
 import time
@@ -81,12 +80,14 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _steps(args: argparse.Namespace, tmp: Path, final: Path) -> None:
     from depthlens.cli.table import profile_table, render_table
-    from depthlens.cut import apply_cut_, plan_cut, save_pruned
+    from depthlens.cut import apply_cut_, plan_cut, save_plan, save_pruned
     from depthlens.data import check_disjoint, load_text, make_windows
     from depthlens.evaluate.compare import compare, compare_table
+    from depthlens.io import atomic_write_json
     from depthlens.models import load_model
     from depthlens.profiling import ProfileOptions, profile
     from depthlens.report import write_report
+    from depthlens.results import clean_json
 
     status(f"[1/6] loading {args.model} …")
     lm = load_model(args.model)
@@ -102,7 +103,7 @@ def _steps(args: argparse.Namespace, tmp: Path, final: Path) -> None:
     # The profile above already holds the angular distances the span selection needs.
     plan = plan_cut(lm, windows, method=args.method, n=args.remove, progress=not args.quiet,
                     profile=prof)  # fmt: skip
-    (tmp / "plan.json").write_text(json.dumps(plan.to_dict(), indent=1, sort_keys=True) + "\n")
+    save_plan(plan, tmp / "plan.json")  # and plan.T.safetensors: prune --plan can redo it
     print(plan.preview())
     status("[4/6] applying the cut and saving an ordinary checkpoint …")
     original = copy.deepcopy(lm)
@@ -120,7 +121,7 @@ def _steps(args: argparse.Namespace, tmp: Path, final: Path) -> None:
     ev = make_windows(held, lm.tokenizer, seq_len=512, max_tokens=args.eval_tokens)
     res = compare([("original", original), (f"{args.method}-{args.remove}", pruned)], ev,
                   progress=not args.quiet)  # fmt: skip
-    (tmp / "compare.json").write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
+    atomic_write_json(tmp / "compare.json", clean_json(res))
     head, rows = compare_table(res)
     print(render_table(head, rows))
     write_report([tmp / "profile.json", tmp / "plan.json", tmp / "compare.json"],

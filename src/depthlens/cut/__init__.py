@@ -3,8 +3,9 @@
 from depthlens.cut.apply import apply_cut_, remove_blocks_
 from depthlens.cut.calibrate import CalibrationOptions
 from depthlens.cut.plan import METHODS, CutPlan
+from depthlens.cut.plan_io import load_plan, save_plan
 from depthlens.cut.planner import plan_cut
-from depthlens.cut.save import read_manifest, save_pruned
+from depthlens.cut.save import save_pruned
 from depthlens.cut.select import skip_blocks
 
 __all__ = [
@@ -13,8 +14,9 @@ __all__ = [
     "CutPlan",
     "apply_cut_",
     "plan_cut",
-    "read_manifest",
+    "load_plan",
     "remove_blocks_",
+    "save_plan",
     "save_pruned",
     "skip_blocks",
 ]

@@ -2,20 +2,20 @@
 
 A plan is computed (``plan_cut``), previewed (``CutPlan.preview``), then applied
 (``apply_cut_``) and saved (``save_pruned``). It is a frozen dataclass with a versioned
-JSON form; the ReplaceMe matrix ``T`` travels with the object but not in the JSON (it is
-merged into the saved weights).
+JSON form; the ReplaceMe maps ``T`` travel with the object, and a plan written to disk
+(:func:`depthlens.cut.plan_io.save_plan`) puts them in a safetensors file beside the JSON.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from depthlens._version import SCHEMA_VERSION, __version__
 from depthlens.errors import DepthlensError
+from depthlens.results import Envelope, Enveloped
 
 #: Every method of SPEC "Cutting depth", in the order of its table.
 METHODS: tuple[str, ...] = (
@@ -26,37 +26,41 @@ METHODS: tuple[str, ...] = (
     "greedy-loss",
     "last",
     "random",
+    "replaceme-multi",
+    "greedy-ls",
+    "beam-ls",
 )
+#: Methods with one least-squares map per contiguous run of removed blocks (cut/multi.py).
+MULTI_METHODS: tuple[str, ...] = ("replaceme-multi", "greedy-ls", "beam-ls")
 REPLACEME: tuple[str, ...] = ("replaceme-ls", "replaceme-cos")
 #: Methods whose removed blocks form one contiguous span chosen by angular distance.
 SPAN_METHODS: tuple[str, ...] = (*REPLACEME, "angular")
 PLAN_KIND = "depthlens.cut_plan"
 
 
-def now() -> str:
-    """UTC timestamp for the ``created`` field."""
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+def plan_envelope(lm: Any, windows: Any, options: dict[str, Any]) -> Envelope:
+    """The header of a plan of ``lm`` calibrated on ``windows`` (a LoadedModel, TokenWindows)."""
+    return Envelope(kind=PLAN_KIND, model=lm.identity(), data=windows.identity,
+                    options=options,
+                    tokens={"calibration": windows.n_tokens, "windows": len(windows)})
 
 
 @dataclass(frozen=True)
-class CutPlan:
+class CutPlan(Enveloped):
     """Blocks to remove from a model of ``num_layers`` blocks, and the replacement."""
 
+    envelope: Envelope  # model planned on, calibration data and tokens, every option
     method: str
     num_layers: int
     removed: tuple[int, ...]  # original block indices, sorted
     merge_into: int | None  # block whose MLP output projection absorbs T (ReplaceMe)
-    options: dict[str, Any]
     selection: dict[str, Any]  # the metric values that chose the blocks
     fit: dict[str, Any]  # ReplaceMe fit quality (relative residuals), else {}
     savings: dict[str, Any]  # predicted parameter and FLOP savings
-    model: dict[str, Any]  # identity of the model planned on (ref, family, class)
-    calibration: dict[str, Any]  # data identity and token count
-    created: str = field(default_factory=now)
     transform: torch.Tensor | None = field(default=None, compare=False, repr=False)
-    version: str = __version__
-    schema_version: int = SCHEMA_VERSION
-    kind: str = PLAN_KIND
+    # Multi-run methods: (block i_k, T_k) per run, merged into block i_k's MLP projection.
+    merges: tuple[tuple[int, torch.Tensor], ...] = field(default=(), compare=False, repr=False)
+    KIND: ClassVar[str] = PLAN_KIND
 
     @property
     def kept(self) -> tuple[int, ...]:
@@ -69,52 +73,46 @@ class CutPlan:
         """How many blocks the plan removes."""
         return len(self.removed)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form (without the matrix T, which lives in the saved weights)."""
+    @property
+    def calibration(self) -> dict[str, Any]:
+        """Name and size of the calibration data (from the envelope)."""
+        src = self.data.get("source") or {}
+        return {"name": src.get("name"), "n_tokens": self.tokens.get("calibration"),
+                "n_windows": self.tokens.get("windows")}  # fmt: skip
+
+    def maps(self) -> dict[int, torch.Tensor]:
+        """Every linear map the plan merges, by the block whose MLP absorbs it."""
+        out = dict(self.merges)
+        if self.merge_into is not None and self.transform is not None:
+            out[self.merge_into] = self.transform
+        return out
+
+    def payload(self) -> dict[str, Any]:
+        """JSON form (the maps T go to a safetensors file beside it: :mod:`cut.plan_io`)."""
         return {
-            "kind": self.kind,
-            "schema_version": self.schema_version,
-            "version": self.version,
-            "created": self.created,
-            "method": self.method,
-            "num_layers": self.num_layers,
-            "removed": list(self.removed),
-            "kept": list(self.kept),
-            "merge_into": self.merge_into,
-            "has_transform": self.transform is not None,
-            "options": self.options,
-            "selection": self.selection,
-            "fit": self.fit,
-            "savings": self.savings,
-            "model": self.model,
-            "calibration": self.calibration,
-        }
+            "method": self.method, "num_layers": self.num_layers,
+            "removed": list(self.removed), "kept": list(self.kept),
+            "merge_into": self.merge_into, "merge_blocks": [i for i, _ in self.merges],
+            "has_transform": bool(self.maps()), "selection": self.selection,
+            "fit": self.fit, "savings": self.savings,
+        }  # fmt: skip
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CutPlan:
-        """Rebuild a plan from :meth:`to_dict` output (T is not restored)."""
-        if d.get("kind") != PLAN_KIND:
-            raise DepthlensError(f"not a depthlens cut plan (kind {d.get('kind')!r})")
-        if int(d.get("schema_version", -1)) > SCHEMA_VERSION:
-            raise DepthlensError(
-                f"plan schema {d.get('schema_version')} is newer than this depthlens "
-                f"({SCHEMA_VERSION}); upgrade depthlens"
-            )
+    def _from_parts(cls, env: Envelope, d: dict[str, Any]) -> CutPlan:
+        """Rebuild a plan from its JSON (the maps are restored by :mod:`cut.plan_io`)."""
+        if env.schema_version < 2:  # schema 1 kept the data and token count apart
+            cal = d.get("calibration") or {}
+            env = dataclasses.replace(env, data=dict(cal.get("data") or {}), tokens={
+                "calibration": cal.get("n_tokens"), "windows": cal.get("n_windows")})
+        missing = [k for k in ("method", "num_layers", "removed") if k not in d]
+        if missing:
+            raise DepthlensError(f"cut plan JSON lacks {', '.join(missing)}")
         return cls(
-            method=d["method"],
-            num_layers=int(d["num_layers"]),
-            removed=tuple(int(i) for i in d["removed"]),
-            merge_into=d.get("merge_into"),
-            options=dict(d.get("options", {})),
-            selection=dict(d.get("selection", {})),
-            fit=dict(d.get("fit", {})),
-            savings=dict(d.get("savings", {})),
-            model=dict(d.get("model", {})),
-            calibration=dict(d.get("calibration", {})),
-            created=d.get("created", now()),
-            version=d.get("version", __version__),
-            schema_version=int(d.get("schema_version", SCHEMA_VERSION)),
-        )
+            envelope=env, method=d["method"], num_layers=int(d["num_layers"]),
+            removed=tuple(int(i) for i in d["removed"]), merge_into=d.get("merge_into"),
+            selection=dict(d.get("selection") or {}), fit=dict(d.get("fit") or {}),
+            savings=dict(d.get("savings") or {}),
+        )  # fmt: skip
 
     def preview(self) -> str:
         """Human-readable summary: which blocks, why, what it saves, how well T fits."""
@@ -126,8 +124,9 @@ class CutPlan:
         if why:
             lines.append(f"why: {why}")
         for key, val in self.selection.items():
-            if key != "why":
+            if key not in ("why", "trace", "best_by_n"):
                 lines.append(f"  {key}: {_fmt(val)}")
+        lines.extend(_trace_lines(self.selection.get("trace")))
         s = self.savings
         if s:
             lines.append(
@@ -145,6 +144,19 @@ class CutPlan:
         if cal:
             lines.append(f"calibration: {cal.get('name')} ({cal.get('n_tokens')} tokens)")
         return "\n".join(lines)
+
+
+def _trace_lines(trace: Any, top: int = 3) -> list[str]:
+    """The search trace, one line per step: the best candidates and their scores."""
+    if not trace:
+        return []
+    lines = ["search trace (step: kept set <- best candidates as block:kl):"]
+    for st in trace:
+        best = sorted(st["candidates"], key=lambda c: c[2])[:top]
+        cands = ", ".join(f"{c[1]}:{c[2]:.4f}" for c in best)
+        lines.append(f"  {st['step']:>2}: {st['kept'][0]['removed']} <- {cands} "
+                     f"({len(st['candidates'])} scored)")
+    return lines
 
 
 def fit_quality_lines(fit: dict[str, Any]) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 from depthlens.cut.calibrate import (
@@ -14,7 +13,7 @@ from depthlens.cut.calibrate import (
     solve_ls,
     stream_span_sums,
 )
-from depthlens.cut.plan import METHODS, REPLACEME, SPAN_METHODS, CutPlan
+from depthlens.cut.plan import METHODS, REPLACEME, SPAN_METHODS, CutPlan, plan_envelope
 from depthlens.cut.select import (
     select_greedy_loss,
     select_last,
@@ -26,6 +25,7 @@ from depthlens.data.windows import TokenWindows
 from depthlens.errors import DepthlensError
 from depthlens.evaluate.flops import cut_savings
 from depthlens.models.loading import LoadedModel
+from depthlens.results import clean_json
 
 
 def resolve_n(num_layers: int, n: int | None, ratio: float | None) -> int:
@@ -127,11 +127,10 @@ def plan_cut(
     else:
         removed, selection = select_random(n_layers, n, seed)
     return CutPlan(
-        method=method, num_layers=n_layers, removed=tuple(removed), merge_into=merge_into,
-        options=options, selection=_clean(selection), fit=fit,
-        savings=cut_savings(lm, tuple(removed), windows.seq_len),
-        model={"ref": lm.ref, "family": lm.arch.family, "class": type(lm.model).__name__},
-        calibration=_calibration_identity(windows), transform=transform,
+        envelope=plan_envelope(lm, windows, options), method=method, num_layers=n_layers,
+        removed=tuple(removed), merge_into=merge_into, selection=clean_json(selection),
+        fit=clean_json(fit), savings=cut_savings(lm, tuple(removed), windows.seq_len),
+        transform=transform,
     )  # fmt: skip
 
 
@@ -203,20 +202,3 @@ def _subset(windows: TokenWindows, k: int) -> TokenWindows:
         raise DepthlensError(f"--greedy-windows must be at least 1, got {k}")
     return TokenWindows(windows.input_ids[:k], windows.attention_mask[:k],
                         {**windows.identity, "subset": f"first {k} windows"})  # fmt: skip
-
-
-def _calibration_identity(windows: TokenWindows) -> dict[str, Any]:
-    src = windows.identity.get("source", {})
-    return {"name": src.get("name"), "n_tokens": windows.n_tokens,
-            "n_windows": len(windows), "data": windows.identity}  # fmt: skip
-
-
-def _clean(obj: Any) -> Any:
-    """NaN-free JSON-able copy (NaN/inf become None)."""
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj

@@ -8,32 +8,26 @@ data and its size, the library version and the full plan. Written through
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from depthlens._version import SCHEMA_VERSION, __version__
 from depthlens.cut.plan import CutPlan
 from depthlens.errors import DepthlensError
 from depthlens.io import atomic_dir, check_output_path
 from depthlens.models.loading import LoadedModel, quiet_transformers
+from depthlens.models.manifest import MANIFEST, MANIFEST_KIND
+from depthlens.results import Envelope, write_result
 
-MANIFEST = "depthlens.json"
 
-
-def manifest(lm: LoadedModel, plan: CutPlan) -> dict[str, Any]:
-    """The ``depthlens.json`` content."""
-    return {
-        "kind": "depthlens.pruned",
-        "schema_version": SCHEMA_VERSION,
-        "version": __version__,
+def manifest(lm: LoadedModel, plan: CutPlan) -> tuple[Envelope, dict[str, Any]]:
+    """The ``depthlens.json`` content: the cut model's envelope and what was cut."""
+    env = Envelope(kind=MANIFEST_KIND, model=lm.identity(), data=plan.data,
+                   options=plan.options, tokens=plan.tokens)  # fmt: skip
+    return env, {
         "method": plan.method,
         "removed": list(plan.removed),
         "num_layers_original": plan.num_layers,
-        "num_layers": lm.num_layers,
         "base_model": plan.model,
-        "calibration": plan.calibration,
-        "calibration_tokens": plan.calibration.get("n_tokens"),
         "plan": plan.to_dict(),
     }
 
@@ -56,17 +50,6 @@ def save_pruned(
         gen = getattr(lm.model, "generation_config", None)
         if gen is not None and not (tmp / "generation_config.json").exists():
             gen.save_pretrained(tmp)
-        text = json.dumps(manifest(lm, plan), indent=1, sort_keys=True) + "\n"
-        (tmp / MANIFEST).write_text(text, encoding="utf-8")
+        write_result(tmp / MANIFEST, *manifest(lm, plan))
     return out
 
-
-def read_manifest(path: str | Path | None) -> dict[str, Any] | None:
-    """The ``depthlens.json`` of a pruned checkpoint directory, or None."""
-    if path is None:
-        return None
-    f = Path(path) / MANIFEST
-    if not f.is_file():
-        return None
-    data: dict[str, Any] = json.loads(f.read_text(encoding="utf-8"))
-    return data

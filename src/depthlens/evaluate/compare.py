@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 from typing import Any
 
-from depthlens._version import SCHEMA_VERSION, __version__
-from depthlens.cut.save import read_manifest
 from depthlens.data.windows import TokenWindows
 from depthlens.errors import DepthlensError
 from depthlens.evaluate.flops import flops_per_token
 from depthlens.evaluate.perplexity import evaluate_perplexity
 from depthlens.evaluate.speed import SpeedComparison, interleaved_speed
 from depthlens.models.loading import LoadedModel
+from depthlens.models.manifest import read_manifest
+from depthlens.results import Envelope
 
 COMPARE_KIND = "depthlens.compare"
 
@@ -51,7 +50,8 @@ def compare(
         ppl = evaluate_perplexity(lm, windows, batch_size=batch_size, progress=progress)
         info = cut_info(lm)
         row: dict[str, Any] = {
-            "label": label, "ref": lm.ref, "method": info["method"],
+            "label": label, "ref": lm.ref, "fingerprint": lm.identity()["fingerprint"],
+            "method": info["method"],
             "removed": info["removed"], "n_removed": len(info["removed"]),
             "num_layers": lm.num_layers, "ppl": ppl["ppl"], "nll": ppl["nll"],
             "n_tokens": ppl["n_tokens"],
@@ -69,19 +69,15 @@ def compare(
         for row in rows:
             row.update({f"{k}_{v}": None for k in ("prefill", "decode")
                         for v in ("tok_s", "speedup", "ci95", "iqr", "verdict")})  # fmt: skip
+    env = Envelope(
+        kind=COMPARE_KIND, model=models[0][1].identity(), data=windows.identity,
+        options={"speed": speed, "speed_options": sopts, "batch_size": batch_size,
+                 "baseline": base["label"]},
+        tokens={"eval": windows.n_tokens},
+    )  # fmt: skip
     return {
-        "kind": COMPARE_KIND,
-        "schema_version": SCHEMA_VERSION,
-        "version": __version__,
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "data": windows.identity,
+        **env.to_dict(),
         "extra_data": {k: w.identity for k, w in (extra_data or {}).items()},
-        "options": {
-            "speed": speed,
-            "speed_options": sopts,
-            "batch_size": batch_size,
-            "baseline": base["label"],
-        },  # fmt: skip
         "models": rows,
         "speed": sp.to_dict() if sp is not None else None,
     }
