@@ -37,6 +37,8 @@ _COMMAND_MODULES = (
     "depthlens.cli.lens_cmd",
     "depthlens.cli.train_cmd",
     "depthlens.cli.repr_cmd",
+    "depthlens.cli.heal_cmd",
+    "depthlens.cli.export_cmd",
 )
 
 
