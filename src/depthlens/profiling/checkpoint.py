@@ -36,10 +36,7 @@ class Checkpointer:
         """A checkpointer at ``base`` (one file per rank), or None when not asked for."""
         if base is None or every <= 0:
             return None
-        p = Path(base)
-        if rank:
-            p = p.with_name(f"{p.name}.rank{rank}")
-        return cls(p, every, run_id)
+        return cls(checkpoint_file(base, rank), every, run_id)
 
     def restore(self, sums: Accumulator) -> int:
         """Load saved sums if they belong to this run; return the batches already done."""
@@ -80,3 +77,16 @@ class Checkpointer:
         """Delete the checkpoint once the final result is written."""
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+
+def checkpoint_file(base: str | Path, rank: int) -> Path:
+    """The checkpoint file of ``rank`` for checkpoint path ``base`` (one file per rank)."""
+    p = Path(base)
+    return p.with_name(f"{p.name}.rank{rank}") if rank else p
+
+
+def discard(base: str | Path | None, rank: int = 0) -> None:
+    """Delete ``rank``'s checkpoint of ``base``; call it only once the output is on disk."""
+    if base is not None:
+        with contextlib.suppress(FileNotFoundError):
+            checkpoint_file(base, rank).unlink()

@@ -1,0 +1,85 @@
+"""A profile killed after its sums are final but before its output is written resumes.
+
+The window: ``profile --causal`` runs the skip sweep after the profile's own pass, then
+writes the JSON. A SIGKILL there must leave the checkpoint (so a rerun redoes no profile
+forward) and no output; the rerun writes the same result an uninterrupted run writes and
+then deletes the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from fixtures_saved import save_tiny, write_text
+from safetensors import safe_open
+
+from depthlens.cli.main import main
+
+N_WINDOWS = 4
+
+# Run the real CLI in a child; die by SIGKILL when the skip sweep (after the pass) starts.
+KILL_IN_WINDOW = """
+import os, signal, sys
+import depthlens.causal.skip as skip
+skip.skip_sweep = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+from depthlens.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+# Rerun, counting the profile pass's forwards (the skip sweep's are not counted).
+COUNT_FORWARDS = """
+import sys
+import depthlens.profiling.run as run
+calls = []
+real = run.run_forward
+run.run_forward = lambda *a, **k: calls.append(1) or real(*a, **k)
+from depthlens.cli.main import main
+rc = main(sys.argv[1:])
+print("profile forwards:", len(calls))
+sys.exit(rc)
+"""
+
+
+def _args(model: Path, text: Path, out: Path) -> list[str]:
+    return ["profile", str(model), "--data", str(text), "--seq-len", "16",
+            "--max-tokens", str(16 * N_WINDOWS), "--batch-size", "1", "--lens-kernel", "eager",
+            "--checkpoint-every", "1", "--causal", "--quiet", "-o", str(out)]
+
+
+def _drop_created(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _drop_created(v) for k, v in x.items() if k != "created"}
+    if isinstance(x, list):
+        return [_drop_created(v) for v in x]
+    return x
+
+
+def test_sigkill_between_pass_and_write_resumes(tmp_path: Path) -> None:
+    model = save_tiny(tmp_path / "m")
+    text = write_text(tmp_path / "t.txt", 16 * N_WINDOWS + 50)
+    out, ckpt = tmp_path / "out.json", tmp_path / "out.json.ckpt"
+    args = _args(model, text, out)
+
+    killed = subprocess.run([sys.executable, "-c", KILL_IN_WINDOW, *args],
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not out.exists()
+    with safe_open(str(ckpt), framework="pt") as fh:  # the final sums survived the kill
+        assert int((fh.metadata() or {})["batches_done"]) == N_WINDOWS
+
+    rerun = subprocess.run([sys.executable, "-c", COUNT_FORWARDS, *args],
+                           capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "profile forwards: 0" in rerun.stdout  # resumed: no batch was profiled again
+    assert not ckpt.exists()  # deleted once the output was on disk
+
+    ref = tmp_path / "ref.json"
+    assert main(_args(model, text, ref)) == 0
+    got, want = json.loads(out.read_text()), json.loads(ref.read_text())
+    assert "causal" in got["extra"]
+    assert _drop_created(got) == _drop_created(want)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "out.json", "ref.json", "t.txt"]
