@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from depthlens.errors import DepthlensError
+from depthlens.metrics.accumulate import widen
 
 
 @torch.no_grad()
@@ -19,11 +20,12 @@ def merge_transform_(proj: nn.Module, t: torch.Tensor) -> None:
     w = getattr(proj, "weight", None)
     if not isinstance(w, torch.Tensor) or w.ndim != 2:
         raise DepthlensError(f"cannot merge T into {type(proj).__name__}: no 2-D weight")
-    t64 = t.to(torch.float64)
+    # T is fitted on the CPU; the product is formed where the weight lives, widened there.
+    t64, w64 = widen(t.to(w.device)), widen(w)
     if isinstance(proj, nn.Linear):
-        new_w = t64.T @ w.double()  # (out, in)
+        new_w = t64.T @ w64  # (out, in)
     elif type(proj).__name__ == "Conv1D":
-        new_w = w.double() @ t64  # (in, out)
+        new_w = w64 @ t64  # (in, out)
     else:
         raise DepthlensError(
             f"cannot merge T into a {type(proj).__name__}; only nn.Linear and Conv1D are supported"
@@ -31,4 +33,4 @@ def merge_transform_(proj: nn.Module, t: torch.Tensor) -> None:
     w.copy_(new_w.to(w.dtype))
     b = getattr(proj, "bias", None)
     if isinstance(b, torch.Tensor):
-        b.copy_((b.double() @ t64).to(b.dtype))
+        b.copy_((widen(b) @ t64).to(b.dtype))

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from depthlens.errors import DepthlensError
+from depthlens.metrics.accumulate import host_sum, widen
 from depthlens.models.loading import LoadedModel
 from depthlens.paths import default_cache_dir
 
@@ -82,9 +83,14 @@ def load_task_json(path: str | Path, max_examples: int | None = None) -> list[MC
 
 
 def continuation_logprobs(
-    model: torch.nn.Module, context: list[int], choices: list[list[int]]
+    model: torch.nn.Module, context: list[int], choices: list[list[int]],
+    device: torch.device | str = "cpu",
 ) -> list[tuple[float, int]]:
-    """(sum log p, n tokens) of each choice's tokens after ``context``, one batch."""
+    """(sum log p, n tokens) of each choice's tokens after ``context``, one batch.
+
+    ``device``: the model's input device (``LoadedModel.device``); the ids are built on
+    the CPU and moved there, and only the per-choice sums come back.
+    """
     seqs = [context + c for c in choices]
     width = max(len(s) for s in seqs)
     ids = torch.zeros(len(seqs), width, dtype=torch.long)
@@ -93,12 +99,15 @@ def continuation_logprobs(
         ids[i, : len(s)] = torch.tensor(s)
         mask[i, : len(s)] = 1
     with torch.inference_mode():
-        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-    logp = torch.log_softmax(logits.double(), dim=-1)  # (C, W, V)
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                       use_cache=False).logits  # fmt: skip
     out = []
     for i, c in enumerate(choices):
         pos = torch.arange(len(context) - 1, len(context) - 1 + len(c))
-        out.append((float(logp[i, pos, torch.tensor(c)].sum()), len(c)))
+        # (n_c, V) rows in float64 on the model's device: only the needed positions.
+        logp = torch.log_softmax(widen(logits[i, pos.to(logits.device)]), dim=-1)
+        picked = logp.gather(-1, torch.tensor(c, device=logp.device).unsqueeze(-1))
+        out.append((float(host_sum(picked)), len(c)))
     return out
 
 
@@ -113,7 +122,7 @@ def evaluate_multiple_choice(lm: LoadedModel, examples: list[MCExample]) -> dict
     for ex in examples:
         ctx = bos + tok.encode(ex.context, add_special_tokens=False)
         chs = [tok.encode(" " + c.strip(), add_special_tokens=False) for c in ex.choices]
-        scores = continuation_logprobs(lm.model, ctx, chs)
+        scores = continuation_logprobs(lm.model, ctx, chs, lm.device)
         hits_sum += int(max(range(len(chs)), key=lambda i: scores[i][0]) == ex.answer)
         hits_mean += int(
             max(range(len(chs)), key=lambda i: scores[i][0] / max(scores[i][1], 1)) == ex.answer

@@ -13,6 +13,7 @@ import torch
 
 from depthlens.data.windows import TokenWindows
 from depthlens.errors import DepthlensError
+from depthlens.metrics.accumulate import host_sum
 from depthlens.models.loading import LoadedModel
 from depthlens.progress import progress_bar
 
@@ -26,7 +27,7 @@ def batch_nll(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> 
     nll = torch.nn.functional.cross_entropy(
         logits[keep], target[keep], reduction="none"
     )  # (N,)
-    return float(nll.double().sum()), int(keep.sum())
+    return float(host_sum(nll)), int(keep.sum())
 
 
 def evaluate_perplexity(
