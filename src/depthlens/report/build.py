@@ -366,6 +366,9 @@ def write_report(
     paths: Sequence[str | Path], out: str | Path, overwrite: bool = False, *, progress: bool = False
 ) -> tuple[Path, list[list[Any]]]:
     """Read the profile + results, write the HTML atomically; returns (path, headline rows)."""
+    from depthlens.report.matching import check_not_input
+
+    check_not_input(out, paths)  # before check_output_path: --overwrite must not allow it
     target = check_output_path(out, overwrite)
     profile, results, names = load_files(list(paths))
     text = build_report(profile, results, names=[Path(n).name for n in names], progress=progress)

@@ -215,8 +215,12 @@ def gather_inputs(
     for key in ("causal", "think", "skip"):
         if isinstance(extra.get(key), dict):
             _add_causal(inp, extra[key])
+    from depthlens.report.matching import check_result_model
+
     for i, obj in enumerate(results):
-        add_result(inp, obj, names[i] if names else f"result {i + 1}")
+        name = names[i] if names else f"result {i + 1}"
+        check_result_model(profile, obj, name)  # never draw another model's result here
+        add_result(inp, obj, name)
     return inp
 
 
