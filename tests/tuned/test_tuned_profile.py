@@ -48,3 +48,26 @@ def test_profile_refuses_a_bad_lens_before_running(tmp_path) -> None:
         ProfileOptions(lens_readout=f"tuned:{tmp_path / 'nope'}").validate()
     with pytest.raises(DepthlensError, match="did you mean"):
         ProfileOptions(lens_readout="tuned").validate()
+
+
+def _jsd(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    m = 0.5 * (p + q)
+    return 0.5 * (p * (p / m).log()).sum(-1) + 0.5 * (q * (q / m).log()).sum(-1)
+
+
+def test_settling_depth_reads_the_tuned_lens(tmp_path) -> None:
+    from depthlens.causal.think import ThinkOptions, depth_jsd
+
+    lm = wrap_tiny("llama")
+    tuned = _lens_dir(tmp_path, lm, bias=0.3)
+    ids = torch.tensor([[1, 5, 9, 17, 33, 40]])
+    got = depth_jsd(lm, ids, lens=tuned)  # (T, L)
+    with torch.no_grad():
+        out = lm.model(input_ids=ids, output_hidden_states=True)
+        p = torch.softmax(out.logits[0].float(), -1)
+        for l in range(1, lm.num_layers):
+            q = torch.softmax(tuned.logits(out.hidden_states[l][0], l), -1)
+            torch.testing.assert_close(got[:, l - 1], _jsd(p, q), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(got, depth_jsd(lm, ids))  # the logit lens reads otherwise
+    with pytest.raises(DepthlensError):
+        ThinkOptions(lens="tuned:/no/such/folder").validate()

@@ -17,7 +17,14 @@ import torch
 
 from depthlens.capture.hooks import capture_blocks, forward_kwargs, run_forward
 from depthlens.errors import DepthlensError
-from depthlens.metrics.lens import FinalDist, Lens, LensKernel, default_chunk, layer_stats
+from depthlens.metrics.lens import (
+    FinalDist,
+    Lens,
+    LensKernel,
+    Readout,
+    default_chunk,
+    layer_stats,
+)
 from depthlens.models.loading import LoadedModel
 from depthlens.results import Envelope, Enveloped, clean_json
 
@@ -30,9 +37,14 @@ class ThinkOptions:
     deep_ratio: float = 0.85  # ρ
     late_blocks: int | None = None  # |J|; None = ⌈L/4⌉ blocks before the final one
     max_new_tokens: int = 32
+    lens: str = "logit"  # or "tuned:DIR": settling depth read with a tuned lens
 
     def validate(self) -> None:
         """Raise a user-facing error for out-of-range values."""
+        if self.lens != "logit":
+            from depthlens.tuned.lens import check_lens_arg
+
+            check_lens_arg(self.lens)
         if not 0.0 <= self.settle_threshold <= math.log(2.0):
             raise DepthlensError(f"--settle-threshold must be in [0, ln 2], got "
                                  f"{self.settle_threshold}")
@@ -55,9 +67,12 @@ def late_blocks(n_layers: int, k: int | None = None) -> list[int]:
 
 
 def depth_jsd(lm: LoadedModel, input_ids: torch.Tensor,
-              kernel: LensKernel | None = None) -> torch.Tensor:
-    """(T, L) JSD(p_L(t), p(h_l)(t)) for l = 1..L blocks applied, one sequence ``(1, T)``."""
-    lens = Lens.of(lm.model, lm.arch)
+              kernel: LensKernel | None = None, lens: Readout | None = None) -> torch.Tensor:
+    """(T, L) JSD(p_L(t), p(h_l)(t)) for l = 1..L blocks applied, one sequence ``(1, T)``.
+
+    ``lens``: the logit lens by default, or a tuned lens (``depthlens.tuned``).
+    """
+    lens = lens or Lens.of(lm.model, lm.arch)
     ids = input_ids.to(lm.device)
     with capture_blocks(lm.model, lm.arch, attn=False) as trace, torch.inference_mode():
         run_forward(lm.model, ids, torch.ones_like(ids), **forward_kwargs(lm.model))
@@ -66,9 +81,10 @@ def depth_jsd(lm: LoadedModel, input_ids: torch.Tensor,
         chunk = default_chunk(lens)
         for c0 in range(0, ids.shape[1], chunk):
             sl = slice(c0, c0 + chunk)
-            fin = FinalDist.of(lens.logits(states[-1][sl]))
+            fin = FinalDist.of(lens.logits(states[-1][sl], len(states) - 1))
             for l in range(1, len(states)):
-                st = layer_stats(lens.logits(states[l][sl]), fin, kernel or LensKernel("eager"))
+                z = lens.logits(states[l][sl], l)
+                st = layer_stats(z, fin, kernel or LensKernel("eager"))
                 out[sl, l - 1] = st["lens_jsd"].cpu()
     return out
 
@@ -133,7 +149,12 @@ def think(lm: LoadedModel, prompt: str, options: ThinkOptions | None = None) -> 
     if start >= full.shape[1]:
         raise DepthlensError("nothing to score: the prompt is one token and nothing was "
                              "generated; use a longer prompt or --max-new-tokens > 0")
-    d = token_depth(depth_jsd(lm, full), opts)
+    readout: Readout | None = None
+    if opts.lens != "logit":
+        from depthlens.tuned.lens import readout_for
+
+        readout = readout_for(lm, opts.lens)[0]
+    d = token_depth(depth_jsd(lm, full, lens=readout), opts)
     tokens = []
     for t in range(start, full.shape[1]):
         tid = int(full[0, t])

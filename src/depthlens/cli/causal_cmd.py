@@ -63,6 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a token is deep when it settles at depth ≥ ρ·L (0.85)")
     g.add_argument("--late-blocks", type=int, default=None, metavar="K",
                    help="|J|: late blocks for the reasoning score (default ⌈L/4⌉)")
+    g.add_argument("--lens", default="logit", metavar="logit|tuned:DIR",
+                   help="read the depths with the logit lens (default) or a tuned lens")
     t.add_argument("-o", "--output", help="write the think JSON here")
     t.add_argument("--overwrite", action="store_true", help="replace an existing output")
     t.set_defaults(func=run_think)
@@ -184,6 +186,7 @@ def run_think(args: argparse.Namespace) -> int:
         deep_ratio=args.deep_ratio,
         late_blocks=args.late_blocks,
         max_new_tokens=args.max_new_tokens,
+        lens=args.lens,
     )
     opts.validate()
     lm = load_model_from_args(args)
