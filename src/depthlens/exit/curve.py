@@ -23,9 +23,9 @@ from depthlens.capture.hooks import capture_blocks, forward_kwargs, run_forward
 from depthlens.data.windows import TokenWindows
 from depthlens.evaluate.flops import flops_per_token
 from depthlens.exit.rules import ExitRule, exit_depth
+from depthlens.metrics.lens import Readout
 from depthlens.models.loading import LoadedModel
 from depthlens.progress import progress_bar
-from depthlens.metrics.lens import Readout
 from depthlens.tuned.train import train_positions
 
 
@@ -76,7 +76,7 @@ def collect_readings(lm: LoadedModel, data: TokenWindows, lens: Readout, *,
             run_forward(lm.model, data.input_ids[rows].to(lm.device),
                         data.attention_mask[rows].to(lm.device), **fkw)
             sel = valid[rows]
-            states = [t[sel.to(t.device)] for t in trace.states[1:] if t is not None]
+            states = [t[sel.to(t.device)] for t in trace.all_states()[1:]]
             nxt = nxt_all[rows][sel]
             for c0 in range(0, nxt.shape[0], chunk):
                 parts.append(_read_chunk(lens, [h[c0:c0 + chunk] for h in states],

@@ -15,11 +15,11 @@ import torch
 from depthlens.capture.hooks import capture_blocks, forward_kwargs, run_forward
 from depthlens.data.windows import TokenWindows
 from depthlens.errors import DepthlensError
-from depthlens.metrics.lens import FinalDist, layer_stats
+from depthlens.metrics.accumulate import host_sum
+from depthlens.metrics.lens import FinalDist, Readout, layer_stats
 from depthlens.models.loading import LoadedModel
 from depthlens.progress import progress_bar
 from depthlens.results import Envelope, check_same_model, read_result
-from depthlens.metrics.lens import Readout
 from depthlens.tuned.train import train_positions
 
 EVAL_KIND = "depthlens.lens_eval"
@@ -40,10 +40,10 @@ def _add_chunk(sums: dict[str, torch.Tensor], lens: Readout, states: list[torch.
     for l in range(1, n_layers + 1):
         z = lens.logits(states[l], l)
         st = layer_stats(z, fin)
-        sums["lens_kl"][l - 1] += st["lens_kl"].double().sum().cpu()
-        sums["lens_top1_agree"][l - 1] += st["lens_top1_agree"].double().sum().cpu()
+        sums["lens_kl"][l - 1] += host_sum(st["lens_kl"])
+        sums["lens_top1_agree"][l - 1] += host_sum(st["lens_top1_agree"])
         ce = st["_lse"] - z.gather(-1, safe).squeeze(-1)
-        sums["lens_ce"][l - 1] += ce[has].double().sum().cpu()
+        sums["lens_ce"][l - 1] += host_sum(ce[has])
 
 
 def compare_lenses(lm: LoadedModel, data: TokenWindows, lenses: dict[str, Readout], *,
@@ -68,7 +68,7 @@ def compare_lenses(lm: LoadedModel, data: TokenWindows, lenses: dict[str, Readou
             run_forward(lm.model, data.input_ids[rows].to(lm.device),
                         data.attention_mask[rows].to(lm.device), **fkw)
             sel = valid[rows]
-            states = [t[sel.to(t.device)] for t in trace.states if t is not None]
+            states = [t[sel.to(t.device)] for t in trace.all_states()]
             nxt = nxt_all[rows][sel]
             for c0 in range(0, states[0].shape[0], chunk):
                 part = [t[c0:c0 + chunk] for t in states]

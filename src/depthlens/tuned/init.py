@@ -13,6 +13,7 @@ import torch
 
 from depthlens.capture.hooks import capture_blocks, forward_kwargs, run_forward
 from depthlens.data.windows import TokenWindows
+from depthlens.metrics.accumulate import host, widen
 from depthlens.models.loading import LoadedModel
 from depthlens.tuned.lens import TunedLens
 
@@ -37,13 +38,14 @@ def lstsq_init_(lens: TunedLens, lm: LoadedModel, data: TokenWindows, valid: tor
             run_forward(lm.model, data.input_ids[rows].to(lm.device),
                         data.attention_mask[rows].to(lm.device), **fkw)
             sel = valid[rows]
-            states = [t[sel.to(t.device)].double().cpu() for t in trace.states if t is not None]
+            # (N, d) rows widened on the model's device; only the products cross to the CPU.
+            states = [widen(t[sel.to(t.device)]) for t in trace.all_states()]
             y = states[n_layers]  # (N, d)
-            ones = torch.ones(y.shape[0], 1, dtype=torch.float64)
+            ones = torch.ones(y.shape[0], 1, dtype=y.dtype, device=y.device)
             for l in range(n_layers):
                 x = torch.cat([states[l], ones], dim=1)  # (N, d+1)
-                gram[l] += x.T @ x
-                cross[l] += x.T @ y
+                gram[l] += host(x.T @ x)
+                cross[l] += host(x.T @ y)
             n += int(y.shape[0])
     eye = torch.eye(d + 1, dtype=torch.float64)
     with torch.no_grad():

@@ -209,7 +209,7 @@ def train_lens(lm: LoadedModel, data: TokenWindows, options: TrainOptions | None
                 run_forward(lm.model, data.input_ids[rows].to(lm.device),
                             data.attention_mask[rows].to(lm.device), **fkw)
             sel = valid[rows]
-            states = [s[sel.to(s.device)].detach() for s in trace.states if s is not None]
+            states = [s[sel.to(s.device)].detach() for s in trace.all_states()]
             trace.clear()
             opt.zero_grad(set_to_none=True)
             loss = lens_step(lens, states, chunk)
