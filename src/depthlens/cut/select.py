@@ -14,6 +14,7 @@ from depthlens.arch.spec import ArchSpec, blocks_of
 from depthlens.capture.hooks import block_input, hooks, replace_first
 from depthlens.data.windows import TokenWindows
 from depthlens.errors import DepthlensError
+from depthlens.spans import span_text
 from depthlens.evaluate.perplexity import batch_nll
 from depthlens.models.loading import LoadedModel
 from depthlens.progress import progress_bar
@@ -46,7 +47,7 @@ def select_span(angular: list[list[float | None]], n: int) -> tuple[int, dict[st
     best = min(finite, key=lambda s: finite[s])
     ranked = sorted(finite.items(), key=lambda kv: kv[1])[:5]
     return best, {
-        "why": f"span [{best}, {best + n}) has the smallest angular distance "
+        "why": f"blocks {span_text(best, n)} have the smallest angular distance "
         f"d(h_{best}, h_{best + n}) = {finite[best]:.4f} among starts s >= 1",
         "angular_distance_by_start": [values[s] for s in sorted(values)],
         "best_starts": [[s, v] for s, v in ranked],
