@@ -14,10 +14,10 @@ from depthlens.arch.spec import ArchSpec, blocks_of
 from depthlens.capture.hooks import block_input, hooks, replace_first
 from depthlens.data.windows import TokenWindows
 from depthlens.errors import DepthlensError
-from depthlens.spans import span_text
 from depthlens.evaluate.perplexity import batch_nll
 from depthlens.models.loading import LoadedModel
 from depthlens.progress import progress_bar
+from depthlens.spans import span_text
 
 
 @contextlib.contextmanager
