@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from depthlens.report.inputs import CutRow, Plan
+from depthlens.spans import span_text
 
 Values = Sequence[float | None]
 
 
 def blocks(a: int, b: int) -> str:
-    """'block 3' or 'blocks 3–7'."""
-    return f"block {a}" if a == b else f"blocks {a}–{b}"
+    """'block 3' or 'blocks 3-7' (the one span notation, :mod:`depthlens.spans`)."""
+    return f"block {a}" if a == b else f"blocks {span_text(a, b - a + 1)}"
 
 
 def pct(x: float) -> str:
