@@ -23,6 +23,7 @@ from depthlens.report.inputs import (
 )
 from depthlens.report.page import Plot, esc, meta_table, page, plot_html, token_strip
 from depthlens.report.records import definitions_html, generic_plots
+from depthlens.spans import span_text
 
 
 def cheapest_span(p: Profile, n: int | None = None) -> tuple[int, int, float] | None:
@@ -343,7 +344,7 @@ def headline_rows(profile: Profile, results: Sequence[Any] = ()) -> list[list[An
         rows.append(
             [
                 f"cheapest {span[1]}-block span",
-                f"{span[0]}..{span[0] + span[1] - 1} (angular {span[2]:.3f})",
+                f"{span_text(span[0], span[1])} (angular {span[2]:.3f})",
             ]
         )
     best = cap.best_cut(inp.cuts)
