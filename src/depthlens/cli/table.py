@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from depthlens.profiling.result import Profile
+from depthlens.spans import span_text
 
 
 def _columns() -> list[tuple[str, str]]:
@@ -55,7 +56,7 @@ def profile_table(p: Profile) -> str:
     best = cheapest_span(p)
     if best:
         lines.append(
-            f"cheapest span of {best[1]} blocks to cut: {best[0]}..{best[0] + best[1] - 1} "
+            f"cheapest span of {best[1]} blocks to cut: {span_text(best[0], best[1])} "
             f"(angular distance {best[2]:.3f})"
         )
     return "\n".join(lines)
