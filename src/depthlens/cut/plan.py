@@ -16,6 +16,7 @@ import torch
 
 from depthlens.errors import DepthlensError
 from depthlens.results import Envelope, Enveloped
+from depthlens.spans import blocks_text
 
 #: Every method of SPEC "Cutting depth", in the order of its table.
 METHODS: tuple[str, ...] = (
@@ -117,8 +118,8 @@ class CutPlan(Enveloped):
     def preview(self) -> str:
         """Human-readable summary: which blocks, why, what it saves, how well T fits."""
         lines = [
-            f"plan: {self.method} removes {self.n_removed} of {self.num_layers} blocks "
-            f"(original indices {list(self.removed)})"
+            f"plan: {self.method} removes {self.n_removed} of {self.num_layers} blocks: "
+            f"{blocks_text(self.removed)} (original indices)"
         ]
         why = self.selection.get("why")
         if why:
