@@ -28,6 +28,7 @@ from depthlens.errors import DepthlensError
 from depthlens.metrics.accumulate import Accumulator, host, host_sum, widen, zeros
 from depthlens.models.loading import LoadedModel
 from depthlens.progress import progress_bar
+from depthlens.spans import span_text
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def stream_span_sums(
         raise DepthlensError(_no_proj_message(lm))
     if start < 1 or n < 1 or start + n > lm.num_layers:
         raise DepthlensError(
-            f"span [{start}, {start + n}) is not inside blocks 1..{lm.num_layers - 1}"
+            f"span {span_text(start, n)} is not inside blocks {span_text(1, lm.num_layers - 1)}"
         )
     i = start - 1
     block_i = model.get_submodule(spec.blocks)[i]
