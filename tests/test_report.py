@@ -248,7 +248,7 @@ def test_angular_mark_follows_the_plan(tiny_profile: dict[str, Any]) -> None:
     assert "cheapest span of n = 1" in default
     plan = {"kind": "depthlens.cut_plan", "method": "angular", "removed": [1, 2]}
     marked = captions_of(build_report(p, [plan]))["angular"]
-    assert "plan's span (angular), blocks 1–2" in marked
+    assert "plan's span (angular), blocks 1-2" in marked
     pruned = {"kind": "depthlens.pruned", "method": "block-influence", "removed": [0, 2]}
     scattered = captions_of(build_report(p, [pruned]))["angular"]
     assert "removes blocks 0, 2, which are not one contiguous span" in scattered
