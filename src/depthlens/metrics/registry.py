@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from depthlens.errors import DepthlensError
@@ -55,6 +56,10 @@ class MetricRecord:
     unit: str = ""
     table: bool = False  # shown in the terminal summary table
     deviation: str = ""  # where depthlens deviates from the paper, stated
+    #: For streamed per-block metrics: the per-token value from a
+    #: :class:`~depthlens.metrics.vectors.BlockVectors`, (N,). The profile sums it over
+    #: tokens for every block and reports the mean; no other code is needed.
+    per_token: Callable[[Any], Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def short(self) -> str:
@@ -63,7 +68,9 @@ class MetricRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON form (written into results beside the values)."""
-        return asdict(self)
+        d = asdict(self)
+        d.pop("per_token")
+        return d
 
 
 _REGISTRY: dict[str, MetricRecord] = {}
@@ -100,6 +107,16 @@ def all_metrics(family: str | None = None) -> list[MetricRecord]:
     """Every registered record (of one family), in declaration order."""
     _load_all()
     return [r for r in _REGISTRY.values() if family is None or r.family == family]
+
+
+def streamed_block_records() -> tuple[MetricRecord, ...]:
+    """The per-block records the profile computes from ``per_token``, in declaration order.
+
+    Only the residual catalog is imported here (not every family), so the profile does
+    not pay for optional families' imports.
+    """
+    importlib.import_module("depthlens.metrics.catalog.residual")
+    return tuple(r for r in _REGISTRY.values() if r.per_token is not None)
 
 
 def get_metric(name: str) -> MetricRecord:

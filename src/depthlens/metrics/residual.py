@@ -15,34 +15,20 @@ import torch
 
 from depthlens.errors import NonFiniteActivationError
 from depthlens.metrics.accumulate import Accumulator, host_sum, zeros
+from depthlens.metrics.registry import streamed_block_records
+from depthlens.metrics.vectors import EPS, BlockVectors
 
-EPS = 1e-12
 
-#: Per-block metrics (length L), each a mean of per-token values.
-BLOCK_METRICS = (
-    "rel_contrib_attn",
-    "rel_contrib_mlp",
-    "rel_contrib_block",
-    "cos_attn",
-    "cos_mlp",
-    "cos_block",
-    "block_influence",
-    "resid_rms_growth",
-)
+def block_metric_names() -> tuple[str, ...]:
+    """The streamed per-block metrics, from their records (order = declaration order)."""
+    return tuple(r.name for r in streamed_block_records())
 
 
 @dataclass
 class ResidualSums(Accumulator):
-    """Float64 sums of the residual metrics over tokens (one entry per block or state)."""
+    """Float64 sums of the residual metrics over tokens."""
 
-    rel_contrib_attn: torch.Tensor  # (L,)
-    rel_contrib_mlp: torch.Tensor
-    rel_contrib_block: torch.Tensor
-    cos_attn: torch.Tensor
-    cos_mlp: torch.Tensor
-    cos_block: torch.Tensor
-    block_influence: torch.Tensor
-    resid_rms_growth: torch.Tensor
+    per_block: torch.Tensor  # (M, L): row i sums record i of block_metric_names()
     resid_norm: torch.Tensor  # (L+1,): ‖h_0‖..‖h_L‖
     angular_distance: torch.Tensor  # (L, n_max): [start l][n-1]
     n_tokens: torch.Tensor  # ()
@@ -51,14 +37,13 @@ class ResidualSums(Accumulator):
     @classmethod
     def zeros(cls, n_layers: int, n_max: int) -> ResidualSums:
         """Every accumulator with its final shape (all ranks agree)."""
-        per_block = {name: zeros(n_layers) for name in BLOCK_METRICS}
-        return cls(**per_block, resid_norm=zeros(n_layers + 1),
-                   angular_distance=zeros(n_layers, n_max), n_tokens=zeros(),
-                   n_angular_tokens=zeros())  # fmt: skip
+        return cls(per_block=zeros(len(block_metric_names()), n_layers),
+                   resid_norm=zeros(n_layers + 1), angular_distance=zeros(n_layers, n_max),
+                   n_tokens=zeros(), n_angular_tokens=zeros())  # fmt: skip
 
-
-def _cos(x: torch.Tensor, y: torch.Tensor, nx: torch.Tensor, ny: torch.Tensor) -> torch.Tensor:
-    return (x * y).sum(-1) / (nx * ny).clamp_min(EPS)
+    def block_sums(self) -> dict[str, torch.Tensor]:
+        """{metric: (L,) sum over tokens} for every streamed per-block record."""
+        return dict(zip(block_metric_names(), self.per_block, strict=True))
 
 
 def check_finite(norms: torch.Tensor, layer: int, what: str) -> None:
@@ -78,28 +63,18 @@ def accumulate_block(
     ``h``, ``out``, ``a``: (N, d) real tokens only. m_l is Δ_l − a_l, which is what the MLP
     adds for sequential, parallel and post-norm wirings alike.
     """
-    h, out, a = h.float(), out.float(), a.float()
-    delta = out - h  # (N, d)
-    m = delta - a
-    ha = h + a
-    nh, na, nm, nd = h.norm(dim=-1), a.norm(dim=-1), m.norm(dim=-1), delta.norm(dim=-1)
-    nha, nout = ha.norm(dim=-1), out.norm(dim=-1)
+    v = BlockVectors(h.float(), a.float(), out.float())
+    nout, nh = v.norm("out"), v.norm("h")
     check_finite(nout, l, "the output")
-    check_finite(na, l, "the attention output")
+    check_finite(v.norm("a"), l, "the attention output")
     s = sums
-    s.rel_contrib_attn[l] += host_sum(na / nh.clamp_min(EPS))
-    s.rel_contrib_mlp[l] += host_sum(nm / nha.clamp_min(EPS))
-    s.rel_contrib_block[l] += host_sum(nd / nh.clamp_min(EPS))
-    s.cos_attn[l] += host_sum(_cos(a, h, na, nh))
-    s.cos_mlp[l] += host_sum(_cos(m, ha, nm, nha))
-    s.cos_block[l] += host_sum(_cos(delta, h, nd, nh))
-    s.block_influence[l] += host_sum(1.0 - _cos(h, out, nh, nout))
-    s.resid_rms_growth[l] += host_sum(nout / nh.clamp_min(EPS))
+    for i, rec in enumerate(streamed_block_records()):
+        assert rec.per_token is not None  # streamed_block_records() keeps only these
+        s.per_block[i, l] += host_sum(rec.per_token(v))
     norms = s.resid_norm
     norms[l] += host_sum(nh)
     if l + 2 == norms.shape[0]:  # last block: also record ‖h_L‖
         norms[l + 1] += host_sum(nout)
-
 
 
 def accumulate_states(sums: ResidualSums, states: list[torch.Tensor], n_max: int) -> None:

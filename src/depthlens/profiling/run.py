@@ -219,7 +219,7 @@ def finalize(
     n_layers = lm.num_layers
     res = sums.residual
     metrics: dict[str, list[float | None]] = {
-        name: _means(getattr(res, name), res.n_tokens) for name in residual.BLOCK_METRICS
+        name: _means(total, res.n_tokens) for name, total in res.block_sums().items()
     }
     metrics["resid_norm"] = _means(res.resid_norm, res.n_tokens)
     ang = ratio(res.angular_distance, res.n_angular_tokens)
