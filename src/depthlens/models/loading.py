@@ -426,6 +426,27 @@ def ensure_packaged(pm: PackagedModel, cache: Path) -> Path:
     return out
 
 
+_TRUNCATED = ("cannot reshape array", "unpack_from requires a buffer", "buffer is smaller",
+              "not enough data", "unexpected end", "mmap length is greater")  # fmt: skip
+
+
+def _gguf_problem(path: Path, exc: Exception) -> str:
+    """Say what is wrong with a GGUF file transformers could not read: magic, truncation."""
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+        size = path.stat().st_size
+    except OSError as err:
+        return f"cannot read the GGUF file {path}: {err.strerror or err}"
+    if magic != b"GGUF":
+        return f"{path} is not a GGUF file (it does not start with 'GGUF'); check the path"
+    first = " ".join(str(exc).split())[:200]
+    if any(s in first for s in _TRUNCATED):
+        return (f"the GGUF file {path} is truncated ({size:,} bytes; its tensors run past the "
+                f"end: {first}); download or copy it again")  # fmt: skip
+    return f"could not read the GGUF file {path}: {first}"
+
+
 def _cache_gguf(path: Path, cache: Path) -> Path:
     st = path.stat()
     key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
@@ -436,5 +457,5 @@ def _cache_gguf(path: Path, cache: Path) -> Path:
         except DepthlensError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise DepthlensError(f"could not read the GGUF file {path}: {exc}") from exc
+            raise DepthlensError(_gguf_problem(path, exc)) from exc
     return out
