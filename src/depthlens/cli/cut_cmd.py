@@ -48,9 +48,13 @@ def _common(p: argparse.ArgumentParser, with_plan: bool = False) -> None:
     add_model_args(p)
     add_data_args(p, default="wiki-calib")
     g = p.add_argument_group("cut")
-    g.add_argument("--method", default="replaceme-ls", choices=METHODS,
-                   help="selection/replacement method (SPEC 'Cutting depth'; replaceme-ls)")
+    g.add_argument("--method", default="replaceme-ls", metavar="METHOD",
+                   help=f"selection/replacement method, one of {', '.join(METHODS)} "
+                   "(replaceme-ls)")
     how = g.add_mutually_exclusive_group()
+    how.add_argument("--blocks", metavar="I,J,..",
+                     help="replaceme-multi: the removed blocks themselves, ascending "
+                     "(e.g. 12,13,20-23)")
     how.add_argument("--remove", type=int, metavar="N", help="number of blocks to remove")
     how.add_argument("--ratio", type=float, help="fraction of blocks to remove, in (0, 1)")
     if with_plan:
@@ -74,8 +78,36 @@ def _common(p: argparse.ArgumentParser, with_plan: bool = False) -> None:
     g.add_argument("--cos-lr", type=float, default=1e-4, help="replaceme-cos Adam lr (1e-4)")
     g.add_argument("--greedy-windows", type=int, default=4,
                    help="calibration windows for greedy-loss (SLEB) (4)")
+    m = p.add_argument_group("multi-run methods (replaceme-multi, greedy-ls, beam-ls)")
+    m.add_argument("--multi-mode", default="sequential",
+                   help="targets of later runs: 'sequential' (on the model with earlier runs "
+                   "replaced) or 'joint' (one pass on the original) (sequential)")
+    m.add_argument("--beam", type=int, default=3, help="beam-ls width (3)")
+    m.add_argument("--score-windows", type=int, default=2,
+                   help="last calibration windows held back to score search candidates (2)")
+    m.add_argument("--objective", default="kl",
+                   help="search score: 'kl' to the original's next-token distribution or "
+                   "'nll' (kl)")
+    m.add_argument("--search-fit-tokens", type=int, default=16384,
+                   help="calibration tokens whose states the search caches for its LS fits")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def parse_blocks(text: str) -> tuple[int, ...]:
+    """``"3,5,12-15"`` -> (3, 5, 12, 13, 14, 15), order and repeats kept for validation."""
+    from depthlens.errors import DepthlensError
+
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            a, _, b = part.strip().partition("-")
+            out.extend(range(int(a), int(b) + 1) if b else [int(a)])
+    except ValueError:
+        raise DepthlensError(
+            f"--blocks must be block indices like 3,5,12-15, got {text!r}"
+        ) from None
+    return tuple(out)
 
 
 def _validate_numbers(args: argparse.Namespace) -> None:
@@ -117,6 +149,27 @@ def _validate(args: argparse.Namespace) -> None:
         raise DepthlensError(f"--remove must be at least 1, got {args.remove}")
     if args.ratio is not None and not 0 < args.ratio < 1:
         raise DepthlensError(f"--ratio must be strictly between 0 and 1, got {args.ratio}")
+    from depthlens.cut import METHODS
+    from depthlens.cut.multi import MULTI_MODES, check_removed
+    from depthlens.cut.search import OBJECTIVES
+    from depthlens.metrics.registry import unknown_choice
+
+    for what, got, choices in (("--method", args.method, METHODS),
+                               ("--multi-mode", args.multi_mode, MULTI_MODES),
+                               ("--objective", args.objective, OBJECTIVES)):  # fmt: skip
+        if got not in choices:
+            raise DepthlensError(unknown_choice(what, got, list(choices)))
+    if args.blocks is not None:
+        if args.method != "replaceme-multi":
+            raise DepthlensError("--blocks names the removed set; use it with --method "
+                                 f"replaceme-multi, not {args.method}")  # fmt: skip
+        blocks = parse_blocks(args.blocks)
+        check_removed(blocks, max(blocks) + 3)  # order and repeats; range once loaded
+        if blocks[0] == 0:
+            raise DepthlensError("--blocks includes block 0: replaceme-multi merges each run "
+                                 "into the block before it, and block 0 has none; keep it")
+    if args.beam < 1:
+        raise DepthlensError(f"--beam must be at least 1, got {args.beam}")
 
 
 def make_plan(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -131,11 +184,17 @@ def make_plan(args: argparse.Namespace) -> tuple[Any, Any]:
         ridge=args.ridge, batch_size=args.batch_size, max_samples=args.max_samples,
         cos_epochs=args.cos_epochs, cos_lr=args.cos_lr, seed=args.seed,
     )  # fmt: skip
+    from depthlens.cut.search import SearchOptions
+
+    search = SearchOptions(beam=args.beam, score_windows=args.score_windows,
+                           fit_tokens=args.search_fit_tokens, objective=args.objective)
+    blocks = parse_blocks(args.blocks) if args.blocks is not None else None
     status(f"planning {args.method} on {windows.n_tokens} calibration tokens …")
     plan = plan_cut(lm, windows, method=args.method, n=args.remove, ratio=args.ratio,
                     calibration=opts, last_token_only=args.last_token_only,
                     greedy_windows=args.greedy_windows, seed=args.seed,
-                    progress=not args.quiet)  # fmt: skip
+                    progress=not args.quiet, search=search, blocks=blocks,
+                    multi_mode=args.multi_mode)  # fmt: skip
     return lm, plan
 
 

@@ -13,7 +13,14 @@ from depthlens.cut.calibrate import (
     solve_ls,
     stream_span_sums,
 )
-from depthlens.cut.plan import METHODS, REPLACEME, SPAN_METHODS, CutPlan, plan_envelope
+from depthlens.cut.plan import (
+    METHODS,
+    MULTI_METHODS,
+    REPLACEME,
+    SPAN_METHODS,
+    CutPlan,
+    plan_envelope,
+)
 from depthlens.cut.select import (
     select_greedy_loss,
     select_last,
@@ -26,6 +33,9 @@ from depthlens.errors import DepthlensError
 from depthlens.evaluate.flops import cut_savings
 from depthlens.models.loading import LoadedModel
 from depthlens.results import clean_json
+
+#: Methods that merge a least-squares map into an MLP output projection.
+REPLACEME_FAMILY = (*REPLACEME, *MULTI_METHODS)
 
 
 def resolve_n(num_layers: int, n: int | None, ratio: float | None) -> int:
@@ -56,14 +66,10 @@ def resolve_n(num_layers: int, n: int | None, ratio: float | None) -> int:
 def check_method(method: str, lm: LoadedModel) -> None:
     """Refuse an unknown method, or ReplaceMe on a family without an MLP output projection."""
     if method not in METHODS:
-        import difflib
+        from depthlens.metrics.registry import unknown_choice
 
-        close = difflib.get_close_matches(method, METHODS, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise DepthlensError(
-            f"unknown --method '{method}'{hint}; choose one of {', '.join(METHODS)}"
-        )
-    if method in REPLACEME and lm.arch.mlp_out_proj is None:
+        raise DepthlensError(unknown_choice("--method", method, list(METHODS)))
+    if method in REPLACEME_FAMILY and lm.arch.mlp_out_proj is None:
         raise DepthlensError(_no_proj_message(lm))
 
 
@@ -80,16 +86,29 @@ def plan_cut(
     seed: int = 0,
     progress: bool = False,
     profile: Any = None,
+    search: Any = None,
+    blocks: tuple[int, ...] | None = None,
+    multi_mode: str = "sequential",
 ) -> CutPlan:
     """Plan removing ``n`` blocks (or ``ratio`` of them) from ``lm`` with ``method``.
 
     ``profile``: a :class:`~depthlens.profiling.Profile` of ``lm`` on ``windows`` with
     ``n_max >= n`` and the same token options, reused instead of a new selection pass
-    (the benchmark plans many methods from one pass).
+    (the benchmark plans many methods from one pass). ``search`` (a
+    :class:`~depthlens.cut.search.SearchOptions`), ``blocks`` (replaceme-multi's removed
+    set) and ``multi_mode`` ("joint" | "sequential") go to the multi-run methods.
     """
     check_method(method, lm)
-    n = resolve_n(lm.num_layers, n, ratio)
     opts = calibration or CalibrationOptions(seed=seed)
+    if method in MULTI_METHODS:
+        from depthlens.cut.plan_multi import plan_multi
+
+        if method in REPLACEME_FAMILY:
+            _check_enough_tokens(lm, windows)
+        k = None if blocks is not None else resolve_n(lm.num_layers, n, ratio)
+        return plan_multi(lm, windows, method=method, n=k, calibration=opts, search=search,
+                          blocks=blocks, mode=multi_mode, progress=progress, profile=profile)
+    n = resolve_n(lm.num_layers, n, ratio)
     if method in REPLACEME:
         _check_enough_tokens(lm, windows)
     n_layers = lm.num_layers

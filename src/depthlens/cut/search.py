@@ -1,0 +1,287 @@
+"""Loss-aware choice of the removed set: greedy and beam search with a least-squares refit.
+
+Each candidate removed set R is scored by what it does *with its replacement*: every run
+of R gets its ReplaceMe map (fitted on the original model's states, the "joint"
+approximation of :mod:`depthlens.cut.multi`), and the score is KL(p_orig ‖ p_cut) on
+held-back calibration windows (or their next-token NLL). Greedy (``beam=1``) adds one block
+per step with a refit; the beam keeps the ``beam`` best sets of each size. It is SLEB's
+greedy removal (Song et al., 2024) with ReplaceMe's map (Shopkhoev et al., 2025) refitted
+at every step.
+
+Cost, in forward-equivalents (FLOPs of one full forward over the calibration tokens):
+
+- one pass over every calibration window caches h_l at every block boundary and every
+  block's MLP output M_l (bfloat16, fit windows) and h_l in float32 plus each block's
+  call arguments and the original log-probabilities (score windows): 1 FE;
+- each candidate runs only the blocks from the changed run's merge block onward, starting
+  from the stored stream of its parent set (prefix reuse), and only on the score windows
+  (``score_windows`` of them, a small share of the tokens), plus the unembedding;
+- the LS maps come from the cached states (matmuls, no forward), memoised per run.
+
+The score uses the lens readout (the model's final norm and unembedding), so it leaves
+out model-specific logit post-processing other than Gemma's soft-capping; original and
+cut are read the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from depthlens.arch.spec import blocks_of
+from depthlens.capture.hooks import added_by, first_tensor, forward_kwargs, hooks
+from depthlens.cut.calibrate import solve_ls
+from depthlens.cut.multi import mlp_transform_hooks, runs_of
+from depthlens.data.masks import real_positions
+from depthlens.data.windows import TokenWindows
+from depthlens.errors import DepthlensError
+from depthlens.evaluate.flops import flops_per_token
+from depthlens.metrics.lens import Lens
+from depthlens.models.loading import LoadedModel
+from depthlens.progress import progress_bar
+
+OBJECTIVES = ("kl", "nll")
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Choices of the loss-aware search; all of them go into the plan."""
+
+    beam: int = 1  # 1 = greedy
+    score_windows: int = 2  # last calibration windows, held back to score candidates
+    fit_tokens: int = 16384  # cap on the cached fit tokens (the final refit uses all)
+    objective: str = "kl"  # "kl": KL(p_orig ‖ p_cut); "nll": next-token loss
+    ridge: float = 0.0
+    batch_size: int = 4
+    fit_include_first_token: bool = True
+
+
+class StateCache:
+    """Original states for the search: fit rows (bf16) and score windows (fp32, per block)."""
+
+    def __init__(self, lm: LoadedModel, windows: TokenWindows, opts: SearchOptions) -> None:
+        if opts.score_windows < 1 or opts.score_windows >= len(windows):
+            raise DepthlensError(
+                f"--score-windows must be in 1..{len(windows) - 1} (the calibration text has "
+                f"{len(windows)} windows), got {opts.score_windows}; use more --max-tokens"
+            )
+        self.lm, self.opts = lm, opts
+        model: Any = lm.model
+        self.blocks = blocks_of(model, lm.arch)
+        self.n_layers = len(self.blocks)
+        self.lens = Lens.of(model, lm.arch)
+        n_fit = len(windows) - opts.score_windows
+        self.fit_h: list[list[torch.Tensor]] = [[] for _ in range(self.n_layers + 1)]
+        self.fit_m: list[list[torch.Tensor]] = [[] for _ in range(self.n_layers)]
+        valid = real_positions(windows.attention_mask, opts.fit_include_first_token)
+        budget = opts.fit_tokens
+        for k in range(0, n_fit, opts.batch_size):
+            rows = torch.arange(k, min(k + opts.batch_size, n_fit))
+            if budget <= 0:
+                break
+            h, m, _ = self._forward(windows, rows, record_calls=False)
+            sel = valid[rows]
+            for layer, t in enumerate(h):
+                self.fit_h[layer].append(t[sel].to(torch.bfloat16))
+            for layer, t in enumerate(m):
+                self.fit_m[layer].append(t[sel].to(torch.bfloat16))
+            budget -= int(sel.sum())
+        self.h = [torch.cat(x) for x in self.fit_h]  # (N, d) each
+        self.m = [torch.cat(x) for x in self.fit_m]
+        del self.fit_h, self.fit_m
+        rows = torch.arange(n_fit, len(windows))
+        self.score_h, _, self.calls = self._forward(windows, rows, record_calls=True)
+        self.score_mask = windows.attention_mask[rows].bool()  # (S, T)
+        ids = windows.input_ids[rows]
+        nxt = torch.full_like(ids, -1)
+        keep = self.score_mask[:, 1:] & self.score_mask[:, :-1]
+        nxt[:, :-1] = torch.where(keep, ids[:, 1:], torch.full_like(ids[:, 1:], -1))
+        self.next_ids = nxt[self.score_mask]  # (N_s,)
+        self.orig_logp = self._logp(self.score_h[-1])
+        self.fit_windows = n_fit
+        self.n_fit_tokens = int(self.h[0].shape[0])
+        self.n_score_tokens = int(self.score_mask.sum())
+        self._a: dict[int, torch.Tensor] = {}
+        self._t: dict[tuple[int, int], torch.Tensor] = {}
+
+    @torch.inference_mode()
+    def _forward(self, windows: TokenWindows, rows: torch.Tensor, record_calls: bool) -> Any:
+        """Full forward of ``rows``: h_0..h_L, M_0..M_{L−1}, and (optionally) block calls."""
+        model: Any = self.lm.model
+        spec = self.lm.arch
+        n = self.n_layers
+        h: list[Any] = [None] * (n + 1)
+        m: list[Any] = [None] * n
+        calls: list[Any] = [None] * n
+
+        def make(i: int) -> list[Any]:
+            blk = self.blocks[i]
+
+            def pre(_mod: Any, args: tuple, kwargs: dict) -> None:
+                if i == 0:
+                    h[0] = (kwargs.get("hidden_states", args[0] if args else None))
+                if record_calls:
+                    calls[i] = (args[1:], dict(kwargs))
+
+            def post(_mod: Any, _a: tuple, _k: dict, out: Any) -> None:
+                h[i + 1] = first_tensor(out)
+
+            def on_mlp(_mod: Any, _a: tuple, out: Any) -> None:
+                m[i] = added_by(spec, out)  # M: what the MLP adds
+
+            return [blk.register_forward_pre_hook(pre, with_kwargs=True),
+                    blk.register_forward_hook(post, with_kwargs=True),
+                    blk.get_submodule(spec.mlp).register_forward_hook(on_mlp)]  # fmt: skip
+
+        kw = forward_kwargs(model)
+        with hooks(lambda: [x for i in range(n) for x in make(i)]):
+            model(input_ids=windows.input_ids[rows].to(self.lm.device),
+                  attention_mask=windows.attention_mask[rows].to(self.lm.device), **kw)
+        h = [t.float() for t in h]
+        return h, [t.float() for t in m], calls
+
+    def _logp(self, h_last: torch.Tensor) -> torch.Tensor:
+        """(N_s, V) float32 log-probabilities of the lens readout on the score tokens."""
+        with torch.inference_mode():
+            z = self.lens.logits(h_last[self.score_mask.to(h_last.device)])
+            return torch.log_softmax(z, dim=-1).cpu()
+
+    def transform(self, run: tuple[int, int]) -> torch.Tensor:
+        """The LS map of run [s, e) on the original model's states (memoised)."""
+        if run not in self._t:
+            s, e = run
+            i = s - 1
+            m = self.m[i].double()  # (N, d)
+            if i not in self._a:
+                self._a[i] = m.T @ m
+            z = self.h[e].double() - self.h[s].double() + m  # Z = h_e − (h_s − M)
+            self._t[run], _ = solve_ls(self._a[i], m.T @ z, self.opts.ridge)
+        return self._t[run]
+
+    @torch.inference_mode()
+    def tail(self, removed: tuple[int, ...], start: int, h_start: torch.Tensor,
+             record: bool) -> tuple[dict[str, float], list[torch.Tensor | None]]:  # fmt: skip
+        """Run blocks start..L−1 of the cut model from state ``h_start``; score the output."""
+        runs = runs_of(removed)
+        merges = tuple((s - 1, self.transform((s, e))) for s, e in runs if s - 1 >= start)
+        gone = set(removed)
+        states: list[torch.Tensor | None] = [None] * (self.n_layers + 1)
+        h = h_start
+        with hooks(mlp_transform_hooks(self.lm.model, self.lm.arch, merges)):
+            for j in range(start, self.n_layers):
+                if record:
+                    states[j] = h
+                if j in gone:
+                    continue
+                args, kw = self.calls[j]
+                h = first_tensor(self.blocks[j](h, *args, **kw))
+        states[self.n_layers] = h
+        return self._score(h), states
+
+    def _score(self, h_last: torch.Tensor) -> dict[str, float]:
+        logp = self._logp(h_last)
+        kl = (self.orig_logp.exp() * (self.orig_logp - logp)).sum(-1).mean()
+        has = self.next_ids >= 0
+        nll = -logp[has].gather(-1, self.next_ids[has].unsqueeze(-1)).mean()
+        return {"kl": float(kl), "nll": float(nll)}
+
+
+@dataclass
+class _Entry:
+    removed: tuple[int, ...]
+    score: dict[str, float]
+    states: list[torch.Tensor | None]
+
+
+def search_removed(lm: LoadedModel, windows: TokenWindows, n: int, opts: SearchOptions,
+                   progress: bool = False) -> tuple[tuple[int, ...], dict[str, Any]]:  # fmt: skip
+    """Beam search (``opts.beam`` = 1: greedy) for ``n`` blocks; returns (removed, selection)."""
+    if opts.objective not in OBJECTIVES:
+        from depthlens.metrics.registry import unknown_choice
+
+        raise DepthlensError(unknown_choice("--objective", opts.objective, list(OBJECTIVES)))
+    if opts.beam < 1:
+        raise DepthlensError(f"--beam must be at least 1, got {opts.beam}")
+    t0 = time.perf_counter()
+    cache = StateCache(lm, windows, opts)
+    n_layers = cache.n_layers
+    fl = flops_per_token(lm, windows.seq_len)
+    cost = {"cache_pass": float(windows.n_tokens * fl["total"]), "candidates": 0.0}
+    t_cache = time.perf_counter() - t0
+    root = _Entry((), {"kl": 0.0, "nll": float("nan")},
+                  [*cache.score_h[:-1], cache.score_h[-1]])  # fmt: skip
+    beam = [root]
+    trace: list[dict[str, Any]] = []
+    best_by_n: dict[int, list[int]] = {}
+    total = sum(len(beam) * (n_layers - 1 - k) for k in range(n))
+    bar = progress_bar(total * opts.beam, "search", enabled=progress)
+    for step in range(n):
+        scored: dict[tuple[int, ...], tuple[dict[str, float], int, int]] = {}
+        for p_idx, parent in enumerate(beam):
+            for c in range(1, n_layers):
+                if c in parent.removed:
+                    continue
+                cand = tuple(sorted((*parent.removed, c)))
+                if cand in scored or len(cand) > n_layers - 2:
+                    continue
+                start = next(s for s, e in runs_of(cand) if s <= c < e) - 1
+                h0 = parent.states[start]
+                assert h0 is not None
+                sc, _ = cache.tail(cand, start, h0, record=False)
+                cost["candidates"] += _tail_flops(fl, cand, start) * cache.n_score_tokens
+                scored[cand] = (sc, p_idx, c)
+                bar.update(1)
+        ranked = sorted(scored.items(), key=lambda kv: kv[1][0][opts.objective])
+        new_beam = []
+        for cand, (sc, p_idx, _c) in ranked[: opts.beam]:
+            start = runs_of(cand)[0][0] - 1
+            _, states = cache.tail(cand, start, beam[p_idx].states[start], record=True)
+            full = [*beam[p_idx].states[:start], *states[start:]]
+            cost["candidates"] += _tail_flops(fl, cand, start) * cache.n_score_tokens
+            new_beam.append(_Entry(cand, sc, full))
+        trace.append(_trace_step(step, beam, scored, new_beam))
+        beam = new_beam
+        best_by_n[step + 1] = list(beam[0].removed)
+    bar.close()
+    denom = windows.n_tokens * fl["total"]
+    selection = {
+        "why": f"{'greedy' if opts.beam == 1 else f'beam ({opts.beam})'} search: {n} steps, "
+        f"each adding the block whose removal, with every run replaced by its refitted LS "
+        f"map, gives the lowest {opts.objective} on {cache.n_score_tokens} held-back "
+        "calibration tokens",
+        "objective": opts.objective,
+        "score": beam[0].score,
+        "best_by_n": best_by_n,
+        "trace": trace,
+        "cost": {
+            "forward_equivalents": (cost["cache_pass"] + cost["candidates"]) / denom,
+            "cache_pass_fe": cost["cache_pass"] / denom,
+            "candidates_fe": cost["candidates"] / denom,
+            "candidates_scored": sum(len(t["candidates"]) for t in trace),
+            "ls_maps_fitted": len(cache._t),
+            "fit_tokens": cache.n_fit_tokens, "score_tokens": cache.n_score_tokens,
+            "calibration_tokens": windows.n_tokens,
+            "seconds_cache": t_cache, "seconds": time.perf_counter() - t0,
+        },
+    }  # fmt: skip
+    return beam[0].removed, selection
+
+
+def _tail_flops(fl: dict[str, Any], removed: tuple[int, ...], start: int) -> float:
+    gone = set(removed)
+    return float(sum(f for j, f in enumerate(fl["blocks"]) if j >= start and j not in gone)
+                 + fl["head"])  # fmt: skip
+
+
+def _trace_step(step: int, beam: list[_Entry], scored: dict, new_beam: list[_Entry]) -> dict:
+    """One step of the trace: every candidate (parent, block, kl, nll) and the survivors."""
+    return {
+        "step": step + 1,
+        "parents": [list(e.removed) for e in beam],
+        "candidates": [[p, c, round(sc["kl"], 6), round(sc["nll"], 6)]
+                       for sc, p, c in scored.values()],  # fmt: skip
+        "kept": [{"removed": list(e.removed), **e.score} for e in new_beam],
+    }
