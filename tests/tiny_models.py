@@ -327,6 +327,33 @@ def tiny_bert_mlm() -> PreTrainedModel:
     return _finish(BertForMaskedLM(_bert_config()))
 
 
+def _tiny_lab(scheme: str) -> PreTrainedModel:
+    """depthlens's own lab model (model_type "depthlens_lab"), registered with the Auto classes."""
+    from depthlens.train.model import LabConfig, LabForCausalLM, register_lab
+
+    register_lab()  # so a saved lab model reloads with AutoModelForCausalLM
+    torch.manual_seed(SEED)
+    config = LabConfig(
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        intermediate_size=INTERMEDIATE,
+        num_hidden_layers=N_LAYERS,
+        num_attention_heads=HEADS,
+        max_position_embeddings=MAX_POS,
+        scheme=scheme,
+        **_TOKEN_IDS,
+    )
+    return _finish(LabForCausalLM(config))
+
+
+def tiny_lab_post_ln() -> PreTrainedModel:
+    return _tiny_lab("post-ln")
+
+
+def tiny_lab_deepnorm() -> PreTrainedModel:
+    return _tiny_lab("deepnorm")
+
+
 class WeirdConfig(PretrainedConfig):
     """A config whose model_type is in no table."""
 
@@ -401,6 +428,8 @@ TINY_FAMILIES: dict[str, Callable[[], PreTrainedModel]] = {
     "olmo2": tiny_olmo2,
     "granite": tiny_granite,
     "roberta": tiny_roberta,
+    "lab_post_ln": tiny_lab_post_ln,
+    "lab_deepnorm": tiny_lab_deepnorm,
 }
 
 #: The depthlens family each tiny model should resolve to.
@@ -423,6 +452,8 @@ EXPECTED_FAMILY: dict[str, str] = {
     "olmo2": "olmo2",
     "granite": "granite",
     "roberta": "bert",
+    "lab_post_ln": "depthlens_lab",
+    "lab_deepnorm": "depthlens_lab",
 }
 
 _OTHER: dict[str, Callable[[], PreTrainedModel]] = {

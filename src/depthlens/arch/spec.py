@@ -51,6 +51,9 @@ class ArchSpec:
     causal: bool = True
     # Config attributes that hold one entry per layer and must be sliced when cutting.
     per_layer_config: tuple[str, ...] = ("layer_types",)
+    # (config key, values) that make a block depend on the depth L or on its own index, which
+    # a cut changes when the model is rebuilt from its config: cutting is refused.
+    depth_dependent: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     notes: str = ""
     # Wiring (see depthlens.arch.wiring): fixed facts, and the config attributes that hold
     # the rest. Branch values come from the text config (the blocks read it); logit values
@@ -160,6 +163,7 @@ FAMILIES: dict[str, ArchSpec] = {
             mlp_out_proj="mlp.c_proj",  # Conv1D: weight is (in, out)
             final_norm="transformer.ln_f",
             unembed="lm_head",
+            depth_dependent=(("scale_attn_by_inverse_layer_idx", (True,)),),  # 1/(layer_idx+1)
         ),
         ArchSpec(
             family="gpt_neox",
@@ -218,6 +222,10 @@ FAMILIES: dict[str, ArchSpec] = {
             final_norm="model.norm",
             unembed="lm_head",
             norm="post",
+            # The scheme constants read config.scheme_depth (kept by a cut) and
+            # config.block_index (sliced by a cut), never the current depth or position,
+            # so a cut lab model rebuilt from its config is exact.
+            per_layer_config=("block_index",),
             notes="post-norm lab model (post-ln, deepnorm); ReplaceMe unsupported",
         ),
     ]
@@ -438,6 +446,20 @@ def generic_spec(model: nn.Module) -> ArchSpec:
         notes="found by the generic fallback (pre-norm, sequential, unscaled assumed)",
     )
     return wire(model, spec)
+
+
+def cut_refusal(model: nn.Module, spec: ArchSpec) -> str | None:
+    """Why removing blocks from ``model`` cannot be exact, or None when it can."""
+    _, text = _configs(model)
+    for key, values in spec.depth_dependent:
+        value = getattr(text, key, None)
+        if value in values:
+            return (
+                f"the model's config sets {key} = {value!r}, which makes each block depend on "
+                "the model's depth or the block's index; a cut model rebuilt from its config "
+                "would compute something else, so cutting it is not supported"
+            )
+    return None
 
 
 def blocks_of(model: nn.Module, spec: ArchSpec) -> nn.ModuleList:

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from depthlens.arch.spec import blocks_of
+from depthlens.arch.spec import blocks_of, cut_refusal
 from depthlens.cut.plan import CutPlan
 from depthlens.cut.replace import merge_transform_
 from depthlens.errors import DepthlensError
@@ -42,10 +42,9 @@ def remove_blocks_(lm: LoadedModel, removed: tuple[int, ...]) -> None:
     gone = set(removed)
     if not gone or not gone <= set(range(n_layers)) or len(gone) >= n_layers:
         raise DepthlensError(f"cannot remove blocks {sorted(gone)} of a {n_layers}-block model")
-    cfg = model.config.get_text_config()
-    if getattr(cfg, "scale_attn_by_inverse_layer_idx", False):
-        raise DepthlensError("this GPT-2 config scales attention by 1/layer_idx, which "
-                             "renumbered layers would change; cutting it is not supported")
+    refusal = cut_refusal(model, spec)
+    if refusal is not None:
+        raise DepthlensError(refusal)
     kept = [i for i in range(n_layers) if i not in gone]
     parent_path, _, name = spec.blocks.rpartition(".")
     parent = model.get_submodule(parent_path) if parent_path else model
