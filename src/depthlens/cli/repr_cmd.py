@@ -22,6 +22,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pool", default="mean", help="labelled text: mean (default), last, first")
     g.add_argument("--corruptions", default=None,
                    help="OOD corruptions, comma-separated (default: all for the data kind)")
+    g.add_argument("--probe", action="store_true",
+                   help="require linear probes (refuse data without labels)")
     g.add_argument("--include-first-token", action="store_true",
                    help="keep the first position (BOS / attention sink) in the statistics")
     m = p.add_argument_group("model loading")
@@ -72,7 +74,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
     opts = ReprOptions(max_samples=args.max_samples, test_samples=args.test_samples,
                        seed=args.seed, include_first_token=args.include_first_token,
                        pool=args.pool, batch_size=args.batch_size, cka_batch=args.cka_batch,
-                       corruptions=corr)  # fmt: skip
+                       corruptions=corr, probe=args.probe)  # fmt: skip
     opts.validate()
     return opts
 
@@ -92,6 +94,10 @@ def _prepare(args: argparse.Namespace, refs: list[str]) -> tuple[Any, Any, Any]:
     labelled = args.data in LABELLED
     if not labelled:
         check_data_args(args)
+        if opts.probe:
+            raise DepthlensError(
+                f"linear probes need labelled data, and --data {args.data} has no labels; pass "
+                "--data text-domain (text), fashion-mnist or cifar10 (images)")
     data = load_data(args.data, opts) if labelled else None
     models = []
     for ref in refs:

@@ -116,8 +116,8 @@ def load_fashion_mnist(split: str) -> LabelledSet:
 def cifar_task_file(cache_dir: Path | None = None) -> Path:
     """The BIG-bench CIFAR-10 task JSON in the depthlens cache."""
     root = (cache_dir or default_cache_dir()) / "bigbench" / "benchmark_tasks"
-    hits = sorted(root.glob("cifar10_classification/**/task.json"))
-    if not hits:
+    hits = [root / "cifar10_classification" / "base64" / "task.json"]
+    if not hits[0].is_file():
         raise DepthlensError(
             f"CIFAR-10 is not installed (no cifar10_classification task under {root}); run "
             f"{BIGBENCH_INSTALL}"

@@ -156,6 +156,12 @@ def analyse_repr(
         payload.update(mode="labelled", summary=summary)
         data_id, tokens = data.to_dict(), {"n_train": len(data.train), "n_test": len(data.test)}
     else:
+        if opts.probe:
+            raise DepthlensError(
+                f"linear probes need labelled data, and "
+                f"{data.to_dict().get('name', 'this text')!r} has no labels; pass --data "
+                "text-domain (text), fashion-mnist or cifar10 (images)"
+            )
         if ex.kind == "vision":
             raise DepthlensError("a vision network needs image data (--data fashion-mnist)")
         metrics, sample, n_total = _tokens_payload(ex, data, opts, progress)
@@ -199,7 +205,7 @@ def similarity(a: Any, b: Any, data: Any, opts: ReprOptions | None = None,
 
 def _check_same_tokenizer(a: Any, b: Any) -> None:
     ta, tb = getattr(a, "tokenizer", None), getattr(b, "tokenizer", None)
-    if ta is None or tb is None or ta.get_vocab() != tb.get_vocab():
+    if ta is not None and tb is not None and ta.get_vocab() != tb.get_vocab():
         raise DepthlensError(
             "token-level CKA needs two models with the same tokenizer (the same tokens); for "
             "models with different tokenizers use sentence features: --data text-domain"

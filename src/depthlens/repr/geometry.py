@@ -62,8 +62,9 @@ def two_nn(x: torch.Tensor, discard_fraction: float = 0.1) -> TwoNN:
     sq = (x * x).sum(1)
     d2 = (sq[:, None] + sq[None, :] - 2.0 * x @ x.T).clamp_min_(0.0)  # (n, n)
     d2.fill_diagonal_(float("inf"))
-    r = d2.topk(2, dim=1, largest=False).values.sqrt()  # (n, 2): r1 <= r2
-    ok = r[:, 0] > EPS * (1.0 + sq.sqrt())
+    r2 = d2.topk(2, dim=1, largest=False).values  # (n, 2) squared: r1² <= r2²
+    ok = r2[:, 0] > 1e-12 * (1.0 + sq)  # below the rounding of the expansion: a duplicate
+    r = r2.sqrt()
     mu = (r[ok, 1] / r[ok, 0]).sort().values
     m = int(mu.numel())
     if m < 3:

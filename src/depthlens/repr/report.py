@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from depthlens.cli.table import fmt, render_table
 from depthlens.report.page import Plot, esc, meta_table, page, plot_html
-from depthlens.report.plots import _figure, _rc, heatmap_plot, plain, png_bytes
+from depthlens.report.plots import heatmap_plot, new_figure, plain, plot_style, png_bytes
+from depthlens.report.text import fmt, render_table
 
 Series = Sequence[tuple[str, Sequence[float | None]]]
 
@@ -21,8 +21,8 @@ Series = Sequence[tuple[str, Sequence[float | None]]]
 def layer_plot(series: Series, ylabel: str, names: Sequence[str], *, log: bool = False,
                marks: Sequence[tuple[int, str]] = ()) -> bytes:
     """One line per series against layer index; ``marks`` = (layer, label) vertical lines."""
-    with _rc():
-        fig = _figure()
+    with plot_style():
+        fig = new_figure()
         ax = fig.add_subplot()
         for label, vals in series:
             ys = [float("nan") if v is None else float(v) for v in vals]

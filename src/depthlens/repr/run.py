@@ -43,6 +43,7 @@ class ReprOptions:
     probe_l2: float = 1e-3
     probe_max_iter: int = 100
     corruptions: tuple[str, ...] | None = None  # None: all of the data kind's
+    probe: bool = False  # require probes: refuse data without labels
 
     def validate(self) -> None:
         """One-line errors for impossible values."""
