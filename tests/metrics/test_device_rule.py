@@ -186,3 +186,11 @@ def test_calibration_and_eval_bf16_match_fp32() -> None:
     ctx, chs = [1, 5, 9, 14], [[20, 21], [30, 31, 32]]
     _close(continuation_logprobs(lm.model, ctx, chs, lm.device),
            continuation_logprobs(bf.model, ctx, chs, bf.device), 0.05, 0.01)
+
+
+def test_nccl_reduces_through_the_gpu_gloo_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    from depthlens.metrics.accumulate import comm_device
+
+    assert comm_device("gloo") is None  # CPU tensors are reduced where they are
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    assert comm_device("nccl") == torch.device("cuda", 3)  # NCCL cannot reduce CPU tensors

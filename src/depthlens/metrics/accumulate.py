@@ -58,6 +58,30 @@ def host_sum(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     return host(wide.sum() if dim is None else wide.sum(dim))
 
 
+def comm_device(backend: str) -> torch.device | None:
+    """Where a CPU accumulator must go to be all-reduced: the current GPU under NCCL.
+
+    NCCL reduces only CUDA tensors; gloo (and MPI) reduce CPU tensors in place (None).
+    """
+    if backend == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return None
+
+
+def all_reduce_host(buf: torch.Tensor, how: str = "sum") -> None:
+    """All-reduce the CPU float64 tensor ``buf`` in place over the default process group."""
+    import torch.distributed as dist
+
+    op = dist.ReduceOp.MAX if how == "max" else dist.ReduceOp.SUM
+    dev = comm_device(str(dist.get_backend()))
+    if dev is None:
+        dist.all_reduce(buf, op=op)
+        return
+    staged = buf.to(dev)  # round trip through the GPU; the accumulator stays on the CPU
+    dist.all_reduce(staged, op=op)
+    buf.copy_(staged.cpu())
+
+
 def host_max(x: torch.Tensor) -> torch.Tensor:
     """Max ``x`` over all elements (−inf when empty), reduced on x's device; float64 CPU."""
     if x.numel() == 0:
@@ -87,8 +111,7 @@ class Accumulator:
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return
         for _name, buf, how in sorted(self._leaves(), key=lambda t: t[0]):
-            op = dist.ReduceOp.MAX if how == "max" else dist.ReduceOp.SUM
-            dist.all_reduce(buf, op=op)
+            all_reduce_host(buf, "max" if how == "max" else "sum")
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Tensors to checkpoint (safetensors-compatible: contiguous, dotted names)."""
