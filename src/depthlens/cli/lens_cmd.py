@@ -53,6 +53,9 @@ def _register_train(lsub: argparse._SubParsersAction) -> None:
     g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0.9)")
     g.add_argument("--weight-decay", type=float, default=1e-3, help="weight decay (1e-3)")
     g.add_argument("--warmup", type=float, default=0.1, help="share of warm-up steps (0.1)")
+    g.add_argument("--init", choices=("identity", "lstsq"), default="identity",
+                   help="identity (reference: step 0 = logit lens) or lstsq: a ridge fit "
+                   "h_L ≈ h_l + A_l h_l + b_l on all --max-tokens before the KL steps")
     _outputs(t, "lens folder")
     t.set_defaults(func=run_train)
 
@@ -68,6 +71,8 @@ def _register_eval(lsub: argparse._SubParsersAction) -> None:
     e.set_defaults(seq_len=128, max_tokens=2048)
     e.add_argument("--lens", default="logit", help="logit or tuned:DIR (compared to logit)")
     e.add_argument("--batch-size", type=int, default=4, help="windows per forward (4)")
+    e.add_argument("--lens-kernel", choices=("auto", "compiled", "eager"), default="auto",
+                   help="fused torch.compile kernel for the lens reductions (auto)")
     _outputs(e, "lens-eval JSON")
     e.set_defaults(func=run_eval)
 
@@ -116,7 +121,8 @@ def run_train(args: argparse.Namespace) -> int:
     check_output_path(args.output.rstrip("/") or args.output, args.overwrite)
     opts = TrainOptions(steps=args.steps, optimizer=args.optimizer, lr=args.lr,
                         momentum=args.momentum, weight_decay=args.weight_decay,
-                        warmup=args.warmup, batch_size=args.batch_size, seed=args.seed)
+                        warmup=args.warmup, batch_size=args.batch_size, init=args.init,
+                        seed=args.seed)
     opts.validate()
     check_data_args(args)
     source = load_text(args.data, text_field=args.text_field)
@@ -148,7 +154,7 @@ def run_eval(args: argparse.Namespace) -> int:
     windows = load_windows_from_args(args, lm.tokenizer, source=source)
     t0 = time.perf_counter()
     env, payload = evaluate_lens(lm, windows, args.lens, batch_size=args.batch_size,
-                                 progress=not args.quiet)
+                                 kernel=args.lens_kernel, progress=not args.quiet)
     write_result(out, env, payload)
     for name, v in payload["lenses"].items():
         kl = ", ".join(f"{x:.2f}" for x in v["lens_kl"])

@@ -16,7 +16,7 @@ from depthlens.capture.hooks import capture_blocks, forward_kwargs, run_forward
 from depthlens.data.windows import TokenWindows
 from depthlens.errors import DepthlensError
 from depthlens.metrics.accumulate import host_sum
-from depthlens.metrics.lens import FinalDist, Readout, layer_stats
+from depthlens.metrics.lens import FinalDist, LensKernel, Readout, layer_stats
 from depthlens.models.loading import LoadedModel
 from depthlens.progress import progress_bar
 from depthlens.results import Envelope, check_same_model, read_result
@@ -31,7 +31,7 @@ def _zeros(n_layers: int) -> dict[str, torch.Tensor]:
 
 
 def _add_chunk(sums: dict[str, torch.Tensor], lens: Readout, states: list[torch.Tensor],
-               nxt: torch.Tensor) -> None:
+               nxt: torch.Tensor, kernel: LensKernel) -> None:
     """Add one chunk of tokens: ``states`` = h_0..h_L, each (c, d); ``nxt`` (c,) or -1."""
     n_layers = len(states) - 1
     fin = FinalDist.of(lens.logits(states[n_layers], n_layers))
@@ -39,7 +39,7 @@ def _add_chunk(sums: dict[str, torch.Tensor], lens: Readout, states: list[torch.
     safe = nxt.clamp_min(0).to(fin.p.device).unsqueeze(-1)
     for l in range(1, n_layers + 1):
         z = lens.logits(states[l], l)
-        st = layer_stats(z, fin)
+        st = layer_stats(z, fin, kernel)
         sums["lens_kl"][l - 1] += host_sum(st["lens_kl"])
         sums["lens_top1_agree"][l - 1] += host_sum(st["lens_top1_agree"])
         ce = st["_lse"] - z.gather(-1, safe).squeeze(-1)
@@ -47,9 +47,13 @@ def _add_chunk(sums: dict[str, torch.Tensor], lens: Readout, states: list[torch.
 
 
 def compare_lenses(lm: LoadedModel, data: TokenWindows, lenses: dict[str, Readout], *,
-                   batch_size: int = 4, chunk: int = 64,
+                   batch_size: int = 4, chunk: int = 64, kernel: str = "eager",
                    progress: bool = True) -> dict[str, Any]:
-    """Per-block-output metrics of every lens in ``lenses`` on the same tokens."""
+    """Per-block-output metrics of every lens in ``lenses`` on the same tokens.
+
+    ``kernel``: "eager", or "auto" for the fused torch.compile reductions of the profile.
+    """
+    fused = LensKernel(kernel)
     if not lenses:
         raise DepthlensError("no lens to evaluate")
     n_layers = lm.num_layers
@@ -73,7 +77,7 @@ def compare_lenses(lm: LoadedModel, data: TokenWindows, lenses: dict[str, Readou
             for c0 in range(0, states[0].shape[0], chunk):
                 part = [t[c0:c0 + chunk] for t in states]
                 for name, lens in lenses.items():
-                    _add_chunk(sums[name], lens, part, nxt[c0:c0 + chunk])
+                    _add_chunk(sums[name], lens, part, nxt[c0:c0 + chunk], fused)
             n_tok += int(sel.sum())
             n_ce += int((nxt >= 0).sum())
             bar.update(1)
@@ -105,6 +109,7 @@ def load_evals(paths: list[str]) -> list[tuple[Envelope, dict[str, Any]]]:
 
 
 def evaluate_lens(lm: LoadedModel, data: TokenWindows, lens: str, *, batch_size: int = 4,
+                  kernel: str = "auto",
                   progress: bool = True) -> tuple[Envelope, dict[str, Any]]:
     """The logit lens and ``lens`` (``tuned:DIR``) on the same tokens of ``data``."""
     from depthlens.tuned.lens import readout_for
@@ -113,7 +118,8 @@ def evaluate_lens(lm: LoadedModel, data: TokenWindows, lens: str, *, batch_size:
     info: dict[str, Any] = {"kind": "logit"}
     if lens != "logit":
         readouts["tuned"], info = readout_for(lm, lens)
-    payload = compare_lenses(lm, data, readouts, batch_size=batch_size, progress=progress)
+    payload = compare_lenses(lm, data, readouts, batch_size=batch_size, kernel=kernel,
+                             progress=progress)
     payload["lens_used"] = info
     env = eval_envelope(lm, data, {"lens": lens, "batch_size": batch_size,
                                    "include_first_token": False}, payload["n_tokens"])
