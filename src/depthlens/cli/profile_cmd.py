@@ -195,4 +195,10 @@ def run_data(args: argparse.Namespace) -> int:
     ]
     print(render_table(["data", "docs", "chars", "available", "description"], rows))
     print("\nalso: a local .txt file, a .jsonl file (--text-field), or a hub dataset id (online)")
+    from depthlens.data.labelled import list_labelled
+
+    rows = [[d["name"], d["kind"], d["size"], d["licence"],
+             "yes" if d["available"] else f"no: {d['install']}"] for d in list_labelled()]
+    print("\nlabelled data (depthlens repr: probes, neural collapse):")
+    print(render_table(["data", "kind", "size", "licence", "available"], rows))
     return 0
