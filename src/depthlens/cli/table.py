@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 from depthlens.profiling.result import Profile
 from depthlens.spans import span_text
+from depthlens.report.text import fmt, render_table
+
+__all__ = ["fmt", "profile_table", "render_table"]
 
 
 def _columns() -> list[tuple[str, str]]:
@@ -14,27 +14,6 @@ def _columns() -> list[tuple[str, str]]:
     from depthlens.metrics.registry import all_metrics
 
     return [(r.name, r.short) for r in all_metrics() if r.table and r.shape in ("block", "layer")]
-
-
-def fmt(v: Any, width: int = 9) -> str:
-    """A number in a fixed width; '-' for missing."""
-    if v is None:
-        return "-".rjust(width)
-    if isinstance(v, float):
-        a = abs(v)
-        s = f"{v:.3g}" if (a and (a < 1e-2 or a >= 1e4)) else f"{v:.3f}"
-        return s.rjust(width)
-    return str(v).rjust(width)
-
-
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Right-aligned plain-text table."""
-    widths = [max(len(h), *(len(fmt(r[i]).strip()) for r in rows)) for i, h in enumerate(headers)]
-    line = "  ".join(h.rjust(w) for h, w in zip(headers, widths))
-    out = [line, "-" * len(line)]
-    for r in rows:
-        out.append("  ".join(fmt(v, w) for v, w in zip(r, widths)))
-    return "\n".join(out)
 
 
 def profile_table(p: Profile) -> str:
@@ -53,7 +32,7 @@ def profile_table(p: Profile) -> str:
         lines.append(f"mean prediction depth: {p.prediction_depth['mean']:.2f} blocks")
     if p.summary.get("loss") is not None:
         lines.append(f"loss on these tokens: {p.summary['loss']:.3f} nats")
-    best = cheapest_span(p)
+    best = p.cheapest_span()
     if best:
         lines.append(
             f"cheapest span of {best[1]} blocks to cut: {span_text(best[0], best[1])} "
@@ -61,14 +40,3 @@ def profile_table(p: Profile) -> str:
         )
     return "\n".join(lines)
 
-
-def cheapest_span(p: Profile, n: int | None = None) -> tuple[int, int, float] | None:
-    """(start, length, distance) of the span with the smallest angular distance, s ≥ 1."""
-    n = n or max(1, p.n_layers // 8)
-    best: tuple[int, int, float] | None = None
-    for s in range(1, p.n_layers):
-        row = p.angular_distance[s]
-        d = row[n - 1] if n - 1 < len(row) else None
-        if d is not None and (best is None or d < best[2]):
-            best = (s, n, d)
-    return best

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import importlib.util
 import os
 import sys
@@ -223,6 +224,11 @@ def _check_model_dir(path: Path, allow_pickle: bool) -> None:
         raise DepthlensError(f"{path} has a config.json but no weight files (*.safetensors)")
 
 
+#: depthlens's own ``model_type`` values and the module whose ``register_lab()`` teaches
+#: transformers the config and model classes (imported only when such a checkpoint loads).
+OWN_MODEL_TYPES = {"depthlens_lab": "depthlens.train.model"}
+
+
 def _register_own_model_types(path: Path) -> None:
     """Teach transformers depthlens's own model types before it reads ``path``.
 
@@ -235,10 +241,11 @@ def _register_own_model_types(path: Path) -> None:
         model_type = json.loads((path / "config.json").read_text()).get("model_type")
     except (OSError, ValueError, AttributeError):
         return  # AutoConfig reports the problem with its own message
-    if model_type == "depthlens_lab":
-        from depthlens.train.model import register_lab
-
-        register_lab()
+    module = OWN_MODEL_TYPES.get(str(model_type))
+    if module is not None:
+        # By name, like the metric families: the trainer imports this loader, so an import
+        # statement here would make models and train depend on each other.
+        importlib.import_module(module).register_lab()
 
 
 def _check_config_json(path: Path) -> None:

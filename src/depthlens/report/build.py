@@ -26,18 +26,6 @@ from depthlens.report.records import definitions_html, generic_plots
 from depthlens.spans import span_text
 
 
-def cheapest_span(p: Profile, n: int | None = None) -> tuple[int, int, float] | None:
-    """(start, n, distance) of the span with the smallest angular distance, start ≥ 1."""
-    n = n or max(1, p.n_layers // 8)
-    best = None
-    for s in range(1, min(p.n_layers, len(p.angular_distance))):
-        row = p.angular_distance[s]
-        d = row[n - 1] if n - 1 < len(row) else None
-        if isinstance(d, int | float) and (best is None or d < best[2]):
-            best = (s, n, float(d))
-    return best
-
-
 def _m(p: Profile, name: str) -> list[float | None] | None:
     v = p.metrics.get(name)
     return v if v and any(x is not None for x in v) else None
@@ -126,7 +114,7 @@ def _profile_plots(p: Profile, inp: ReportInputs) -> list[Callable[[], Plot]]:
             )
         )
     if any(v is not None for row in p.angular_distance for v in row):
-        span = cheapest_span(p)
+        span = p.cheapest_span()
         mark = plots.mark_of(inp.plan, span)
         label = "plan's span" if inp.plan else "cheapest span (n = L/8)"
         out.append(
@@ -211,7 +199,7 @@ def _header(p: Profile, inp: ReportInputs, today: str) -> str:
         ("parameters", f"{params / 1e6:.1f} M" if isinstance(params, int | float) else "?"),
         ("data", data_name),
         ("tokens", ", ".join(f"{k} {v}" for k, v in (p.tokens or {}).items())),
-        ("depthlens", f"{__version__} (profile written by {p.version})"),
+        ("depthlens", f"{__version__} (profile written by {p.envelope.version})"),
         ("profiled", p.created),
         ("report", today),
     ]
@@ -231,7 +219,7 @@ def _header(p: Profile, inp: ReportInputs, today: str) -> str:
 def meaning(p: Profile, inp: ReportInputs) -> list[str]:
     """The "what this means" bullets, computed from the numbers (plain text)."""
     out = []
-    span = cheapest_span(p)
+    span = p.cheapest_span()
     if span:
         s, n, d = span
         out.append(
@@ -339,7 +327,7 @@ def headline_rows(profile: Profile, results: Sequence[Any] = ()) -> list[list[An
     )
     if mean is not None:
         rows.append(["mean prediction depth", f"{float(mean):.2f} blocks"])
-    span = cheapest_span(profile)
+    span = profile.cheapest_span()
     if span:
         rows.append(
             [

@@ -17,7 +17,8 @@ Values = Sequence[float | None]
 _RC: dict[str, Any] = {"font.size": 9, "axes.grid": True, "grid.alpha": 0.3}
 
 
-def _figure(w: float = 7.0, h: float = 3.2) -> Any:
+def new_figure(w: float = 7.0, h: float = 3.2) -> Any:
+    """A matplotlib Figure of ``w`` x ``h`` inches (matplotlib is an optional extra)."""
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:  # an extra, not a core dependency
@@ -34,11 +35,13 @@ def png_bytes(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def _nan(values: Values) -> list[float]:
+def nan_floats(values: Values) -> list[float]:
+    """Floats for plotting: a missing value (None) becomes NaN, a gap in the line."""
     return [float("nan") if v is None else float(v) for v in values]
 
 
-def _rc() -> Any:
+def plot_style() -> Any:
+    """Context manager with the report's matplotlib style."""
     import matplotlib
 
     return matplotlib.rc_context(_RC)  # type: ignore[arg-type]
@@ -85,15 +88,14 @@ def lines_plot(
     log: bool = False,
 ) -> bytes:
     """One line per metric against block index."""
-    with _rc():
-        fig = _figure()
+    with plot_style():
+        fig = new_figure()
         ax = fig.add_subplot()
         n = max(len(v) for _, v in series)
         scale = 100.0 if percent else 1.0
         for label, vals in series:
-            ax.plot(
-                range(len(vals)), [x * scale for x in _nan(vals)], marker="o", ms=3, label=label
-            )
+            ax.plot(range(len(vals)), [x * scale for x in nan_floats(vals)], marker="o", ms=3,
+                    label=label)
         if hline is not None:
             ax.axhline(hline, color="grey", lw=0.8, ls="--")
         if log:
@@ -108,26 +110,25 @@ def lens_plot(
     kl: Values, kl_rev: Values | None, jsd: Values | None, top1: Values, top5: Values | None
 ) -> bytes:
     """KL / JSD (left) and top-1 / top-5 agreement (right) against depth."""
-    with _rc():
-        fig = _figure(7.0, 3.4)
+    with plot_style():
+        fig = new_figure(7.0, 3.4)
         left, right = fig.subplots(1, 2)
         n = len(kl)
-        left.plot(range(n), _nan(kl), marker="o", ms=3, label="KL(p_L ‖ p_l)")
+        left.plot(range(n), nan_floats(kl), marker="o", ms=3, label="KL(p_L ‖ p_l)")
         if kl_rev:
-            left.plot(range(n), _nan(kl_rev), ms=3, ls=":", label="KL(p_l ‖ p_L)")
+            left.plot(range(n), nan_floats(kl_rev), ms=3, ls=":", label="KL(p_l ‖ p_L)")
         if jsd:
-            left.plot(range(n), _nan(jsd), marker="s", ms=3, label="JSD (≤ ln 2)")
+            left.plot(range(n), nan_floats(jsd), marker="s", ms=3, label="JSD (≤ ln 2)")
         left.set_yscale("symlog", linthresh=0.1)
         left.set_ylabel("divergence from the output (nats)")
         _block_axis(left, n)
         left.legend(fontsize=8)
         right.plot(
-            range(n), [100 * x for x in _nan(top1)], marker="o", ms=3, label="top-1 agreement"
+            range(n), [100 * x for x in nan_floats(top1)], marker="o", ms=3, label="top-1 agreement"
         )
         if top5:
-            right.plot(
-                range(n), [100 * x for x in _nan(top5)], marker="s", ms=3, label="top-5 overlap"
-            )
+            right.plot(range(n), [100 * x for x in nan_floats(top5)], marker="s", ms=3,
+                       label="top-5 overlap")
         right.set_ylim(-2, 102)
         right.set_ylabel("agreement with the output (% of tokens)")
         _block_axis(right, n)
@@ -137,8 +138,8 @@ def lens_plot(
 
 def depth_plot(hist: Sequence[int], mean: float | None) -> bytes:
     """Histogram of prediction depth (0..L)."""
-    with _rc():
-        fig = _figure()
+    with plot_style():
+        fig = new_figure()
         ax = fig.add_subplot()
         total = max(1, sum(hist))
         ax.bar(range(len(hist)), [100 * c / total for c in hist], color="#4c72b0", label="tokens")
@@ -152,11 +153,11 @@ def depth_plot(hist: Sequence[int], mean: float | None) -> bytes:
 
 def norm_plot(norm: Values, growth: Values | None) -> bytes:
     """Mean ‖h_l‖ (log, left) and per-block growth ratio (right axis)."""
-    with _rc():
-        fig = _figure()
+    with plot_style():
+        fig = new_figure()
         ax = fig.add_subplot()
         n = len(norm)
-        ax.plot(range(n), _nan(norm), marker="o", ms=3, color="#4c72b0", label="mean ‖h_l‖")
+        ax.plot(range(n), nan_floats(norm), marker="o", ms=3, color="#4c72b0", label="mean ‖h_l‖")
         _plain_log(ax)
         ax.set_ylabel("residual norm ‖h_l‖ (model units, log)")
         _block_axis(ax, n)
@@ -165,7 +166,7 @@ def norm_plot(norm: Values, growth: Values | None) -> bytes:
             ax2 = ax.twinx()
             ax2.plot(
                 range(len(growth)),
-                _nan(growth),
+                nan_floats(growth),
                 marker="s",
                 ms=3,
                 color="#dd8452",
@@ -182,11 +183,11 @@ def norm_plot(norm: Values, growth: Values | None) -> bytes:
 
 def bars_plot(values: Values, ylabel: str, label: str, highlight: Sequence[int] = ()) -> bytes:
     """One bar per block, the highlighted ones in another colour."""
-    with _rc():
-        fig = _figure()
+    with plot_style():
+        fig = new_figure()
         ax = fig.add_subplot()
         colours = ["#c44e52" if i in highlight else "#4c72b0" for i in range(len(values))]
-        ax.bar(range(len(values)), _nan(values), color=colours, label=label)
+        ax.bar(range(len(values)), nan_floats(values), color=colours, label=label)
         if highlight:
             from matplotlib.patches import Patch
 
@@ -232,11 +233,11 @@ def heatmap_plot(
     width = max((len(r) for r in matrix), default=0)
     arr = np.full((len(matrix), width), np.nan)
     for i, r in enumerate(matrix):
-        arr[i, : len(r)] = _nan(r)
+        arr[i, : len(r)] = nan_floats(r)
     if transpose:
         arr = arr.T
-    with _rc():
-        fig = _figure(7.0, 3.8)
+    with plot_style():
+        fig = new_figure(7.0, 3.8)
         ax = fig.add_subplot()
         ax.grid(False)
         im = ax.imshow(
@@ -258,14 +259,14 @@ def angular_plot(ang: Sequence[Values], mark: tuple[int, int] | None, label: str
     """Angular distance, start block (x) by span length n (y, 1-based)."""
     import numpy as np
 
-    with _rc():
-        fig = _figure(7.0, 3.8)
+    with plot_style():
+        fig = new_figure(7.0, 3.8)
         ax = fig.add_subplot()
         ax.grid(False)
         width = max((len(r) for r in ang), default=0)
         arr = np.full((width, len(ang)), np.nan)  # (n, start)
         for s, row in enumerate(ang):
-            arr[: len(row), s] = _nan(row)
+            arr[: len(row), s] = nan_floats(row)
         im = ax.imshow(
             np.ma.masked_invalid(arr),
             origin="lower",
@@ -292,8 +293,8 @@ def _by_method(rows: Sequence[CutRow]) -> dict[str, list[CutRow]]:
 
 def ppl_plot(rows: Sequence[CutRow], base: float | None) -> bytes:
     """Perplexity against number of removed blocks, one line per method."""
-    with _rc():
-        fig = _figure()
+    with plot_style():
+        fig = new_figure()
         ax = fig.add_subplot()
         for method, rs in _by_method(rows).items():
             pts = [(r.n, r.ppl) for r in rs if r.ppl is not None]
@@ -311,8 +312,8 @@ def ppl_plot(rows: Sequence[CutRow], base: float | None) -> bytes:
 
 def speed_plot(rows: Sequence[CutRow]) -> bytes:
     """Measured prefill/decode speed-up and the ideal one against blocks removed."""
-    with _rc():
-        fig = _figure()
+    with plot_style():
+        fig = new_figure()
         ax = fig.add_subplot()
         for method, rs in _by_method(rows).items():
             for attr, ls, tag in (

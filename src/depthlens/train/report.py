@@ -12,7 +12,7 @@ from typing import Any
 
 from depthlens.io import atomic_write_text
 from depthlens.report.page import Plot, esc, meta_table, page, plot_html
-from depthlens.report.plots import _figure, _nan, _rc, plain, png_bytes
+from depthlens.report.plots import nan_floats, new_figure, plain, plot_style, png_bytes
 from depthlens.results import read_result
 
 N_BINS = 10  # relative-depth bins of the ΔP(ℓ)/L heatmaps
@@ -29,11 +29,11 @@ def _by_scheme(runs: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
 
 def loss_plot(runs: Sequence[dict[str, Any]]) -> bytes:
     """Held-out loss against depth, one line per scheme."""
-    with _rc():
-        fig = _figure()
+    with plot_style():
+        fig = new_figure()
         ax = fig.add_subplot()
         for scheme, rs in _by_scheme(runs).items():
-            ax.plot([r["depth"] for r in rs], _nan([r["eval_loss"] for r in rs]),
+            ax.plot([r["depth"] for r in rs], nan_floats([r["eval_loss"] for r in rs]),
                     marker="o", label=plain(scheme))
         ax.set_xscale("log", base=2)
         ax.set_xlabel("depth L (blocks)")
@@ -44,12 +44,12 @@ def loss_plot(runs: Sequence[dict[str, Any]]) -> bytes:
 
 def rms_plot(runs: Sequence[dict[str, Any]]) -> bytes:
     """Residual RMS against relative depth ℓ/L, deepest run per scheme."""
-    with _rc():
-        fig = _figure()
+    with plot_style():
+        fig = new_figure()
         ax = fig.add_subplot()
         for scheme, rs in _by_scheme(runs).items():
             r = rs[-1]
-            vals = _nan(r.get("resid_rms") or [])
+            vals = nan_floats(r.get("resid_rms") or [])
             n = max(1, len(vals) - 1)
             ax.plot([i / n for i in range(len(vals))], vals, marker="o", ms=3,
                     label=plain(f"{scheme} (L={r['depth']})"))
@@ -79,8 +79,8 @@ def heatmap(rs: Sequence[dict[str, Any]], scheme: str) -> bytes:
 
     arr = np.array([[np.nan if v is None else 100 * v
                      for v in binned_costs(r.get("removal_cost_rel") or [])] for r in rs])
-    with _rc():
-        fig = _figure(7.0, 1.2 + 0.45 * len(rs))
+    with plot_style():
+        fig = new_figure(7.0, 1.2 + 0.45 * len(rs))
         ax = fig.add_subplot()
         ax.grid(False)
         im = ax.imshow(np.ma.masked_invalid(arr), origin="lower", aspect="auto",
