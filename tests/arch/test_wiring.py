@@ -33,8 +33,8 @@ NAMES = sorted([*TINY_FAMILIES, "gemma3_multimodal"])
 #: Types whose sublayer output is normalised before the add or that are post-norm.
 NO_REPLACEME = {"gemma2", "gemma3", "gemma3_multimodal", "olmo2", "bert", "bert_mlm", "roberta",
                 "lab_post_ln", "lab_deepnorm"}
-#: Types whose blocks depend on the depth L (DeepNorm's α = (2L)^¼): cutting is refused.
-NO_CUT = {"lab_deepnorm"}
+# Lab models pin L and every ℓ in their config (scheme_depth, block_index): cuts are exact.
+NO_CUT: set[str] = set()
 
 
 def _inputs(seq: int = 10) -> dict[str, torch.Tensor]:
