@@ -74,10 +74,10 @@ def llama_state_dict(lab: LabForCausalLM) -> dict[str, torch.Tensor]:
     """The lab weights with every scheme constant folded in, under Llama's names."""
     c = lab.config
     scheme = SCHEMES[c.scheme]
-    L = c.num_hidden_layers  # noqa: N806
+    L = c.depth_for_scheme  # noqa: N806
     sd = {k: v.detach().clone().float() for k, v in lab.state_dict().items()}
     ident = torch.full((c.hidden_size,), math.sqrt(IDENTITY_NORM_EPS))
-    for i in range(L):
+    for i, ell in enumerate(c.block_ells):
         pre = f"model.layers.{i}."
         for sub, proj in (("attention", "o_proj"), ("feed_forward", "down_proj")):
             out_scale = scheme.branch_scale(L)
@@ -85,7 +85,7 @@ def llama_state_dict(lab: LabForCausalLM) -> dict[str, torch.Tensor]:
                 out_scale = float(sd.pop(f"{pre}{sub}.gate"))
                 sd[f"{pre}{sub}.norm.weight"] = ident.clone()
             sd[f"{pre}{sub}.branch.{proj}.weight"] *= out_scale
-            sd[f"{pre}{sub}.norm.weight"] *= scheme.input_scale(i + 1, L)
+            sd[f"{pre}{sub}.norm.weight"] *= scheme.input_scale(ell, L)
     if scheme.norm == "none":
         sd["model.norm.weight"] = ident.clone()
     return {_llama_name(k): v for k, v in sd.items()}

@@ -29,6 +29,16 @@ class LabConfig(PreTrainedConfig):
 
     model_type = MODEL_TYPE
 
+    @property
+    def depth_for_scheme(self) -> int:
+        """L in the scheme's constants (the training depth, also after a cut)."""
+        return int(self.scheme_depth or self.num_hidden_layers)
+
+    @property
+    def block_ells(self) -> list[int]:
+        """The 1-based ℓ of every block (the training indices, also after a cut)."""
+        return list(self.block_index or range(1, self.num_hidden_layers + 1))
+
     vocab_size: int = 4096
     hidden_size: int = 128
     intermediate_size: int = 512
@@ -40,6 +50,11 @@ class LabConfig(PreTrainedConfig):
     initializer_range: float = 0.02
     scheme: str = "pre-ln"
     drop_path: float = 0.0
+    # The L and the ℓ of each block that the scheme constants use (α = (2L)^¼, 1/√ℓ, …),
+    # fixed at training time: cutting blocks shortens block_index and keeps scheme_depth,
+    # so a cut model rebuilt from its config computes what the cut model computed.
+    scheme_depth: int | None = None  # None: num_hidden_layers
+    block_index: list[int] | None = None  # None: 1..num_hidden_layers
     tie_word_embeddings: bool = False
     use_cache: bool = False
     bos_token_id: int | None = 0
@@ -126,7 +141,7 @@ class Residual(nn.Module):
 
     def __init__(self, branch: nn.Module, cfg: LabConfig, ell: int) -> None:
         super().__init__()
-        L = cfg.num_hidden_layers  # noqa: N806
+        L = cfg.depth_for_scheme  # noqa: N806
         self.scheme: Scheme = SCHEMES[cfg.scheme]
         self.branch = branch
         if self.scheme.norm == "none":
@@ -174,7 +189,7 @@ class LabBackbone(nn.Module):
     def __init__(self, cfg: LabConfig) -> None:
         super().__init__()
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.layers = nn.ModuleList(Block(cfg, ell) for ell in range(1, cfg.num_hidden_layers + 1))
+        self.layers = nn.ModuleList(Block(cfg, ell) for ell in cfg.block_ells)
         no_norm = SCHEMES[cfg.scheme].norm == "none"
         self.norm: nn.Module = (
             nn.Identity() if no_norm else RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
@@ -199,6 +214,9 @@ class LabForCausalLM(PreTrainedModel):
     _no_split_modules = ["Block"]
 
     def __init__(self, config: LabConfig) -> None:
+        # Pin L and every ℓ into the config now, so a cut model saved later still holds them.
+        config.scheme_depth = config.depth_for_scheme
+        config.block_index = config.block_ells
         super().__init__(config)
         self.model = LabBackbone(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
@@ -244,7 +262,7 @@ def init_lab_weights_(model: LabForCausalLM, seed: int) -> None:
     """Seeded init: N(0, 0.02) for matrices; DeepNorm's β on v, o and the MLP weights."""
     gen = torch.Generator().manual_seed(seed)
     cfg = model.config
-    beta = SCHEMES[cfg.scheme].init_gain(cfg.num_hidden_layers)
+    beta = SCHEMES[cfg.scheme].init_gain(cfg.depth_for_scheme)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.dim() >= 2:

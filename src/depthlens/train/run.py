@@ -49,6 +49,7 @@ def lab_config(cfg: TrainConfig, vocab_size: int, eos: int) -> LabConfig:
         vocab_size=vocab_size, hidden_size=cfg.width, intermediate_size=cfg.mlp_ratio * cfg.width,
         num_hidden_layers=cfg.depth, num_attention_heads=cfg.heads,
         max_position_embeddings=cfg.context, scheme=cfg.scheme, drop_path=cfg.drop_path,
+        scheme_depth=cfg.depth, block_index=list(range(1, cfg.depth + 1)),
         bos_token_id=eos, eos_token_id=eos,
     )
 
@@ -149,7 +150,7 @@ def train(
     torch.manual_seed(cfg.seed)
     model = LabForCausalLM(lab_config(cfg, len(tok), int(tok.eos_token_id)))
     init_lab_weights_(model, cfg.seed)
-    model.to(dev)
+    torch.nn.Module.to(model, dev)  # (PreTrainedModel.to's stub rejects a device)
     optim = make_optimizer(model, cfg)
     ident = {**cfg.identity(), "vocab": len(tok)}
     state = load_checkpoint(out, model, optim, ident) or TrainState()
@@ -194,7 +195,8 @@ def _finish(out: Path, model: LabForCausalLM, tok: Any, cfg: TrainConfig, source
     """Export the model, write train.json last, drop the resume files."""
     from depthlens.results import Envelope, write_result
 
-    model = model.to("cpu").float().eval()
+    torch.nn.Module.to(model, "cpu")
+    model.float().eval()
     tmp = out / ".export-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
