@@ -27,6 +27,7 @@ class TrainState:
     step: int = 0
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0  # training wall time before this process (for tokens/s)
+    cpu_seconds: float = 0.0  # CPU time of the training loop (all threads of this process)
 
 
 def checkpoint_path(out: Path) -> Path:
@@ -48,6 +49,7 @@ def save_checkpoint(
         "step": state.step,
         "losses": list(state.losses),
         "seconds": state.seconds,
+        "cpu_seconds": state.cpu_seconds,
     }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state.", suffix=".tmp")
     os.close(fd)
@@ -82,4 +84,4 @@ def load_checkpoint(
     model.load_state_dict(blob["model"])
     optim.load_state_dict(blob["optim"])
     return TrainState(int(blob["step"]), [float(x) for x in blob["losses"]],
-                      float(blob.get("seconds", 0.0)))
+                      float(blob.get("seconds", 0.0)), float(blob.get("cpu_seconds", 0.0)))

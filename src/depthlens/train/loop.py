@@ -120,7 +120,7 @@ def train_loop(
         net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     autocast = device.type == "cuda"
     net.train()
-    t0, start_step = time.perf_counter(), state.step
+    t0, c0, start_step = time.perf_counter(), time.process_time(), state.step
     for step in range(state.step, cfg.steps):
         for g in optim.param_groups:
             g["lr"] = lr_at(step, cfg)
@@ -143,13 +143,15 @@ def train_loop(
         every = hooks.checkpoint_every
         if every and hooks.out is not None and state.step % every == 0 and state.step < cfg.steps:
             if rank == 0:
-                saved = TrainState(state.step, state.losses, state.seconds + elapsed)
+                saved = TrainState(state.step, state.losses, state.seconds + elapsed,
+                                   state.cpu_seconds + time.process_time() - c0)
                 save_checkpoint(hooks.out, model, optim, saved, hooks.identity)
             if world > 1:
                 import torch.distributed as dist
 
                 dist.barrier()
     state.seconds += time.perf_counter() - t0
+    state.cpu_seconds += time.process_time() - c0
     return state
 
 

@@ -211,7 +211,7 @@ def _finish(out: Path, model: LabForCausalLM, tok: Any, cfg: TrainConfig, source
                    options=cfg.to_dict(), tokens={"trained": cfg.steps * cfg.tokens_per_step})
     payload = {"losses": state.losses, "eval_loss": held_out,
                "eval_ppl": math.exp(held_out) if held_out < 700 else None,
-               "seconds": state.seconds, "steps": cfg.steps,
+               "seconds": state.seconds, "cpu_seconds": state.cpu_seconds, "steps": cfg.steps,
                "tokens_per_s": cfg.steps * cfg.tokens_per_step / max(state.seconds, 1e-9),
                "saved_as": cls}  # fmt: skip
     write_result(out / RESULT, env, payload)

@@ -230,8 +230,12 @@ def run_study(study: StudyConfig, out: str | Path, *, overwrite: bool = False,
         trained = json.loads((d / RESULT).read_text())
         row = {"scheme": cfg.scheme, "depth": cfg.depth, "run": str(d.relative_to(out)),
                "train_loss_last": _tail_mean(trained["losses"]),
-               "saved_as": trained["saved_as"], "train_seconds": trained["seconds"]}
+               "saved_as": trained["saved_as"], "train_seconds": trained["seconds"],
+               "train_cpu_seconds": trained.get("cpu_seconds")}
+        w0, c0 = time.perf_counter(), time.process_time()
         row.update(measure(d, cfg, study.measure_tokens))
+        row.update(measure_seconds=time.perf_counter() - w0,
+                   measure_cpu_seconds=time.process_time() - c0)
         rows.append(row)
     payload = {"runs": rows, "schemes": {s: SCHEMES[s].to_dict() for s in study.schemes},
                "seconds": time.perf_counter() - t0}
