@@ -223,7 +223,8 @@ class Enveloped:
             what = cls.KIND.removeprefix("depthlens.")
             raise DepthlensError(f"{what} JSON lacks {', '.join(missing)}")
         names = {f.name for f in own}
-        return cls(envelope=env, **{k: v for k, v in payload.items() if k in names})
+        kwargs = {k: v for k, v in payload.items() if k in names}
+        return cls(envelope=env, **kwargs)  # type: ignore[call-arg]  # a dataclass subclass
 
 
 def _plain(v: Any) -> Any:

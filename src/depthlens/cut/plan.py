@@ -103,8 +103,9 @@ class CutPlan(Enveloped):
         """Rebuild a plan from its JSON (the maps are restored by :mod:`cut.plan_io`)."""
         if env.schema_version < 2:  # schema 1 kept the data and token count apart
             cal = d.get("calibration") or {}
-            env = dataclasses.replace(env, data=dict(cal.get("data") or {}), tokens={
-                "calibration": cal.get("n_tokens"), "windows": cal.get("n_windows")})
+            counts = {"calibration": cal.get("n_tokens"), "windows": cal.get("n_windows")}
+            tokens = {k: int(v) for k, v in counts.items() if v is not None}
+            env = dataclasses.replace(env, data=dict(cal.get("data") or {}), tokens=tokens)
         missing = [k for k in ("method", "num_layers", "removed") if k not in d]
         if missing:
             raise DepthlensError(f"cut plan JSON lacks {', '.join(missing)}")
