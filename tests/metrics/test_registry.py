@@ -59,9 +59,10 @@ def extra_record(monkeypatch: pytest.MonkeyPatch) -> MetricRecord:
 
 
 def test_a_new_record_appears_in_table_report_and_docs(extra_record: MetricRecord) -> None:
+    from tests_profile_fixture import small_profile
+
     from depthlens.cli.table import profile_table
     from depthlens.report.build import build_report
-    from tests_profile_fixture import small_profile
 
     prof = small_profile(extra={"toy_metric": [0.5, 0.25, 0.125, 0.0625]})
     table = profile_table(prof)

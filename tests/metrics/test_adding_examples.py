@@ -1,0 +1,52 @@
+"""The worked examples of docs/ADDING.md, executed: each is one declaration plus this test."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from conftest import random_windows, wrap_tiny
+
+from depthlens.capture.hooks import capture_blocks
+from depthlens.metrics import registry
+from depthlens.profiling import ProfileOptions, profile
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "ADDING.md"
+
+
+def example(kind: str) -> str:
+    """The code of the ```python example=KIND block of docs/ADDING.md."""
+    found = re.findall(rf"```python example={kind}\n(.*?)```", DOC.read_text("utf-8"), re.S)
+    assert len(found) == 1, f"docs/ADDING.md must hold one example={kind} block"
+    return found[0]
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records registered by a test disappear after it."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+
+def test_the_metric_example_is_profiled(scratch_registry: None) -> None:
+    ns: dict[str, Any] = {}
+    exec(example("metric"), ns)  # noqa: S102 - our own documentation
+    assert registry.get_metric("orthogonal_share") is ns["ORTHOGONAL_SHARE"]
+    lm, data = wrap_tiny("llama"), random_windows(n=4, seq_len=12, pad_last=3)
+    prof = profile(lm, data, ProfileOptions(lens=False), progress=False)
+    got = prof.metrics["orthogonal_share"]
+    # Naive: the same quantity from a plain forward with hooks, token by token, float64.
+    valid = data.attention_mask.bool().clone()
+    valid[:, 0] = False  # the first position is excluded by default
+    with capture_blocks(lm.model, lm.arch) as trace, torch.no_grad():
+        lm.model(input_ids=data.input_ids, attention_mask=data.attention_mask)
+    for l in range(lm.num_layers):
+        h = trace.states[l][valid].double()
+        d = trace.states[l + 1][valid].double() - h
+        vals = [1 - float(torch.dot(x, y) / (x.norm() * y.norm())) ** 2 for x, y in zip(d, h)]
+        assert got[l] == pytest.approx(sum(vals) / len(vals), rel=1e-5, abs=1e-7), l
+    from depthlens.cli.table import profile_table
+
+    assert "orth" in profile_table(prof)
