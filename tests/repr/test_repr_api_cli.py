@@ -68,3 +68,16 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path: Path, capsys: pytest.Captur
     out = tmp_path / "r.json"
     out.write_text("{}")
     assert "already exists" in _err(["repr", "smollm2-135m", "-o", str(out)], capsys)
+
+
+def test_the_page_escapes_text_from_models_and_data() -> None:
+    from depthlens.repr.report import repr_page
+
+    lm = wrap_tiny("llama")
+    res = analyse_repr(lm, random_windows(n=4, seq_len=16), ReprOptions(max_samples=20,
+                                                                        cka_batch=16))
+    res.model["ref"] = '<img src=x onerror="alert(1)">'
+    res.data["name"] = "<script>bad()</script>"
+    html = repr_page(res)
+    assert "<img src=x" not in html and "<script>bad" not in html
+    assert "&lt;img src=x" in html and 'id="plot-anisotropy"' in html

@@ -22,6 +22,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pool", default="mean", help="labelled text: mean (default), last, first")
     g.add_argument("--corruptions", default=None,
                    help="OOD corruptions, comma-separated (default: all for the data kind)")
+    g.add_argument("--image-size", type=int, default=None,
+                   help="vision: resize images to this many pixels (default the network's 224)")
     g.add_argument("--probe", action="store_true",
                    help="require linear probes (refuse data without labels)")
     g.add_argument("--include-first-token", action="store_true",
@@ -74,7 +76,8 @@ def options_from_args(args: argparse.Namespace) -> Any:
     opts = ReprOptions(max_samples=args.max_samples, test_samples=args.test_samples,
                        seed=args.seed, include_first_token=args.include_first_token,
                        pool=args.pool, batch_size=args.batch_size, cka_batch=args.cka_batch,
-                       corruptions=corr, probe=args.probe)  # fmt: skip
+                       corruptions=corr, probe=args.probe,
+                       image_size=args.image_size)  # fmt: skip
     opts.validate()
     return opts
 

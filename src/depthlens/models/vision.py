@@ -197,8 +197,8 @@ def load_vision(ref: str, device: str = "cpu") -> VisionModel:
     return VISION_MODELS[ref](device)
 
 
-def preprocess(images: torch.Tensor, spec: VisionSpec) -> torch.Tensor:
-    """(B, C, H, W) in [0, 1] -> resized to the spec's size, 3 channels, normalised."""
+def preprocess(images: torch.Tensor, spec: VisionSpec, size: int | None = None) -> torch.Tensor:
+    """(B, C, H, W) in [0, 1] -> resized to ``size`` (default the spec's), 3 channels, normed."""
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise DepthlensError(
             f"images must be (batch, 1 or 3 channels, H, W) in [0, 1], got shape "
@@ -207,7 +207,7 @@ def preprocess(images: torch.Tensor, spec: VisionSpec) -> torch.Tensor:
     x = images.float()
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)  # grey -> RGB by repetition
-    s = spec.input_size
+    s = size or spec.input_size
     if x.shape[-2:] != (s, s):
         x = nn.functional.interpolate(x, size=(s, s), mode="bilinear", align_corners=False,
                                       antialias=True)

@@ -148,7 +148,7 @@ def analyse_repr(
     """
     opts = opts or ReprOptions()
     opts.validate()
-    ex = extractor_for(model)
+    ex = extractor_for(model, opts.image_size)
     payload: dict[str, Any] = {"layers": ex.layer_names, "model_kind": ex.kind}
     if isinstance(data, LabelledSplits):
         _check_kind(ex, data)
@@ -182,7 +182,7 @@ def similarity(a: Any, b: Any, data: Any, opts: ReprOptions | None = None,
     """CKA between every layer of ``a`` and every layer of ``b`` on the same inputs."""
     opts = opts or ReprOptions()
     opts.validate()
-    ea, eb = extractor_for(a), extractor_for(b)
+    ea, eb = extractor_for(a, opts.image_size), extractor_for(b, opts.image_size)
     if isinstance(data, LabelledSplits):
         _check_kind(ea, data)
         _check_kind(eb, data)

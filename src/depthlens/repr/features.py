@@ -31,6 +31,7 @@ class Extractor:
 
     kind: str  # "causal" | "encoder" | "vision"
     model: Any  # LoadedModel or VisionModel
+    image_size: int | None = None  # vision: resize to this instead of the spec's size
 
     @property
     def layer_names(self) -> list[str]:
@@ -44,12 +45,12 @@ class Extractor:
         return dict(self.model.identity())
 
 
-def extractor_for(lm: Any) -> Extractor:
+def extractor_for(lm: Any, image_size: int | None = None) -> Extractor:
     """Wrap a LoadedModel (causal or encoder) or a VisionModel."""
     from depthlens.models.vision import VisionModel
 
     if isinstance(lm, VisionModel):
-        return Extractor("vision", lm)
+        return Extractor("vision", lm, image_size)
     return Extractor("causal" if lm.arch.causal else "encoder", lm)
 
 
@@ -126,7 +127,7 @@ def image_features(ex: Extractor, images: torch.Tensor) -> list[torch.Tensor]:
     from depthlens.models.vision import preprocess
 
     vm = ex.model
-    x = preprocess(images.float() / 255.0, vm.spec).to(vm.device)
+    x = preprocess(images.float() / 255.0, vm.spec, ex.image_size).to(vm.device)
     got: list[torch.Tensor | None] = [None] * len(vm.spec.layers)
 
     def make(i: int, path: str) -> Any:

@@ -44,6 +44,7 @@ class ReprOptions:
     probe_max_iter: int = 100
     corruptions: tuple[str, ...] | None = None  # None: all of the data kind's
     probe: bool = False  # require probes: refuse data without labels
+    image_size: int | None = None  # vision: input resolution (default the network's, 224)
 
     def validate(self) -> None:
         """One-line errors for impossible values."""
@@ -58,6 +59,8 @@ class ReprOptions:
             from depthlens.metrics.registry import unknown_choice
 
             raise DepthlensError(unknown_choice("--pool", self.pool, list(POOLS)))
+        if self.image_size is not None and not 16 <= self.image_size <= 1024:
+            raise DepthlensError(f"--image-size must be in 16..1024, got {self.image_size}")
         if self.batch_size < 1:
             raise DepthlensError(f"--batch-size must be at least 1, got {self.batch_size}")
         if not 0.0 < self.pca_threshold <= 1.0 or not 0.0 <= self.twonn_discard < 1.0:

@@ -1,0 +1,68 @@
+"""Finding: the CKA map of SmolLM2-135M against the same model cut by ReplaceMe.
+
+Plans a ReplaceMe (least-squares) cut of --remove blocks on wiki-calib, applies it in
+process to a second copy, then streams linear CKA between every layer of the original
+(h_0..h_30) and of the cut model on the same wiki-eval tokens. Prints, for each layer of
+the cut model, the most similar layer of the original, and writes the similarity JSON and
+page under bench/results/.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/repr_cut_cka.py [--remove 6] [--tokens 4096]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import torch
+
+from depthlens.cut import apply_cut_, plan_cut
+from depthlens.data import load_text, make_windows
+from depthlens.repr import ReprOptions, load_repr_model, similarity
+from depthlens.repr.report import write_repr_page
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--remove", type=int, default=6)
+    ap.add_argument("--calib-tokens", type=int, default=8192)
+    ap.add_argument("--tokens", type=int, default=4096)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    base = load_repr_model("smollm2-135m")
+    cut = load_repr_model("smollm2-135m")
+    calib = make_windows(load_text("wiki-calib"), base.tokenizer, seq_len=512,
+                         max_tokens=args.calib_tokens)
+    plan = plan_cut(cut, calib, method="replaceme-ls", n=args.remove)
+    apply_cut_(cut, plan)
+    print(f"ReplaceMe removed blocks {list(plan.removed)} (merged into block "
+          f"{plan.merge_into}); cut model has {cut.num_layers} blocks")
+    w = make_windows(load_text("wiki-eval"), base.tokenizer, seq_len=256, max_tokens=args.tokens)
+    res = similarity(base, cut, w, ReprOptions(max_samples=256))
+    res.payload["cut"] = {"method": "replaceme-ls", "removed": list(plan.removed),
+                          "merge_into": plan.merge_into, "calib_tokens": calib.n_tokens}
+    cka = torch.tensor(res.payload["metrics"]["cka"])  # (31, L_cut + 1)
+    removed = set(plan.removed)
+    kept = [l for l in range(base.num_layers) if l not in removed]
+    # h_j of the cut model is the output of its block j-1 = original block kept[j-1]
+    expected = [0] + [k + 1 for k in kept]
+    print("cut layer  ~original layer  best original layer  CKA(best)  CKA(expected)")
+    for j in range(cka.shape[1]):
+        b = int(cka[:, j].argmax())
+        print(f"{j:9d}  {expected[j]:16d}  {b:19d}  {float(cka[b, j]):9.3f}  "
+              f"{float(cka[expected[j], j]):13.3f}")
+    diag = [float(cka[expected[j], j]) for j in range(cka.shape[1])]
+    after = [d for j, d in enumerate(diag) if expected[j] > min(removed)]
+    print(f"mean CKA(original layer, its cut counterpart): before the span "
+          f"{sum(diag[: len(diag) - len(after)]) / (len(diag) - len(after)):.3f}, after the span "
+          f"{sum(after) / len(after):.3f}; tokens {res.tokens}; load {os.getloadavg()}")
+    RESULTS.mkdir(exist_ok=True)
+    res.save(RESULTS / "repr_cut_cka.json")
+    write_repr_page(RESULTS / "repr_cut_cka.html", res)
+
+
+if __name__ == "__main__":
+    main()
