@@ -222,20 +222,14 @@ def heatmap_plot(
     xlabel: str,
     ylabel: str,
     cbar: str,
-    *,
-    transpose: bool = False,
-    mark: tuple[int, int] | None = None,
-    mark_label: str = "",
 ) -> bytes:
-    """A heatmap of a (possibly ragged, null-holed) matrix; ``mark`` = (x, y) outlined."""
+    """A heatmap of a (possibly ragged, null-holed) matrix, row i at height i."""
     import numpy as np
 
     width = max((len(r) for r in matrix), default=0)
     arr = np.full((len(matrix), width), np.nan)
     for i, r in enumerate(matrix):
         arr[i, : len(r)] = nan_floats(r)
-    if transpose:
-        arr = arr.T
     with plot_style():
         fig = new_figure(7.0, 3.8)
         ax = fig.add_subplot()
@@ -251,7 +245,6 @@ def heatmap_plot(
         _int_ticks(ax)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        _mark_cell(ax, mark, mark_label)
         return png_bytes(fig)
 
 
