@@ -128,7 +128,9 @@ def test_lens_at_the_last_layer_is_the_models_logits(name: str) -> None:
 )
 def test_wiring_is_read_from_the_config(name: str, field: str, value: Any) -> None:
     # Each value makes the tests above fail when ignored (e.g. a lens without Granite's /4).
-    assert getattr(_model(name)[1].wiring, field) == value
+    spec = _model(name)[1]
+    assert getattr(spec.wiring, field) == value
+    assert spec.to_dict()["wiring"][field] == value  # what every output JSON records
 
 
 # ---------------------------------------------------------------- cut, save, reload

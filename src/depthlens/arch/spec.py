@@ -94,7 +94,9 @@ class ArchSpec:
 
     def to_dict(self) -> dict[str, object]:
         """Plain-JSON form, written into every output for traceability."""
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["wiring"] = d.pop("resolved")  # the values this model was read with
+        return d
 
 
 _LLAMA_LIKE = dict(
