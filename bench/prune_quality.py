@@ -1,12 +1,18 @@
-"""Benchmark: every cut method on SmolLM2-135M, n in {4, 8} of 30 blocks.
+"""Benchmark: every cut method on SmolLM2-135M, n in {4, 8, 12} of 30 blocks, plus healing.
 
-Held-out wiki perplexity (wiki-eval), out-of-domain news perplexity, BIG-bench multiple
-choice when installed, and prefill/decode speed-up measured against the ideal, all in one
-process on the same windows. Speed depends only on the architecture (all methods removing
-n blocks give the same shapes), so it is measured once per n, side by side with the
-original. SLEB (greedy-loss) is sequential: its n=4 plan is the first 4 rounds of n=8.
+Held-out wiki perplexity (wiki-eval, >= 32k tokens) and out-of-domain news perplexity (all
+of it), with paired per-window standard errors of the ratio to the original (the same
+windows for every model), predicted and measured speed-ups, and each plan's calibration
+cost. Designed for 2 shared CPU cores:
 
-    python bench/prune_quality.py            # writes bench/results/prune_quality.{json,md}
+- the original's per-window NLL is computed once; every model is evaluated once;
+- one profile pass feeds the angular / block-influence selections of every n;
+- greedy-loss (SLEB), greedy-ls and beam-ls are nested searches: one run to max(n) gives
+  the plan of every smaller n (the step-k state of a greedy or beam search is its k-plan);
+- every finished row goes to ``<out>.partial.json`` at once, and a rerun with the same
+  settings skips the rows already there (``--fresh`` to start over).
+
+    python bench/prune_quality.py       # writes bench/results/prune_quality.{json,md}
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -21,158 +29,283 @@ from typing import Any
 import torch
 
 from depthlens.cut import METHODS, CalibrationOptions, apply_cut_, plan_cut
-from depthlens.cut.plan import CutPlan
-from depthlens.data import TokenWindows, check_disjoint, load_text, make_windows
-from depthlens.evaluate.compare import cut_info
+from depthlens.cut.search import SearchOptions
+from depthlens.data import check_disjoint, load_text, make_windows
 from depthlens.evaluate.flops import flops_per_token
-from depthlens.evaluate.mc import (
-    DEFAULT_TASKS,
-    bigbench_available,
-    bigbench_task_path,
-    evaluate_multiple_choice,
-    load_task_json,
-)
-from depthlens.evaluate.perplexity import evaluate_perplexity
-from depthlens.evaluate.speed import measure_speed
 from depthlens.models import load_model
 from depthlens.profiling import ProfileOptions, profile
 
 OUT = Path(__file__).parent / "results"
+NESTED = ("greedy-loss", "greedy-ls", "beam-ls")
 
 
 def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--ns", default="4,8")
+    p.add_argument("--ns", default="4,8,12")
+    p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--seq-len", type=int, default=512)
-    p.add_argument("--calib-tokens", type=int, default=8192)
-    p.add_argument("--eval-tokens", type=int, default=2048)
-    p.add_argument("--greedy-tokens", type=int, default=64, help="SLEB calibration tokens")
-    p.add_argument("--mc-examples", type=int, default=100)
-    p.add_argument("--speed-prompt", type=int, default=128)
-    p.add_argument("--speed-decode", type=int, default=16)
-    p.add_argument("--repeats", type=int, default=5, help="interleaved speed rounds")
+    p.add_argument("--calib-tokens", type=int, default=16384)
+    p.add_argument("--eval-tokens", type=int, default=32768, help="wiki-eval tokens")
+    p.add_argument("--news-tokens", type=int, default=0, help="news tokens (0 = all)")
+    p.add_argument("--greedy-tokens", type=int, default=256, help="SLEB calibration tokens")
+    p.add_argument("--beam", type=int, default=3)
+    p.add_argument("--score-windows", type=int, default=2)
+    p.add_argument("--multi-mode", default="sequential")
+    p.add_argument("--heal", default="greedy-ls", help="method whose cuts are healed ('' = none)")
+    p.add_argument("--heal-steps", type=int, default=50)
+    p.add_argument("--heal-tokens", type=int, default=8192)
+    p.add_argument("--speed-rounds", type=int, default=5, help="0 = no speed measurement")
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=str(OUT / "prune_quality"))
+    p.add_argument("--fresh", action="store_true", help="ignore <out>.partial.json")
     return p.parse_args()
 
 
-def _evaluate(lm: Any, evals: dict[str, Any], mc: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {}
-    for name, w in evals.items():
-        row[f"ppl_{name}"] = evaluate_perplexity(lm, w)["ppl"]
-    for task, examples in mc.items():
-        row[f"mc_{task}"] = evaluate_multiple_choice(lm, examples)["acc"]
-    return row
+@torch.inference_mode()
+def window_nll(lm: Any, windows: Any, batch_size: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per window: (summed next-token NLL in float64, number of predicted tokens)."""
+    sums, counts = [], []
+    for ids, mask in windows.batches(batch_size):
+        logits = lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+        keep = (mask[:, 1:] * mask[:, :-1]).bool()  # (B, T-1)
+        nll = torch.nn.functional.cross_entropy(
+            logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none")  # (B, T-1)
+        sums.append((nll.double() * keep).sum(1))
+        counts.append(keep.sum(1).double())
+    return torch.cat(sums), torch.cat(counts)
+
+
+def ratio_stats(cut: tuple[torch.Tensor, torch.Tensor],
+                base: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:  # fmt: skip
+    """ppl, ratio to the original and its 95% interval from paired per-window differences.
+
+    Ratio = exp(Σ(nll_cut − nll_orig) / Σn); its standard error is that of a ratio
+    estimator over windows (the windows, not the tokens, are the independent units).
+    """
+    (s, n), (s0, _) = cut, base
+    w = len(n)
+    mean = float(s.sum() / n.sum())
+    diff = float((s - s0).sum() / n.sum())
+
+    def se(x: torch.Tensor, r: float) -> float:
+        return float(((x - r * n) ** 2).sum() * w / max(w - 1, 1)) ** 0.5 / float(n.sum())
+
+    se_nll, se_diff = se(s, mean), se(s - s0, diff)
+    return {"ppl": _exp(mean), "ppl_lo": _exp(mean - 1.96 * se_nll),
+            "ppl_hi": _exp(mean + 1.96 * se_nll), "ratio": _exp(diff),
+            "ratio_lo": _exp(diff - 1.96 * se_diff), "ratio_hi": _exp(diff + 1.96 * se_diff),
+            "windows": w, "tokens": int(n.sum())}  # fmt: skip
+
+
+def _exp(x: float) -> float:
+    return math.exp(x) if x < 700 else float("inf")
+
+
+class Bench:
+    """Shared state of one run: data, the original's NLL, finished rows."""
+
+    def __init__(self, a: argparse.Namespace) -> None:
+        self.a = a
+        self.t0 = time.perf_counter()
+        self.lm = load_model(a.model)
+        tok = self.lm.tokenizer
+        calib_src, wiki_src, news_src = (load_text(x) for x in ("wiki-calib", "wiki-eval", "news"))
+        check_disjoint(calib_src, wiki_src)
+        self.calib = make_windows(calib_src, tok, seq_len=a.seq_len, max_tokens=a.calib_tokens)
+        self.evals = {
+            "wiki": make_windows(wiki_src, tok, seq_len=a.seq_len, max_tokens=a.eval_tokens),
+            "news": make_windows(news_src, tok, seq_len=a.seq_len,
+                                 max_tokens=a.news_tokens or None),
+        }  # fmt: skip
+        self.partial = Path(a.out + ".partial.json")
+        self.key = {k: v for k, v in vars(a).items() if k not in ("fresh", "out", "ns",
+                                                                   "methods", "speed_rounds")}
+        self.rows: dict[str, dict[str, Any]] = {}
+        if self.partial.is_file() and not a.fresh:
+            old = json.loads(self.partial.read_text())
+            if old.get("key") == self.key:
+                self.rows = old["rows"]
+        self.base = {k: window_nll(self.lm, w) for k, w in self.evals.items()}
+        self.flops0 = flops_per_token(self.lm, a.seq_len)["total"]
+        self.searches: dict[str, Any] = {}
+
+    def done(self, label: str) -> bool:
+        return label in self.rows
+
+    def add(self, label: str, lm: Any, extra: dict[str, Any]) -> None:
+        """Evaluate ``lm`` on every eval set and store the row (and the partial file)."""
+        t = time.perf_counter()
+        row: dict[str, Any] = {"label": label, **extra}
+        for k, w in self.evals.items():
+            row[k] = ratio_stats(window_nll(lm, w), self.base[k])
+        row["news_over_wiki"] = row["news"]["ratio"] / row["wiki"]["ratio"]
+        row["ideal_speedup"] = self.flops0 / flops_per_token(lm, self.a.seq_len)["total"]
+        row["eval_seconds"] = time.perf_counter() - t
+        self.rows[label] = row
+        tmp = self.partial.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": self.key, "rows": self.rows}, default=str))
+        os.replace(tmp, self.partial)
+        print(f"{label:<24} removed {row.get('removed')} wiki x{row['wiki']['ratio']:.3f} "
+              f"news x{row['news']['ratio']:.3f} ({row['eval_seconds']:.0f} s eval)", flush=True)
+
+
+def _plan(b: Bench, method: str, n: int, prof: Any) -> Any:
+    """The plan of ``method`` at ``n`` on a fresh copy of the model (nested searches reused)."""
+    a = b.a
+    cut = load_model(a.model)
+    opts = CalibrationOptions(batch_size=2)
+    search = SearchOptions(beam=a.beam, score_windows=a.score_windows)
+    if method in NESTED:
+        if method not in b.searches:
+            big = max(int(x) for x in a.ns.split(","))
+            data = b.calib
+            if method == "greedy-loss":
+                g = a.greedy_tokens
+                data = dataclasses.replace(b.calib, input_ids=b.calib.input_ids[:, :g],
+                                           attention_mask=b.calib.attention_mask[:, :g])
+                b.searches[method] = plan_cut(cut, data, method=method, n=big, greedy_windows=1)
+            else:
+                b.searches[method] = plan_cut(cut, data, method=method, n=big, search=search,
+                                              multi_mode=a.multi_mode, calibration=opts)
+        full = b.searches[method]
+        if method == "greedy-loss":
+            order = [r["removed"] for r in full.selection["rounds"]][:n]
+            return cut, dataclasses.replace(full, removed=tuple(sorted(order)))
+        by_n = full.selection["best_by_n"]
+        blocks = tuple(by_n.get(str(n), by_n.get(n)))
+        plan = plan_cut(cut, b.calib, method="replaceme-multi", blocks=blocks,
+                        multi_mode=a.multi_mode, calibration=opts)
+        sel = {**full.selection, "trace": full.selection["trace"][:n]}
+        return cut, dataclasses.replace(plan, method=method, selection=sel)
+    return cut, plan_cut(cut, b.calib, method=method, n=n, calibration=opts, profile=prof,
+                         multi_mode=a.multi_mode)
 
 
 def main() -> None:
     a = _args()
+    torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     ns = [int(x) for x in a.ns.split(",")]
-    t_start = time.perf_counter()
-    lm = load_model(a.model)
-    calib_src, wiki_src = load_text("wiki-calib"), load_text("wiki-eval")
-    news_src = load_text("news")
-    check_disjoint(calib_src, wiki_src)
-    calib = make_windows(calib_src, lm.tokenizer, seq_len=a.seq_len, max_tokens=a.calib_tokens)
-    evals = {
-        "wiki": make_windows(wiki_src, lm.tokenizer, seq_len=a.seq_len, max_tokens=a.eval_tokens),
-        "news": make_windows(news_src, lm.tokenizer, seq_len=a.seq_len, max_tokens=a.eval_tokens),
-    }
-    mc: dict[str, Any] = {}
-    if bigbench_available():
-        mc = {t: load_task_json(bigbench_task_path(t), a.mc_examples) for t in DEFAULT_TASKS}
-    opts = CalibrationOptions()
-    prof = profile(lm, calib, ProfileOptions(lens=False, n_max=max(ns)), progress=False)
-    print(f"profiled {calib.n_tokens} calibration tokens in {time.perf_counter() - t_start:.0f} s",
-          flush=True)
-    speed_opts = dict(prompt_len=a.speed_prompt, decode_tokens=a.speed_decode, repeats=a.repeats)
-    base = {"label": "original", "method": None, "n": 0, "removed": [],
-            **_evaluate(lm, evals, mc)}  # fmt: skip
-    flops0 = flops_per_token(lm, a.seq_len)["total"]
-    archs: dict[int, Any] = {0: lm}  # one model per n: speed depends only on the shapes
-    rows = [base]
-    g = a.greedy_tokens
-    gw = TokenWindows(calib.input_ids[:1, :g], calib.attention_mask[:1, :g],
-                      {**calib.identity, "subset": f"first window, {a.greedy_tokens} tokens"})
-    greedy_full: CutPlan | None = None
+    b = Bench(a)
+    print(f"original NLL on {b.evals['wiki'].n_tokens} wiki + {b.evals['news'].n_tokens} news "
+          f"tokens; {time.perf_counter() - b.t0:.0f} s", flush=True)
+    b.add("original", b.lm, {"method": None, "n": 0, "removed": []})
+    prof = profile(b.lm, b.calib, ProfileOptions(lens=False, n_max=max(ns)), progress=False)
+    shapes: dict[int, Any] = {}
     for n in ns:
-        for method in METHODS:
-            t0 = time.perf_counter()
-            cut = load_model(a.model)
-            if method == "greedy-loss":
-                if greedy_full is None:
-                    greedy_full = plan_cut(cut, gw, method=method, n=max(ns), greedy_windows=1)
-                order = [r["removed"] for r in greedy_full.selection["rounds"]][:n]
-                plan = dataclasses.replace(greedy_full, removed=tuple(sorted(order)),
-                                           options={**greedy_full.options, "n": n})
-            else:
-                plan = plan_cut(cut, calib, method=method, n=n, calibration=opts, profile=prof)
+        for method in a.methods.split(","):
+            label = f"{method} n={n}"
+            if b.done(label):
+                continue
+            t = time.perf_counter()
+            cut, plan = _plan(b, method, n, prof)
+            plan_s = time.perf_counter() - t
             apply_cut_(cut, plan)
-            archs.setdefault(n, cut)
-            row = {"label": f"{method} n={n}", "method": method, "n": n,
-                   "removed": cut_info(cut)["removed"], **_evaluate(cut, evals, mc),
-                   "ideal_speedup": flops0 / flops_per_token(cut, a.seq_len)["total"],
-                   "fit": plan.fit}  # fmt: skip
-            rows.append(row)
-            print(f"{row['label']:<22} removed {row['removed']} wiki {row['ppl_wiki']:.2f} "
-                  f"news {row['ppl_news']:.2f} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    speeds = _interleaved_speed(archs, speed_opts, a.repeats)
-    for row in rows:
-        for k in ("prefill", "decode"):
-            row[f"{k}_speedup"] = speeds[row["n"]][f"{k}_tok_s"] / speeds[0][f"{k}_tok_s"]
-        row.setdefault("ideal_speedup", 1.0)
-        row["ppl_wiki_ratio"] = row["ppl_wiki"] / base["ppl_wiki"]
-    result = {
-        "kind": "depthlens.bench.prune_quality", "model": a.model,
-        "calibration": {"data": "wiki-calib", "n_tokens": calib.n_tokens, "seq_len": a.seq_len},
-        "eval": {k: {"n_tokens": w.n_tokens, "n_windows": len(w)} for k, w in evals.items()},
-        "greedy_tokens": a.greedy_tokens, "mc_tasks": list(mc) or "bigbench not installed",
-        "speed": {str(k): v for k, v in speeds.items()}, "threads": torch.get_num_threads(),
-        "seconds": time.perf_counter() - t_start, "rows": rows,
-    }  # fmt: skip
-    md = _markdown(result, list(mc))
+            shapes.setdefault(n, cut)
+            cost = plan.selection.get("cost") or {}
+            b.add(label, cut, {"method": method, "n": n, "removed": list(plan.removed),
+                               "plan_seconds": plan_s, "search_cost": cost,
+                               "fit": {k: v for k, v in plan.fit.items() if k != "runs"}})
+            if method == a.heal and a.heal_steps > 0 and not b.done(f"{label} +heal"):
+                _heal(b, cut, plan, label)
+    result = _result(b, ns, _speed(b, shapes, ns))
     Path(a.out + ".json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    md = _markdown(result)
     Path(a.out + ".md").write_text(md)
     print(md)
 
 
-def _interleaved_speed(archs: dict[int, Any], opts: dict[str, Any], rounds: int) -> dict:
-    """Measure every architecture in turn, ``rounds`` times; keep each one's fastest run.
+def _heal(b: Bench, cut: Any, plan: Any, label: str) -> None:
+    from depthlens.heal import HealOptions, heal_
 
-    Interleaving puts the original and the cut models under the same machine load (the
-    machine is shared); the fastest run is the least disturbed one.
-    """
-    runs: dict[int, list[dict[str, Any]]] = {n: [] for n in archs}
-    for _ in range(rounds):
-        for n, model in archs.items():
-            runs[n].append(measure_speed(model, **{**opts, "repeats": 1}))
-    return {n: {k: max(r[k] for r in rs) for k in ("prefill_tok_s", "decode_tok_s")}
-            for n, rs in runs.items()}  # fmt: skip
+    a = b.a
+    data = make_windows(load_text("wiki-calib"), b.lm.tokenizer, seq_len=a.seq_len,
+                        max_tokens=a.heal_tokens, seed=1)  # fmt: skip
+    man = {"removed": list(plan.removed), "num_layers_original": plan.num_layers,
+           "plan": plan.to_dict()}  # fmt: skip
+    rec = heal_(cut, b.lm, data, HealOptions(steps=a.heal_steps, batch_size=1), manifest=man)
+    b.add(f"{label} +heal", cut, {"method": f"{plan.method} +heal", "n": plan.n_removed,
+                                  "removed": list(plan.removed),
+                                  "heal": {k: v for k, v in rec.items() if k != "log"}})
 
 
-def _markdown(result: dict[str, Any], tasks: list[str]) -> str:
-    ev = result["eval"]
+def _speed(b: Bench, shapes: dict[int, Any], ns: list[int]) -> dict[str, Any]:
+    """Interleaved prefill/decode timing: original and one cut model per n (same shapes)."""
+    if b.a.speed_rounds < 1 or not shapes:
+        return {}
+    from depthlens.evaluate.speed import interleaved_speed
+
+    ks = [n for n in ns if n in shapes]
+    cmp = interleaved_speed([b.lm, *(shapes[n] for n in ks)], prompt_len=128, decode_tokens=16,
+                            rounds=b.a.speed_rounds, warmup=1, threads=b.a.threads,
+                            labels=["original", *(f"n={n}" for n in ks)])  # fmt: skip
+    out = {}
+    for n, pre, dec in zip(ks, cmp.prefill[1:], cmp.decode[1:], strict=True):
+        out[str(n)] = {"prefill": dataclasses.asdict(pre), "decode": dataclasses.asdict(dec)}
+    return {"by_n": out, "options": cmp.options}
+
+
+def _result(b: Bench, ns: list[int], speed: dict[str, Any]) -> dict[str, Any]:
+    rows = list(b.rows.values())
+    targets = {}
+    for n, limit in ((4, 1.25), (8, 2.0)):
+        cands = [r for r in rows if r["n"] == n]
+        if cands:
+            best = min(cands, key=lambda r: r["wiki"]["ratio"])
+            targets[f"n={n}"] = {"best": best["label"], "wiki_ratio": best["wiki"]["ratio"],
+                                 "target": limit, "met": best["wiki"]["ratio"] <= limit,
+                                 "news_over_wiki": best["news_over_wiki"],
+                                 "news_met": best["news_over_wiki"] <= 1.2}  # fmt: skip
+    return {"kind": "depthlens.bench.prune_quality", "model": b.a.model,
+            "num_layers": b.lm.num_layers,
+            "options": vars(b.a), "load_average": os.getloadavg(),
+            "calibration": {"data": "wiki-calib", "n_tokens": b.calib.n_tokens},
+            "eval": {k: {"n_tokens": w.n_tokens, "n_windows": len(w)}
+                     for k, w in b.evals.items()},
+            "seconds": time.perf_counter() - b.t0, "targets": targets, "speed": speed,
+            "rows": rows}  # fmt: skip
+
+
+def _ci(d: dict[str, float]) -> str:
+    return f"{d['ratio']:.3f} [{d['ratio_lo']:.3f}, {d['ratio_hi']:.3f}]"
+
+
+def _markdown(r: dict[str, Any]) -> str:
+    ev, o = r["eval"], r["options"]
+    la = ", ".join(f"{x:.1f}" for x in r["load_average"])
     lines = [
-        f"SmolLM2-135M ({result['model']}), 30 blocks. Calibration: "
-        f"{result['calibration']['n_tokens']} wiki-calib tokens; evaluation: "
-        f"{ev['wiki']['n_tokens']} wiki-eval and {ev['news']['n_tokens']} news tokens "
-        f"(windows of {result['calibration']['seq_len']}); SLEB on {result['greedy_tokens']} "
-        f"tokens; {result['threads']} CPU threads on a shared machine; "
-        f"{result['seconds']:.0f} s in all.",
+        f"{r['model']}, {r['num_layers']} blocks. Calibration "
+        f"{r['calibration']['n_tokens']} wiki-calib tokens; "
+        f"evaluation {ev['wiki']['n_tokens']} wiki-eval tokens ({ev['wiki']['n_windows']} "
+        f"windows) and {ev['news']['n_tokens']} news tokens ({ev['news']['n_windows']} "
+        f"windows) of {o['seq_len']}; ratios to the original with 95% intervals from paired "
+        f"per-window differences; {o['threads']} thread(s), load average {la}; "
+        f"{r['seconds']:.0f} s in all.",
         "",
-        "| method | n | removed | wiki ppl | x orig | news ppl | MC "
-        + " | MC ".join(t.split("/")[0] for t in tasks or ["(BIG-bench)"])
-        + " | prefill x | decode x | ideal x |",
-        "|---|---|---|---|---|---|" + "---|" * max(1, len(tasks)) + "---|---|---|",
+        "| method | n | removed | wiki ppl | wiki x orig [95% CI] | news ppl | news x orig "
+        "[95% CI] | news/wiki | ideal x | plan FE | plan s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in result["rows"]:
-        mc = [f"{r[f'mc_{t}']:.3f}" for t in tasks] or ["not installed"]
+    for row in r["rows"]:
+        cost = row.get("search_cost") or {}
+        fe = cost.get("total_fe", cost.get("forward_equivalents"))
         lines.append(
-            f"| {r['method'] or 'original'} | {r['n']} | {r['removed']} | {r['ppl_wiki']:.2f} | "
-            f"{r['ppl_wiki_ratio']:.2f} | {r['ppl_news']:.2f} | {' | '.join(mc)} | "
-            f"{r['prefill_speedup']:.2f} | {r['decode_speedup']:.2f} | {r['ideal_speedup']:.2f} |"
+            f"| {row['method'] or 'original'} | {row['n']} | {row['removed']} | "
+            f"{row['wiki']['ppl']:.2f} | {_ci(row['wiki'])} | {row['news']['ppl']:.2f} | "
+            f"{_ci(row['news'])} | {row['news_over_wiki']:.3f} | {row['ideal_speedup']:.3f} | "
+            f"{'' if fe is None else f'{fe:.1f}'} | {row.get('plan_seconds', 0):.0f} |"
         )
+    lines += ["", "Targets (best row per n): " + "; ".join(
+        f"{k}: {v['best']} x{v['wiki_ratio']:.3f} (target {v['target']}, "
+        f"{'met' if v['met'] else 'NOT met'}; news/wiki {v['news_over_wiki']:.3f}, "
+        f"{'met' if v['news_met'] else 'NOT met'})" for k, v in r["targets"].items())]
+    for n, s in (r.get("speed") or {}).get("by_n", {}).items():
+        p, d = s["prefill"], s["decode"]
+        lines.append(f"- speed n={n}: prefill x{p['median']:.2f} [95% CI {p['ci95'][0]:.2f}, "
+                     f"{p['ci95'][1]:.2f}] ({p['verdict']}), decode x{d['median']:.2f} "
+                     f"[{d['ci95'][0]:.2f}, {d['ci95'][1]:.2f}] ({d['verdict']}), ideal "
+                     f"x{p['ideal']:.2f}")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

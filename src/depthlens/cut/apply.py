@@ -10,6 +10,7 @@ from depthlens.arch.spec import blocks_of, cut_refusal
 from depthlens.cut.plan import CutPlan
 from depthlens.cut.replace import merge_transform_
 from depthlens.errors import DepthlensError
+from depthlens.results import check_same_model
 from depthlens.models.loading import LoadedModel
 
 
@@ -69,6 +70,10 @@ def apply_cut_(lm: LoadedModel, plan: CutPlan) -> None:
             f"the plan is for a {plan.num_layers}-block model but this one has "
             f"{lm.num_layers}; plan again on this model"
         )
+    planned_on = plan.envelope.model
+    if planned_on.get("config") is not None and planned_on.get("n_params") is not None:
+        # Same depth is not the same model: a plan's T belongs to the weights it was fit on.
+        check_same_model(planned_on, lm.identity(), "the plan and this model")
     if plan.merge_into is None and not plan.merges and plan.fit.get("runs"):
         raise DepthlensError("this multi-run plan has no maps T; read a saved plan with "
                              "load_plan (its .T.safetensors beside the JSON) or plan again")
