@@ -96,3 +96,17 @@ def test_report_over_its_own_input(
     rc, err = _report(capsys, str(prof_path), "-o", str(prof_path), *extra)
     assert_error(rc, err, "is one of the inputs")
     assert prof_path.read_bytes() == before
+
+
+def test_apply_a_plan_of_another_model_same_depth() -> None:
+    from depthlens.cut import apply_cut_
+    from depthlens.errors import DepthlensError
+
+    other = wrap_tiny("qwen2")  # 4 blocks, like the llama
+    plan = plan_cut(other, random_windows(n=2), method="last", n=1)
+    lm = wrap_tiny("llama")
+    with pytest.raises(DepthlensError, match="the plan and this model describe different models"):
+        apply_cut_(lm, plan)
+    assert lm.num_layers == 4  # untouched
+    apply_cut_(lm, plan_cut(wrap_tiny("llama"), random_windows(n=2), method="last", n=1))
+    assert lm.num_layers == 3  # a plan of the same network (another instance) applies

@@ -10,8 +10,8 @@ from depthlens.arch.spec import blocks_of, cut_refusal
 from depthlens.cut.plan import CutPlan
 from depthlens.cut.replace import merge_transform_
 from depthlens.errors import DepthlensError
-from depthlens.results import check_same_model
 from depthlens.models.loading import LoadedModel
+from depthlens.results import check_same_model
 
 
 def _configs(model: nn.Module) -> list[Any]:
