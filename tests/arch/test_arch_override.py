@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
-from fixtures_saved import save_tiny
+from fixtures_saved import save_tiny, write_text
 from tiny_models import _LLAMA_KW, N_LAYERS, SEED, VOCAB, assert_tiny
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from depthlens.capture.hooks import capture_blocks
+from depthlens.cli.main import main
 from depthlens.errors import UnsupportedArchitectureError
 from depthlens.metrics.lens import Lens
 from depthlens.models import load_model
@@ -71,3 +73,16 @@ def test_arch_llama_loads_and_reads_the_model_exactly(saved: Path) -> None:
         a, m = trace.attn[l], trace.mlp[l]
         assert a is not None and m is not None
         torch.testing.assert_close(states[l + 1] - states[l], a + m, atol=1e-5, rtol=0)
+
+
+def test_cli_arch_option_rescues_the_model(saved: Path, tmp_path: Path) -> None:
+    text = write_text(tmp_path / "t.txt", 400)
+    common = ["--data", str(text), "--seq-len", "16", "--max-tokens", "64", "--quiet",
+              "--lens-kernel", "eager"]  # fmt: skip
+    out = tmp_path / "p.json"
+    assert main(["profile", str(saved), *common, "-o", str(out)]) == 2  # detection fails
+    assert not out.exists()
+    assert main(["profile", str(saved), *common, "--arch", "llama", "-o", str(out)]) == 0
+    prof = json.loads(out.read_text())
+    assert prof["model"]["family"] == "llama"
+    assert len(prof["metrics"]["rel_contrib_block"]) == N_LAYERS
