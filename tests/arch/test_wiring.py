@@ -260,3 +260,20 @@ def test_cut_refused_when_blocks_depend_on_their_index() -> None:
     with pytest.raises(DepthlensError, match="scale_attn_by_inverse_layer_idx"):
         remove_blocks_(lm, (1,))
     assert lm.num_layers == N_LAYERS  # nothing was removed
+
+
+@pytest.mark.e2e
+def test_real_model_decomposes_and_its_lens_gives_its_logits(real_lm: LoadedModel) -> None:
+    model, spec = real_lm.model, real_lm.arch
+    assert spec.wiring.norm == "pre" and spec.wiring.branch_multiplier == 1.0
+    ids = torch.randint(3, 40000, (1, 24), generator=torch.Generator().manual_seed(0))
+    with capture_blocks(model, spec, mlp=True) as trace, torch.no_grad():
+        logits = model(input_ids=ids, use_cache=False).logits[0]  # (T, V)
+        states = trace.all_states()
+        lens = Lens.of(model, spec).logits(states[-1][0])
+    torch.testing.assert_close(lens, logits.float(), atol=1e-4, rtol=1e-4)
+    for l in range(real_lm.num_layers):
+        a, m = trace.attn[l], trace.mlp[l]
+        assert a is not None and m is not None
+        # massive activations reach ~1e3: compare relative to the stream
+        torch.testing.assert_close(states[l + 1] - states[l], a + m, atol=1e-3, rtol=1e-4)
