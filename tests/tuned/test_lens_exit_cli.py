@@ -11,7 +11,7 @@ from depthlens.cli.main import main
 from depthlens.results import Envelope
 from depthlens.tuned.lens import TunedLens, save_lens
 
-SMALL = ["--max-tokens", "64", "--seq-len", "32", "--quiet"]
+SMALL = ["--max-tokens", "32", "--seq-len", "16", "--quiet"]
 
 
 @pytest.mark.parametrize("argv", [
@@ -66,7 +66,7 @@ def test_train_eval_report_exit_profile_on_the_real_model(tmp_path) -> None:
     assert len(meta["training"]["loss_first_step"]) == meta["model"]["num_layers"]
     kl = tmp_path / "kl.json"
     assert main(["lens", "eval", "smollm2-135m", "--lens", f"tuned:{lens}", "-o", str(kl),
-                 *SMALL]) == 0
+                 "--lens-kernel", "eager", *SMALL]) == 0
     res = json.loads(kl.read_text())
     assert set(res["lenses"]) == {"logit", "tuned"}
     assert res["lenses"]["tuned"]["lens_kl"][-1] == pytest.approx(0.0, abs=1e-5)
@@ -80,8 +80,8 @@ def test_train_eval_report_exit_profile_on_the_real_model(tmp_path) -> None:
     assert {k: len(v) for k, v in pts.items()} == {"confidence": 1, "entropy": 1, "settled": 1}
     assert 1 <= pts["settled"][0]["mean_exit_depth"] <= 30
     prof = tmp_path / "prof.json"
-    assert main(["profile", "smollm2-135m", "--lens", f"tuned:{lens}", "--lens-tokens", "32",
-                 "-o", str(prof), *SMALL]) == 0
+    assert main(["profile", "smollm2-135m", "--lens", f"tuned:{lens}", "--lens-tokens", "8",
+                 "--lens-kernel", "eager", "-o", str(prof), *SMALL]) == 0
     d = json.loads(prof.read_text())
     assert d["summary"]["lens_readout"]["kind"] == "tuned"
     assert d["metrics"]["lens_kl"][-1] == pytest.approx(0.0, abs=1e-5)
