@@ -44,8 +44,8 @@ def exit_figure(path: str, out: Path) -> None:
     left, right = fig.subplots(1, 2)
     for kind, pts in d["rules"].items():
         saved = [100 * p["flops_saved"] for p in pts]
-        left.plot(saved, [100 * p["agreement"] for p in pts], "o-", ms=3, label=kind)
-        right.plot(saved, [p["perplexity"] for p in pts], "o-", ms=3, label=kind)
+        left.plot(saved, [100 * p["exit_agreement"] for p in pts], "o-", ms=3, label=kind)
+        right.plot(saved, [p["exit_perplexity"] for p in pts], "o-", ms=3, label=kind)
     right.axhline(d["full_model"]["perplexity"], color="grey", ls="--", lw=0.8,
                   label="full model")
     left.set_ylabel("exited top-1 = full top-1 (%)")

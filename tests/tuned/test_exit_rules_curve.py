@@ -75,9 +75,9 @@ def test_rule_point_flops_agreement_and_perplexity() -> None:
     net = [s - (e - 1) * 7.0 for s, e in zip(skipped, depth, strict=True)]
     assert p["flops_saved_net"] == pytest.approx(sum(net) / N / 310.0)
     agree = [int(r.top1[i, depth[i] - 1]) == int(r.top1[i, -1]) for i in range(N)]
-    assert p["agreement"] == pytest.approx(sum(agree) / N)
+    assert p["exit_agreement"] == pytest.approx(sum(agree) / N)
     nlls = [float(r.nll[i, depth[i] - 1]) for i in range(N - 3)]
-    assert p["perplexity"] == pytest.approx(math.exp(sum(nlls) / len(nlls)))
+    assert p["exit_perplexity"] == pytest.approx(math.exp(sum(nlls) / len(nlls)))
     assert sum(p["exit_histogram"]) == N
 
 
@@ -87,8 +87,9 @@ def test_a_rule_that_never_fires_is_the_full_model() -> None:
     curve = exit_curve(r, {"confidence": (1.0,), "entropy": (0.0,)}, costs)
     for kind in ("confidence", "entropy"):
         p = curve["rules"][kind][0]
-        assert p["mean_exit_depth"] == L and p["agreement"] == 1.0 and p["flops_saved"] == 0
-        assert p["perplexity"] == pytest.approx(curve["full_model"]["perplexity"])
+        assert p["mean_exit_depth"] == L and p["exit_agreement"] == 1.0
+        assert p["flops_saved"] == 0
+        assert p["exit_perplexity"] == pytest.approx(curve["full_model"]["perplexity"])
 
 
 @pytest.mark.parametrize("rule", [ExitRule("confidence", 1.5), ExitRule("confidence", 0.0),

@@ -67,11 +67,10 @@ def collect_readings(lm: LoadedModel, data: TokenWindows, lens: Readout, *,
     nxt_all[:, :-1] = torch.where(data.attention_mask[:, 1:].bool(), data.input_ids[:, 1:], -1)
     parts: list[tuple[torch.Tensor, ...]] = []
     fkw = forward_kwargs(lm.model)
-    starts = range(0, len(data), batch_size)
-    bar = progress_bar(len(starts), "exit readings", enabled=progress)
+    batches = data.row_batches(batch_size)
+    bar = progress_bar(len(batches), "exit readings", enabled=progress)
     with capture_blocks(lm.model, lm.arch, attn=False) as trace, torch.inference_mode():
-        for s in starts:
-            rows = torch.arange(s, min(s + batch_size, len(data)))
+        for rows in batches:
             trace.clear()
             run_forward(lm.model, data.input_ids[rows].to(lm.device),
                         data.attention_mask[rows].to(lm.device), **fkw)
@@ -118,8 +117,8 @@ def rule_point(rule: ExitRule, r: Readings, costs: dict[str, Any]) -> dict[str, 
         "flops_saved": skipped / total,
         "flops_saved_net": (skipped - checks * costs["readout"]) / total,
         "ideal_speedup": total / (total - skipped),
-        "agreement": float((exited_top1 == r.top1[:, -1]).double().mean()),
-        "perplexity": math.exp(mean_nll) if math.isfinite(mean_nll) else None,
+        "exit_agreement": float((exited_top1 == r.top1[:, -1]).double().mean()),
+        "exit_perplexity": math.exp(mean_nll) if math.isfinite(mean_nll) else None,
         "exited_early": float((depth < n_layers).double().mean()),
         "exit_histogram": [int(v) for v in hist],
     }

@@ -81,6 +81,7 @@ FAMILY_MODULES: list[str] = [
     "depthlens.metrics.catalog.lens",
     "depthlens.metrics.catalog.causal",
     "depthlens.metrics.catalog.repr",
+    "depthlens.metrics.catalog.exit",
 ]
 
 
