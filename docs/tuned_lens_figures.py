@@ -1,7 +1,7 @@
 """Draw the figures of docs/TUNED_LENS.md from the JSON results.
 
-    python docs/tuned_lens_figures.py kl_wiki.json kl_news.json exit.json
-    # writes docs/tuned_lens_kl.png and docs/early_exit_curve.png
+python docs/tuned_lens_figures.py kl_wiki.json kl_news.json exit.json
+# writes docs/tuned_lens_kl.png and docs/early_exit_curve.png
 """
 
 from __future__ import annotations

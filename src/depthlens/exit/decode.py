@@ -29,8 +29,8 @@ from depthlens.arch.spec import blocks_of
 from depthlens.capture.hooks import first_tensor, hooks
 from depthlens.errors import DepthlensError
 from depthlens.exit.rules import ExitRule, fires_now
-from depthlens.models.loading import LoadedModel
 from depthlens.metrics.lens import Readout
+from depthlens.models.loading import LoadedModel
 
 KvFill = Literal["auto", "attention", "block"]
 
