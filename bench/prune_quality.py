@@ -29,11 +29,13 @@ from typing import Any
 import torch
 
 from depthlens.cut import METHODS, CalibrationOptions, apply_cut_, plan_cut
-from depthlens.cut.search import SearchOptions
+from depthlens.cut.plan import CutPlan, plan_envelope
+from depthlens.cut.search import SearchOptions, search_removed
 from depthlens.data import check_disjoint, load_text, make_windows
-from depthlens.evaluate.flops import flops_per_token
+from depthlens.evaluate.flops import cut_savings, flops_per_token
 from depthlens.models import load_model
 from depthlens.profiling import ProfileOptions, profile
+from depthlens.results import clean_json
 
 OUT = Path(__file__).parent / "results"
 NESTED = ("greedy-loss", "greedy-ls", "beam-ls")
@@ -52,6 +54,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--beam", type=int, default=3)
     p.add_argument("--score-windows", type=int, default=2)
     p.add_argument("--multi-mode", default="sequential")
+    p.add_argument("--prefilter", type=int, default=0, help="search: candidates scored per step")
+    p.add_argument("--no-refit", action="store_true", help="search: keep the search's maps")
     p.add_argument("--heal", default="greedy-ls", help="method whose cuts are healed ('' = none)")
     p.add_argument("--heal-steps", type=int, default=50)
     p.add_argument("--heal-tokens", type=int, default=8192)
@@ -129,6 +133,7 @@ class Bench:
         self.base = {k: window_nll(self.lm, w) for k, w in self.evals.items()}
         self.flops0 = flops_per_token(self.lm, a.seq_len)["total"]
         self.searches: dict[str, Any] = {}
+        self.maps: dict[str, Any] = {}
 
     def done(self, label: str) -> bool:
         return label in self.rows
@@ -155,7 +160,8 @@ def _plan(b: Bench, method: str, n: int, prof: Any) -> Any:
     a = b.a
     cut = load_model(a.model)
     opts = CalibrationOptions(batch_size=2)
-    search = SearchOptions(beam=a.beam, score_windows=a.score_windows)
+    search = SearchOptions(beam=a.beam, score_windows=a.score_windows, prefilter=a.prefilter,
+                           refit=not a.no_refit)
     if method in NESTED:
         if method not in b.searches:
             big = max(int(x) for x in a.ns.split(","))
@@ -165,6 +171,14 @@ def _plan(b: Bench, method: str, n: int, prof: Any) -> Any:
                 data = dataclasses.replace(b.calib, input_ids=b.calib.input_ids[:, :g],
                                            attention_mask=b.calib.attention_mask[:, :g])
                 b.searches[method] = plan_cut(cut, data, method=method, n=big, greedy_windows=1)
+            elif a.no_refit:
+                sopts = dataclasses.replace(search, beam=1 if method == "greedy-ls" else a.beam)
+                removed, sel, b.maps[method] = search_removed(cut, data, big, sopts)
+                b.searches[method] = CutPlan(
+                    envelope=plan_envelope(cut, data, {"search": dataclasses.asdict(sopts)}),
+                    method=method, num_layers=cut.num_layers, removed=removed, merge_into=None,
+                    selection=clean_json(sel), savings={},
+                    fit={"mode": "search maps (joint, cached bf16 states, no refit)"})
             else:
                 b.searches[method] = plan_cut(cut, data, method=method, n=big, search=search,
                                               multi_mode=a.multi_mode, calibration=opts)
@@ -174,6 +188,11 @@ def _plan(b: Bench, method: str, n: int, prof: Any) -> Any:
             return cut, dataclasses.replace(full, removed=tuple(sorted(order)))
         by_n = full.selection["best_by_n"]
         blocks = tuple(by_n.get(str(n), by_n.get(n)))
+        if a.no_refit:  # the search's own maps of its n-step set
+            return cut, dataclasses.replace(
+                full, removed=blocks, merges=b.maps[method][n],
+                selection={**full.selection, "trace": full.selection["trace"][:n]},
+                savings=cut_savings(cut, blocks, a.seq_len))
         plan = plan_cut(cut, b.calib, method="replaceme-multi", blocks=blocks,
                         multi_mode=a.multi_mode, calibration=opts)
         sel = {**full.selection, "trace": full.selection["trace"][:n]}
@@ -191,7 +210,10 @@ def main() -> None:
     print(f"original NLL on {b.evals['wiki'].n_tokens} wiki + {b.evals['news'].n_tokens} news "
           f"tokens; {time.perf_counter() - b.t0:.0f} s", flush=True)
     b.add("original", b.lm, {"method": None, "n": 0, "removed": []})
-    prof = profile(b.lm, b.calib, ProfileOptions(lens=False, n_max=max(ns)), progress=False)
+    needs_profile = {"replaceme-ls", "replaceme-cos", "angular", "block-influence",
+                     "replaceme-multi"} & set(a.methods.split(","))  # fmt: skip
+    prof = (profile(b.lm, b.calib, ProfileOptions(lens=False, n_max=max(ns)), progress=False)
+            if needs_profile else None)  # fmt: skip
     shapes: dict[int, Any] = {}
     for n in ns:
         for method in a.methods.split(","):

@@ -83,3 +83,16 @@ def test_beam_is_no_worse_than_greedy():
     beam = plan_cut(lm, w, method="beam-ls", n=3, search=SearchOptions(beam=3, score_windows=2))
     assert beam.selection["score"]["kl"] <= greedy.selection["score"]["kl"] + 1e-9
     assert len(beam.selection["trace"][1]["parents"]) == 3
+
+
+def test_prefilter_scores_only_the_best_proxies_and_keeps_search_maps():
+    lm = llama6()
+    w = random_windows(n=10, seq_len=16)
+    opts = SearchOptions(score_windows=2, prefilter=2, refit=False)
+    plan = plan_cut(lm, w, method="greedy-ls", n=2, search=opts)
+    assert [len(st["candidates"]) for st in plan.selection["trace"]] == [2, 2]
+    cache = StateCache(lm, w, opts)
+    proxies = {c: cache.proxy((c,)) for c in range(1, 6)}
+    firsts = {c[1] for c in plan.selection["trace"][0]["candidates"]}
+    assert firsts == set(sorted(proxies, key=proxies.get)[:2])
+    assert plan.fit["mode"].startswith("search maps") and len(plan.merges) >= 1

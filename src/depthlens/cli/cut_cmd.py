@@ -90,6 +90,11 @@ def _common(p: argparse.ArgumentParser, with_plan: bool = False) -> None:
                    "'nll' (kl)")
     m.add_argument("--search-fit-tokens", type=int, default=16384,
                    help="calibration tokens whose states the search caches for its LS fits")
+    m.add_argument("--prefilter", type=int, default=0,
+                   help="score only the N candidates per step with the smallest LS residual "
+                   "(no forward needed to rank them); 0 = score all (0)")
+    m.add_argument("--no-refit", action="store_true",
+                   help="keep the search's own maps instead of a final refit pass")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -187,7 +192,8 @@ def make_plan(args: argparse.Namespace) -> tuple[Any, Any]:
     from depthlens.cut.search import SearchOptions
 
     search = SearchOptions(beam=args.beam, score_windows=args.score_windows,
-                           fit_tokens=args.search_fit_tokens, objective=args.objective)
+                           fit_tokens=args.search_fit_tokens, objective=args.objective,
+                           prefilter=args.prefilter, refit=not args.no_refit)
     blocks = parse_blocks(args.blocks) if args.blocks is not None else None
     status(f"planning {args.method} on {windows.n_tokens} calibration tokens …")
     plan = plan_cut(lm, windows, method=args.method, n=args.remove, ratio=args.ratio,

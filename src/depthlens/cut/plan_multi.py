@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from depthlens.cut.calibrate import CalibrationOptions
-from depthlens.cut.multi import check_removed, fit_runs, runs_of
+from depthlens.cut.multi import MultiFit, check_removed, fit_runs, runs_of
 from depthlens.cut.plan import CutPlan, plan_envelope
 from depthlens.cut.search import SearchOptions, search_removed
 from depthlens.data.windows import TokenWindows
@@ -39,6 +39,7 @@ def plan_multi(
     """Choose the removed set for ``method`` and fit one LS map per run."""
     t0 = time.perf_counter()
     options: dict[str, Any] = {"n": n, "multi_mode": mode, **dataclasses.asdict(calibration)}
+    maps: Any = ()
     if blocks is not None:
         if method != "replaceme-multi":
             raise DepthlensError(f"--blocks names the removed set itself; it goes with "
@@ -60,11 +61,16 @@ def plan_multi(
                                     batch_size=calibration.batch_size,
                                     fit_include_first_token=calibration.fit_include_first_token)
         options.update({f"search_{k}": v for k, v in dataclasses.asdict(sopts).items()})
-        removed, selection = search_removed(lm, windows, n, sopts, progress=progress)
+        removed, selection, maps_by_n = search_removed(lm, windows, n, sopts, progress=progress)
+        maps = maps_by_n[n]
     if runs_of(removed)[0][0] == 0:
         raise DepthlensError(f"block 0 is in the removed set {list(removed)}; the multi-run "
                              "methods merge each run into the block before it: keep block 0")
-    mf = fit_runs(lm, windows, removed, calibration, mode=mode, progress=progress)
+    if search is not None and not search.refit and method != "replaceme-multi":
+        mf = MultiFit(maps, {"mode": "search maps (joint, cached bf16 states, no refit)",
+                             "runs": [list(r) for r in runs_of(removed)]}, 0.0)  # fmt: skip
+    else:
+        mf = fit_runs(lm, windows, removed, calibration, mode=mode, progress=progress)
     cost = selection.get("cost")
     if isinstance(cost, dict):
         cost["final_fit_fe"] = mf.forward_equivalents

@@ -57,6 +57,12 @@ class SearchOptions:
     ridge: float = 0.0
     batch_size: int = 4
     fit_include_first_token: bool = True
+    # > 0: per parent, KL-score only the ``prefilter`` candidates whose runs' LS residuals
+    # (from the cached states: no forward) are smallest; 0 scores every candidate.
+    prefilter: int = 0
+    # False: keep the search's own maps (joint, fitted on the cached bf16 states) instead of
+    # a final refit pass over every calibration window (saves up to one forward).
+    refit: bool = True
 
 
 class StateCache:
@@ -106,6 +112,7 @@ class StateCache:
         self.n_score_tokens = int(self.score_mask.sum())
         self._a: dict[int, torch.Tensor] = {}
         self._t: dict[tuple[int, int], torch.Tensor] = {}
+        self._res: dict[tuple[int, int], float] = {}
 
     @torch.inference_mode()
     def _forward(self, windows: TokenWindows, rows: torch.Tensor, record_calls: bool) -> Any:
@@ -158,8 +165,19 @@ class StateCache:
             if i not in self._a:
                 self._a[i] = m.T @ m
             z = self.h[e].double() - self.h[s].double() + m  # Z = h_e − (h_s − M)
-            self._t[run], _ = solve_ls(self._a[i], m.T @ z, self.opts.ridge)
+            t, _ = solve_ls(self._a[i], m.T @ z, self.opts.ridge)
+            self._t[run] = t
+            # share of the stream h_e that the replaced run gets wrong: ‖MT − Z‖² / ‖h_e‖²
+            self._res[run] = float(((m @ t - z) ** 2).sum() / (self.h[e].double() ** 2).sum())
         return self._t[run]
+
+    def proxy(self, removed: tuple[int, ...]) -> float:
+        """Σ over runs of the stream share each replaced run gets wrong (no forward)."""
+        total = 0.0
+        for run in runs_of(removed):
+            self.transform(run)
+            total += self._res[run]
+        return total
 
     @torch.inference_mode()
     def tail(self, removed: tuple[int, ...], start: int, h_start: torch.Tensor,
@@ -196,9 +214,14 @@ class _Entry:
     states: list[torch.Tensor | None]
 
 
-def search_removed(lm: LoadedModel, windows: TokenWindows, n: int, opts: SearchOptions,
-                   progress: bool = False) -> tuple[tuple[int, ...], dict[str, Any]]:  # fmt: skip
-    """Beam search (``opts.beam`` = 1: greedy) for ``n`` blocks; returns (removed, selection)."""
+def search_removed(
+    lm: LoadedModel, windows: TokenWindows, n: int, opts: SearchOptions, progress: bool = False
+) -> tuple[tuple[int, ...], dict[str, Any], Any]:
+    """Beam search (``opts.beam`` = 1: greedy) for ``n`` blocks.
+
+    Returns (removed, selection, maps_by_n): ``maps_by_n[k]`` are the search's own
+    (block, T) per run of its best k-block set (k = 1..n).
+    """
     if opts.objective not in OBJECTIVES:
         from depthlens.metrics.registry import unknown_choice
 
@@ -216,14 +239,13 @@ def search_removed(lm: LoadedModel, windows: TokenWindows, n: int, opts: SearchO
     beam = [root]
     trace: list[dict[str, Any]] = []
     best_by_n: dict[int, list[int]] = {}
+    maps_by_n: dict[int, Any] = {}
     total = sum(len(beam) * (n_layers - 1 - k) for k in range(n))
     bar = progress_bar(total * opts.beam, "search", enabled=progress)
     for step in range(n):
         scored: dict[tuple[int, ...], tuple[dict[str, float], int, int]] = {}
         for p_idx, parent in enumerate(beam):
-            for c in range(1, n_layers):
-                if c in parent.removed:
-                    continue
+            for c in _candidates(cache, parent.removed, opts.prefilter):
                 cand = tuple(sorted((*parent.removed, c)))
                 if cand in scored or len(cand) > n_layers - 2:
                     continue
@@ -245,6 +267,8 @@ def search_removed(lm: LoadedModel, windows: TokenWindows, n: int, opts: SearchO
         trace.append(_trace_step(step, beam, scored, new_beam))
         beam = new_beam
         best_by_n[step + 1] = list(beam[0].removed)
+        maps_by_n[step + 1] = tuple((s - 1, cache.transform((s, e)))
+                                    for s, e in runs_of(beam[0].removed))  # fmt: skip
     bar.close()
     denom = windows.n_tokens * fl["total"]
     selection = {
@@ -267,7 +291,16 @@ def search_removed(lm: LoadedModel, windows: TokenWindows, n: int, opts: SearchO
             "seconds_cache": t_cache, "seconds": time.perf_counter() - t0,
         },
     }  # fmt: skip
-    return beam[0].removed, selection
+    return beam[0].removed, selection, maps_by_n
+
+
+def _candidates(cache: StateCache, removed: tuple[int, ...], prefilter: int) -> list[int]:
+    """Blocks 1..L−1 not yet removed; with ``prefilter`` > 0 the best by the LS proxy."""
+    cands = [c for c in range(1, cache.n_layers) if c not in removed]
+    if prefilter <= 0 or len(cands) <= prefilter:
+        return cands
+    key = {c: cache.proxy(tuple(sorted((*removed, c)))) for c in cands}
+    return sorted(cands, key=lambda c: key[c])[:prefilter]
 
 
 def _tail_flops(fl: dict[str, Any], removed: tuple[int, ...], start: int) -> float:
