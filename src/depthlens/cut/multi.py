@@ -259,7 +259,7 @@ def _solve(acc: RunSums, d: int, ridge: float) -> tuple[torch.Tensor, float]:
 def _fit_report(runs: list[Run], sums: list[RunSums], merges: list[tuple[int, torch.Tensor]],
                 alphas: list[float], mode: str, d: int) -> dict[str, Any]:  # fmt: skip
     eye = torch.eye(d, dtype=torch.float64)
-    per_run = []
+    per_run: list[dict[str, Any]] = []
     for (s, e), acc, (i, t), alpha in zip(runs, sums, merges, alphas, strict=True):
         per_run.append({
             "run": [s, e], "merge_into": i, "ridge_used": alpha,

@@ -260,7 +260,9 @@ def search_removed(
         new_beam = []
         for cand, (sc, p_idx, _c) in ranked[: opts.beam]:
             start = runs_of(cand)[0][0] - 1
-            _, states = cache.tail(cand, start, beam[p_idx].states[start], record=True)
+            h_start = beam[p_idx].states[start]
+            assert h_start is not None  # every parent stores its stream at every block
+            _, states = cache.tail(cand, start, h_start, record=True)
             full = [*beam[p_idx].states[:start], *states[start:]]
             cost["candidates"] += _tail_flops(fl, cand, start) * cache.n_score_tokens
             new_beam.append(_Entry(cand, sc, full))

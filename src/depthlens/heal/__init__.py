@@ -14,9 +14,10 @@ __all__ = ["HealOptions", "check_options", "heal_", "heal_checkpoint", "save_hea
 def save_healed(lm: Any, record: dict[str, Any], manifest: dict[str, Any] | None,
                 out: str | Path, overwrite: bool = False) -> Path:  # fmt: skip
     """Write the healed model as an ordinary checkpoint; ``depthlens.json`` gains "healing"."""
-    from depthlens.cut.save import MANIFEST
     from depthlens.io import atomic_dir, check_output_path
     from depthlens.models.loading import quiet_transformers
+    from depthlens.models.manifest import MANIFEST, MANIFEST_KIND
+    from depthlens.results import ENVELOPE_KEYS, Envelope, write_result
 
     dst = check_output_path(out, overwrite)
     with atomic_dir(dst, overwrite=overwrite) as tmp:
@@ -24,11 +25,13 @@ def save_healed(lm: Any, record: dict[str, Any], manifest: dict[str, Any] | None
             lm.model.save_pretrained(tmp, safe_serialization=True)
         if lm.tokenizer is not None:
             lm.tokenizer.save_pretrained(tmp)
-        man = dict(manifest or {"kind": "depthlens.pruned"})
-        man["healing"] = {k: v for k, v in record.items() if k != "log"}
-        man["healing"]["loss_log"] = record.get("log", [])
-        text = json.dumps(man, indent=1, sort_keys=True, default=str) + "\n"
-        (tmp / MANIFEST).write_text(text, encoding="utf-8")
+        man = dict(manifest or {})
+        payload = {k: v for k, v in man.items() if k not in ENVELOPE_KEYS}
+        payload["healing"] = json.loads(json.dumps(record, default=str))
+        env = Envelope(kind=MANIFEST_KIND, model=lm.identity(), data=man.get("data") or {},
+                       options={**(man.get("options") or {}), "heal": record["options"]},
+                       tokens={**(man.get("tokens") or {}), "heal": record["tokens"]})
+        write_result(tmp / MANIFEST, env, payload)
     return dst
 
 
@@ -38,11 +41,11 @@ def heal_checkpoint(pruned: str, teacher: str, *, opts: HealOptions, out: str | 
                     overwrite: bool = False, progress: bool = False,
                     load: Any = None) -> dict[str, Any]:  # fmt: skip
     """Load ``pruned`` and ``teacher``, heal, evaluate before/after, save to ``out``."""
-    from depthlens.cut.save import read_manifest
     from depthlens.data import check_disjoint, load_text, make_windows
     from depthlens.evaluate.perplexity import evaluate_perplexity
     from depthlens.io import check_output_path
     from depthlens.models import load_model
+    from depthlens.models.manifest import read_manifest
 
     check_options(opts)
     check_output_path(out, overwrite)

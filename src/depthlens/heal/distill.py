@@ -37,7 +37,7 @@ class HealOptions:
     lr: float = 2e-4
     train: str = "lora"
     lora_rank: int = 8
-    lora_alpha: float = 16.0
+    lora_alpha: int = 16
     mse_weight: float = 0.0
     batch_size: int = 2
     seed: int = 0
