@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -33,19 +34,25 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
                                    eos_token="</s>")  # fmt: skip
 
 
-def tiny_pruned(tmp: Path) -> tuple[Path, torch.Tensor]:
-    """Cut a 6-block tiny Llama (replaceme-multi) and save it with the tokenizer."""
+def tiny_pruned(tmp: Path, keep_teacher: bool = False) -> Any:
+    """Cut a 6-block tiny Llama (replaceme-multi) and save it with the tokenizer.
+
+    Returns (checkpoint dir, token ids), plus the uncut model's dir with ``keep_teacher``.
+    """
     tok = tiny_tokenizer()
     torch.manual_seed(0)
     cfg = LlamaConfig(**{**_LLAMA_KW, "num_hidden_layers": 6, "vocab_size": len(tok)})
     model = _finish(LlamaForCausalLM(cfg), 6)
     lm = LoadedModel(model, tok, resolve_arch(model), ref="tiny-llama6", source="test")
+    if keep_teacher:
+        model.save_pretrained(tmp / "teacher")
+        tok.save_pretrained(tmp / "teacher")
     w = random_windows(n=10, seq_len=16, vocab=len(tok))
     plan = plan_cut(lm, w, method="replaceme-multi", blocks=(2, 4))
     apply_cut_(lm, plan)
     out = save_pruned(lm, plan, tmp / "pruned")
     ids = torch.tensor([tok("the cat ran in the park").input_ids])
-    return out, ids
+    return (out, ids, tmp / "teacher") if keep_teacher else (out, ids)
 
 
 def test_permute_matches_llama_cpp_formula():

@@ -73,3 +73,25 @@ def test_cli_heal_zero_steps_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--steps must be at least 1" in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_cli_heal_writes_an_ordinary_checkpoint(tmp_path, capsys):
+    import json
+
+    from test_export_gguf import TEXT, tiny_pruned
+    from transformers import AutoModelForCausalLM
+
+    pruned, _ids, teacher = tiny_pruned(tmp_path, keep_teacher=True)
+    calib, held = tmp_path / "calib.txt", tmp_path / "held.txt"
+    calib.write_text(" ".join(TEXT * 3))
+    held.write_text(" ".join(reversed(TEXT)) + " the end")
+    out = tmp_path / "healed"
+    code = main(["heal", str(pruned), "--teacher", str(teacher), "--data", str(calib),
+                 "--steps", "2", "--max-tokens", "512", "--seq-len", "32", "--eval-data",
+                 str(held), "--eval-tokens", "256", "--quiet", "-o", str(out)])  # fmt: skip
+    text = capsys.readouterr().out
+    assert code == 0 and "after healing" in text and "2 steps" in text
+    man = json.loads((out / "depthlens.json").read_text())
+    assert man["healing"]["options"]["steps"] == 2 and man["removed"] == [2, 4]
+    m = AutoModelForCausalLM.from_pretrained(out)
+    assert type(m).__name__ == "LlamaForCausalLM" and m.config.num_hidden_layers == 4
