@@ -17,13 +17,10 @@ from typing import Any, Literal
 
 from torch import nn
 
-from depthlens.arch.wiring import (
-    WIRING_CONFIG_KEYS,
-    NormPlacement,
-    Wiring,
-    config_float,
-    is_neutral,
-)
+from depthlens.arch.wiring import NormPlacement, Wiring, cut_refusal, wire
+
+__all__ = ["FAMILIES", "ArchSpec", "blocks_of", "cut_refusal", "generic_spec", "get_submodule",
+           "resolve_arch", "wire"]  # fmt: skip
 from depthlens.errors import UnsupportedArchitectureError
 
 #: "add": the module's output (first element if a tuple) is exactly what the sublayer adds
@@ -324,144 +321,11 @@ def resolve_arch(model: nn.Module, family: str | None = None) -> ArchSpec:
     return generic_spec(model)
 
 
-#: Block children that mean "this sublayer's output is normalised before the add".
-_POST_SUBLAYER_NORMS = ("post_feedforward_layernorm", "post_mlp_layernorm", "post_ffw_norm")
-
-
-def _configs(model: nn.Module) -> tuple[Any, Any]:
-    """(the model's own config, its text config); either may be None."""
-    cfg = getattr(model, "config", None)
-    get_text = getattr(cfg, "get_text_config", None)
-    return cfg, (get_text() if callable(get_text) else cfg)
-
-
-def _refuse_unexplained(model: nn.Module, spec: ArchSpec, cfg: Any, text: Any) -> None:
-    """Refuse a model whose wiring the spec cannot describe (it would give wrong numbers)."""
-    for key in WIRING_CONFIG_KEYS:
-        if key in spec.wiring_keys:
-            continue
-        for c in (text, cfg):
-            value = getattr(c, key, None)
-            if not is_neutral(key, value):
-                readers = [f.family for f in FAMILIES.values() if key in f.wiring_keys]
-                raise UnsupportedArchitectureError(
-                    f"the model's config sets {key} = {value!r}, which the '{spec.family}' "
-                    "layout does not account for (it changes what each block adds or what "
-                    "the head outputs), so every number would be wrong; "
-                    + (f"pass --arch {' or '.join(readers)} if the layout matches"
-                       if readers else "no depthlens family supports it")
-                )  # fmt: skip
-    if spec.norm == "pre":
-        children = dict(blocks_of(model, spec)[0].named_children())
-        found = [n for n in _POST_SUBLAYER_NORMS if n in children]
-        if found:
-            raise UnsupportedArchitectureError(
-                f"the model's blocks have a post-sublayer norm ('{found[0]}'), but the "
-                f"'{spec.family}' layout is pre-norm: what a sublayer adds would be misread; "
-                "pass --arch gemma2 or --arch olmo2 if the layout matches"
-            )
-
-
-def wire(model: nn.Module, spec: ArchSpec) -> ArchSpec:
-    """``spec`` with its :class:`Wiring` resolved from ``model``'s configs."""
-    cfg, text = _configs(model)
-    _refuse_unexplained(model, spec, cfg, text)
-    parallel = spec.parallel
-    if spec.parallel_key is not None:
-        parallel = bool(getattr(text, spec.parallel_key, parallel))
-    mult = config_float(text, spec.multiplier_key)
-    scale = config_float(cfg, spec.logit_scale_key)
-    wiring = Wiring(
-        norm=spec.norm,
-        parallel=parallel,
-        branch_multiplier=1.0 if mult is None else mult,
-        logit_scale=1.0 if scale is None else scale,
-        logit_softcap=config_float(cfg, spec.softcap_key),
-    )
-    return dataclasses.replace(spec, resolved=wiring)
-
-
-_ATTN_NAMES = ("self_attn", "attn", "attention", "self_attention")
-_MLP_NAMES = ("mlp", "feed_forward", "ffn", "ff")
-_NORM_NAMES = ("norm", "ln_f", "final_layernorm", "final_layer_norm", "final_norm")
-
-
-def _largest_block_list(model: nn.Module) -> tuple[str, nn.ModuleList] | None:
-    best: tuple[str, nn.ModuleList] | None = None
-    for name, mod in model.named_modules():
-        if isinstance(mod, nn.ModuleList) and len(mod) >= 2:
-            kinds = {type(child) for child in mod}
-            if len(kinds) == 1 and (best is None or len(mod) > len(best[1])):
-                best = (name, mod)
-    return best
-
-
 def generic_spec(model: nn.Module) -> ArchSpec:
-    """Fallback for unknown pre-norm models: find the blocks and name their sublayers."""
-    model_type = getattr(getattr(model, "config", None), "model_type", "unknown")
-    found = _largest_block_list(model)
-    hint = (
-        f"unsupported architecture '{model_type}': {{why}}; pass --arch FAMILY with one of "
-        f"{', '.join(sorted(FAMILIES))} if its layout matches (see `depthlens models`)"
-    )
-    if found is None:
-        raise UnsupportedArchitectureError(hint.format(why="no ModuleList of identical blocks"))
-    blocks_path, blocks = found
-    children = dict(blocks[0].named_children())
-    attn = next((n for n in _ATTN_NAMES if n in children), None)
-    mlp = next((n for n in _MLP_NAMES if n in children), None)
-    if attn is None or mlp is None:
-        raise UnsupportedArchitectureError(
-            hint.format(why=f"blocks at '{blocks_path}' have no attention/MLP child I recognise")
-        )
-    parent = blocks_path.rpartition(".")[0]
-    final_norm = None
-    for n in _NORM_NAMES:
-        path = f"{parent}.{n}" if parent else n
-        try:
-            get_submodule(model, path)
-            final_norm = path
-            break
-        except AttributeError:
-            continue
-    unembed = None
-    get_out = getattr(model, "get_output_embeddings", None)
-    head = get_out() if callable(get_out) else None
-    if head is not None:
-        unembed = next((n for n, m in model.named_modules() if m is head), None)
-    mlp_children = dict(children[mlp].named_children())
-    out_proj = next(
-        (f"{mlp}.{n}" for n in ("down_proj", "c_proj", "fc2", "dense_4h_to_h", "w2")
-         if n in mlp_children),
-        None,
-    )
-    spec = ArchSpec(
-        family="generic",
-        model_types=(str(model_type),),
-        blocks=blocks_path,
-        attn=attn,
-        mlp=mlp,
-        mlp_out_proj=out_proj,
-        final_norm=final_norm,
-        unembed=unembed,
-        causal=bool(unembed),
-        notes="found by the generic fallback (pre-norm, sequential, unscaled assumed)",
-    )
-    return wire(model, spec)
+    """The generic fallback's spec for ``model`` (see :mod:`depthlens.arch.generic`)."""
+    from depthlens.arch.generic import find_generic_spec  # the fallback builds on this module
 
-
-def cut_refusal(model: nn.Module, spec: ArchSpec) -> str | None:
-    """Why removing blocks from ``model`` cannot be exact, or None when it can."""
-    _, text = _configs(model)
-    for key, values in spec.depth_dependent:
-        value = getattr(text, key, None)
-        if value in values:
-            return (
-                f"the model's config sets {key} = {value!r}, which makes each block depend on "
-                "the model's depth or the block's index; a cut model rebuilt from its config "
-                "would compute something else, so cutting it is not supported"
-            )
-    return None
+    return find_generic_spec(model)
 
 
 def blocks_of(model: nn.Module, spec: ArchSpec) -> nn.ModuleList:
