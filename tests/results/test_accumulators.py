@@ -56,3 +56,16 @@ def test_gram_sums_equal_the_stacked_products() -> None:
 def test_ratio_is_nan_where_nothing_was_counted() -> None:
     r = ratio(torch.tensor([2.0, 3.0], dtype=torch.float64), torch.tensor([4.0, 0.0]))
     assert r[0] == 0.5 and torch.isnan(r[1])
+
+
+def test_row_batches_cover_each_window_once_across_ranks() -> None:
+    from conftest import random_windows
+
+    w = random_windows(n=7, seq_len=4)
+    for world in (1, 2, 3):
+        got = [int(i) for r in range(world) for b in w.row_batches(2, r, world) for i in b]
+        assert sorted(got) == list(range(7))
+        assert all(len(b) <= 2 for r in range(world) for b in w.row_batches(2, r, world))
+    assert [b.tolist() for b in w.row_batches(3, 1, 2)] == [[1, 3, 5]]
+    with pytest.raises(DepthlensError, match="--batch-size"):
+        w.row_batches(0)

@@ -9,7 +9,6 @@ l+1..L-1 (:mod:`depthlens.causal.replay`), about L/2 forwards for all l together
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -221,11 +220,6 @@ def _check_supported(lm: LoadedModel, opts: SkipOptions) -> Lens:
     return Lens.of(lm.model, spec)
 
 
-def _batches(data: TokenWindows, bs: int) -> Iterator[torch.Tensor]:
-    for start in range(0, data.input_ids.shape[0], bs):
-        yield torch.arange(start, min(start + bs, data.input_ids.shape[0]))
-
-
 def _sweep_batch_reuse(acc: _SkipSweep, model: nn.Module, spec: ArchSpec,
                        variants: tuple[Variant, ...], ids: torch.Tensor,
                        am: torch.Tensor, sel: torch.Tensor, nxt: torch.Tensor) -> None:
@@ -288,7 +282,7 @@ def skip_sweep(lm: LoadedModel, data: TokenWindows, options: SkipOptions | None 
     kernel = LensKernel(opts.lens_kernel, fn=kl_to_final)
     acc = _SkipSweep(lm.num_layers, opts.variants, lens, kernel, opts.lens_chunk)
     run = _sweep_batch_naive if naive else _sweep_batch_reuse
-    batches = list(_batches(data, opts.batch_size))
+    batches = data.row_batches(opts.batch_size)
     # Progress in tokens (not batches): one batch of the sweep costs ~3L/2 forwards.
     bar = progress_bar(int(data.attention_mask.sum()), "skip sweep", enabled=progress, unit="tok")
     dev = lm.device

@@ -137,9 +137,8 @@ def stream_span_sums(
     samples_z: list[torch.Tensor] = []
     n_samples = 0
     rank, world = rank_world()
-    idx = torch.arange(rank, len(windows), world)
     fkw = forward_kwargs(model)
-    batches = [idx[k : k + opts.batch_size] for k in range(0, len(idx), opts.batch_size)]
+    batches = windows.row_batches(opts.batch_size, rank, world)
     bar = progress_bar(len(batches), "calibrate", enabled=progress and rank == 0)
     with (
         capture_blocks(model, spec, attn=False, stop_after=start + n - 1) as trace,

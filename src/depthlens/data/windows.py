@@ -51,13 +51,20 @@ class TokenWindows:
         """Return the JSON-able identity (never the tokens)."""
         return dict(self.identity)
 
-    def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (input_ids, attention_mask) batches of up to ``batch_size`` windows, in order."""
+    def row_batches(self, batch_size: int, rank: int = 0, world: int = 1) -> list[torch.Tensor]:
+        """Window indices in batches of up to ``batch_size``, in order: this rank's share.
+
+        Under ``torchrun`` rank r of a world of size w takes windows r, r + w, r + 2w, …
+        """
         if batch_size < 1:
             raise DepthlensError(f"--batch-size must be at least 1, got {batch_size}")
-        for start in range(0, len(self), batch_size):
-            stop = start + batch_size
-            yield self.input_ids[start:stop], self.attention_mask[start:stop]
+        idx = torch.arange(rank, len(self), world)
+        return [idx[k : k + batch_size] for k in range(0, len(idx), batch_size)]
+
+    def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (input_ids, attention_mask) batches of up to ``batch_size`` windows, in order."""
+        for rows in self.row_batches(batch_size):
+            yield self.input_ids[rows], self.attention_mask[rows]
 
 
 def _check_window_args(seq_len: int, max_tokens: int | None, min_windows: int) -> None:

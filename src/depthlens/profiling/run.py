@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,14 +51,6 @@ def token_masks(data: TokenWindows, opts: ProfileOptions) -> TokenMasks:
         lens = torch.zeros_like(valid)
         lens[valid] = flat
     return TokenMasks(valid, angular, lens, next_token_ids(data))
-
-
-def _batches(
-    data: TokenWindows, masks: TokenMasks, bs: int, rank: int, world: int
-) -> Iterator[tuple[int, torch.Tensor]]:
-    idx = torch.arange(rank, data.input_ids.shape[0], world)
-    for b, start in enumerate(range(0, len(idx), bs)):
-        yield b, idx[start : start + bs]
 
 
 @dataclass
@@ -135,7 +126,7 @@ def profile(
     kernel = lens_metrics.LensKernel(opts.lens_kernel if with_lens else "eager")
     fkw = forward_kwargs(model)
     device = lm.device
-    batches = list(_batches(data, masks, opts.batch_size, rank, world))
+    batches = list(enumerate(data.row_batches(opts.batch_size, rank, world)))
     bar = progress_bar(len(batches), "profile", enabled=progress and rank == 0, initial=done)
     with capture_blocks(model, spec) as trace, torch.inference_mode():
         for b, rows in batches:

@@ -63,11 +63,10 @@ def compare_lenses(lm: LoadedModel, data: TokenWindows, lenses: dict[str, Readou
     nxt_all[:, :-1] = torch.where(data.attention_mask[:, 1:].bool(), data.input_ids[:, 1:], -1)
     n_tok = n_ce = 0
     fkw = forward_kwargs(lm.model)
-    starts = range(0, len(data), batch_size)
-    bar = progress_bar(len(starts), "lens eval", enabled=progress)
+    batches = data.row_batches(batch_size)
+    bar = progress_bar(len(batches), "lens eval", enabled=progress)
     with capture_blocks(lm.model, lm.arch, attn=False) as trace, torch.inference_mode():
-        for s in starts:
-            rows = torch.arange(s, min(s + batch_size, len(data)))
+        for rows in batches:
             trace.clear()
             run_forward(lm.model, data.input_ids[rows].to(lm.device),
                         data.attention_mask[rows].to(lm.device), **fkw)

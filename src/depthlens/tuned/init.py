@@ -32,8 +32,7 @@ def lstsq_init_(lens: TunedLens, lm: LoadedModel, data: TokenWindows, valid: tor
     n = 0
     fkw = forward_kwargs(lm.model)
     with capture_blocks(lm.model, lm.arch, attn=False) as trace, torch.inference_mode():
-        for s in range(0, len(data), batch_size):
-            rows = torch.arange(s, min(s + batch_size, len(data)))
+        for rows in data.row_batches(batch_size):
             trace.clear()
             run_forward(lm.model, data.input_ids[rows].to(lm.device),
                         data.attention_mask[rows].to(lm.device), **fkw)
