@@ -21,7 +21,7 @@ The sums are float64 on the CPU, O(d²) per run whatever the number of tokens.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -36,12 +36,18 @@ from depthlens.capture.hooks import (
     replace_first,
     run_forward,
 )
-from depthlens.cut.calibrate import CalibrationOptions, holdout_rows, solve_ls
+from depthlens.cut.calibrate import (
+    CalibrationOptions,
+    GramSums,
+    holdout_rows,
+    relative_residual,
+    solve_ls,
+)
 from depthlens.cut.select import skip_blocks
 from depthlens.data.masks import real_positions
 from depthlens.data.windows import TokenWindows
 from depthlens.errors import DepthlensError
-from depthlens.metrics.accumulate import all_reduce_host, host, host_sum, widen
+from depthlens.metrics.accumulate import Accumulator
 from depthlens.models.loading import LoadedModel
 from depthlens.progress import progress_bar
 
@@ -83,45 +89,16 @@ def runs_of(removed: tuple[int, ...] | list[int]) -> list[Run]:
 
 
 @dataclass
-class RunSums:
-    """Float64 sums of one run: A = ΣMᵀM, B = ΣMᵀZ, C = Σ‖Z‖², n; fit and held-out."""
+class RunSums(Accumulator):
+    """Float64 sums of one run (A = ΣMᵀM, B = ΣMᵀZ, C = Σ‖Z‖², n): fit and held-out."""
 
-    d: int
-    a: torch.Tensor = field(init=False)
-    b: torch.Tensor = field(init=False)
-    c: torch.Tensor = field(init=False)
-    n: torch.Tensor = field(init=False)
+    fit: GramSums
+    held: GramSums
 
-    def __post_init__(self) -> None:
-        # Index 0: fit windows; index 1: held-back windows.
-        self.a = torch.zeros(2, self.d, self.d, dtype=torch.float64)
-        self.b = torch.zeros(2, self.d, self.d, dtype=torch.float64)
-        self.c = torch.zeros(2, dtype=torch.float64)
-        self.n = torch.zeros(2, dtype=torch.float64)
-
-    def add(self, part: int, m: torch.Tensor, z: torch.Tensor) -> None:
-        """Add rows (N, d) of M and Z (any dtype/device) to part 0 (fit) or 1 (held)."""
-        mm, zz = widen(m), widen(z)  # products on the model's device, sums on the CPU
-        self.a[part] += host(mm.T @ mm)
-        self.b[part] += host(mm.T @ zz)
-        self.c[part] += host_sum(zz * zz)
-        self.n[part] += mm.shape[0]
-
-    def all_reduce(self) -> None:
-        """Sum over ranks under torch.distributed (no-op otherwise)."""
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            for t in (self.a, self.b, self.c, self.n):
-                all_reduce_host(t)
-
-    def residual(self, t: torch.Tensor, part: int) -> float | None:
-        """‖MT − Z‖ / ‖Z‖ from the sums: (tr(TᵀAT) − 2tr(TᵀB) + C) / C, square-rooted."""
-        c = float(self.c[part])
-        if float(self.n[part]) == 0 or c <= 0:
-            return None
-        sq = float((t * (self.a[part] @ t)).sum() - 2 * (t * self.b[part]).sum()) + c
-        return max(sq, 0.0) ** 0.5 / c**0.5
+    @classmethod
+    def zeros(cls, d: int) -> RunSums:
+        """Empty sums for a d x d map."""
+        return cls(GramSums.zeros(d), GramSums.zeros(d))
 
 
 @dataclass
@@ -191,10 +168,10 @@ def _pass(lm: LoadedModel, windows: TokenWindows, runs: list[Run], sums: list[Ru
                 if h_s is None or h_e is None or m is None:
                     raise DepthlensError("the calibration forward did not reach the run's end")
                 z = h_e - (h_s - m)  # (B, T, d): Z = h_e − Y
-                for part, keep in ((0, ~held[rows]), (1, held[rows])):
+                for part, keep in ((acc.fit, ~held[rows]), (acc.held, held[rows])):
                     sel = (valid[rows] & keep[:, None]).to(m.device)  # (B, T)
                     if bool(sel.any()):
-                        acc.add(part, m[sel], z[sel])
+                        part.add(m[sel], z[sel])
             bar.update(1)
     bar.close()
 
@@ -221,7 +198,7 @@ def fit_runs(
             "into the block before it, and block 0 has none; keep block 0"
         )
     d = int(lm.model.config.get_text_config().hidden_size)  # type: ignore[union-attr,operator]
-    sums = [RunSums(d) for _ in runs]
+    sums = [RunSums.zeros(d) for _ in runs]
     n_layers = lm.num_layers
     merges: list[tuple[int, torch.Tensor]] = []
     alphas: list[float] = []
@@ -248,12 +225,12 @@ def fit_runs(
 
 
 def _solve(acc: RunSums, d: int, ridge: float) -> tuple[torch.Tensor, float]:
-    if float(acc.n[0]) < d:
+    if float(acc.fit.n) < d:
         raise DepthlensError(
-            f"too little calibration text: {int(acc.n[0])} fit tokens for a {d}x{d} linear "
+            f"too little calibration text: {int(acc.fit.n)} fit tokens for a {d}x{d} linear "
             f"map (need at least {d}); raise --max-tokens or use a longer --data"
         )
-    return solve_ls(acc.a[0], acc.b[0], ridge)
+    return solve_ls(acc.fit.A, acc.fit.B, ridge)
 
 
 def _fit_report(runs: list[Run], sums: list[RunSums], merges: list[tuple[int, torch.Tensor]],
@@ -263,10 +240,10 @@ def _fit_report(runs: list[Run], sums: list[RunSums], merges: list[tuple[int, to
     for (s, e), acc, (i, t), alpha in zip(runs, sums, merges, alphas, strict=True):
         per_run.append({
             "run": [s, e], "merge_into": i, "ridge_used": alpha,
-            "fit_tokens": int(acc.n[0]), "heldout_tokens": int(acc.n[1]),
-            "rel_residual_identity_heldout": acc.residual(eye, 1),
-            "rel_residual_ls_fit": acc.residual(t, 0),
-            "rel_residual_ls_heldout": acc.residual(t, 1),
+            "fit_tokens": int(acc.fit.n), "heldout_tokens": int(acc.held.n),
+            "rel_residual_identity_heldout": relative_residual(eye, acc.held),
+            "rel_residual_ls_fit": relative_residual(t, acc.fit),
+            "rel_residual_ls_heldout": relative_residual(t, acc.held),
         })  # fmt: skip
     fit: dict[str, Any] = {"mode": mode, "runs": per_run,
                            "fit_tokens": per_run[0]["fit_tokens"],
