@@ -110,3 +110,20 @@ def test_apply_a_plan_of_another_model_same_depth() -> None:
     assert lm.num_layers == 4  # untouched
     apply_cut_(lm, plan_cut(wrap_tiny("llama"), random_windows(n=2), method="last", n=1))
     assert lm.num_layers == 3  # a plan of the same network (another instance) applies
+
+
+def test_compare_refuses_models_with_another_tokenizer() -> None:
+    from fixtures_saved import tiny_tokenizer
+
+    from depthlens.errors import DepthlensError
+
+    class OtherVocab:
+        def get_vocab(self) -> dict[str, int]:
+            return {f"t{i}": i for i in range(128)}  # same size, other tokens
+
+    a, b, c = wrap_tiny("llama"), wrap_tiny("llama"), wrap_tiny("llama")
+    a.tokenizer, b.tokenizer, c.tokenizer = tiny_tokenizer(), tiny_tokenizer(), OtherVocab()
+    w = random_windows(n=2, seq_len=8)
+    with pytest.raises(DepthlensError, match="has another tokenizer than"):
+        compare([("a", a), ("c", c)], w, speed=False)
+    assert len(compare([("a", a), ("b", b)], w, speed=False)["models"]) == 2

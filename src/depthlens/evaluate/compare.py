@@ -44,6 +44,7 @@ def compare(
     """
     if not models:
         raise DepthlensError("compare needs at least one model")
+    check_same_tokenizer(models)
     sopts = full_speed_options(speed_options)
     rows: list[dict[str, Any]] = []
     for label, lm in models:
@@ -118,6 +119,32 @@ def _speed(
             row[f"{k}_iqr"] = None if st is None else list(st.iqr)
             row[f"{k}_verdict"] = "baseline" if st is None else st.verdict
     return sp
+
+
+def check_same_tokenizer(models: list[tuple[str, LoadedModel]]) -> None:
+    """All models read the same token ids: perplexities on one set of windows compare.
+
+    The windows are made with the first model's tokenizer; a model with another vocabulary
+    would be scored on ids that mean other text, and its perplexity would look valid.
+    """
+    base_label, base = models[0]
+    want = _vocab(base)
+    for label, lm in models[1:]:
+        got = _vocab(lm)
+        if want is not None and got is not None and got != want:
+            raise DepthlensError(
+                f"{label} has another tokenizer than {base_label} ({len(got[1])} vs "
+                f"{len(want[1])} tokens or different ids); compare models that share one "
+                "(a model and its cuts)"
+            )
+
+
+def _vocab(lm: LoadedModel) -> tuple[int, frozenset[tuple[str, int]]] | None:
+    tok = lm.tokenizer
+    if tok is None or not hasattr(tok, "get_vocab"):
+        return None
+    vocab = tok.get_vocab()
+    return len(vocab), frozenset(vocab.items())
 
 
 def ratio_text(row: dict[str, Any], k: str) -> str:
