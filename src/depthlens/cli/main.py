@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"depthlens {__version__}")
+    parser.add_argument("--debug", dest="debug_global", action="store_true",
+                        help="show tracebacks (also after the subcommand)")  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         try:
@@ -82,7 +84,7 @@ def _check_command(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None
 
     first = next((a for a in argv if not a.startswith("-")), None)
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if first is not None and first not in sub.choices and argv and argv[0] == first:
+    if first is not None and first not in sub.choices:
         raise DepthlensError(unknown_choice("command", first, sorted(sub.choices)))
 
 
