@@ -150,7 +150,10 @@ def main() -> None:
     res["load_avg_end"] = os.getloadavg()
     print(f"load average: start {res['load_avg_start']}, end {res['load_avg_end']}")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "repr_cost.json").write_text(json.dumps(res, indent=1) + "\n")
+    path = RESULTS / "repr_cost.json"
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    # a run with --no-timing / --no-memory keeps the other part of an earlier run
+    path.write_text(json.dumps({**old, **res}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,38 @@ from depthlens.repr.report import write_repr_page
 RESULTS = Path(__file__).parent / "results"
 
 
+def counterparts(removed: list[int], num_layers: int, merge_into: int | None) -> list[int]:
+    """For each state h_j of the cut model, the state of the original it stands for.
+
+    h_j of the cut model is the output of its block j−1 = original block kept[j−1]; the
+    block that absorbed ReplaceMe's T stands for the state after the removed span.
+    """
+    kept = [l for l in range(num_layers) if l not in set(removed)]
+    out = [0] + [k + 1 for k in kept]
+    if merge_into is not None:
+        out[merge_into + 1] = max(removed) + 1
+    return out
+
+
+def print_summary(cka: torch.Tensor, removed: list[int], merge_into: int | None,
+                  tokens: dict) -> None:
+    """Per cut layer: its counterpart, the best-matching original layer and both CKAs."""
+    exp = counterparts(removed, cka.shape[0] - 1, merge_into)
+    print("cut layer  counterpart  best original layer  CKA(best)  CKA(counterpart)")
+    for j in range(cka.shape[1]):
+        b = int(cka[:, j].argmax())
+        print(f"{j:9d}  {exp[j]:11d}  {b:19d}  {float(cka[b, j]):9.3f}  "
+              f"{float(cka[exp[j], j]):16.3f}")
+    diag = [float(cka[exp[j], j]) for j in range(cka.shape[1])]
+    first = min(removed)
+    before, after = diag[:first], diag[first + 1 :]
+    print(f"CKA(counterpart): h_0..h_{first - 1} (unchanged) mean "
+          f"{sum(before) / len(before):.3f}; h_{first} (block {first - 1} with T merged) "
+          f"{diag[first]:.3f}; h_{first + 1}..h_{len(diag) - 1} (after the span) mean "
+          f"{sum(after) / len(after):.3f}, min {min(after):.3f}; tokens {tokens}; "
+          f"load {os.getloadavg()}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--remove", type=int, default=6)
@@ -45,20 +77,7 @@ def main() -> None:
     res.payload["cut"] = {"method": "replaceme-ls", "removed": list(plan.removed),
                           "merge_into": plan.merge_into, "calib_tokens": calib.n_tokens}
     cka = torch.tensor(res.payload["metrics"]["cka"])  # (31, L_cut + 1)
-    removed = set(plan.removed)
-    kept = [l for l in range(base.num_layers) if l not in removed]
-    # h_j of the cut model is the output of its block j-1 = original block kept[j-1]
-    expected = [0] + [k + 1 for k in kept]
-    print("cut layer  ~original layer  best original layer  CKA(best)  CKA(expected)")
-    for j in range(cka.shape[1]):
-        b = int(cka[:, j].argmax())
-        print(f"{j:9d}  {expected[j]:16d}  {b:19d}  {float(cka[b, j]):9.3f}  "
-              f"{float(cka[expected[j], j]):13.3f}")
-    diag = [float(cka[expected[j], j]) for j in range(cka.shape[1])]
-    after = [d for j, d in enumerate(diag) if expected[j] > min(removed)]
-    print(f"mean CKA(original layer, its cut counterpart): before the span "
-          f"{sum(diag[: len(diag) - len(after)]) / (len(diag) - len(after)):.3f}, after the span "
-          f"{sum(after) / len(after):.3f}; tokens {res.tokens}; load {os.getloadavg()}")
+    print_summary(cka, list(plan.removed), plan.merge_into, res.tokens)
     RESULTS.mkdir(exist_ok=True)
     res.save(RESULTS / "repr_cut_cka.json")
     write_repr_page(RESULTS / "repr_cut_cka.html", res)

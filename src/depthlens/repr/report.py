@@ -31,6 +31,9 @@ def layer_plot(series: Series, ylabel: str, names: Sequence[str], *, log: bool =
             ax.axvline(layer, color=f"C{i + 3}", ls="--", lw=1, label=plain(label))
         if log:
             ax.set_yscale("log")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(f"layer index (0 = {plain(names[0])}, {len(names) - 1} = "
                       f"{plain(names[-1])})")
         ax.set_ylabel(ylabel)
