@@ -57,3 +57,32 @@ def test_train_options_out_of_range() -> None:
                 TrainOptions(warmup=1.5), TrainOptions(batch_size=0)):
         with pytest.raises(DepthlensError):
             bad.validate()
+
+
+def test_lstsq_start_is_the_least_squares_fit_of_the_final_state() -> None:
+    from depthlens.tuned.init import lstsq_init_
+    from depthlens.tuned.lens import TunedLens
+    from depthlens.tuned.train import train_positions
+
+    lm = wrap_tiny("llama")
+    data = random_windows(n=8, seq_len=16, seed=3)
+    lens = TunedLens.for_model(lm)
+    valid = train_positions(data, include_first=False)
+    n = lstsq_init_(lens, lm, data, valid, batch_size=3, ridge=0.0)
+    assert n == int(valid.sum())
+    # Naive: HF's own hidden states, h_L taken at the final norm's input, one lstsq solve.
+    final: list[torch.Tensor] = []
+    hook = lm.model.model.norm.register_forward_pre_hook(lambda _m, a: final.append(a[0]))
+    try:
+        with torch.no_grad():
+            hs = lm.model(input_ids=data.input_ids, output_hidden_states=True).hidden_states
+    finally:
+        hook.remove()
+    y = final[0][valid].double()
+    for l in (0, 2):
+        x = torch.cat([hs[l][valid].double(), torch.ones(n, 1, dtype=torch.float64)], 1)
+        m = torch.linalg.lstsq(x, y).solution
+        want_w = m[:-1].T - torch.eye(x.shape[1] - 1, dtype=torch.float64)
+        t = lens.translators[l]
+        torch.testing.assert_close(t.weight.double(), want_w, rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(t.bias.double(), m[-1], rtol=1e-3, atol=1e-3)
