@@ -139,6 +139,9 @@ class CutPlan(Enveloped):
         if self.merge_into is not None:
             lines.append(f"replacement: linear map T merged into block {self.merge_into}'s MLP "
                          "output projection")
+        if self.merges:
+            lines.append(f"replacement: one linear map per run, merged into the MLP output "
+                         f"projections of blocks {[i for i, _ in self.merges]}")
         lines.extend(fit_quality_lines(self.fit))
         for key, val in self.fit.items():
             lines.append(f"  fit {key}: {_fmt(val)}")
