@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from depthlens.profiling.result import Profile
-from depthlens.spans import span_text
 from depthlens.report.text import fmt, render_table
+from depthlens.spans import span_text
 
 __all__ = ["fmt", "profile_table", "render_table"]
 
