@@ -336,9 +336,10 @@ def _load_dir(
         with quiet_transformers():
             # Mismatched shapes come back in `info` (then refused below, with their names)
             # instead of transformers' "look at the above report" error.
-            model, info = auto.from_pretrained(
+            loaded: Any = auto.from_pretrained(
                 path, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
             )
+        model, info = loaded  # (model, {"missing_keys": …, "unexpected_keys": …, …})
     except Exception as exc:  # noqa: BLE001 - any loader failure is the user's file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DepthlensError(
