@@ -203,6 +203,7 @@ def run_exit_cmd(args: argparse.Namespace) -> int:
             for p in points:
                 print(f"{p['label']:>18}  depth {p['mean_exit_depth']:5.2f}  saved "
                       f"{100 * p['flops_saved']:5.1f}% (net {100 * p['flops_saved_net']:6.1f}%)"
-                      f"  agree {100 * p['exit_agreement']:5.1f}%  ppl {p['exit_perplexity']:.2f}")
+                      f"  agree {100 * p['exit_agreement']:5.1f}%  ppl "
+                      f"{p['exit_perplexity'] or float('nan'):.2f}")
     status(f"wrote {out}")
     return 0
