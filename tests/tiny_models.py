@@ -81,6 +81,18 @@ _LLAMA_KW = dict(
 )
 
 
+# The same sizes spelled the standard way (GPT-NeoX, Phi, BERT, RoBERTa, the lab model).
+_PLAIN_KW = dict(
+    vocab_size=VOCAB,
+    hidden_size=HIDDEN,
+    intermediate_size=INTERMEDIATE,
+    num_hidden_layers=N_LAYERS,
+    num_attention_heads=HEADS,
+    max_position_embeddings=MAX_POS,
+    **_TOKEN_IDS,
+)
+
+
 def _count_blocks(model: nn.Module) -> int:
     """Length of the longest ModuleList, independent of depthlens' own block finder."""
     return max((len(m) for m in model.modules() if isinstance(m, nn.ModuleList)), default=0)
@@ -249,16 +261,7 @@ def tiny_gpt2() -> PreTrainedModel:
 
 def _tiny_gpt_neox(parallel: bool) -> PreTrainedModel:
     torch.manual_seed(SEED)
-    config = GPTNeoXConfig(
-        vocab_size=VOCAB,
-        hidden_size=HIDDEN,
-        intermediate_size=INTERMEDIATE,
-        num_hidden_layers=N_LAYERS,
-        num_attention_heads=HEADS,
-        max_position_embeddings=MAX_POS,
-        use_parallel_residual=parallel,
-        **_TOKEN_IDS,
-    )
+    config = GPTNeoXConfig(**_PLAIN_KW, use_parallel_residual=parallel)
     return _finish(GPTNeoXForCausalLM(config))
 
 
@@ -272,15 +275,7 @@ def tiny_gpt_neox_sequential() -> PreTrainedModel:
 
 def tiny_phi() -> PreTrainedModel:
     torch.manual_seed(SEED)
-    config = PhiConfig(
-        vocab_size=VOCAB,
-        hidden_size=HIDDEN,
-        intermediate_size=INTERMEDIATE,
-        num_hidden_layers=N_LAYERS,
-        num_attention_heads=HEADS,
-        max_position_embeddings=MAX_POS,
-        **_TOKEN_IDS,
-    )
+    config = PhiConfig(**_PLAIN_KW)
     return _finish(PhiForCausalLM(config))
 
 
@@ -291,15 +286,7 @@ def tiny_phi3() -> PreTrainedModel:
 
 
 def _bert_config() -> BertConfig:
-    return BertConfig(
-        vocab_size=VOCAB,
-        hidden_size=HIDDEN,
-        intermediate_size=INTERMEDIATE,
-        num_hidden_layers=N_LAYERS,
-        num_attention_heads=HEADS,
-        max_position_embeddings=MAX_POS,
-        **_TOKEN_IDS,
-    )
+    return BertConfig(**_PLAIN_KW)
 
 
 def tiny_bert() -> PreTrainedModel:
@@ -309,15 +296,8 @@ def tiny_bert() -> PreTrainedModel:
 
 def tiny_roberta() -> PreTrainedModel:
     torch.manual_seed(SEED)
-    config = RobertaConfig(
-        vocab_size=VOCAB,
-        hidden_size=HIDDEN,
-        intermediate_size=INTERMEDIATE,
-        num_hidden_layers=N_LAYERS,
-        num_attention_heads=HEADS,
-        max_position_embeddings=MAX_POS + PAD_ID + 1,  # positions start after the pad id
-        **_TOKEN_IDS,
-    )
+    # RoBERTa's positions start after the pad id.
+    config = RobertaConfig(**{**_PLAIN_KW, "max_position_embeddings": MAX_POS + PAD_ID + 1})
     return _finish(RobertaModel(config))
 
 
@@ -333,16 +313,7 @@ def _tiny_lab(scheme: str) -> PreTrainedModel:
 
     register_lab()  # so a saved lab model reloads with AutoModelForCausalLM
     torch.manual_seed(SEED)
-    config = LabConfig(
-        vocab_size=VOCAB,
-        hidden_size=HIDDEN,
-        intermediate_size=INTERMEDIATE,
-        num_hidden_layers=N_LAYERS,
-        num_attention_heads=HEADS,
-        max_position_embeddings=MAX_POS,
-        scheme=scheme,
-        **_TOKEN_IDS,
-    )
+    config = LabConfig(**_PLAIN_KW, scheme=scheme)
     return _finish(LabForCausalLM(config))
 
 

@@ -105,6 +105,19 @@ _LLAMA_LIKE = dict(
     unembed="lm_head",
 )
 
+# Sandwich norms: each sublayer's output is normalised before the residual add, so what is
+# added is the post-norm's output, and the MLP output projection cannot absorb a linear map
+# (post_norm(y)·T is no post_norm(y·T')): no mlp_out_proj, ReplaceMe is not available.
+_SANDWICH = dict(
+    blocks="model.layers",
+    attn="post_attention_layernorm",
+    mlp="post_feedforward_layernorm",
+    mlp_out_proj=None,
+    final_norm="model.norm",
+    unembed="lm_head",
+    norm="sandwich",
+)
+
 FAMILIES: dict[str, ArchSpec] = {
     s.family: s
     for s in [
@@ -125,32 +138,14 @@ FAMILIES: dict[str, ArchSpec] = {
         ArchSpec(
             family="gemma2",
             model_types=("gemma2", "gemma3", "gemma3_text"),
-            blocks="model.layers",
-            # Gemma 2/3 normalise each sublayer's output before the residual add
-            # ("sandwich" norms), so what is added is the post-norm's output.
-            attn="post_attention_layernorm",
-            mlp="post_feedforward_layernorm",
-            # The MLP output is normalised after down_proj, so a linear map cannot be
-            # merged into any Linear: ReplaceMe is not available for this family.
-            mlp_out_proj=None,
-            final_norm="model.norm",
-            unembed="lm_head",
-            norm="sandwich",
+            **_SANDWICH,  # type: ignore[arg-type]
             softcap_key="final_logit_softcapping",
             notes="sandwich norms; ReplaceMe unsupported (MLP output is normalised)",
         ),
         ArchSpec(
             family="olmo2",
             model_types=("olmo2",),
-            blocks="model.layers",
-            # OLMo 2 has no pre-norms: x + post_norm(f(x)); what is added is the post-norm's
-            # output, and T cannot be merged past it (as for Gemma 2/3).
-            attn="post_attention_layernorm",
-            mlp="post_feedforward_layernorm",
-            mlp_out_proj=None,
-            final_norm="model.norm",
-            unembed="lm_head",
-            norm="sandwich",
+            **_SANDWICH,  # type: ignore[arg-type]  # no pre-norms: x + post_norm(f(x))
             notes="post-sublayer norms only; ReplaceMe unsupported (MLP output is normalised)",
         ),
         ArchSpec(
