@@ -123,3 +123,23 @@ def test_cli_method_did_you_mean(capsys):
     code = main(["plan", "smollm2-135m", "--method", "beam-lss", "--remove", "2"])
     err = capsys.readouterr().err
     assert code == 2 and "did you mean 'beam-ls'" in err
+
+
+@pytest.mark.parametrize("removed, word", [([3, 1], "ascending"), ([1, 1], "repeats")])
+def test_prune_refuses_an_edited_plan(removed, word, tmp_path, capsys):
+    import json
+
+    from depthlens.cut.plan_io import save_plan
+
+    lm = llama6()
+    plan = plan_cut(lm, random_windows(n=10, seq_len=16), method="replaceme-multi",
+                    blocks=(1, 3), calibration=OPTS)  # fmt: skip
+    path = tmp_path / "plan.json"
+    save_plan(plan, path)
+    d = json.loads(path.read_text())
+    d["removed"] = removed
+    path.write_text(json.dumps(d))
+    out = tmp_path / "pruned"
+    code = main(["prune", "--plan", str(path), "-o", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and word in err and len(err.splitlines()) == 1 and not out.exists()

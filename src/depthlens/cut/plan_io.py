@@ -47,6 +47,9 @@ def load_plan(path: str | Path) -> CutPlan:
     """Read a plan JSON and the maps beside it (checked against the recorded sha256)."""
     env, payload = read_result(path, CutPlan.KIND)
     plan = CutPlan._from_parts(env, payload)
+    from depthlens.cut.multi import check_removed
+
+    check_removed(plan.removed, plan.num_layers)  # an edited plan: ascending, no repeats
     info = payload.get("transforms")
     if not info:
         if payload.get("has_transform"):
