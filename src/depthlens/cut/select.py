@@ -109,7 +109,8 @@ def select_greedy_loss(
             bar.update(1)
         best = min(losses, key=lambda c: losses[c])
         removed.append(best)
-        rounds.append({"removed": best, "loss": losses[best]})
+        rounds.append({"removed": best, "loss": losses[best],
+                       "candidates": [[c, v] for c, v in losses.items()]})  # the trace
     bar.close()
     return tuple(sorted(removed)), {
         "why": f"{n} greedy rounds, each removing the block that raises the calibration "
