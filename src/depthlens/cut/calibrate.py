@@ -37,8 +37,10 @@ class CalibrationOptions:
 
     include_first_token: bool = False  # selection statistics (angular distance, influence)
     # The fit keeps the first position: T acts on every position, BOS / attention sink
-    # included, and a T never fitted on the sink's massive activation ruins the model
-    # (SmolLM2-135M, span [12, 16): wiki ppl 3.2e6 without it, 27 with it).
+    # included. Fitted on few tokens without it, T sends the sink's massive M astray and
+    # ruins the model: SmolLM2-135M, blocks 12-15, 4096 calibration tokens (8 windows):
+    # wiki ppl 2.1e6 without it vs 22 with it; at 16384 tokens 25.0 vs 21.1
+    # (bench/first_position.py, docs/FIRST_POSITION.md).
     fit_include_first_token: bool = True
     holdout_every: int = 10  # every k-th window is held back for the fit quality; 0 = none
     ridge: float = 0.0  # α in (A + αI) T = B
