@@ -51,6 +51,8 @@ from transformers import (
     Qwen3ForCausalLM,
     RobertaConfig,
     RobertaModel,
+    Starcoder2Config,
+    Starcoder2ForCausalLM,
 )
 
 SEED = 0
@@ -221,6 +223,13 @@ def tiny_olmo() -> PreTrainedModel:
     torch.manual_seed(SEED)
     kw = {k: v for k, v in _LLAMA_KW.items() if k != "head_dim"}
     return _finish(OlmoForCausalLM(OlmoConfig(**kw, clip_qkv=2.0)))
+
+
+def tiny_starcoder2() -> PreTrainedModel:
+    """StarCoder 2: pre-norm LayerNorm blocks, MLP c_fc -> c_proj (docs/ADDING.md)."""
+    torch.manual_seed(SEED)
+    kw = {k: v for k, v in _LLAMA_KW.items() if k not in ("head_dim", "rms_norm_eps")}
+    return _finish(Starcoder2ForCausalLM(Starcoder2Config(**kw)))
 
 
 def tiny_olmo2() -> PreTrainedModel:
@@ -398,6 +407,7 @@ TINY_FAMILIES: dict[str, Callable[[], PreTrainedModel]] = {
     "olmo": tiny_olmo,
     "olmo2": tiny_olmo2,
     "granite": tiny_granite,
+    "starcoder2": tiny_starcoder2,
     "roberta": tiny_roberta,
     "lab_post_ln": tiny_lab_post_ln,
     "lab_deepnorm": tiny_lab_deepnorm,
@@ -422,6 +432,7 @@ EXPECTED_FAMILY: dict[str, str] = {
     "olmo": "llama",
     "olmo2": "olmo2",
     "granite": "granite",
+    "starcoder2": "starcoder2",
     "roberta": "bert",
     "lab_post_ln": "depthlens_lab",
     "lab_deepnorm": "depthlens_lab",

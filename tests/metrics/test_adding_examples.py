@@ -50,3 +50,16 @@ def test_the_metric_example_is_profiled(scratch_registry: None) -> None:
     from depthlens.cli.table import profile_table
 
     assert "orth" in profile_table(prof)
+
+
+def test_the_architecture_example_is_the_tables_entry() -> None:
+    from tiny_models import tiny_model
+
+    from depthlens.arch.spec import FAMILIES, resolve_arch
+
+    ns: dict[str, Any] = {}
+    exec(example("arch"), ns)  # noqa: S102
+    spec = ns["STARCODER2"]
+    assert FAMILIES["starcoder2"] == spec
+    resolved = resolve_arch(tiny_model("starcoder2"))
+    assert resolved.family == "starcoder2" and resolved.mlp_out_proj == "mlp.c_proj"

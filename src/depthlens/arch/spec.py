@@ -184,6 +184,16 @@ FAMILIES: dict[str, ArchSpec] = {
             notes="parallel attention/MLP",
         ),
         ArchSpec(family="phi3", model_types=("phi3",), **_LLAMA_LIKE),  # type: ignore[arg-type]
+        ArchSpec(  # the worked example of docs/ADDING.md
+            family="starcoder2",
+            model_types=("starcoder2",),
+            blocks="model.layers",
+            attn="self_attn",
+            mlp="mlp",
+            mlp_out_proj="mlp.c_proj",
+            final_norm="model.norm",
+            unembed="lm_head",
+        ),
         ArchSpec(
             family="bert",
             model_types=("bert", "roberta"),
