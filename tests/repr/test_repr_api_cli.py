@@ -81,3 +81,12 @@ def test_the_page_escapes_text_from_models_and_data() -> None:
     html = repr_page(res)
     assert "<img src=x" not in html and "<script>bad" not in html
     assert "&lt;img src=x" in html and 'id="plot-anisotropy"' in html
+
+
+def test_first_position_pooling_is_refused_for_causal_lms() -> None:
+    from depthlens.data.labelled import LabelledSet, LabelledSplits
+    from depthlens.errors import DepthlensError
+
+    ds = LabelledSet("toy", torch.tensor([0, 1]), None, ("a b", "c d"), ("x", "y"))
+    with pytest.raises(DepthlensError, match="--pool mean"):
+        analyse_repr(wrap_tiny("llama"), LabelledSplits(ds, ds, {}), ReprOptions(pool="first"))

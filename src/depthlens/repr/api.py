@@ -151,7 +151,7 @@ def analyse_repr(
     ex = extractor_for(model, opts.image_size)
     payload: dict[str, Any] = {"layers": ex.layer_names, "model_kind": ex.kind}
     if isinstance(data, LabelledSplits):
-        _check_kind(ex, data)
+        _check_kind(ex, data, opts.pool)
         metrics, sample, summary = _labelled_payload(ex, data, opts)
         payload.update(mode="labelled", summary=summary)
         data_id, tokens = data.to_dict(), {"n_train": len(data.train), "n_test": len(data.test)}
@@ -171,10 +171,14 @@ def analyse_repr(
     return ReprResult("repr", ex.identity(), data_id, opts.to_dict(), tokens, payload)
 
 
-def _check_kind(ex: Extractor, data: LabelledSplits) -> None:
+def _check_kind(ex: Extractor, data: LabelledSplits, pool: str = "mean") -> None:
     if (ex.kind == "vision") != (data.train.kind == "image"):
         raise DepthlensError(f"a {ex.kind} model cannot read {data.train.kind} data; pair "
                              "vision networks with images and text models with text")
+    if ex.kind == "causal" and pool == "first":
+        raise DepthlensError("--pool first reads the first position, which a causal LM fills "
+                             "from that token alone (the same BOS for every sentence); use "
+                             "--pool mean or --pool last")
 
 
 def similarity(a: Any, b: Any, data: Any, opts: ReprOptions | None = None,
@@ -184,8 +188,8 @@ def similarity(a: Any, b: Any, data: Any, opts: ReprOptions | None = None,
     opts.validate()
     ea, eb = extractor_for(a, opts.image_size), extractor_for(b, opts.image_size)
     if isinstance(data, LabelledSplits):
-        _check_kind(ea, data)
-        _check_kind(eb, data)
+        _check_kind(ea, data, opts.pool)
+        _check_kind(eb, data, opts.pool)
         cka = StreamingCKA(len(ea.layer_names), len(eb.layer_names))
         buf = CkaBuffer(cka, opts.cka_batch)
         fa, _ = features_of(ea, data.train, opts)
