@@ -133,8 +133,8 @@ def run_train(args: argparse.Namespace) -> int:
                          progress=not args.quiet)
     first, last = rec["loss_first_step"], rec["loss_last_steps"]
     status(f"trained {rec['steps']} steps on {rec['tokens_seen']} tokens in "
-           f"{rec['seconds']:.0f} s; mean KL {sum(first) / len(first):.3f} -> "
-           f"{sum(last) / len(last):.3f} nats; wrote {args.output}")
+           f"{rec['seconds']:.0f} s; mean KL {sum(first) / len(first):.3f} (first step) / "
+           f"{sum(last) / len(last):.3f} nats (last steps; other windows); wrote {args.output}")
     return 0
 
 
