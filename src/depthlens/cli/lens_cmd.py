@@ -168,7 +168,7 @@ def run_report(args: argparse.Namespace) -> int:
     """Read lens-eval results and write the comparison page."""
     from depthlens.io import atomic_write_text, check_output_path
     from depthlens.tuned.evaluate import load_evals
-    from depthlens.tuned.report import lens_report_html
+    from depthlens.report.tuned_page import lens_report_html
 
     out = check_output_path(args.output, args.overwrite)
     atomic_write_text(out, lens_report_html(load_evals(args.results)))
