@@ -15,6 +15,7 @@ import copy
 import dataclasses
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -218,6 +219,9 @@ def run_study(study: StudyConfig, out: str | Path, *, overwrite: bool = False,
     if pick_device(device).type != "cpu":
         jobs = 1  # worker processes are for CPU cores; one GPU run at a time
     todo = [c for c in study.runs() if not _finished_same(run_dir(out, c), c)]
+    if overwrite:  # runs left half-done by another grid start again instead of refusing
+        for c in todo:
+            shutil.rmtree(run_dir(out, c), ignore_errors=True)
     failed = _train_all(todo, out, tdir, tok, jobs, device, progress)
     rows: list[dict[str, Any]] = []
     for cfg in study.runs():
