@@ -21,6 +21,7 @@ from depthlens.data import (
     list_data,
     load_text,
     make_windows,
+    pad_batch,
     sources,
 )
 from depthlens.errors import DepthlensError
@@ -359,3 +360,11 @@ def test_batches(tokenizer: PreTrainedTokenizerBase) -> None:
         next(w.batches(0))
     assert isinstance(w, TokenWindows)
 
+
+def test_pad_batch() -> None:
+    ids, mask = pad_batch([[5, 6, 7], [8], []], pad_id=9)
+    assert ids.tolist() == [[5, 6, 7], [8, 9, 9], [9, 9, 9]]
+    assert mask.tolist() == [[1, 1, 1], [1, 0, 0], [0, 0, 0]]
+    assert ids.dtype == mask.dtype == torch.int64
+    with pytest.raises(DepthlensError, match="at least one sequence"):
+        pad_batch([], pad_id=0)

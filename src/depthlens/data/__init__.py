@@ -9,7 +9,7 @@ from depthlens.data.sources import (
     list_data,
     load_text,
 )
-from depthlens.data.windows import TokenWindows, make_windows
+from depthlens.data.windows import TokenWindows, make_windows, pad_batch
 
 __all__ = [
     "PACKAGED_NAMES",
@@ -21,5 +21,6 @@ __all__ = [
     "load_text",
     "make_windows",
     "next_token_ids",
+    "pad_batch",
     "real_positions",
 ]

@@ -172,3 +172,18 @@ def make_windows(
     }  # fmt: skip
     return TokenWindows(input_ids, mask, identity)
 
+
+def pad_batch(seqs: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token lists to one length: (input_ids, attention_mask), each (B, T) int64.
+
+    Right padding keeps position 0 the first real token of every row.
+    """
+    if not seqs:
+        raise DepthlensError("pad_batch needs at least one sequence, got none")
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), int(pad_id), dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids, mask

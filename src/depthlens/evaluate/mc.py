@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from depthlens.data.windows import pad_batch
 from depthlens.errors import DepthlensError
 from depthlens.metrics.accumulate import host_sum, widen
 from depthlens.models.loading import LoadedModel
@@ -91,13 +92,7 @@ def continuation_logprobs(
     ``device``: the model's input device (``LoadedModel.device``); the ids are built on
     the CPU and moved there, and only the per-choice sums come back.
     """
-    seqs = [context + c for c in choices]
-    width = max(len(s) for s in seqs)
-    ids = torch.zeros(len(seqs), width, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s)
-        mask[i, : len(s)] = 1
+    ids, mask = pad_batch([context + c for c in choices])
     with torch.inference_mode():
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
                        use_cache=False).logits  # fmt: skip

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import torch
 
 from depthlens.capture.hooks import capture_blocks, first_tensor, forward_kwargs, hooks
+from depthlens.data.windows import pad_batch
 from depthlens.errors import DepthlensError
 
 Pool = Literal["mean", "last", "first"]
@@ -87,13 +88,7 @@ def _tokenize(ex: Extractor, texts: list[str]) -> tuple[torch.Tensor, torch.Tens
     else:
         rows = tok(texts, truncation=True, max_length=TEXT_MAX_LEN)["input_ids"]
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-    t = max(len(r) for r in rows)
-    ids = torch.full((len(rows), t), int(pad), dtype=torch.long)
-    mask = torch.zeros(len(rows), t, dtype=torch.long)
-    for i, r in enumerate(rows):  # right padding: position 0 is the first real token
-        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-        mask[i, : len(r)] = 1
-    return ids, mask
+    return pad_batch([list(r) for r in rows], int(pad))  # right padding: position 0 is real
 
 
 def sentence_features(

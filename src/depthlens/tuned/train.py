@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from depthlens.capture.hooks import capture_blocks, forward_kwargs, run_forward
+from depthlens.data.masks import real_positions
 from depthlens.data.windows import TokenWindows
 from depthlens.errors import DepthlensError
 from depthlens.io import atomic_dir
@@ -129,12 +130,7 @@ def frozen(*modules: nn.Module | None) -> Iterator[None]:
 
 def train_positions(data: TokenWindows, include_first: bool) -> torch.Tensor:
     """(W, T) bool: real tokens, the first position of each window out unless asked."""
-    am = data.attention_mask.bool()
-    valid = am.clone()
-    if not include_first:
-        first = am.long().argmax(dim=1)
-        valid[torch.arange(am.shape[0]), first] = False
-    return valid
+    return real_positions(data.attention_mask, include_first)
 
 
 def make_optimizer(lens: TunedLens, opts: TrainOptions, steps: int) -> tuple[Any, Any]:
