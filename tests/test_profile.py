@@ -69,12 +69,13 @@ def naive_metrics(lm, data, include_first=False):
                 h, o, a = hs[l], hs[l + 1], attn[l][w, t].double()
                 d = o - h
                 m = d - a
+                x = h if lm.arch.wiring.parallel else h + a  # the stream the MLP reads
                 cos = lambda x, y: float(x @ y / (x.norm() * y.norm()))  # noqa: E731
                 per["rel_contrib_attn"][l].append(float(a.norm() / h.norm()))
-                per["rel_contrib_mlp"][l].append(float(m.norm() / (h + a).norm()))
+                per["rel_contrib_mlp"][l].append(float(m.norm() / x.norm()))
                 per["rel_contrib_block"][l].append(float(d.norm() / h.norm()))
                 per["cos_attn"][l].append(cos(a, h))
-                per["cos_mlp"][l].append(cos(m, h + a))
+                per["cos_mlp"][l].append(cos(m, x))
                 per["cos_block"][l].append(cos(d, h))
                 per["block_influence"][l].append(1 - cos(h, o))
                 per["resid_rms_growth"][l].append(float(o.norm() / h.norm()))

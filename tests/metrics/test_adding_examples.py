@@ -27,6 +27,7 @@ def example(kind: str) -> str:
 @pytest.fixture
 def scratch_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     """Records registered by a test disappear after it."""
+    registry.all_metrics()  # import every family first, so none registers into the copy
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
 
 

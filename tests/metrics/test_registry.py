@@ -49,6 +49,7 @@ def test_nothing_points_outside_the_repository() -> None:
 @pytest.fixture
 def extra_record(monkeypatch: pytest.MonkeyPatch) -> MetricRecord:
     """A new per-block metric registered only for this test."""
+    registry.all_metrics()  # import every family first, so none registers into the copy
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     return registry.metric(MetricRecord(
         name="toy_metric", family="residual", definition="‖h_l‖² (a toy)",

@@ -56,14 +56,16 @@ def check_finite(norms: torch.Tensor, layer: int, what: str) -> None:
 
 
 def accumulate_block(
-    sums: ResidualSums, l: int, h: torch.Tensor, out: torch.Tensor, a: torch.Tensor
+    sums: ResidualSums, l: int, h: torch.Tensor, out: torch.Tensor, a: torch.Tensor,
+    *, parallel: bool = False,
 ) -> None:
     """Add block ``l``'s per-token metrics for states ``h`` -> ``out`` with attention add ``a``.
 
     ``h``, ``out``, ``a``: (N, d) real tokens only. m_l is Δ_l − a_l, which is what the MLP
-    adds for sequential, parallel and post-norm wirings alike.
+    adds for sequential, parallel and post-norm wirings alike; ``parallel``: the MLP reads
+    h_l, not h_l + a_l (GPT-NeoX, Phi).
     """
-    v = BlockVectors(h.float(), a.float(), out.float())
+    v = BlockVectors(h.float(), a.float(), out.float(), parallel=parallel)
     nout, nh = v.norm("out"), v.norm("h")
     check_finite(nout, l, "the output")
     check_finite(v.norm("a"), l, "the attention output")

@@ -22,6 +22,7 @@ class BlockVectors:
     h: torch.Tensor  # h_l, the stream entering the block
     a: torch.Tensor  # a_l, what the attention sublayer adds
     out: torch.Tensor  # h_{l+1}
+    parallel: bool = False  # attention and MLP both read h_l (GPT-NeoX, Phi)
 
     @cached_property
     def delta(self) -> torch.Tensor:
@@ -35,8 +36,8 @@ class BlockVectors:
 
     @cached_property
     def ha(self) -> torch.Tensor:
-        """h_l + a_l, the stream the MLP reads (sequential wiring)."""
-        return self.h + self.a
+        """The stream the MLP reads: h_l + a_l, or h_l when the block is parallel."""
+        return self.h if self.parallel else self.h + self.a
 
     def norm(self, name: str) -> torch.Tensor:
         """‖x‖ per token for x in h, a, m, delta, ha, out (cached), (N,)."""

@@ -139,7 +139,8 @@ def profile(
                 data.attention_mask[rows].to(device),
                 **fkw,
             )
-            _accumulate_batch(sums, trace, masks, rows, lens, kernel, opts, n_max)
+            _accumulate_batch(sums, trace, masks, rows, lens, kernel, opts, n_max,
+                              parallel=spec.wiring.parallel)
             trace.clear()
             bar.update(1)
             if saver:
@@ -164,6 +165,8 @@ def _accumulate_batch(
     kernel: lens_metrics.LensKernel,
     opts: ProfileOptions,
     n_max: int,
+    *,
+    parallel: bool = False,
 ) -> None:
     n_layers = len(trace.attn)
     dev = trace.states[0].device
@@ -175,7 +178,8 @@ def _accumulate_batch(
     states = [pick(s, valid) for s in trace.states]
     res = sums.residual
     for l in range(n_layers):
-        residual.accumulate_block(res, l, states[l], states[l + 1], pick(trace.attn[l], valid))
+        residual.accumulate_block(res, l, states[l], states[l + 1], pick(trace.attn[l], valid),
+                                  parallel=parallel)
     res.n_tokens += float(valid.sum())
     ang = masks.angular[rows]
     ang_states = [pick(s, ang) for s in trace.states] if opts.last_token_only else states

@@ -34,7 +34,7 @@ REL_CONTRIB_ATTN = _block(
     "How much block l's attention adds, relative to the stream it reads.",
     lambda v: v.ratio("a", "h"), table=True)
 REL_CONTRIB_MLP = _block(
-    "rel_contrib_mlp", "‖m_l‖ / ‖h_l + a_l‖", "mlp/h",
+    "rel_contrib_mlp", "‖m_l‖ / ‖x_l‖, x_l = h_l + a_l (h_l for parallel blocks)", "mlp/h",
     "How much block l's MLP adds, relative to the stream it reads.",
     lambda v: v.ratio("m", "ha"), table=True)
 REL_CONTRIB_BLOCK = _block(
@@ -44,7 +44,7 @@ REL_CONTRIB_BLOCK = _block(
 COS_ATTN = _block("cos_attn", "cos(a_l, h_l)", "cos(a,h)",
                   "Negative: the attention erases part of the stream it reads.",
                   lambda v: v.cos("a", "h"))
-COS_MLP = _block("cos_mlp", "cos(m_l, h_l + a_l)", "cos(m,h)",
+COS_MLP = _block("cos_mlp", "cos(m_l, x_l), x_l as for rel_contrib_mlp", "cos(m,h)",
                  "Negative: the MLP erases part of the stream it reads.",
                  lambda v: v.cos("m", "ha"))
 COS_BLOCK = _block("cos_block", "cos(Δ_l, h_l)", "cos(Δ,h)",
