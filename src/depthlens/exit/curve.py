@@ -19,13 +19,13 @@ from typing import Any
 
 import torch
 
-from depthlens.capture.hooks import capture_blocks, forward_kwargs, run_forward
+from depthlens.capture.stream import stream_states
+from depthlens.data.masks import next_token_ids
 from depthlens.data.windows import TokenWindows
 from depthlens.evaluate.flops import flops_per_token
 from depthlens.exit.rules import ExitRule, exit_depth
 from depthlens.metrics.lens import Readout
 from depthlens.models.loading import LoadedModel
-from depthlens.progress import progress_bar
 from depthlens.tuned.train import train_positions
 
 
@@ -63,25 +63,15 @@ def collect_readings(lm: LoadedModel, data: TokenWindows, lens: Readout, *,
                      progress: bool = True) -> Readings:
     """Run the model over ``data`` and read every block output with ``lens``."""
     valid = train_positions(data, include_first=False)
-    nxt_all = torch.full_like(data.input_ids, -1)
-    nxt_all[:, :-1] = torch.where(data.attention_mask[:, 1:].bool(), data.input_ids[:, 1:], -1)
+    nxt_all = next_token_ids(data)
     parts: list[tuple[torch.Tensor, ...]] = []
-    fkw = forward_kwargs(lm.model)
-    batches = data.row_batches(batch_size)
-    bar = progress_bar(len(batches), "exit readings", enabled=progress)
-    with capture_blocks(lm.model, lm.arch, attn=False) as trace, torch.inference_mode():
-        for rows in batches:
-            trace.clear()
-            run_forward(lm.model, data.input_ids[rows].to(lm.device),
-                        data.attention_mask[rows].to(lm.device), **fkw)
-            sel = valid[rows]
-            states = [t[sel.to(t.device)] for t in trace.all_states()[1:]]
-            nxt = nxt_all[rows][sel]
-            for c0 in range(0, nxt.shape[0], chunk):
-                parts.append(_read_chunk(lens, [h[c0:c0 + chunk] for h in states],
-                                         nxt[c0:c0 + chunk]))
-            bar.update(1)
-    bar.close()
+    for rows, all_states in stream_states(lm, data, batch_size, valid, label="exit readings",
+                                          progress=progress):  # fmt: skip
+        states = all_states[1:]  # block outputs h_1..h_L
+        nxt = nxt_all[rows][valid[rows]]
+        for c0 in range(0, nxt.shape[0], chunk):
+            parts.append(_read_chunk(lens, [h[c0:c0 + chunk] for h in states],
+                                     nxt[c0:c0 + chunk]))
     top1, conf, ent, nll = (torch.cat(p) for p in zip(*parts, strict=True))
     return Readings(top1, conf.double(), ent.double(), nll.double())
 

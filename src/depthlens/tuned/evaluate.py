@@ -12,13 +12,13 @@ from typing import Any
 
 import torch
 
-from depthlens.capture.hooks import capture_blocks, forward_kwargs, run_forward
+from depthlens.capture.stream import stream_states
+from depthlens.data.masks import next_token_ids
 from depthlens.data.windows import TokenWindows
 from depthlens.errors import DepthlensError
 from depthlens.metrics.accumulate import host_sum
 from depthlens.metrics.lens import FinalDist, LensKernel, Readout, layer_stats
 from depthlens.models.loading import LoadedModel
-from depthlens.progress import progress_bar
 from depthlens.results import Envelope, check_same_model, read_result
 from depthlens.tuned.train import train_positions
 
@@ -59,28 +59,17 @@ def compare_lenses(lm: LoadedModel, data: TokenWindows, lenses: dict[str, Readou
     n_layers = lm.num_layers
     sums = {name: _zeros(n_layers) for name in lenses}
     valid = train_positions(data, include_first=False)
-    nxt_all = torch.full_like(data.input_ids, -1)
-    nxt_all[:, :-1] = torch.where(data.attention_mask[:, 1:].bool(), data.input_ids[:, 1:], -1)
+    nxt_all = next_token_ids(data)
     n_tok = n_ce = 0
-    fkw = forward_kwargs(lm.model)
-    batches = data.row_batches(batch_size)
-    bar = progress_bar(len(batches), "lens eval", enabled=progress)
-    with capture_blocks(lm.model, lm.arch, attn=False) as trace, torch.inference_mode():
-        for rows in batches:
-            trace.clear()
-            run_forward(lm.model, data.input_ids[rows].to(lm.device),
-                        data.attention_mask[rows].to(lm.device), **fkw)
-            sel = valid[rows]
-            states = [t[sel.to(t.device)] for t in trace.all_states()]
-            nxt = nxt_all[rows][sel]
-            for c0 in range(0, states[0].shape[0], chunk):
-                part = [t[c0:c0 + chunk] for t in states]
-                for name, lens in lenses.items():
-                    _add_chunk(sums[name], lens, part, nxt[c0:c0 + chunk], fused)
-            n_tok += int(sel.sum())
-            n_ce += int((nxt >= 0).sum())
-            bar.update(1)
-    bar.close()
+    for rows, states in stream_states(lm, data, batch_size, valid, label="lens eval",
+                                      progress=progress):  # fmt: skip
+        nxt = nxt_all[rows][valid[rows]]
+        for c0 in range(0, states[0].shape[0], chunk):
+            part = [t[c0:c0 + chunk] for t in states]
+            for name, lens in lenses.items():
+                _add_chunk(sums[name], lens, part, nxt[c0:c0 + chunk], fused)
+        n_tok += int(nxt.shape[0])
+        n_ce += int((nxt >= 0).sum())
     out: dict[str, Any] = {}
     for name, acc in sums.items():
         out[name] = {

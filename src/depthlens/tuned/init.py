@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from depthlens.capture.hooks import capture_blocks, forward_kwargs, run_forward
+from depthlens.capture.stream import stream_states
 from depthlens.data.windows import TokenWindows
 from depthlens.metrics.accumulate import host, widen
 from depthlens.models.loading import LoadedModel
@@ -30,22 +30,16 @@ def lstsq_init_(lens: TunedLens, lm: LoadedModel, data: TokenWindows, valid: tor
     gram = torch.zeros(n_layers, d + 1, d + 1, dtype=torch.float64)
     cross = torch.zeros(n_layers, d + 1, d, dtype=torch.float64)
     n = 0
-    fkw = forward_kwargs(lm.model)
-    with capture_blocks(lm.model, lm.arch, attn=False) as trace, torch.inference_mode():
-        for rows in data.row_batches(batch_size):
-            trace.clear()
-            run_forward(lm.model, data.input_ids[rows].to(lm.device),
-                        data.attention_mask[rows].to(lm.device), **fkw)
-            sel = valid[rows]
-            # (N, d) rows widened on the model's device; only the products cross to the CPU.
-            states = [widen(t[sel.to(t.device)]) for t in trace.all_states()]
-            y = states[n_layers]  # (N, d)
-            ones = torch.ones(y.shape[0], 1, dtype=y.dtype, device=y.device)
-            for l in range(n_layers):
-                x = torch.cat([states[l], ones], dim=1)  # (N, d+1)
-                gram[l] += host(x.T @ x)
-                cross[l] += host(x.T @ y)
-            n += int(y.shape[0])
+    for _rows, picked in stream_states(lm, data, batch_size, valid):
+        # (N, d) rows widened on the model's device; only the products cross to the CPU.
+        states = [widen(t) for t in picked]
+        y = states[n_layers]  # (N, d)
+        ones = torch.ones(y.shape[0], 1, dtype=y.dtype, device=y.device)
+        for l in range(n_layers):
+            x = torch.cat([states[l], ones], dim=1)  # (N, d+1)
+            gram[l] += host(x.T @ x)
+            cross[l] += host(x.T @ y)
+        n += int(y.shape[0])
     eye = torch.eye(d + 1, dtype=torch.float64)
     with torch.no_grad():
         for l, t in enumerate(lens.translators):
