@@ -99,3 +99,25 @@ def test_schema_1_plan_is_read_or_refused(tmp_path: Path) -> None:
     (tmp_path / "old.json").write_text(json.dumps(old))
     with pytest.raises(DepthlensError, match="schema 1"):
         load_plan(tmp_path / "old.json")
+
+
+def test_cli_plan_writes_json_and_maps_and_refuses_to_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, text = _setup(tmp_path)
+    out = tmp_path / "p.json"
+    argv = ["plan", str(model), "--data", str(text), "--seq-len", str(SEQ), "--max-tokens",
+            str(TOKENS), "--remove", "1", "-o", str(out), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
+        "p.T.safetensors", "p.json", "t.txt"]
+    plan = load_plan(out)
+    assert plan.transform is not None and plan.method == "replaceme-ls"
+    maps_path(out).unlink()  # only the maps are missing: still an existing output's twin
+    out.unlink()
+    maps_path(out).write_bytes(b"someone else's file")
+    assert main(argv) == 2  # the maps file exists: refused without --overwrite
+    assert maps_path(out).read_bytes() == b"someone else's file" and not out.exists()
+    capsys.readouterr()
+    assert main(["prune", str(model), "-o", str(tmp_path / "x"), "--seq-len", "16"]) == 2
+    assert "give --remove N, --ratio r" in capsys.readouterr().err
