@@ -64,3 +64,27 @@ def test_the_architecture_example_is_the_tables_entry() -> None:
     assert FAMILIES["starcoder2"] == spec
     resolved = resolve_arch(tiny_model("starcoder2"))
     assert resolved.family == "starcoder2" and resolved.mlp_out_proj == "mlp.c_proj"
+
+
+def test_the_cut_method_example_plans_applies_and_matches_skipping(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from depthlens.cut import apply_cut_, methods, plan_cut, skip_blocks
+    from depthlens.cut.calibrate import CalibrationOptions
+
+    monkeypatch.setattr(methods, "CUT_METHODS", dict(methods.CUT_METHODS))
+    ns: dict[str, Any] = {}
+    exec(example("cut"), ns)  # noqa: S102
+    assert "middle-stride" in methods.method_names()
+    lm, data = wrap_tiny("gemma3"), random_windows(n=2, seq_len=12)  # 6 blocks: middle = 2, 3
+    plan = plan_cut(lm, data, method="middle-stride", n=1,
+                    calibration=CalibrationOptions(batch_size=2))  # fmt: skip
+    assert plan.removed == (2,) and plan.selection["rule"].startswith("every other")
+    ids, mask = data.input_ids, data.attention_mask
+    with skip_blocks(lm.model, lm.arch, plan.removed), torch.no_grad():
+        want = lm.model(input_ids=ids, attention_mask=mask).logits
+    apply_cut_(lm, plan)
+    assert lm.num_layers == 5
+    with torch.no_grad():
+        got = lm.model(input_ids=ids, attention_mask=mask).logits
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)

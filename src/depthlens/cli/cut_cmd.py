@@ -43,13 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _common(p: argparse.ArgumentParser, with_plan: bool = False) -> None:
-    from depthlens.cut import METHODS
+    from depthlens.cut import method_names
 
     add_model_args(p)
     add_data_args(p, default="wiki-calib")
     g = p.add_argument_group("cut")
     g.add_argument("--method", default="replaceme-ls", metavar="METHOD",
-                   help=f"selection/replacement method, one of {', '.join(METHODS)} "
+                   help=f"selection/replacement method, one of {', '.join(method_names())} "
                    "(replaceme-ls)")
     how = g.add_mutually_exclusive_group()
     how.add_argument("--blocks", metavar="I,J,..",
@@ -154,12 +154,12 @@ def _validate(args: argparse.Namespace) -> None:
         raise DepthlensError(f"--remove must be at least 1, got {args.remove}")
     if args.ratio is not None and not 0 < args.ratio < 1:
         raise DepthlensError(f"--ratio must be strictly between 0 and 1, got {args.ratio}")
-    from depthlens.cut import METHODS
+    from depthlens.cut import method_names
     from depthlens.cut.multi import MULTI_MODES, check_removed
     from depthlens.cut.search import OBJECTIVES
     from depthlens.metrics.registry import unknown_choice
 
-    for what, got, choices in (("--method", args.method, METHODS),
+    for what, got, choices in (("--method", args.method, method_names()),
                                ("--multi-mode", args.multi_mode, MULTI_MODES),
                                ("--objective", args.objective, OBJECTIVES)):  # fmt: skip
         if got not in choices:

@@ -62,10 +62,10 @@ def run_demo(args: argparse.Namespace) -> int:
         raise DepthlensError(f"two models given ({args.model}, --model {args.model_opt}); "
                              "pass one, first: depthlens demo MODEL")  # fmt: skip
     args.model = args.model or args.model_opt or DEFAULT_MODEL
-    from depthlens.cut import METHODS
+    from depthlens.cut import method_names
 
-    if args.method not in METHODS:
-        raise DepthlensError(unknown_choice("method", args.method, list(METHODS)))
+    if args.method not in method_names():
+        raise DepthlensError(unknown_choice("method", args.method, method_names()))
     if args.remove < 1:
         raise DepthlensError(f"--remove must be at least 1, got {args.remove}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -2,14 +2,22 @@
 
 from depthlens.cut.apply import apply_cut_, remove_blocks_
 from depthlens.cut.calibrate import CalibrationOptions
-from depthlens.cut.plan import METHODS, CutPlan
+from depthlens.cut.methods import CUT_METHODS, CutMethod, method_names, register_cut_method
+from depthlens.cut.plan import CutPlan
 from depthlens.cut.plan_io import load_plan, save_plan
 from depthlens.cut.planner import plan_cut
 from depthlens.cut.save import save_pruned
 from depthlens.cut.select import skip_blocks
 
+#: The built-in method names (``method_names()`` includes any registered later).
+METHODS: tuple[str, ...] = tuple(method_names())
+
 __all__ = [
+    "CUT_METHODS",
     "METHODS",
+    "CutMethod",
+    "method_names",
+    "register_cut_method",
     "CalibrationOptions",
     "CutPlan",
     "apply_cut_",

@@ -18,24 +18,6 @@ from depthlens.errors import DepthlensError
 from depthlens.results import Envelope, Enveloped
 from depthlens.spans import blocks_text
 
-#: Every method of SPEC "Cutting depth", in the order of its table.
-METHODS: tuple[str, ...] = (
-    "replaceme-ls",
-    "replaceme-cos",
-    "angular",
-    "block-influence",
-    "greedy-loss",
-    "last",
-    "random",
-    "replaceme-multi",
-    "greedy-ls",
-    "beam-ls",
-)
-#: Methods with one least-squares map per contiguous run of removed blocks (cut/multi.py).
-MULTI_METHODS: tuple[str, ...] = ("replaceme-multi", "greedy-ls", "beam-ls")
-REPLACEME: tuple[str, ...] = ("replaceme-ls", "replaceme-cos")
-#: Methods whose removed blocks form one contiguous span chosen by angular distance.
-SPAN_METHODS: tuple[str, ...] = (*REPLACEME, "angular")
 PLAN_KIND = "depthlens.cut_plan"
 
 

@@ -89,10 +89,11 @@ def _lowest_influence(lm: LoadedModel, windows: TokenWindows, n: int,
                       opts: CalibrationOptions, profile: Any,
                       progress: bool) -> tuple[tuple[int, ...], dict[str, Any]]:  # fmt: skip
     """The n blocks of lowest block influence among 1..L−1 (block 0 has no block before it)."""
-    from depthlens.cut.planner import _profile
+    from depthlens.cut.methods import SelectContext
     from depthlens.cut.select import select_lowest
 
-    prof = profile if profile is not None else _profile(lm, windows, 1, False, opts, progress)
+    prof = SelectContext(lm, windows, 1, calibration=opts, progress=progress,
+                         profile=profile).selection_profile()
     values = list(prof.metrics["block_influence"])
     values[0] = None  # keep block 0: its run would have no block to merge into
     removed, selection = select_lowest(values, n, "block_influence")

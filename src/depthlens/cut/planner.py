@@ -13,29 +13,14 @@ from depthlens.cut.calibrate import (
     solve_ls,
     stream_span_sums,
 )
-from depthlens.cut.plan import (
-    METHODS,
-    MULTI_METHODS,
-    REPLACEME,
-    SPAN_METHODS,
-    CutPlan,
-    plan_envelope,
-)
-from depthlens.cut.select import (
-    select_greedy_loss,
-    select_last,
-    select_lowest,
-    select_random,
-    select_span,
-)
+from depthlens.cut.methods import SelectContext, get_cut_method
+from depthlens.cut.plan import CutPlan, plan_envelope
+from depthlens.cut.select import select_span
 from depthlens.data.windows import TokenWindows
 from depthlens.errors import DepthlensError
 from depthlens.evaluate.flops import cut_savings
 from depthlens.models.loading import LoadedModel
 from depthlens.results import clean_json
-
-#: Methods that merge a least-squares map into an MLP output projection.
-REPLACEME_FAMILY = (*REPLACEME, *MULTI_METHODS)
 
 
 def resolve_n(num_layers: int, n: int | None, ratio: float | None) -> int:
@@ -65,11 +50,7 @@ def resolve_n(num_layers: int, n: int | None, ratio: float | None) -> int:
 
 def check_method(method: str, lm: LoadedModel) -> None:
     """Refuse an unknown method, or ReplaceMe on a family without an MLP output projection."""
-    if method not in METHODS:
-        from depthlens.metrics.registry import unknown_choice
-
-        raise DepthlensError(unknown_choice("--method", method, list(METHODS)))
-    if method in REPLACEME_FAMILY and lm.arch.mlp_out_proj is None:
+    if get_cut_method(method).replacement != "none" and lm.arch.mlp_out_proj is None:
         raise DepthlensError(_no_proj_message(lm))
 
 
@@ -99,52 +80,38 @@ def plan_cut(
     set) and ``multi_mode`` ("joint" | "sequential") go to the multi-run methods.
     """
     check_method(method, lm)
+    spec = get_cut_method(method)
     opts = calibration or CalibrationOptions(seed=seed)
-    if method in MULTI_METHODS:
+    if spec.kind == "multi":
         from depthlens.cut.plan_multi import plan_multi
 
-        if method in REPLACEME_FAMILY:
-            _check_enough_tokens(lm, windows)
+        _check_enough_tokens(lm, windows)
         k = None if blocks is not None else resolve_n(lm.num_layers, n, ratio)
         return plan_multi(lm, windows, method=method, n=k, calibration=opts, search=search,
                           blocks=blocks, mode=multi_mode, progress=progress, profile=profile)
     n = resolve_n(lm.num_layers, n, ratio)
-    if method in REPLACEME:
+    if spec.replacement != "none":
         _check_enough_tokens(lm, windows)
     n_layers = lm.num_layers
     merge_into = None
     transform = None
     fit: dict[str, Any] = {}
-    options: dict[str, Any] = {"n": n, "ratio": ratio, "seed": seed}
-    if method in SPAN_METHODS or method == "block-influence":
-        prof = profile
-        if prof is not None:
-            from depthlens.profiling.result import check_profile_matches
-
-            check_profile_matches(prof, lm)
-        if prof is None or len(prof.angular_distance[0]) < n:
-            prof = _profile(lm, windows, n, last_token_only, opts, progress)
-        options.update(last_token_only=last_token_only,
-                       include_first_token=opts.include_first_token)  # fmt: skip
-        if method == "block-influence":
-            removed, selection = select_lowest(prof.metrics["block_influence"], n,
-                                               "block_influence")  # fmt: skip
-        else:
-            start, selection = select_span(prof.angular_distance, n)
-            removed = tuple(range(start, start + n))
-            if method in REPLACEME:
-                merge_into = start - 1
-                transform, fit = _fit(lm, windows, start, n, method, opts, progress)
-                options.update(dataclasses.asdict(opts))
-    elif method == "greedy-loss":
-        sub = _subset(windows, greedy_windows)
-        removed, selection = select_greedy_loss(lm, sub, n, batch_size=opts.batch_size,
-                                                progress=progress)  # fmt: skip
-        options.update(greedy_windows=len(sub))
-    elif method == "last":
-        removed, selection = select_last(n_layers, n)
+    ctx = SelectContext(lm, windows, n, seed=seed, calibration=opts,
+                        last_token_only=last_token_only, greedy_windows=greedy_windows,
+                        progress=progress, profile=profile,
+                        options={"n": n, "ratio": ratio, "seed": seed})  # fmt: skip
+    if spec.kind == "span":
+        start, selection = select_span(ctx.selection_profile().angular_distance, n)
+        removed: tuple[int, ...] = tuple(range(start, start + n))
+        if spec.replacement != "none":
+            merge_into = start - 1
+            transform, fit = _fit(lm, windows, start, n, spec.replacement, opts, progress)
+            ctx.options.update(dataclasses.asdict(opts))
     else:
-        removed, selection = select_random(n_layers, n, seed)
+        assert spec.select is not None  # register_cut_method enforces it for "drop"
+        removed, selection = spec.select(ctx)
+        _check_removed(tuple(removed), n_layers, method)
+    options = ctx.options
     return CutPlan(
         envelope=plan_envelope(lm, windows, options), method=method, num_layers=n_layers,
         removed=tuple(removed), merge_into=merge_into, selection=clean_json(selection),
@@ -153,19 +120,9 @@ def plan_cut(
     )  # fmt: skip
 
 
-def _profile(lm: LoadedModel, windows: TokenWindows, n: int, last_token_only: bool,
-             opts: CalibrationOptions, progress: bool) -> Any:  # fmt: skip
-    from depthlens.profiling import ProfileOptions, profile
-
-    popts = ProfileOptions(lens=False, n_max=n, last_token_only=last_token_only,
-                           include_first_token=opts.include_first_token,
-                           batch_size=opts.batch_size)  # fmt: skip
-    return profile(lm, windows, popts, progress=progress)
-
-
-def _fit(lm: LoadedModel, windows: TokenWindows, start: int, n: int, method: str,
+def _fit(lm: LoadedModel, windows: TokenWindows, start: int, n: int, replacement: str,
          opts: CalibrationOptions, progress: bool) -> tuple[Any, dict[str, Any]]:  # fmt: skip
-    cap = opts.max_samples if method == "replaceme-cos" else 0
+    cap = opts.max_samples if replacement == "cos" else 0
     sums, samples = stream_span_sums(lm, windows, start, n, opts, progress=progress,
                                      sample_cap=cap)  # fmt: skip
     t_ls, alpha = solve_ls(sums.fit.A, sums.fit.B, opts.ridge)
@@ -188,7 +145,7 @@ def _fit(lm: LoadedModel, windows: TokenWindows, start: int, n: int, method: str
             f"only {fit['fit_tokens']} fit tokens for a {d}x{d} map: the least-squares fit "
             f"can overfit badly; use at least {10 * d} calibration tokens"
         )
-    if method == "replaceme-ls":
+    if replacement == "ls":
         return t_ls, fit
     assert samples is not None
     t_cos, info = fit_cosine(samples[0], samples[1], opts)
@@ -216,8 +173,9 @@ def _eye_like(t: Any) -> Any:
     return torch.eye(t.shape[0], dtype=t.dtype)
 
 
-def _subset(windows: TokenWindows, k: int) -> TokenWindows:
-    if k < 1:
-        raise DepthlensError(f"--greedy-windows must be at least 1, got {k}")
-    return TokenWindows(windows.input_ids[:k], windows.attention_mask[:k],
-                        {**windows.identity, "subset": f"first {k} windows"})  # fmt: skip
+def _check_removed(removed: tuple[int, ...], n_layers: int, method: str) -> None:
+    """A selection rule must return distinct, in-range blocks and keep at least two."""
+    if len(set(removed)) != len(removed) or not all(0 <= b < n_layers for b in removed):
+        raise RuntimeError(f"cut method {method!r} selected invalid blocks {removed}")
+    if n_layers - len(removed) < 2:
+        raise RuntimeError(f"cut method {method!r} left fewer than 2 blocks")
