@@ -88,7 +88,7 @@ def accumulate_states(sums: ResidualSums, states: list[torch.Tensor], n_max: int
     norms = stack.norm(dim=-1)  # (N, L+1)
     unit = stack / norms.clamp_min(EPS).unsqueeze(-1)
     gram = torch.bmm(unit, unit.transpose(1, 2)).clamp_(-1.0, 1.0)  # (N, L+1, L+1)
-    ang = (torch.arccos(gram).double().sum(0) / math.pi).cpu()  # (L+1, L+1)
+    ang = host_sum(torch.arccos(gram), dim=0) / math.pi  # (L+1, L+1), on the CPU
     n_states = stack.shape[1]
     acc = sums.angular_distance  # (L, n_max): [start l][n-1]
     for n in range(1, n_max + 1):

@@ -28,6 +28,7 @@ from depthlens.data.masks import real_positions
 from depthlens.data.windows import TokenWindows
 from depthlens.errors import DepthlensError
 from depthlens.io import atomic_dir
+from depthlens.metrics.accumulate import host_sum
 from depthlens.models.loading import LoadedModel
 from depthlens.progress import progress_bar
 from depthlens.results import Envelope
@@ -170,7 +171,7 @@ def lens_step(lens: TunedLens, states: list[torch.Tensor], chunk: int) -> torch.
         z = lens.base.logits(x).view(n_layers, -1, z_fin.shape[-1])  # (L, c, V)
         kl = kl_from_logits(z, logp_fin, p_fin)  # (L, c)
         (kl.sum() / n).backward()
-        total += kl.detach().double().sum(1).cpu()
+        total += host_sum(kl, dim=1)
     return total / n
 
 
