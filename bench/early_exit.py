@@ -54,6 +54,46 @@ def _attn_share(lm: Any) -> float:
     return attn / total
 
 
+def _measure(lm: Any, lens: Any, prompts: list[Any], modes: list[tuple[str, Any]],
+             new_tokens: int, rounds: int) -> tuple[dict[str, list[float]], dict[str, list]]:
+    """Seconds per round (all prompts) of every mode, alternating the order each round."""
+    from depthlens.exit.decode import greedy_decode
+
+    secs: dict[str, list[float]] = {m: [] for m, _ in modes}
+    outs: dict[str, list[Any]] = {m: [] for m, _ in modes}
+    greedy_decode(lm, prompts[0], 4)  # warm-up
+    for rnd in range(rounds):
+        order = modes if rnd % 2 == 0 else modes[::-1]  # alternate, against drift
+        for name, rule in order:
+            total = 0.0
+            for ids in prompts:
+                res = greedy_decode(lm, ids, new_tokens, lens if rule else None, rule)
+                total += res.seconds
+                if rnd == 0:
+                    outs[name].append(res)
+            secs[name].append(total)
+    return secs, outs
+
+
+def _row(name: str, speedup: float, tps: float, full: list[Any], exited: list[Any],
+         costs: dict[str, Any], share: float) -> dict[str, Any]:
+    """One rule's line: measured speed-up, FLOP ideals, depth, agreement with full greedy."""
+    pairs = [(a, b) for fo, eo in zip(full, exited, strict=True)
+             for a, b in zip(fo.tokens[1:], eo.tokens[1:], strict=True)]
+    depths = [d for eo in exited for d in eo.exit_depths[1:]]
+    same = sum(fo.tokens == eo.tokens for fo, eo in zip(full, exited, strict=True))
+    return {
+        "rule": name,
+        "tokens_per_s": tps,
+        "measured_speedup": speedup,
+        **_ideal(costs, depths, share),
+        "mean_exit_depth": statistics.mean(depths),
+        "token_agreement_with_full_greedy": sum(a == b for a, b in pairs) / len(pairs),
+        "identical_sequences": f"{same}/{len(full)}",
+        "kv_fill": exited[0].kv_fill,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2-135m")
@@ -74,7 +114,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from depthlens.data import load_text, make_windows
     from depthlens.exit.curve import flop_costs
-    from depthlens.exit.decode import greedy_decode
     from depthlens.models import load_model
     from depthlens.tuned.lens import readout_for
 
@@ -88,41 +127,13 @@ def main(argv: list[str] | None = None) -> int:
                        max_tokens=args.prompt_len * args.prompts, seed=0)
     prompts = [win.input_ids[i : i + 1] for i in range(len(win))][: args.prompts]
     modes: list[tuple[str, Any]] = [("full", None), *[(r.label(), r) for r in rules]]
-    secs: dict[str, list[float]] = {m: [] for m, _ in modes}
-    outs: dict[str, list[Any]] = {m: [] for m, _ in modes}
-    greedy_decode(lm, prompts[0], 4)  # warm-up
-    for rnd in range(args.rounds):
-        order = modes if rnd % 2 == 0 else modes[::-1]  # alternate, against drift
-        for name, rule in order:
-            total = 0.0
-            for ids in prompts:
-                res = greedy_decode(lm, ids, args.new_tokens, lens if rule else None, rule)
-                total += res.seconds
-                if rnd == 0:
-                    outs[name].append(res)
-            secs[name].append(total)
+    secs, outs = _measure(lm, lens, prompts, modes, args.new_tokens, args.rounds)
     costs = flop_costs(lm, args.prompt_len + args.new_tokens)
-    share = _attn_share(lm)
     n_tok = args.new_tokens * len(prompts)
     full_tps = n_tok / statistics.median(secs["full"])
-    rows = []
-    for name, _rule_obj in modes[1:]:
-        tps = n_tok / statistics.median(secs[name])
-        pairs = [(a, b) for fo, eo in zip(outs["full"], outs[name], strict=True)
-                 for a, b in zip(fo.tokens[1:], eo.tokens[1:], strict=True)]
-        depths = [d for eo in outs[name] for d in eo.exit_depths[1:]]
-        same = sum(fo.tokens == eo.tokens for fo, eo in zip(outs["full"], outs[name],
-                                                             strict=True))
-        rows.append({
-            "rule": name,
-            "tokens_per_s": tps,
-            "measured_speedup": tps / full_tps,
-            **_ideal(costs, depths, share),
-            "mean_exit_depth": statistics.mean(depths),
-            "token_agreement_with_full_greedy": sum(a == b for a, b in pairs) / len(pairs),
-            "identical_sequences": f"{same}/{len(prompts)}",
-            "kv_fill": outs[name][0].kv_fill,
-        })
+    rows = [_row(name, n_tok / statistics.median(secs[name]) / full_tps,
+                 n_tok / statistics.median(secs[name]), outs["full"], outs[name], costs,
+                 _attn_share(lm)) for name, _ in modes[1:]]
     result = {
         "model": args.model, "lens": info, "threads": args.threads,
         "prompts": len(prompts), "prompt_len": args.prompt_len, "new_tokens": args.new_tokens,
