@@ -15,7 +15,7 @@ better than it is on ordinary tokens (docs/FIRST_POSITION.md).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -98,16 +98,9 @@ def holdout_rows(n_windows: int, every: int) -> torch.Tensor:
     return held
 
 
-def stream_span_sums(
-    lm: LoadedModel,
-    windows: TokenWindows,
-    start: int,
-    n: int,
-    opts: CalibrationOptions,
-    *,
-    progress: bool = False,
-    sample_cap: int = 0,
-) -> tuple[SpanSums, tuple[torch.Tensor, torch.Tensor] | None]:
+def stream_span_sums(lm: LoadedModel, windows: TokenWindows, start: int, n: int,
+                     opts: CalibrationOptions, *, progress: bool = False, sample_cap: int = 0,
+                     ) -> tuple[SpanSums, tuple[torch.Tensor, torch.Tensor] | None]:  # fmt: skip
     """One stopped-early pass: float64 sums for fit and held-out windows (all-reduced).
 
     Returns the sums of the fit and held-out windows and, when ``sample_cap`` > 0, the
@@ -115,12 +108,7 @@ def stream_span_sums(
     """
     spec = lm.arch
     model: Any = lm.model
-    if spec.mlp_out_proj is None:
-        raise DepthlensError(_no_proj_message(lm))
-    if start < 1 or n < 1 or start + n > lm.num_layers:
-        raise DepthlensError(
-            f"span {span_text(start, n)} is not inside blocks {span_text(1, lm.num_layers - 1)}"
-        )
+    _check_span(lm, start, n)
     i = start - 1
     block_i = model.get_submodule(spec.blocks)[i]
     mlp = block_i.get_submodule(spec.mlp)
@@ -129,15 +117,10 @@ def stream_span_sums(
     def on_mlp(_m: torch.nn.Module, _a: tuple, out: Any) -> None:
         got["m"] = added_by(spec, out)  # M: what the MLP adds (T merges linearly into it)
 
-    valid = real_positions(windows.attention_mask, opts.fit_include_first_token)
-    rest = real_positions(windows.attention_mask, False)
-    first = windows.attention_mask.bool() & ~rest  # (W, T): each window's first position
-    held = holdout_rows(len(windows), opts.holdout_every)
+    masks = _part_masks(windows, opts)
     d = int(model.config.get_text_config().hidden_size)
     sums = SpanSums(GramSums.zeros(d), GramSums.zeros(d), GramSums.zeros(d))
-    samples_m: list[torch.Tensor] = []
-    samples_z: list[torch.Tensor] = []
-    n_samples = 0
+    samples = _Samples(sample_cap)
     rank, world = rank_world()
     fkw = forward_kwargs(model)
     batches = windows.row_batches(opts.batch_size, rank, world)
@@ -156,30 +139,66 @@ def stream_span_sums(
                 raise DepthlensError("the calibration forward did not reach the span's end")
             m = got.pop("m")
             z = h_end - (h_i1 - m)  # (B, T, d): Z = h_{s+n} − Y
-            parts = ((sums.fit, valid[rows] & ~held[rows, None]),
-                     (sums.held, rest[rows] & held[rows, None]),
-                     (sums.held_first, first[rows] & held[rows, None]))  # fmt: skip
-            for part, sel in parts:  # sel: (B, T)
+            for part, mask in zip((sums.fit, sums.held, sums.held_first), masks, strict=True):
+                sel = mask[rows]  # (B, T)
                 mm, zz = m[sel.to(m.device)], z[sel.to(z.device)]  # (N, d), model device
-                if mm.shape[0] == 0:
-                    continue
                 part.add(mm, zz)
-                if part is sums.fit and n_samples < sample_cap:
-                    take = min(sample_cap - n_samples, mm.shape[0])
-                    samples_m.append(mm[:take].to("cpu", torch.float32))
-                    samples_z.append(zz[:take].to("cpu", torch.float32))
-                    n_samples += take
+                if part is sums.fit:
+                    samples.add(mm, zz)
             trace.clear()
             bar.update(1)
     bar.close()
     sums.all_reduce()
     if float(sums.fit.n) < d:
+        raise DepthlensError(f"too little calibration text: {int(sums.fit.n)} fit tokens for a "
+                             f"{d}x{d} linear map (need at least {d}); raise --max-tokens or use "
+                             "a longer --data")  # fmt: skip
+    return sums, samples.result()
+
+
+def _part_masks(windows: TokenWindows, opts: CalibrationOptions) -> tuple[torch.Tensor, ...]:
+    """(W, T) masks: fit tokens, held-back ordinary tokens, held-back first positions.
+
+    The held-back first positions are reported apart, whatever ``fit_include_first_token``
+    says.
+    """
+    rest = real_positions(windows.attention_mask, False)
+    first = windows.attention_mask.bool() & ~rest  # each window's first real position
+    held = holdout_rows(len(windows), opts.holdout_every)[:, None]
+    fit = real_positions(windows.attention_mask, opts.fit_include_first_token) & ~held
+    return fit, rest & held, first & held
+
+
+def _check_span(lm: LoadedModel, start: int, n: int) -> None:
+    """Refuse a family without an MLP projection or a span outside blocks 1..L−1."""
+    if lm.arch.mlp_out_proj is None:
+        raise DepthlensError(_no_proj_message(lm))
+    if start < 1 or n < 1 or start + n > lm.num_layers:
         raise DepthlensError(
-            f"too little calibration text: {int(sums.fit.n)} fit tokens for a {d}x{d} "
-            f"linear map (need at least {d}); raise --max-tokens or use a longer --data"
+            f"span {span_text(start, n)} is not inside blocks {span_text(1, lm.num_layers - 1)}"
         )
-    samples = (torch.cat(samples_m), torch.cat(samples_z)) if samples_m else None
-    return sums, samples
+
+
+@dataclass
+class _Samples:
+    """The first ``cap`` fit rows of (M, Z), kept on the CPU in float32 for replaceme-cos."""
+
+    cap: int
+    m: list[torch.Tensor] = field(default_factory=list)
+    z: list[torch.Tensor] = field(default_factory=list)
+    n: int = 0
+
+    def add(self, m: torch.Tensor, z: torch.Tensor) -> None:
+        """Keep rows of ``m``, ``z`` (N, d) until ``cap`` rows are kept."""
+        take = min(self.cap - self.n, m.shape[0])
+        if take > 0:
+            self.m.append(m[:take].to("cpu", torch.float32))
+            self.z.append(z[:take].to("cpu", torch.float32))
+            self.n += take
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(M, Z) rows, or None when none were kept."""
+        return (torch.cat(self.m), torch.cat(self.z)) if self.m else None
 
 
 def _no_proj_message(lm: LoadedModel) -> str:

@@ -106,10 +106,9 @@ def profile(
     """
     opts = options or ProfileOptions()
     opts.validate()
-    spec, model = lm.arch, lm.model
     n_layers = lm.num_layers
     n_max = min(opts.n_max or max(1, n_layers // 2), n_layers)
-    with_lens = opts.lens and spec.has_lens
+    with_lens = opts.lens and lm.arch.has_lens
     masks = token_masks(data, opts)
     if int(masks.valid.sum()) == 0:
         raise DepthlensError("no real tokens to profile; use a longer text or --seq-len")
@@ -124,23 +123,13 @@ def profile(
 
         lens, lens_info = readout_for(lm, opts.lens_readout)
     kernel = lens_metrics.LensKernel(opts.lens_kernel if with_lens else "eager")
-    fkw = forward_kwargs(model)
-    device = lm.device
     batches = list(enumerate(data.row_batches(opts.batch_size, rank, world)))
     bar = progress_bar(len(batches), "profile", enabled=progress and rank == 0, initial=done)
-    with capture_blocks(model, spec) as trace, torch.inference_mode():
-        for b, rows in batches:
-            if b < done:
-                continue
-            trace.clear()
-            run_forward(
-                model,
-                data.input_ids[rows].to(device),
-                data.attention_mask[rows].to(device),
-                **fkw,
-            )
+    with capture_blocks(lm.model, lm.arch) as trace, torch.inference_mode():
+        for b, rows in batches[done:]:
+            _forward_batch(lm, data, rows, trace)
             _accumulate_batch(sums, trace, masks, rows, lens, kernel, opts, n_max,
-                              parallel=spec.wiring.parallel)
+                              parallel=lm.arch.wiring.parallel)
             trace.clear()
             bar.update(1)
             if saver:
@@ -154,6 +143,13 @@ def profile(
     if saver and not keep_checkpoint:
         saver.remove()
     return result
+
+
+def _forward_batch(lm: LoadedModel, data: TokenWindows, rows: torch.Tensor, trace: Any) -> None:
+    """One forward of windows ``rows`` on the model's device; ``trace`` captures it."""
+    trace.clear()
+    run_forward(lm.model, data.input_ids[rows].to(lm.device),
+                data.attention_mask[rows].to(lm.device), **forward_kwargs(lm.model))
 
 
 def _accumulate_batch(
