@@ -138,3 +138,27 @@ def test_progress_counts_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
     r = ppl.evaluate_perplexity(wrap_tiny("llama"), w, batch_size=2, progress=True)
     assert seen["unit"] == "tok" and seen["total"] == r["n_tokens"] == sum(seen["updates"])
     assert len(seen["updates"]) == 3  # moves after every batch, by its tokens
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--method", "replacme-ls"], "unknown method 'replacme-ls'; did you mean 'replaceme-ls'?"),
+        (["smollm2-135m", "--model", "gemma3-270m"], "two models given"),
+        (["--remove", "0"], "--remove must be at least 1"),
+    ],
+    ids=["method-typo", "two-models", "remove-0"],
+)
+def test_demo_checks_before_loading(
+    capsys: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, argv: list[str], message: str
+) -> None:
+    import depthlens.models.loading
+    from depthlens.cli.main import main
+
+    monkeypatch.setattr(depthlens.models.loading, "load_model",
+                        lambda *a, **k: pytest.fail("loaded before checking"))  # fmt: skip
+    capsys.readouterr()
+    rc = main(["demo", *argv, "--out", str(tmp_path / "demo")])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == []
