@@ -167,8 +167,8 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     """Read lens-eval results and write the comparison page."""
     from depthlens.io import atomic_write_text, check_output_path
-    from depthlens.tuned.evaluate import load_evals
     from depthlens.report.tuned_page import lens_report_html
+    from depthlens.tuned.evaluate import load_evals
 
     out = check_output_path(args.output, args.overwrite)
     atomic_write_text(out, lens_report_html(load_evals(args.results)))
