@@ -24,6 +24,12 @@ from torch import nn
 from depthlens.arch.spec import ArchSpec, blocks_of, resolve_arch
 from depthlens.errors import DepthlensError
 from depthlens.io import atomic_dir
+from depthlens.models.checks import (
+    check_config_json,
+    check_loading_info,
+    check_model_dir,
+    gguf_problem,
+)
 from depthlens.models.registry import PACKAGED, PackagedModel
 from depthlens.paths import default_cache_dir
 from depthlens.results import model_fingerprint
@@ -199,31 +205,6 @@ def load_model(
     return lm
 
 
-def _check_model_dir(path: Path, allow_pickle: bool) -> None:
-    try:  # an unreadable directory raises PermissionError here, not in transformers
-        has_config = (path / "config.json").is_file()
-        names = {p.name for p in path.iterdir()}
-    except OSError as exc:
-        raise DepthlensError(
-            f"cannot read the model directory {path}: {exc.strerror or exc}; check that it "
-            "exists and is readable"
-        ) from exc
-    if not has_config:
-        raise DepthlensError(
-            f"{path} is a directory but not a Hugging Face model (no config.json); "
-            "pass a model directory, a .gguf file, or a packaged name"
-        )
-    has_st = any(n.endswith(".safetensors") or n == "model.safetensors.index.json" for n in names)
-    has_pickle = any(n.endswith((".bin", ".pt", ".pth", ".ckpt")) for n in names)
-    if not has_st and has_pickle and not allow_pickle:
-        raise DepthlensError(
-            f"{path} has only pickle weights (e.g. pytorch_model.bin), which can run arbitrary "
-            "code when loaded; pass --allow-pickle if you trust this checkpoint"
-        )
-    if not has_st and not has_pickle:
-        raise DepthlensError(f"{path} has a config.json but no weight files (*.safetensors)")
-
-
 #: depthlens's own ``model_type`` values and the module whose ``register_lab()`` teaches
 #: transformers the config and model classes (imported only when such a checkpoint loads).
 OWN_MODEL_TYPES = {"depthlens_lab": "depthlens.train.model"}
@@ -248,55 +229,6 @@ def _register_own_model_types(path: Path) -> None:
         importlib.import_module(module).register_lab()
 
 
-def _check_config_json(path: Path) -> None:
-    """A damaged config.json is a damaged file, not a custom architecture."""
-    import json
-
-    cfg_path = path / "config.json"
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except OSError:
-        return  # _check_model_dir reported unreadable directories; transformers says the rest
-    except UnicodeDecodeError as exc:
-        raise DepthlensError(
-            f"{cfg_path} is not UTF-8 text; re-download or re-save the model"
-        ) from exc
-    except json.JSONDecodeError as exc:
-        raise DepthlensError(
-            f"{cfg_path} is not valid JSON ({exc.msg} at line {exc.lineno}); the file is "
-            "damaged: re-download or re-save the model"
-        ) from exc
-    if not isinstance(cfg, dict):
-        raise DepthlensError(
-            f"{cfg_path} is JSON but not an object (got {type(cfg).__name__}); re-download it"
-        )
-
-
-def _names(keys: list[str], limit: int = 4) -> str:
-    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
-
-
-def _check_loading_info(path: Path, info: dict[str, Any]) -> None:
-    """Weights that do not match the config are an error, never random initialisation."""
-    missing = sorted(info.get("missing_keys") or [])
-    unexpected = sorted(info.get("unexpected_keys") or [])
-    mismatched = sorted(str(m[0]) if isinstance(m, list | tuple) else str(m)
-                        for m in info.get("mismatched_keys") or [])  # fmt: skip
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} weights missing (would be random): {_names(missing)}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected weights: {_names(unexpected)}")
-    if mismatched:
-        parts.append(f"{len(mismatched)} weights of the wrong shape: {_names(mismatched)}")
-    if parts:
-        raise DepthlensError(
-            f"the weights in {path} do not match its config.json ({'; '.join(parts)}); check "
-            "num_hidden_layers and the sizes in config.json, or re-save the checkpoint"
-        )
-
-
 def _load_dir(
     path: Path,
     ref: str,
@@ -309,8 +241,8 @@ def _load_dir(
 ) -> LoadedModel:
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-    _check_model_dir(path, allow_pickle)
-    _check_config_json(path)
+    check_model_dir(path, allow_pickle)
+    check_config_json(path)
     _register_own_model_types(path)
     try:
         cfg = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
@@ -346,7 +278,7 @@ def _load_dir(
             f"could not load the weights in {path}: {first[:300]}; the checkpoint may be "
             "corrupted or of an unsupported architecture"
         ) from exc
-    _check_loading_info(path, info)
+    check_loading_info(path, info)
     try:
         with quiet_transformers():
             tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
@@ -434,27 +366,6 @@ def ensure_packaged(pm: PackagedModel, cache: Path) -> Path:
     return out
 
 
-_TRUNCATED = ("cannot reshape array", "unpack_from requires a buffer", "buffer is smaller",
-              "not enough data", "unexpected end", "mmap length is greater")  # fmt: skip
-
-
-def _gguf_problem(path: Path, exc: Exception) -> str:
-    """Say what is wrong with a GGUF file transformers could not read: magic, truncation."""
-    try:
-        with path.open("rb") as fh:
-            magic = fh.read(4)
-        size = path.stat().st_size
-    except OSError as err:
-        return f"cannot read the GGUF file {path}: {err.strerror or err}"
-    if magic != b"GGUF":
-        return f"{path} is not a GGUF file (it does not start with 'GGUF'); check the path"
-    first = " ".join(str(exc).split())[:200]
-    if any(s in first for s in _TRUNCATED):
-        return (f"the GGUF file {path} is truncated ({size:,} bytes; its tensors run past the "
-                f"end: {first}); download or copy it again")  # fmt: skip
-    return f"could not read the GGUF file {path}: {first}"
-
-
 def _cache_gguf(path: Path, cache: Path) -> Path:
     st = path.stat()
     key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
@@ -465,5 +376,5 @@ def _cache_gguf(path: Path, cache: Path) -> Path:
         except DepthlensError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise DepthlensError(_gguf_problem(path, exc)) from exc
+            raise DepthlensError(gguf_problem(path, exc)) from exc
     return out
