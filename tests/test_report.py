@@ -27,6 +27,8 @@ PAYLOADS = (SCRIPT_PAYLOAD, IMG_PAYLOAD, '"><svg onload=alert(1)>')
 PROFILE_PLOTS = {
     "rel-contrib", "cosine", "lens", "prediction-depth", "resid-norm", "angular",
     "block-influence",
+    # No hand-made figure: drawn from their metric records (report/records.py).
+    "lens-ce", "lens-entropy",
 }
 EXTRA_PLOTS = {"cut-ppl", "cut-speed", "skip-out-kl", "skip-future"}
 
