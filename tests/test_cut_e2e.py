@@ -37,8 +37,10 @@ def test_prune_real_model_reload_generate_and_perplexity(tmp_path, capsys):
     assert 1.0 < after / before < 5.0, (before, after)
     man = json.loads((out / "depthlens.json").read_text())
     assert man["method"] == "replaceme-ls" and len(man["removed"]) == 3
-    assert man["num_layers"] == 27 and man["calibration"]["name"] == "wiki-calib"
-    assert man["calibration_tokens"] == 2048 and man["plan"]["kind"] == "depthlens.cut_plan"
+    assert man["num_layers"] == man["model"]["num_layers"] == 27
+    assert man["data"]["source"]["name"] == "wiki-calib"  # the calibration text
+    assert man["tokens"]["calibration"] == 2048 and man["plan"]["kind"] == "depthlens.cut_plan"
+    assert man["base_model"]["fingerprint"] != man["model"]["fingerprint"]
     code = textwrap.dedent(f"""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer

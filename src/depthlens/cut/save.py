@@ -27,6 +27,7 @@ def manifest(lm: LoadedModel, plan: CutPlan) -> tuple[Envelope, dict[str, Any]]:
         "method": plan.method,
         "removed": list(plan.removed),
         "num_layers_original": plan.num_layers,
+        "num_layers": lm.num_layers,
         "base_model": plan.model,
         "plan": plan.to_dict(),
     }
