@@ -31,113 +31,92 @@ def _m(p: Profile, name: str) -> list[float | None] | None:
     return v if v and any(x is not None for x in v) else None
 
 
-def _profile_plots(p: Profile, inp: ReportInputs) -> list[Callable[[], Plot]]:
-    """Deferred builders for the profile's figures (drawn under a progress bar)."""
-    L = p.n_layers
+def _series(p: Profile, names: tuple[str, ...]) -> list[tuple[str, list[float | None]]]:
+    """(legend, values) of each recorded metric; the legend is the record's definition."""
+    from depthlens.metrics.registry import get_metric
+
+    out = []
+    for name in names:
+        vals = _m(p, name)
+        if vals:
+            out.append((get_metric(name).definition, vals))
+    return out
+
+
+def _update_plots(p: Profile) -> list[Callable[[], Plot]]:
+    """Relative contribution and cosine of each update (Csordás et al.)."""
     out: list[Callable[[], Plot]] = []
-    rc = [
-        (lbl, _m(p, k))
-        for k, lbl in (
-            ("rel_contrib_attn", "attention ‖a‖/‖h‖"),
-            ("rel_contrib_mlp", "MLP ‖m‖/‖h+a‖"),
-            ("rel_contrib_block", "block ‖Δ‖/‖h‖"),
-        )
-    ]
-    rc_series = [(lbl, v) for lbl, v in rc if v]
-    if rc_series:
-        out.append(
-            lambda: Plot(
-                "rel-contrib",
-                "Relative contribution per block",
-                plots.lines_plot(
-                    rc_series,
-                    "‖update‖ / ‖stream‖ (%, log scale)",
-                    percent=True,
-                    log=True,
-                ),
-                cap.rel_contrib_caption(_m(p, "rel_contrib_block") or []),
-            )
-        )
-    cs = [
-        (lbl, _m(p, k))
-        for k, lbl in (
-            ("cos_attn", "cos(a, h)"),
-            ("cos_mlp", "cos(m, h+a)"),
-            ("cos_block", "cos(Δ, h)"),
-        )
-    ]
-    cs_series = [(lbl, v) for lbl, v in cs if v]
-    if cs_series:
-        out.append(
-            lambda: Plot(
-                "cosine",
-                "Cosine of each update to the residual stream",
-                plots.lines_plot(cs_series, "cosine (−1..1; < 0 erases)", hline=0.0),
-                cap.cosine_caption(
-                    _m(p, "cos_block") or [], _m(p, "cos_attn") or [], _m(p, "cos_mlp") or []
-                ),
-            )
-        )
+    rc = _series(p, ("rel_contrib_attn", "rel_contrib_mlp", "rel_contrib_block"))
+    if rc:
+        out.append(lambda: Plot(
+            "rel-contrib", "Relative contribution per block",
+            plots.lines_plot(rc, "‖update‖ / ‖stream‖ (%, log scale)", percent=True, log=True),
+            cap.rel_contrib_caption(_m(p, "rel_contrib_block") or []),
+        ))
+    cs = _series(p, ("cos_attn", "cos_mlp", "cos_block"))
+    if cs:
+        out.append(lambda: Plot(
+            "cosine", "Cosine of each update to the residual stream",
+            plots.lines_plot(cs, "cosine (−1..1; < 0 erases)", hline=0.0),
+            cap.cosine_caption(_m(p, "cos_block") or [], _m(p, "cos_attn") or [],
+                               _m(p, "cos_mlp") or []),
+        ))
+    return out
+
+
+def _lens_plots(p: Profile) -> list[Callable[[], Plot]]:
+    """The lens against depth and the prediction-depth histogram."""
+    out: list[Callable[[], Plot]] = []
     kl, top1 = _m(p, "lens_kl"), _m(p, "lens_top1_agree")
     if kl and top1:
-        out.append(
-            lambda: Plot(
-                "lens",
-                "Logit lens against depth",
-                plots.lens_plot(
-                    kl, _m(p, "lens_kl_rev"), _m(p, "lens_jsd"), top1, _m(p, "lens_top5_overlap")
-                ),
-                cap.lens_caption(kl, top1),
-            )
-        )
+        out.append(lambda: Plot(
+            "lens", "Logit lens against depth",
+            plots.lens_plot(kl, _m(p, "lens_kl_rev"), _m(p, "lens_jsd"), top1,
+                            _m(p, "lens_top5_overlap")),
+            cap.lens_caption(kl, top1),
+        ))
     hist = p.prediction_depth.get("histogram") if isinstance(p.prediction_depth, dict) else None
     h = [int(num(x) or 0) for x in hist] if isinstance(hist, list) else []
     if sum(h) > 0:
         mean = p.prediction_depth.get("mean")
-        out.append(
-            lambda: Plot(
-                "prediction-depth",
-                "Prediction depth",
-                plots.depth_plot(h, mean),
-                cap.depth_caption(h, mean, L),
-            )
-        )
+        out.append(lambda: Plot("prediction-depth", "Prediction depth",
+                                plots.depth_plot(h, mean),
+                                cap.depth_caption(h, mean, p.n_layers)))
+    return out
+
+
+def _stream_plots(p: Profile, inp: ReportInputs) -> list[Callable[[], Plot]]:
+    """Residual norm growth, angular distance and block influence."""
+    L = p.n_layers
+    out: list[Callable[[], Plot]] = []
     norm = _m(p, "resid_norm")
     if norm:
         growth = _m(p, "resid_rms_growth")
-        out.append(
-            lambda: Plot(
-                "resid-norm",
-                "Residual norm growth",
-                plots.norm_plot(norm, growth),
-                cap.norm_caption(norm, growth or []),
-            )
-        )
+        out.append(lambda: Plot("resid-norm", "Residual norm growth",
+                                plots.norm_plot(norm, growth),
+                                cap.norm_caption(norm, growth or [])))
     if any(v is not None for row in p.angular_distance for v in row):
         span = p.cheapest_span()
         mark = plots.mark_of(inp.plan, span)
         label = "plan's span" if inp.plan else "cheapest span (n = L/8)"
-        out.append(
-            lambda: Plot(
-                "angular",
-                "Angular distance between h_l and h_l+n",
-                plots.angular_plot(p.angular_distance, mark, label),
-                cap.angular_caption(span, inp.plan, L),
-            )
-        )
+        out.append(lambda: Plot("angular", "Angular distance between h_l and h_l+n",
+                                plots.angular_plot(p.angular_distance, mark, label),
+                                cap.angular_caption(span, inp.plan, L)))
     bi = _m(p, "block_influence")
     if bi:
         k = max(1, L // 8)
         low = sorted(range(L), key=lambda i: (bi[i] is None, bi[i] or 0.0))[:k]
-        out.append(
-            lambda: Plot(
-                "block-influence",
-                "Block influence (ShortGPT)",
-                plots.bars_plot(bi, "block influence 1 − cos(h_l, h_l+1)", "block influence", low),
-                cap.influence_caption(bi, k),
-            )
-        )
+        out.append(lambda: Plot(
+            "block-influence", "Block influence (ShortGPT)",
+            plots.bars_plot(bi, "block influence 1 − cos(h_l, h_l+1)", "block influence", low),
+            cap.influence_caption(bi, k),
+        ))
     return out
+
+
+def _profile_plots(p: Profile, inp: ReportInputs) -> list[Callable[[], Plot]]:
+    """Deferred builders for the profile's figures (drawn under a progress bar)."""
+    return [*_update_plots(p), *_lens_plots(p), *_stream_plots(p, inp)]
 
 
 def _extra_plots(inp: ReportInputs, L: int) -> list[Callable[[], Plot]]:
