@@ -93,24 +93,11 @@ def plan_cut(
     if spec.replacement != "none":
         _check_enough_tokens(lm, windows)
     n_layers = lm.num_layers
-    merge_into = None
-    transform = None
-    fit: dict[str, Any] = {}
     ctx = SelectContext(lm, windows, n, seed=seed, calibration=opts,
                         last_token_only=last_token_only, greedy_windows=greedy_windows,
                         progress=progress, profile=profile,
                         options={"n": n, "ratio": ratio, "seed": seed})  # fmt: skip
-    if spec.kind == "span":
-        start, selection = select_span(ctx.selection_profile().angular_distance, n)
-        removed: tuple[int, ...] = tuple(range(start, start + n))
-        if spec.replacement != "none":
-            merge_into = start - 1
-            transform, fit = _fit(lm, windows, start, n, spec.replacement, opts, progress)
-            ctx.options.update(dataclasses.asdict(opts))
-    else:
-        assert spec.select is not None  # register_cut_method enforces it for "drop"
-        removed, selection = spec.select(ctx)
-        _check_removed(tuple(removed), n_layers, method)
+    removed, selection, merge_into, transform, fit = _select(spec, ctx)
     options = ctx.options
     return CutPlan(
         envelope=plan_envelope(lm, windows, options), method=method, num_layers=n_layers,
@@ -118,6 +105,25 @@ def plan_cut(
         fit=clean_json(fit), savings=cut_savings(lm, tuple(removed), windows.seq_len),
         transform=transform,
     )  # fmt: skip
+
+
+def _select(spec: Any, ctx: SelectContext) -> tuple[tuple[int, ...], dict[str, Any], int | None,
+                                                    Any, dict[str, Any]]:  # fmt: skip
+    """(removed, selection, merge_into, transform, fit) of a span or a drop method."""
+    if spec.kind != "span":
+        assert spec.select is not None  # register_cut_method enforces it for "drop"
+        removed, selection = spec.select(ctx)
+        _check_removed(tuple(removed), ctx.num_layers, spec.name)
+        return tuple(removed), selection, None, None, {}
+    n = ctx.n
+    start, selection = select_span(ctx.selection_profile().angular_distance, n)
+    removed = tuple(range(start, start + n))
+    if spec.replacement == "none":
+        return removed, selection, None, None, {}
+    transform, fit = _fit(ctx.lm, ctx.windows, start, n, spec.replacement, ctx.calibration,
+                          ctx.progress)  # fmt: skip
+    ctx.options.update(dataclasses.asdict(ctx.calibration))
+    return removed, selection, start - 1, transform, fit
 
 
 def _fit(lm: LoadedModel, windows: TokenWindows, start: int, n: int, replacement: str,
