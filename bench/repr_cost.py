@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from depthlens.capture.hooks import forward_kwargs
 from depthlens.data import load_text, make_windows
 from depthlens.repr import ReprOptions, analyse_repr, load_repr_model
 from depthlens.repr.cka import StreamingCKA
@@ -31,9 +32,12 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def plain_forward(lm, w, bs: int) -> None:
+    """The cheapest forward that computes the same states: no KV cache, no full logits
+    (``logits_to_keep=1``, as the repr pass does), so the LM head is not in the baseline."""
+    kw = forward_kwargs(lm.model)
     with torch.inference_mode():
         for ids, mask in w.batches(bs):
-            lm.model(input_ids=ids, attention_mask=mask, use_cache=False)
+            lm.model(input_ids=ids, attention_mask=mask, **kw)
 
 
 def timed(fn) -> tuple[float, float]:
