@@ -14,8 +14,8 @@ TRAIN_EXAMPLE = """examples:
 """
 
 STUDY_EXAMPLE = """examples:
-  depthlens study depth -o study/          # the default grid, ~20 min on 2 CPU cores
-  depthlens study depth --depths 4,8,16 --schemes pre-ln,lns --width 128 -o study/
+  depthlens study depth -o study/          # pre-ln vs lns at depths 4, 8, 16 (CPU-sized)
+  depthlens study depth --schemes pre-ln,lns,post-ln,deepnorm,rezero,scaled -o study6/
 """
 
 
@@ -73,7 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     base = StudyConfig()
     d.add_argument("--depths", default=",".join(map(str, base.depths)),
                    help=f"depths to train ({','.join(map(str, base.depths))})")
-    d.add_argument("--schemes", default=",".join(base.schemes), help="schemes (all six)")
+    d.add_argument("--schemes", default=",".join(base.schemes),
+                   help=f"comma-separated schemes ({','.join(base.schemes)}); all six: "
+                   "pre-ln,lns,post-ln,deepnorm,rezero,scaled")
     d.add_argument("--measure-tokens", type=int, default=base.measure_tokens,
                    help=f"held-out tokens for profile and removal costs ({base.measure_tokens})")
     d.add_argument("--jobs", type=int, default=2,
