@@ -18,7 +18,8 @@ from depthlens.results import read_result
 N_BINS = 10  # relative-depth bins of the ΔP(ℓ)/L heatmaps
 
 
-def _by_scheme(runs: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def by_scheme(runs: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Runs grouped by scheme (in first-seen order), each group sorted by depth."""
     out: dict[str, list[dict[str, Any]]] = {}
     for r in runs:
         out.setdefault(str(r["scheme"]), []).append(r)
@@ -32,7 +33,7 @@ def loss_plot(runs: Sequence[dict[str, Any]]) -> bytes:
     with plot_style():
         fig = new_figure()
         ax = fig.add_subplot()
-        for scheme, rs in _by_scheme(runs).items():
+        for scheme, rs in by_scheme(runs).items():
             ax.plot([r["depth"] for r in rs], nan_floats([r["eval_loss"] for r in rs]),
                     marker="o", label=plain(scheme))
         ax.set_xscale("log", base=2)
@@ -47,7 +48,7 @@ def rms_plot(runs: Sequence[dict[str, Any]]) -> bytes:
     with plot_style():
         fig = new_figure()
         ax = fig.add_subplot()
-        for scheme, rs in _by_scheme(runs).items():
+        for scheme, rs in by_scheme(runs).items():
             r = rs[-1]
             vals = nan_floats(r.get("resid_rms") or [])
             n = max(1, len(vals) - 1)
@@ -130,7 +131,7 @@ def build_study_page(env: Any, payload: dict[str, Any]) -> str:
     plots += [Plot(f"heat-{s}", f"Removal cost, {s}", heatmap(rs, s),
                    f"{s}: loss increase when one block is deleted, as % of the loss, by the "
                    "block's relative depth (binned) and the model's depth.")
-              for s, rs in _by_scheme(runs).items()]
+              for s, rs in by_scheme(runs).items()]
     meta = meta_table([
         ("depths", ", ".join(map(str, opts.get("depths", [])))),
         ("schemes", ", ".join(opts.get("schemes", []))),
