@@ -1,7 +1,8 @@
 """The same global batch and seed give the same loss curve on 1 and 2 processes (gloo).
 
 Tolerance: 1e-4 relative per step. Only float32 summation order differs (DDP averages two
-half-batch gradients; one process averages all rows at once), measured ~1e-6 after 8 steps.
+half-batch gradients; one process averages all rows at once): measured 9.6e-8 at most over
+these 8 steps (the first two identical), so the tolerance leaves a wide margin.
 """
 
 from __future__ import annotations
