@@ -230,70 +230,85 @@ def search_removed(
         raise DepthlensError(f"--beam must be at least 1, got {opts.beam}")
     t0 = time.perf_counter()
     cache = StateCache(lm, windows, opts)
-    n_layers = cache.n_layers
     fl = flops_per_token(lm, windows.seq_len)
-    cost = {"cache_pass": float(windows.n_tokens * fl["total"]), "candidates": 0.0}
-    t_cache = time.perf_counter() - t0
-    root = _Entry((), {"kl": 0.0, "nll": float("nan")},
-                  [*cache.score_h[:-1], cache.score_h[-1]])  # fmt: skip
-    beam = [root]
+    cost = {"cache_pass": float(windows.n_tokens * fl["total"]), "candidates": 0.0,
+            "seconds_cache": time.perf_counter() - t0}  # fmt: skip
+    beam = [_Entry((), {"kl": 0.0, "nll": float("nan")}, list(cache.score_h))]
     trace: list[dict[str, Any]] = []
     best_by_n: dict[int, list[int]] = {}
     maps_by_n: dict[int, Any] = {}
-    total = sum(len(beam) * (n_layers - 1 - k) for k in range(n))
-    bar = progress_bar(total * opts.beam, "search", enabled=progress)
+    bar = progress_bar(sum(cache.n_layers - 1 - k for k in range(n)) * opts.beam, "search",
+                       enabled=progress)  # fmt: skip
     for step in range(n):
-        scored: dict[tuple[int, ...], tuple[dict[str, float], int, int]] = {}
-        for p_idx, parent in enumerate(beam):
-            for c in _candidates(cache, parent.removed, opts.prefilter):
-                cand = tuple(sorted((*parent.removed, c)))
-                if cand in scored or len(cand) > n_layers - 2:
-                    continue
-                start = next(s for s, e in runs_of(cand) if s <= c < e) - 1
-                h0 = parent.states[start]
-                assert h0 is not None
-                sc, _ = cache.tail(cand, start, h0, record=False)
-                cost["candidates"] += _tail_flops(fl, cand, start) * cache.n_score_tokens
-                scored[cand] = (sc, p_idx, c)
-                bar.update(1)
+        scored = _score_children(cache, beam, opts, fl, cost, bar)
         ranked = sorted(scored.items(), key=lambda kv: kv[1][0][opts.objective])
-        new_beam = []
-        for cand, (sc, p_idx, _c) in ranked[: opts.beam]:
-            start = runs_of(cand)[0][0] - 1
-            h_start = beam[p_idx].states[start]
-            assert h_start is not None  # every parent stores its stream at every block
-            _, states = cache.tail(cand, start, h_start, record=True)
-            full = [*beam[p_idx].states[:start], *states[start:]]
-            cost["candidates"] += _tail_flops(fl, cand, start) * cache.n_score_tokens
-            new_beam.append(_Entry(cand, sc, full))
+        new_beam = [_child(cache, beam[p_idx], cand, sc, fl, cost)
+                    for cand, (sc, p_idx, _c) in ranked[: opts.beam]]  # fmt: skip
         trace.append(_trace_step(step, beam, scored, new_beam))
         beam = new_beam
         best_by_n[step + 1] = list(beam[0].removed)
         maps_by_n[step + 1] = tuple((s - 1, cache.transform((s, e)))
                                     for s, e in runs_of(beam[0].removed))  # fmt: skip
     bar.close()
-    denom = windows.n_tokens * fl["total"]
+    cost["seconds"] = time.perf_counter() - t0
     selection = {
         "why": f"{'greedy' if opts.beam == 1 else f'beam ({opts.beam})'} search: {n} steps, "
         f"each adding the block whose removal, with every run replaced by its refitted LS "
         f"map, gives the lowest {opts.objective} on {cache.n_score_tokens} held-back "
         "calibration tokens",
-        "objective": opts.objective,
-        "score": beam[0].score,
-        "best_by_n": best_by_n,
-        "trace": trace,
-        "cost": {
-            "forward_equivalents": (cost["cache_pass"] + cost["candidates"]) / denom,
-            "cache_pass_fe": cost["cache_pass"] / denom,
-            "candidates_fe": cost["candidates"] / denom,
-            "candidates_scored": sum(len(t["candidates"]) for t in trace),
-            "ls_maps_fitted": len(cache._t),
-            "fit_tokens": cache.n_fit_tokens, "score_tokens": cache.n_score_tokens,
-            "calibration_tokens": windows.n_tokens,
-            "seconds_cache": t_cache, "seconds": time.perf_counter() - t0,
-        },
+        "objective": opts.objective, "score": beam[0].score, "best_by_n": best_by_n,
+        "trace": trace, "cost": _cost_report(cache, windows, fl, cost, trace),
     }  # fmt: skip
     return beam[0].removed, selection, maps_by_n
+
+
+def _score_children(cache: StateCache, beam: list[_Entry], opts: SearchOptions,
+                    fl: dict[str, Any], cost: dict[str, float], bar: Any) -> dict:  # fmt: skip
+    """Every set one block larger than a beam entry, scored from its parent's stream."""
+    scored: dict[tuple[int, ...], tuple[dict[str, float], int, int]] = {}
+    for p_idx, parent in enumerate(beam):
+        for c in _candidates(cache, parent.removed, opts.prefilter):
+            cand = tuple(sorted((*parent.removed, c)))
+            if cand in scored or len(cand) > cache.n_layers - 2:
+                continue
+            # blocks before the changed run's merge block compute what the parent computes
+            start = next(s for s, e in runs_of(cand) if s <= c < e) - 1
+            h0 = parent.states[start]
+            assert h0 is not None  # every entry stores its stream at every block
+            sc, _ = cache.tail(cand, start, h0, record=False)
+            cost["candidates"] += _tail_flops(fl, cand, start) * cache.n_score_tokens
+            scored[cand] = (sc, p_idx, c)
+            bar.update(1)
+    return scored
+
+
+def _child(cache: StateCache, parent: _Entry, cand: tuple[int, ...], score: dict[str, float],
+           fl: dict[str, Any], cost: dict[str, float]) -> _Entry:  # fmt: skip
+    """A kept set with its stream at every block (recomputed from its first merge block)."""
+    start = runs_of(cand)[0][0] - 1
+    h_start = parent.states[start]
+    assert h_start is not None
+    _, states = cache.tail(cand, start, h_start, record=True)
+    cost["candidates"] += _tail_flops(fl, cand, start) * cache.n_score_tokens
+    return _Entry(cand, score, [*parent.states[:start], *states[start:]])
+
+
+def _cost_report(
+    cache: StateCache, windows: TokenWindows, fl: dict[str, Any], cost: dict[str, float],
+    trace: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Forward-equivalents: FLOPs over those of one full forward on the calibration tokens."""
+    denom = windows.n_tokens * fl["total"]
+    return {
+        "forward_equivalents": (cost["cache_pass"] + cost["candidates"]) / denom,
+        "cache_pass_fe": cost["cache_pass"] / denom,
+        "candidates_fe": cost["candidates"] / denom,
+        "candidates_scored": sum(len(t["candidates"]) for t in trace),
+        "ls_maps_fitted": len(cache._t),
+        "fit_tokens": cache.n_fit_tokens, "score_tokens": cache.n_score_tokens,
+        "calibration_tokens": windows.n_tokens,
+        "seconds_cache": cost["seconds_cache"], "seconds": cost["seconds"],
+    }  # fmt: skip
 
 
 def _candidates(cache: StateCache, removed: tuple[int, ...], prefilter: int) -> list[int]:
