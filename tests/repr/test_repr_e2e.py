@@ -51,11 +51,11 @@ def test_smollm2_token_mode_and_similarity_to_a_cut_copy(tmp_path: Path) -> None
     from depthlens.repr import ReprOptions, load_repr_model, similarity
 
     out = tmp_path / "t.json"
-    assert main(["repr", "smollm2-135m", "--data", "wiki-eval", "--max-tokens", "512",
-                 "--seq-len", "128", "--max-samples", "200", "--cka-batch", "64", "-o",
+    assert main(["repr", "smollm2-135m", "--data", "wiki-eval", "--max-tokens", "256",
+                 "--seq-len", "128", "--max-samples", "100", "--cka-batch", "64", "-o",
                  str(out), "--quiet"]) == 0
     d = json.loads(out.read_text())
-    assert len(d["metrics"]["anisotropy"]) == 31 and d["samples"]["geometry"]["n"] == 200
+    assert len(d["metrics"]["anisotropy"]) == 31 and d["samples"]["geometry"]["n"] == 100
     assert all(abs(d["metrics"]["cka"][l][l] - 1) < 1e-6 for l in range(31))
     a, b = load_repr_model("smollm2-135m"), load_repr_model("smollm2-135m")
     remove_blocks_(b, (20, 21))
