@@ -49,7 +49,7 @@ def _register_train(lsub: argparse._SubParsersAction) -> None:
     g.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
                    help="SGD with Nesterov momentum (reference default) or Adam")
     g.add_argument("--lr", type=float, default=None,
-                   help="learning rate (default 0.01 for SGD, 1e-4 for Adam)")
+                   help="learning rate (default 1e-3 for SGD, 1e-4 for Adam)")
     g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0.9)")
     g.add_argument("--weight-decay", type=float, default=1e-3, help="weight decay (1e-3)")
     g.add_argument("--warmup", type=float, default=0.1, help="share of warm-up steps (0.1)")
