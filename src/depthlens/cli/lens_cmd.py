@@ -37,8 +37,8 @@ def _outputs(p: argparse.ArgumentParser, what: str) -> None:
 def _register_train(lsub: argparse._SubParsersAction) -> None:
     t = lsub.add_parser(
         "train", help="train a tuned lens on a frozen model",
-        epilog="example: depthlens lens train smollm2-135m --data wiki-calib --max-tokens 2048 "
-        "--seq-len 128 -o lens/",
+        epilog="example: depthlens lens train smollm2-135m --data wiki-calib --max-tokens 4096 "
+        "--seq-len 128 --init lstsq --optimizer adam --steps 4 --batch-size 1 -o lens/",
     )
     add_model_args(t)
     add_data_args(t)
