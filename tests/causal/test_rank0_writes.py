@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch.distributed
 from fixtures_saved import save_tiny, write_text
 
 import depthlens.dist
@@ -25,7 +26,12 @@ def test_only_rank_zero_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                rank: int) -> None:
     model = save_tiny(tmp_path / "m")
     text = write_text(tmp_path / "t.txt", 200)
-    monkeypatch.setattr(depthlens.dist, "rank_world", lambda: (rank, 2))
+    # Pretend to be one of 2 ranks at the torch.distributed level (modules bind rank_world
+    # by name at import, so patching depthlens.dist would leak into later tests).
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda *a, **k: rank)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda *a, **k: 2)
+    assert depthlens.dist.rank_world() == (rank, 2)
     skip_out, think_out = tmp_path / "skip.json", tmp_path / "think.json"
     assert main(_skip_args(model, text, skip_out)) == 0
     assert main(_think_args(model, think_out)) == 0
