@@ -57,3 +57,26 @@ def cache_dir() -> Path:
     from depthlens.paths import default_cache_dir
 
     return default_cache_dir()
+
+
+@pytest.fixture(autouse=True)
+def _real_models_only_in_e2e(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test that loads a packaged real model must be marked e2e (so -m 'not e2e' is fast).
+
+    Loading a packaged model goes through ``ensure_packaged`` (LMs, encoders) or
+    ``load_mobilenet_v2``; outside e2e tests both fail loudly instead.
+    """
+    if request.node.get_closest_marker("e2e") is not None:
+        return
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise AssertionError(f"{request.node.nodeid} loads a real packaged model: mark it e2e")
+
+    import depthlens.models.loading as loading
+    import depthlens.models.vision as vision
+
+    monkeypatch.setattr(loading, "ensure_packaged", refuse)
+    for name in vision.VISION_MODELS:
+        monkeypatch.setitem(vision.VISION_MODELS, name, refuse)

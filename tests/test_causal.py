@@ -145,6 +145,7 @@ def test_cli_bad_input(argv: list[str], capsys: pytest.CaptureFixture[str]) -> N
     assert len([e for e in err if e.startswith("depthlens: error")]) == 1
 
 
+@pytest.mark.e2e
 def test_think_and_skip_e2e(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
     from pathlib import Path
 

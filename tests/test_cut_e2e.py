@@ -14,6 +14,8 @@ from tiny_models import tiny_gemma3
 
 from depthlens.cli.main import main
 
+pytestmark = pytest.mark.e2e  # every test here loads the real SmolLM2-135M
+
 CAL = ["--seq-len", "512", "--max-tokens", "2048", "--quiet"]
 
 
