@@ -23,7 +23,7 @@ import torch.multiprocessing as mp
 from depthlens.profiling import ProfileOptions, profile
 from depthlens.profiling.result import Profile
 
-sys.path.insert(0, str(Path(__file__).parent))  # spawned workers import the test helpers
+sys.path.insert(0, str(Path(__file__).parents[1]))  # spawned workers import the test helpers
 
 REL = 1e-9
 # batch_size=1: every forward and every lens chunk sees the same rows in both runs, so the

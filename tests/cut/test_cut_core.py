@@ -14,8 +14,8 @@ from conftest import random_windows, wrap_tiny
 from depthlens.capture.hooks import first_tensor, hooks
 from depthlens.cut import CalibrationOptions, CutPlan, apply_cut_, plan_cut, save_pruned
 from depthlens.cut.calibrate import solve_ls, stream_span_sums
-from depthlens.data.masks import real_positions
 from depthlens.cut.select import skip_blocks
+from depthlens.data.masks import real_positions
 from depthlens.errors import DepthlensError
 
 FAMILIES = ["llama", "qwen2", "gemma3", "gpt2"]
@@ -33,7 +33,8 @@ def _stack_mz(lm, windows, start, n):
     hs = out.hidden_states
     m = got["m"]
     z = hs[start + n] - (hs[start] - m)
-    sel = real_positions(windows.attention_mask, True)  # the fit keeps the first position by default
+    # The fit keeps the first position by default.
+    sel = real_positions(windows.attention_mask, True)
     return m[sel].double(), z[sel].double()
 
 

@@ -125,6 +125,7 @@ def test_checkpoint_of_another_world_size_is_refused(tmp_path: Path) -> None:
 
     lm, data = wrap_tiny("llama"), random_windows(n=4)
     ckpt = tmp_path / "p.ckpt"
-    Checkpointer(ckpt, 1, run_identity(lm, data, OPTS, world=2)).maybe_save(ResidualSums.zeros(1, 1), 1)
+    saver = Checkpointer(ckpt, 1, run_identity(lm, data, OPTS, world=2))
+    saver.maybe_save(ResidualSums.zeros(1, 1), 1)
     with pytest.raises(DepthlensError, match="belongs to a different run"):
         profile(lm, data, OPTS, progress=False, checkpoint_path=ckpt, checkpoint_every=1)
