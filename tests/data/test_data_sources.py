@@ -112,10 +112,10 @@ def test_wiki_cache_is_written_and_reused(
     assert cached["source_sha256"] == wiki.identity["source_sha256"]
     assert [t for _, t in cached["articles"]] == list(wiki.docs)
 
-    def no_cleaning(path: Path) -> list[tuple[str, str]]:
+    def no_cleaning(path: Path, _min: int) -> list[tuple[str, str]]:
         raise AssertionError("the cache was not used")
 
-    monkeypatch.setattr(sources, "_clean_wiki_articles", no_cleaning)
+    monkeypatch.setattr(sources, "clean_wiki_articles", no_cleaning)
     start = time.perf_counter()
     again = load_text("wiki")  # found through $DEPTHLENS_CACHE
     assert time.perf_counter() - start < 2.0
@@ -125,7 +125,7 @@ def test_wiki_cache_is_written_and_reused(
 
 def test_corrupt_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = [("B", "b" * 600), ("A", "a" * 600)]
-    monkeypatch.setattr(sources, "_clean_wiki_articles", lambda path: sorted(fake))
+    monkeypatch.setattr(sources, "clean_wiki_articles", lambda path, _min: sorted(fake))
     monkeypatch.setenv("DEPTHLENS_CACHE", str(tmp_path))
     sha = sources._file_sha256(sources._gensim_data_file(sources.WIKI_FILE))
     cache = sources.wiki_cache_path(sha)

@@ -12,21 +12,21 @@ mwparserfromhell and split deterministically into ``wiki-calib`` and ``wiki-eval
 
 from __future__ import annotations
 
-import bz2
 import hashlib
 import importlib.util
 import json
-import os
 import re
-import tempfile
-import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from depthlens.data.wikitext import clean_wiki_articles, clean_wikitext
 from depthlens.errors import DepthlensError
+from depthlens.io import atomic_write_json
 from depthlens.paths import default_cache_dir
+
+__all__ = ["clean_wikitext"]  # re-exported: the cleaning lives in data/wikitext.py
 
 WIKI_FILE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 NEWS_FILE = "lee_background.cor"
@@ -117,92 +117,6 @@ def _gensim_data_file(filename: str) -> Path:
     return path
 
 
-_REF_RE = re.compile(r"<ref[^>]*/>|<ref[^>]*>.*?</ref\s*>", re.I | re.S)
-_COMMENT_RE = re.compile(r"<!--.*?-->", re.S)
-_LEFTOVER_TAG_RE = re.compile(r"</?[a-zA-Z][^<>\n]{0,200}>")
-_SPACES_RE = re.compile(r"[ \t\u00a0]+")
-_NON_TEXT_LINK_RE = re.compile(r"\s*:?\s*(file|image|category|media)\s*:", re.I)
-_INTERWIKI_RE = re.compile(r"^[a-z][a-z\-]{1,11}:\S.{0,80}$")
-# Lines left over from table markup mwparserfromhell could not parse.
-_TABLE_LINE_RE = re.compile(r"^(\{\||\|\}|\|-|\|\+|\||!)")
-_DROP_TAGS = {
-    "ref", "references", "table", "gallery", "math", "timeline", "imagemap", "score",
-    "syntaxhighlight", "source", "code", "chem", "ce", "hiero", "graph", "mapframe",
-}  # fmt: skip
-
-
-def clean_wikitext(text: str) -> str:
-    """Turn one article's wikitext into plain prose lines (headings kept as lines)."""
-    import mwparserfromhell
-
-    text = _REF_RE.sub("", _COMMENT_RE.sub("", text))
-    code = mwparserfromhell.parse(text)
-    drop: list[Any] = list(code.filter_templates(recursive=True))
-    drop += [t for t in code.filter_tags(recursive=True) if _is_dropped_tag(t)]
-    drop += [
-        link
-        for link in code.filter_wikilinks(recursive=True)
-        if _NON_TEXT_LINK_RE.match(str(link.title))
-    ]
-    for node in drop:
-        try:
-            code.remove(node)
-        except ValueError:  # already gone with its parent
-            pass
-    lines = []
-    for line in code.strip_code().splitlines():
-        line = _SPACES_RE.sub(" ", _LEFTOVER_TAG_RE.sub("", line)).strip()
-        if not line or _TABLE_LINE_RE.match(line) or _INTERWIKI_RE.match(line):
-            continue
-        if "[[" in line or "{{" in line or "}}" in line or line.startswith("thumb|"):
-            continue  # markup the parser could not resolve
-        lines.append(line)
-    return "\n".join(lines)
-
-
-def _is_dropped_tag(tag: Any) -> bool:
-    return str(tag.tag).strip().lower() in _DROP_TAGS or tag.wiki_markup == "{|"
-
-
-def _iter_wiki_pages(path: Path) -> Iterator[tuple[str, str, bool, str]]:
-    """Yield (title, namespace, is_redirect, wikitext) per page, streaming the bz2 XML."""
-    with bz2.open(path, "rb") as f:
-        for _, elem in ET.iterparse(f, events=("end",)):
-            if elem.tag.rsplit("}", 1)[-1] != "page":
-                continue
-            title = elem.findtext("{*}title") or ""
-            ns = (elem.findtext("{*}ns") or "0").strip()
-            redirect = elem.find("{*}redirect") is not None
-            text = elem.findtext("{*}revision/{*}text") or ""
-            elem.clear()
-            yield title, ns, redirect, text
-
-
-def _clean_wiki_articles(path: Path) -> list[tuple[str, str]]:
-    """Parse and clean the dump: (title, text) for each kept article, sorted by title."""
-    articles = []
-    for title, ns, redirect, text in _iter_wiki_pages(path):
-        if ns != "0" or redirect or text.lstrip().upper().startswith("#REDIRECT"):
-            continue
-        cleaned = clean_wikitext(text)
-        if len(cleaned) >= WIKI_MIN_CHARS:
-            articles.append((title, cleaned))
-    return sorted(articles)
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temp file in the same directory, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, ensure_ascii=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def wiki_cache_path(source_sha256: str, cache_dir: Path | None = None) -> Path:
     """Where the cleaned articles of the dump with this sha256 are cached."""
     root = default_cache_dir() if cache_dir is None else Path(cache_dir)
@@ -225,11 +139,12 @@ def _wiki_articles(cache_dir: Path | None) -> tuple[Path, str, list[tuple[str, s
     cache = wiki_cache_path(source_sha, cache_dir)
     articles = _read_wiki_cache(cache, source_sha)
     if articles is None:
-        articles = _clean_wiki_articles(path)
+        articles = clean_wiki_articles(path, WIKI_MIN_CHARS)
         obj = {"source_sha256": source_sha, "clean_version": WIKI_CLEAN_VERSION,
                "articles": articles}  # fmt: skip
         try:
-            _write_json_atomic(cache, obj)
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(cache, obj)
         except OSError:
             pass  # an unwritable cache only costs time on the next load
     return path, source_sha, articles
