@@ -37,8 +37,10 @@ def metrics_markdown() -> str:
     families: dict[str, list[MetricRecord]] = {}
     for r in all_metrics():
         families.setdefault(r.family, []).append(r)
+    # A fixed family order: the registry's order depends on which module was imported first.
+    order = [*_TITLES, *sorted(set(families) - set(_TITLES))]
     parts = [BEGIN]
-    for fam, recs in families.items():
+    for fam, recs in ((f, families[f]) for f in order if f in families):
         parts += ["", f"### {_TITLES.get(fam, fam.capitalize())}", "",
                   "| name | definition | shape | reported value | source |",
                   "|---|---|---|---|---|", *(_row(r) for r in recs)]
