@@ -51,14 +51,16 @@ def test_ideal_speedup_and_compare_result():
     apply_cut_(cut, plan)
     res = compare([("orig", lm), ("cut", cut)], w,
                   speed_options={"prompt_len": 8, "decode_tokens": 2, "repeats": 1})
-    assert res["kind"] == "depthlens.compare" and res["schema_version"] >= 1
-    a, b = res["models"]
+    d = json.loads(json.dumps(res.to_dict()))  # JSON-able
+    assert d["kind"] == "depthlens.compare" and d["schema_version"] >= 1
+    a, b = d["models"]
     assert b["removed"] == [2] and b["method"] == "last" and b["num_layers"] == 3
+    assert b["n_removed"] == 1 and a["n_removed"] == 0
     ideal = fl["total"] / (fl["total"] - fl["blocks"][2])
     assert b["ideal_speedup"] == pytest.approx(ideal) and a["ideal_speedup"] == 1.0
     assert a["ppl_ratio"] == 1.0 and b["ppl"] > 0 and b["prefill_speedup"] > 0
     assert b["decode_tok_s"] > 0
-    json.dumps(res)  # JSON-able
+    assert type(res).from_dict(d) == res  # the typed result reads back exactly
 
 
 class CharTokenizer:

@@ -333,7 +333,7 @@ def test_real_plan_and_compare_results(tiny_profile: dict[str, Any]) -> None:
     result = compare([("original", wrap_tiny("llama")), ("cut", cut)], windows,
                      speed_options=speed)
     plan_json = json.loads(json.dumps(plan.to_dict()))
-    html = build_report(Profile.from_dict(tiny_profile), [json.loads(json.dumps(result)),
+    html = build_report(Profile.from_dict(tiny_profile), [json.loads(json.dumps(result.to_dict())),
                                                           plan_json])
     figs = figures(parse(html))
     assert {"cut-ppl", "cut-speed"} <= set(figs)

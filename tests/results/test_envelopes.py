@@ -43,7 +43,7 @@ def test_every_result_has_the_same_header(tmp_path: Path) -> None:
     apply_cut_(cut, plan)
     save_pruned(cut, plan, tmp_path / "pruned")
     res = compare([("orig", lm), ("cut", cut)], w, speed=False, batch_size=2)
-    (tmp_path / "compare.json").write_text(json.dumps(res))
+    res.save(tmp_path / "compare.json")
     kinds = {"profile.json": ("profile", fp), "skip.json": ("skip", fp),
              "plan.json": ("cut_plan", fp), f"pruned/{MANIFEST}": ("pruned", None),
              "compare.json": ("compare", fp)}  # fmt: skip

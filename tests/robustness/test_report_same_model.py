@@ -76,14 +76,14 @@ def test_compare_of_another_model_refused_own_accepted(
     w = random_windows(n=2, seq_len=8)
     other = wrap_tiny("gemma3")
     bad = compare([("g", other), ("g2", wrap_tiny("gemma3"))], w, speed=False)
-    path = _write(tmp_path / "c.json", bad)
+    path = _write(tmp_path / "c.json", bad.to_dict())
     rc, err = _report(capsys, str(prof_path), str(path), "-o", str(tmp_path / "r.html"))
     assert_error(rc, err, "describe different models")
     good = compare([("o", wrap_tiny("llama")), ("o2", wrap_tiny("llama"))], w, speed=False)
     from depthlens.profiling.result import Profile
     from depthlens.report.inputs import gather_inputs
 
-    inp = gather_inputs(Profile.load(prof_path), [json.loads(json.dumps(good, default=str))])
+    inp = gather_inputs(Profile.load(prof_path), [json.loads(json.dumps(good.to_dict()))])
     assert len(inp.cuts) == 2  # the profiled model's own comparison is accepted
 
 
@@ -126,4 +126,4 @@ def test_compare_refuses_models_with_another_tokenizer() -> None:
     w = random_windows(n=2, seq_len=8)
     with pytest.raises(DepthlensError, match="has another tokenizer than"):
         compare([("a", a), ("c", c)], w, speed=False)
-    assert len(compare([("a", a), ("b", b)], w, speed=False)["models"]) == 2
+    assert len(compare([("a", a), ("b", b)], w, speed=False).models) == 2

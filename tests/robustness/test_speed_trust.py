@@ -124,18 +124,17 @@ def test_compare_records_every_run_and_states_the_verdict() -> None:
     res = compare([("orig", a), ("same", b)], w, batch_size=2,
                   speed_options={"prompt_len": 4, "decode_tokens": 2, "rounds": 4,
                                  "warmup": 1, "threads": 1})  # fmt: skip
-    runs = res["speed"]["models"]
-    assert [len(m["prefill_s"]) for m in runs] == [4, 4] and res["speed"]["options"]["rounds"] == 4
-    row = res["models"][1]
-    lo, hi = row["prefill_ci95"]
-    assert lo <= row["prefill_speedup"] <= hi
-    assert (
-        row["prefill_verdict"] in speed.VERDICTS
-        and res["models"][0]["prefill_verdict"] == "baseline"
-    )
+    assert res.speed is not None
+    runs = res.speed.models
+    assert [len(m.prefill_s) for m in runs] == [4, 4] and res.speed.options["rounds"] == 4
+    row = res.models[1]
+    assert row.prefill_ci95 is not None and row.prefill_speedup is not None
+    lo, hi = row.prefill_ci95
+    assert lo <= row.prefill_speedup <= hi
+    assert row.prefill_verdict in speed.VERDICTS and res.models[0].prefill_verdict == "baseline"
     head, rows = compare_table(res)
     cell = rows[1][head.index("prefill ×, 95% CI, verdict")]
-    assert f"[{lo:.2f}, {hi:.2f}]" in cell and row["prefill_verdict"] in cell
+    assert f"[{lo:.2f}, {hi:.2f}]" in cell and row.prefill_verdict in cell
     assert "% of" not in " ".join(map(str, rows[1]))
 
 

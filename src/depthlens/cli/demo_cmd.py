@@ -83,11 +83,9 @@ def _steps(args: argparse.Namespace, tmp: Path, final: Path) -> None:
     from depthlens.cut import apply_cut_, plan_cut, save_plan, save_pruned
     from depthlens.data import check_disjoint, load_text, make_windows
     from depthlens.evaluate.compare import compare, compare_table
-    from depthlens.io import atomic_write_json
     from depthlens.models import load_model
     from depthlens.profiling import ProfileOptions, profile
     from depthlens.report import write_report
-    from depthlens.results import clean_json
 
     status(f"[1/6] loading {args.model} …")
     lm = load_model(args.model)
@@ -121,7 +119,7 @@ def _steps(args: argparse.Namespace, tmp: Path, final: Path) -> None:
     ev = make_windows(held, lm.tokenizer, seq_len=512, max_tokens=args.eval_tokens)
     res = compare([("original", original), (f"{args.method}-{args.remove}", pruned)], ev,
                   progress=not args.quiet)  # fmt: skip
-    atomic_write_json(tmp / "compare.json", clean_json(res))
+    res.save(tmp / "compare.json")
     head, rows = compare_table(res)
     print(render_table(head, rows))
     write_report([tmp / "profile.json", tmp / "plan.json", tmp / "compare.json"],

@@ -123,20 +123,21 @@ def run_eval(args: argparse.Namespace) -> int:
     res = compare([(args.model, lm)], windows, speed=not args.no_speed,
                   speed_options=_speed_opts(args), batch_size=args.batch_size,
                   progress=not args.quiet)  # fmt: skip
-    row = res["models"][0]
-    print(f"{safe_text(args.model)}: {row['num_layers']} blocks; perplexity {row['ppl']:.3f} "
-          f"on {row['n_tokens']} tokens of {safe_text(args.data)}")  # fmt: skip
-    if row["prefill_tok_s"] is not None:
-        print(f"prefill {row['prefill_tok_s']:.0f} tok/s, decode {row['decode_tok_s']:.1f} tok/s "
+    row = res.models[0]
+    print(f"{safe_text(args.model)}: {row.num_layers} blocks; perplexity {row.ppl:.3f} "
+          f"on {row.n_tokens} tokens of {safe_text(args.data)}")  # fmt: skip
+    if row.prefill_tok_s is not None:
+        print(f"prefill {row.prefill_tok_s:.0f} tok/s, decode {row.decode_tok_s:.1f} tok/s "
               f"(median of {args.rounds} runs)")  # fmt: skip
+    out_json = res.to_dict()  # the compare JSON, with the multiple-choice scores beside it
     if tasks:
-        res["mc"] = {}
+        out_json["mc"] = {}
         for task, path in tasks.items():
             r = evaluate_multiple_choice(lm, load_task_json(path, args.mc_examples))
-            res["mc"][task] = r
+            out_json["mc"][task] = r
             print(f"{task}: accuracy {r['acc']:.3f} (chance {r['chance']:.3f}, "
                   f"{r['n_examples']} examples)")  # fmt: skip
-    _write(out, res)
+    _write(out, out_json)
     return 0
 
 
@@ -159,5 +160,5 @@ def run_compare(args: argparse.Namespace) -> int:
                   batch_size=args.batch_size, progress=not args.quiet)  # fmt: skip
     head, rows = compare_table(res)
     print(safe_text(render_table(head, [[str(c) for c in r] for r in rows])))
-    _write(out, res)
+    _write(out, res.to_dict())
     return 0

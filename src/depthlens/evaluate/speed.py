@@ -148,6 +148,20 @@ class SpeedComparison:
         """Plain JSON form, with every run."""
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SpeedComparison:
+        """Inverse of :meth:`to_dict` (JSON lists back to tuples)."""
+        def tuples(x: dict[str, Any]) -> dict[str, Any]:
+            return {k: tuple(v) if isinstance(v, list) else v for k, v in x.items()}
+
+        def stats(r: dict[str, Any] | None) -> RatioStats | None:
+            return None if r is None else RatioStats(**tuples(r))
+
+        return cls(models=tuple(ModelSpeed(**tuples(m)) for m in d["models"]),
+                   prefill=tuple(stats(r) for r in d["prefill"]),
+                   decode=tuple(stats(r) for r in d["decode"]),
+                   options=dict(d.get("options") or {}))  # fmt: skip
+
 
 def _quantile(xs: Sequence[float], q: float) -> float:
     """Linear-interpolation quantile (numpy's default)."""
