@@ -23,6 +23,7 @@ import json
 import math
 import os
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,11 @@ def _args() -> argparse.Namespace:
     p.add_argument("--heal-tokens", type=int, default=8192)
     p.add_argument("--speed-rounds", type=int, default=5, help="0 = no speed measurement")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (models in float32)")
+    p.add_argument("--batch-size", type=int, default=2, help="evaluation windows per forward")
+    p.add_argument("--max-seconds", type=float, default=0,
+                   help="start no new row after this many seconds (0 = no limit); the rows "
+                        "done so far are still written, with the speed measurement")
     p.add_argument("--out", default=str(OUT / "prune_quality"))
     p.add_argument("--fresh", action="store_true", help="ignore <out>.partial.json")
     return p.parse_args()
@@ -71,12 +77,13 @@ def window_nll(lm: Any, windows: Any, batch_size: int = 2) -> tuple[torch.Tensor
     """Per window: (summed next-token NLL in float64, number of predicted tokens)."""
     sums, counts = [], []
     for ids, mask in windows.batches(batch_size):
+        ids, mask = ids.to(lm.device), mask.to(lm.device)
         logits = lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
         keep = (mask[:, 1:] * mask[:, :-1]).bool()  # (B, T-1)
         nll = torch.nn.functional.cross_entropy(
             logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none")  # (B, T-1)
-        sums.append((nll.double() * keep).sum(1))
-        counts.append(keep.sum(1).double())
+        sums.append((nll.double() * keep).sum(1).cpu())
+        counts.append(keep.sum(1).double().cpu())
     return torch.cat(sums), torch.cat(counts)
 
 
@@ -112,7 +119,7 @@ class Bench:
     def __init__(self, a: argparse.Namespace) -> None:
         self.a = a
         self.t0 = time.perf_counter()
-        self.lm = load_model(a.model)
+        self.lm = load_model(a.model, device=a.device)
         tok = self.lm.tokenizer
         calib_src, wiki_src, news_src = (load_text(x) for x in ("wiki-calib", "wiki-eval", "news"))
         check_disjoint(calib_src, wiki_src)
@@ -123,14 +130,15 @@ class Bench:
                                  max_tokens=a.news_tokens or None),
         }  # fmt: skip
         self.partial = Path(a.out + ".partial.json")
-        self.key = {k: v for k, v in vars(a).items() if k not in ("fresh", "out", "ns",
-                                                                   "methods", "speed_rounds")}
+        self.key = {k: v for k, v in vars(a).items() if k not in (
+            "fresh", "out", "ns", "methods", "speed_rounds", "batch_size", "max_seconds")}
         self.rows: dict[str, dict[str, Any]] = {}
         if self.partial.is_file() and not a.fresh:
             old = json.loads(self.partial.read_text())
             if old.get("key") == self.key:
                 self.rows = old["rows"]
-        self.base = {k: window_nll(self.lm, w) for k, w in self.evals.items()}
+        self.base = {k: window_nll(self.lm, w, a.batch_size) for k, w in self.evals.items()}
+        self.failures: list[dict[str, str]] = []
         self.flops0 = flops_per_token(self.lm, a.seq_len)["total"]
         self.searches: dict[str, Any] = {}
         self.maps: dict[str, Any] = {}
@@ -143,7 +151,8 @@ class Bench:
         t = time.perf_counter()
         row: dict[str, Any] = {"label": label, **extra}
         for k, w in self.evals.items():
-            nll = self.base[k] if lm is self.lm else window_nll(lm, w)  # the original: cached
+            # the original: cached
+            nll = self.base[k] if lm is self.lm else window_nll(lm, w, self.a.batch_size)
             row[k] = ratio_stats(nll, self.base[k])
         row["news_over_wiki"] = row["news"]["ratio"] / row["wiki"]["ratio"]
         row["ideal_speedup"] = self.flops0 / flops_per_token(lm, self.a.seq_len)["total"]
@@ -159,7 +168,7 @@ class Bench:
 def _plan(b: Bench, method: str, n: int, prof: Any) -> Any:
     """The plan of ``method`` at ``n`` on a fresh copy of the model (nested searches reused)."""
     a = b.a
-    cut = load_model(a.model)
+    cut = load_model(a.model, device=a.device)
     opts = CalibrationOptions(batch_size=2)
     search = SearchOptions(beam=a.beam, score_windows=a.score_windows, prefilter=a.prefilter,
                            refit=not a.no_refit)
@@ -216,27 +225,40 @@ def main() -> None:
     prof = (profile(b.lm, b.calib, ProfileOptions(lens=False, n_max=max(ns)), progress=False)
             if needs_profile else None)  # fmt: skip
     shapes: dict[int, Any] = {}
-    for n in ns:
-        for method in a.methods.split(","):
-            label = f"{method} n={n}"
-            if b.done(label):
-                continue
-            t = time.perf_counter()
-            cut, plan = _plan(b, method, n, prof)
-            plan_s = time.perf_counter() - t
-            apply_cut_(cut, plan)
-            shapes.setdefault(n, cut)
-            cost = plan.selection.get("cost") or {}
-            b.add(label, cut, {"method": method, "n": n, "removed": list(plan.removed),
-                               "plan_seconds": plan_s, "search_cost": cost,
-                               "fit": {k: v for k, v in plan.fit.items() if k != "runs"}})
-            if method == a.heal and a.heal_steps > 0 and not b.done(f"{label} +heal"):
-                _heal(b, cut, plan, label)
+    for n, method in [(n, m) for n in ns for m in a.methods.split(",")]:
+        label = f"{method} n={n}"
+        if a.max_seconds and time.perf_counter() - b.t0 > a.max_seconds:
+            print(f"--max-seconds {a.max_seconds:.0f} reached: no new rows", flush=True)
+            break
+        if b.done(label) and (method != a.heal or b.done(f"{label} +heal")):
+            continue
+        try:  # one failing method must not lose the others' rows
+            _row(b, method, n, prof, shapes)
+        except Exception as e:  # noqa: BLE001
+            traceback.print_exc()
+            b.failures.append({"label": label, "error": f"{type(e).__name__}: {e}"})
     result = _result(b, ns, _speed(b, shapes, ns))
     Path(a.out + ".json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     md = _markdown(result)
     Path(a.out + ".md").write_text(md)
     print(md)
+
+
+def _row(b: Bench, method: str, n: int, prof: Any, shapes: dict[int, Any]) -> None:
+    """Plan, cut and evaluate one (method, n); heal it too if it is ``--heal``'s method."""
+    a, label = b.a, f"{method} n={n}"
+    t = time.perf_counter()
+    cut, plan = _plan(b, method, n, prof)
+    plan_s = time.perf_counter() - t
+    apply_cut_(cut, plan)
+    shapes.setdefault(n, cut)
+    cost = plan.selection.get("cost") or {}
+    if not b.done(label):
+        b.add(label, cut, {"method": method, "n": n, "removed": list(plan.removed),
+                           "plan_seconds": plan_s, "search_cost": cost,
+                           "fit": {k: v for k, v in plan.fit.items() if k != "runs"}})
+    if method == a.heal and a.heal_steps > 0 and not b.done(f"{label} +heal"):
+        _heal(b, cut, plan, label)
 
 
 def _heal(b: Bench, cut: Any, plan: Any, label: str) -> None:
@@ -286,8 +308,13 @@ def _result(b: Bench, ns: list[int], speed: dict[str, Any]) -> dict[str, Any]:
             "calibration": {"data": "wiki-calib", "n_tokens": b.calib.n_tokens},
             "eval": {k: {"n_tokens": w.n_tokens, "n_windows": len(w)}
                      for k, w in b.evals.items()},
+            "device": str(b.lm.device), "gpu": _gpu_name(b.lm.device),
             "seconds": time.perf_counter() - b.t0, "targets": targets, "speed": speed,
-            "rows": rows}  # fmt: skip
+            "failures": b.failures, "rows": rows}  # fmt: skip
+
+
+def _gpu_name(device: Any) -> str | None:
+    return torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else None
 
 
 def _ci(d: dict[str, float]) -> str:
@@ -303,8 +330,8 @@ def _markdown(r: dict[str, Any]) -> str:
         f"evaluation {ev['wiki']['n_tokens']} wiki-eval tokens ({ev['wiki']['n_windows']} "
         f"windows) and {ev['news']['n_tokens']} news tokens ({ev['news']['n_windows']} "
         f"windows) of {o['seq_len']}; ratios to the original with 95% intervals from paired "
-        f"per-window differences; {o['threads']} thread(s), load average {la}; "
-        f"{r['seconds']:.0f} s in all.",
+        f"per-window differences; device {r.get('gpu') or r.get('device', 'cpu')}, "
+        f"{o['threads']} thread(s), load average {la}; {r['seconds']:.0f} s in all.",
         "",
         "| method | n | removed | wiki ppl | wiki x orig [95% CI] | news ppl | news x orig "
         "[95% CI] | news/wiki | ideal x | plan FE | plan s |",
@@ -323,6 +350,7 @@ def _markdown(r: dict[str, Any]) -> str:
         f"{k}: {v['best']} x{v['wiki_ratio']:.3f} (target {v['target']}, "
         f"{'met' if v['met'] else 'NOT met'}; news/wiki {v['news_over_wiki']:.3f}, "
         f"{'met' if v['news_met'] else 'NOT met'})" for k, v in r["targets"].items())]
+    lines += [f"- FAILED {f['label']}: {f['error']}" for f in r.get("failures", [])]
     for n, s in (r.get("speed") or {}).get("by_n", {}).items():
         p, d = s["prefill"], s["decode"]
         lines.append(f"- speed n={n}: prefill x{p['median']:.2f} [95% CI {p['ci95'][0]:.2f}, "
