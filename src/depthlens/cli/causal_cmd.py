@@ -9,11 +9,14 @@ import time
 from typing import Any
 
 from depthlens.cli.common import (
+    add_batch_size_arg,
     add_data_args,
+    add_first_token_arg,
+    add_lens_kernel_arg,
     add_model_args,
-    check_data_args,
+    add_output_args,
+    load_model_and_windows,
     load_model_from_args,
-    load_windows_from_args,
     safe_text,
     status,
 )
@@ -36,9 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_args(s)
     s.set_defaults(seq_len=256, max_tokens=4096)
     add_skip_args(s)
-    s.add_argument("-o", "--output", help="write the skip JSON here")
-    s.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    s.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    add_output_args(s, "write the skip JSON here", quiet_help="no progress bar or table")
     s.set_defaults(func=run_skip)
 
     t = sub.add_parser(
@@ -65,8 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="|J|: late blocks for the reasoning score (default ⌈L/4⌉)")
     g.add_argument("--lens", default="logit", metavar="logit|tuned:DIR",
                    help="read the depths with the logit lens (default) or a tuned lens")
-    t.add_argument("-o", "--output", help="write the think JSON here")
-    t.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_output_args(t, "write the think JSON here", quiet_help=None)
     t.set_defaults(func=run_think)
 
 
@@ -74,16 +74,11 @@ def add_skip_args(p: argparse.ArgumentParser) -> None:
     """Options of the skip sweep."""
     g = p.add_argument_group("skip sweep")
     # The same names as every other command (the --skip-* spellings still work).
-    g.add_argument("--batch-size", "--skip-batch-size", dest="batch_size", type=int, default=2,
-                   help="windows per forward (2)")
+    add_batch_size_arg(g, default=2, aliases=("--skip-batch-size",))
     g.add_argument("--sublayers", default="attn,mlp",
                    help="sublayer-only variants: attn,mlp (default), attn, mlp or none")
-    g.add_argument("--include-first-token", "--skip-include-first-token",
-                   dest="include_first_token", action="store_true",
-                   help="keep the first position (BOS / attention sink) in the statistics")
-    g.add_argument("--lens-kernel", "--skip-lens-kernel", dest="lens_kernel",
-                   choices=("auto", "compiled", "eager"), default="auto",
-                   help="fused torch.compile kernel for the KL reductions (auto)")
+    add_first_token_arg(g, aliases=("--skip-include-first-token",))
+    add_lens_kernel_arg(g, "the KL reductions", aliases=("--skip-lens-kernel",))
 
 
 def skip_options_from_args(args: argparse.Namespace) -> Any:
@@ -122,15 +117,11 @@ def skip_table(res: Any) -> str:
 def run_skip(args: argparse.Namespace) -> int:
     """Load, window, sweep, print, write."""
     from depthlens.causal import skip_sweep
-    from depthlens.data import load_text
     from depthlens.io import check_output_path
 
     out = check_output_path(args.output, args.overwrite) if args.output else None
     opts = skip_options_from_args(args)
-    check_data_args(args)
-    source = load_text(args.data, text_field=args.text_field)  # a bad text fails before loading
-    lm = load_model_from_args(args)
-    windows = load_windows_from_args(args, lm.tokenizer, source=source)
+    lm, windows = load_model_and_windows(args)
     status(f"skip sweep over {windows.n_tokens} tokens, {lm.num_layers} blocks …")
     t0 = time.perf_counter()
     res = skip_sweep(lm, windows, opts, progress=not args.quiet)
@@ -181,13 +172,9 @@ def run_think(args: argparse.Namespace) -> int:
     out = check_output_path(args.output, args.overwrite) if args.output else None
     if not args.prompt.strip():
         raise DepthlensError('the prompt is empty; pass some text, e.g. "The capital of France"')
-    opts = ThinkOptions(
-        settle_threshold=args.settle_threshold,
-        deep_ratio=args.deep_ratio,
-        late_blocks=args.late_blocks,
-        max_new_tokens=args.max_new_tokens,
-        lens=args.lens,
-    )
+    opts = ThinkOptions(settle_threshold=args.settle_threshold, deep_ratio=args.deep_ratio,
+                        late_blocks=args.late_blocks, max_new_tokens=args.max_new_tokens,
+                        lens=args.lens)  # fmt: skip
     opts.validate()
     lm = load_model_from_args(args)
     res = think(lm, args.prompt, opts)

@@ -54,23 +54,71 @@ def add_data_args(p: argparse.ArgumentParser, default: str = "wiki-calib") -> No
     g.add_argument("--seed", type=int, default=0, help="seed for window and token sampling")
 
 
+def add_output_args(p: argparse.ArgumentParser, output_help: str, *, required: bool = False,
+                    quiet_help: str | None = "no progress bars",
+                    overwrite_help: str = "replace an existing output") -> None:
+    """-o/--output, --overwrite and (unless ``quiet_help`` is None) --quiet."""
+    p.add_argument("-o", "--output", required=required, help=output_help)
+    p.add_argument("--overwrite", action="store_true", help=overwrite_help)
+    if quiet_help is not None:
+        p.add_argument("--quiet", action="store_true", help=quiet_help)
+
+
+def add_batch_size_arg(g: Any, default: int = 4, what: str = "windows per forward",
+                       aliases: tuple[str, ...] = ()) -> None:
+    """--batch-size (``aliases``: older spellings that still work)."""
+    g.add_argument("--batch-size", *aliases, dest="batch_size", type=int, default=default,
+                   help=f"{what} ({default})")  # fmt: skip
+
+
+def add_first_token_arg(g: Any, where: str = "the statistics",
+                        aliases: tuple[str, ...] = ()) -> None:
+    """--include-first-token: keep position 0 (BOS / attention sink), left out by default."""
+    g.add_argument("--include-first-token", *aliases, dest="include_first_token",
+                   action="store_true",
+                   help=f"keep the first position (BOS / attention sink) in {where}")  # fmt: skip
+
+
+def add_lens_kernel_arg(g: Any, what: str = "the lens reductions",
+                        aliases: tuple[str, ...] = ()) -> None:
+    """--lens-kernel: the fused torch.compile KL kernel or the eager one."""
+    g.add_argument("--lens-kernel", *aliases, dest="lens_kernel",
+                   choices=("auto", "compiled", "eager"), default="auto",
+                   help=f"fused torch.compile kernel for {what} (auto)")  # fmt: skip
+
+
+#: The loading options of :func:`add_model_args`, passed to ``load_model`` by name.
+MODEL_OPTIONS = ("dtype", "device", "device_map", "arch", "trust_remote_code", "allow_pickle")
+
+
 def load_model_from_args(args: argparse.Namespace, ref: str | None = None) -> Any:
     """Load the model named on the command line, with a progress message."""
     from depthlens.models.loading import load_model
 
     ref = ref or args.model
     status(f"loading {safe_text(ref)} …")
-    lm = load_model(
-        ref,
-        dtype=args.dtype,
-        device=args.device,
-        device_map=args.device_map,
-        arch=args.arch,
-        trust_remote_code=args.trust_remote_code,
-        allow_pickle=args.allow_pickle,
-    )
+    lm = load_model(ref, **{k: getattr(args, k) for k in MODEL_OPTIONS})
     check_model_limits(lm, args)
     return lm
+
+
+def load_model_and_windows(args: argparse.Namespace, source: Any = None) -> tuple[Any, Any]:
+    """The model and the windows of --data, the text read first so bad input fails early.
+
+    ``source`` is the text when the caller has already read it (after its own checks).
+    """
+    if source is None:
+        source = load_data_from_args(args)
+    lm = load_model_from_args(args)
+    return lm, load_windows_from_args(args, lm.tokenizer, source=source)
+
+
+def load_data_from_args(args: argparse.Namespace) -> Any:
+    """Check the window options and read the --data text (both need no model)."""
+    from depthlens.data import load_text
+
+    check_data_args(args)
+    return load_text(args.data, text_field=args.text_field)
 
 
 def model_context(lm: Any) -> int | None:

@@ -7,8 +7,11 @@ import time
 from typing import Any
 
 from depthlens.cli.common import (
+    add_batch_size_arg,
     add_data_args,
+    add_first_token_arg,
     add_model_args,
+    add_output_args,
     check_data_args,
     load_model_from_args,
     load_windows_from_args,
@@ -27,14 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="preview a depth cut: which blocks, why, what it saves",
                        description="Choose blocks to remove and preview the cut (nothing is "
                        "written unless -o).", epilog=PLAN_EXAMPLE)  # fmt: skip
-    _common(p)
-    p.add_argument("-o", "--output", help="write the plan JSON here")
+    _common(p, "write the plan JSON here")
     p.set_defaults(func=run_plan)
     q = sub.add_parser("prune", help="cut blocks and save an ordinary checkpoint",
                        description="Plan, apply and save a depth cut as a plain Hugging Face "
                        "checkpoint (with depthlens.json).", epilog=PRUNE_EXAMPLE)  # fmt: skip
-    _common(q, with_plan=True)
-    q.add_argument("-o", "--output", required=True, help="checkpoint directory to write")
+    _common(q, "checkpoint directory to write", with_plan=True)
     q.add_argument("--eval-data", default=None,
                    help="also print perplexity before/after on this text (must not overlap "
                    "the calibration --data), e.g. wiki-eval")  # fmt: skip
@@ -42,12 +43,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=run_prune)
 
 
-def _common(p: argparse.ArgumentParser, with_plan: bool = False) -> None:
-    from depthlens.cut import method_names
-
+def _common(p: argparse.ArgumentParser, output_help: str, with_plan: bool = False) -> None:
+    """The options of plan and prune (prune: -o required, and --plan)."""
     add_model_args(p)
     add_data_args(p, default="wiki-calib")
-    g = p.add_argument_group("cut")
+    _add_cut_args(p.add_argument_group("cut"), with_plan)
+    _add_multi_args(p.add_argument_group("multi-run methods (replaceme-multi, greedy-ls, "
+                                         "beam-ls)"))  # fmt: skip
+    add_output_args(p, output_help, required=with_plan)
+
+
+def _add_cut_args(g: Any, with_plan: bool) -> None:
+    from depthlens.cut import method_names
+
     g.add_argument("--method", default="replaceme-ls", metavar="METHOD",
                    help=f"selection/replacement method, one of {', '.join(method_names())} "
                    "(replaceme-ls)")
@@ -61,9 +69,8 @@ def _common(p: argparse.ArgumentParser, with_plan: bool = False) -> None:
         how.add_argument("--plan", metavar="PLAN.json",
                          help="apply this saved plan (written by `depthlens plan -o`, with its "
                          ".T.safetensors beside it) instead of planning again")  # fmt: skip
-    g.add_argument("--batch-size", type=int, default=4, help="windows per forward (4)")
-    g.add_argument("--include-first-token", action="store_true",
-                   help="keep the first position (BOS) in the calibration statistics")
+    add_batch_size_arg(g)
+    add_first_token_arg(g, "the calibration statistics")
     g.add_argument("--last-token-only", action="store_true",
                    help="angular distance on the last token only (Gromov et al.)")
     g.add_argument("--fit-exclude-first-token", action="store_true",
@@ -78,7 +85,9 @@ def _common(p: argparse.ArgumentParser, with_plan: bool = False) -> None:
     g.add_argument("--cos-lr", type=float, default=1e-4, help="replaceme-cos Adam lr (1e-4)")
     g.add_argument("--greedy-windows", type=int, default=4,
                    help="calibration windows for greedy-loss (SLEB) (4)")
-    m = p.add_argument_group("multi-run methods (replaceme-multi, greedy-ls, beam-ls)")
+
+
+def _add_multi_args(m: Any) -> None:
     m.add_argument("--multi-mode", default="sequential",
                    help="targets of later runs: 'sequential' (on the model with earlier runs "
                    "replaced) or 'joint' (one pass on the original) (sequential)")
@@ -95,8 +104,6 @@ def _common(p: argparse.ArgumentParser, with_plan: bool = False) -> None:
                    "(no forward needed to rank them); 0 = score all (0)")
     m.add_argument("--no-refit", action="store_true",
                    help="keep the search's own maps instead of a final refit pass")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def parse_blocks(text: str) -> tuple[int, ...]:

@@ -47,8 +47,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tokens", type=int, default=8192, help="profile/calibration tokens")
     p.add_argument("--lens-tokens", type=int, default=1024, help="tokens the lens sees (1024)")
     p.add_argument("--eval-tokens", type=int, default=4096, help="wiki-eval tokens (4096)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=run_demo)
 
 

@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from depthlens.cli.common import (
+    add_batch_size_arg,
     add_data_args,
     add_model_args,
-    check_data_args,
+    add_output_args,
+    load_data_from_args,
+    load_model_and_windows,
     load_model_from_args,
     load_windows_from_args,
     safe_text,
@@ -49,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _eval_args(p: argparse.ArgumentParser) -> None:
     add_data_args(p, default="wiki-eval")
     g = p.add_argument_group("evaluation")
-    g.add_argument("--batch-size", type=int, default=4, help="windows per forward (4)")
+    add_batch_size_arg(g)
     g.add_argument("--no-speed", action="store_true", help="skip the speed measurement")
     g.add_argument("--prompt-len", type=int, default=256, help="prefill tokens (256)")
     g.add_argument("--decode-tokens", type=int, default=32, help="greedy decode steps (32)")
@@ -58,9 +61,7 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--warmup", type=int, default=2, help="untimed warm-up rounds (2)")
     g.add_argument("--threads", type=int, default=None,
                    help="pin torch to this many threads while timing (default: as is)")
-    p.add_argument("-o", "--output", help="write the JSON result here")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_output_args(p, "write the JSON result here")
 
 
 def _speed_opts(args: argparse.Namespace) -> dict[str, Any]:
@@ -74,9 +75,6 @@ def validate_eval_args(args: argparse.Namespace) -> Any:
 
     Returns the loaded --data text (read now, so a bad file fails now).
     """
-    from depthlens.data import load_text
-
-    check_data_args(args)
     if args.batch_size < 1:
         raise DepthlensError(f"--batch-size must be ≥ 1, got {args.batch_size}")
     if not args.no_speed:
@@ -88,7 +86,7 @@ def validate_eval_args(args: argparse.Namespace) -> Any:
                 raise DepthlensError(f"{flag} must be ≥ {low}, got {v}")
     if getattr(args, "mc_examples", 1) < 1:
         raise DepthlensError(f"--mc-examples must be ≥ 1, got {args.mc_examples}")
-    return load_text(args.data, text_field=args.text_field)
+    return load_data_from_args(args)
 
 
 def _mc_paths(args: argparse.Namespace) -> dict[str, Path]:
@@ -118,8 +116,7 @@ def run_eval(args: argparse.Namespace) -> int:
     out = check_output_path(args.output, args.overwrite) if args.output else None
     source = validate_eval_args(args)
     tasks = _mc_paths(args)
-    lm = load_model_from_args(args)
-    windows = load_windows_from_args(args, lm.tokenizer, source=source)
+    lm, windows = load_model_and_windows(args, source)
     res = compare([(args.model, lm)], windows, speed=not args.no_speed,
                   speed_options=_speed_opts(args), batch_size=args.batch_size,
                   progress=not args.quiet)  # fmt: skip

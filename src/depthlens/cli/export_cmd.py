@@ -24,7 +24,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="llama.cpp pre-tokenizer name (default: 'smollm' for SmolLM2 "
                    "descendants, else 'default')")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=run_export)
 
 

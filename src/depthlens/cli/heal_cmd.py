@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from depthlens.cli.common import status
+from depthlens.cli.common import add_batch_size_arg, add_output_args, status
 
 EXAMPLE = ("example: depthlens heal out/pruned --teacher smollm2-135m --data wiki-calib "
            "--steps 50 --eval-data wiki-eval -o out/healed")
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tokens", type=int, default=8192, help="training tokens (8192)")
     p.add_argument("--seq-len", type=int, default=512, help="tokens per window (512)")
     p.add_argument("--steps", type=int, required=True, metavar="K", help="optimizer steps")
-    p.add_argument("--batch-size", type=int, default=2, help="windows per step (2)")
+    add_batch_size_arg(p, default=2, what="windows per step")
     p.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate (2e-4)")
     p.add_argument("--train", default="lora", help="lora (default), merged or both")
     p.add_argument("--lora-rank", type=int, default=8, help="LoRA rank (8)")
@@ -34,10 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="print held-out perplexity before/after on this text, e.g. wiki-eval")
     p.add_argument("--eval-tokens", type=int, default=4096, help="tokens for --eval-data")
     p.add_argument("--seed", type=int, default=0, help="seed for the window order")
-    p.add_argument("-o", "--output", required=True, help="healed checkpoint directory")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_output_args(p, "healed checkpoint directory", required=True, quiet_help="no progress bar")
     p.set_defaults(func=run_heal)
 
 

@@ -6,11 +6,12 @@ import argparse
 import time
 
 from depthlens.cli.common import (
+    add_batch_size_arg,
     add_data_args,
+    add_lens_kernel_arg,
     add_model_args,
-    check_data_args,
-    load_model_from_args,
-    load_windows_from_args,
+    add_output_args,
+    load_model_and_windows,
     status,
 )
 
@@ -28,10 +29,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_exit(sub)
 
 
+def _model_and_data(p: argparse.ArgumentParser, data: str) -> None:
+    """The model, --data (default ``data``) and shorter windows than the other commands'."""
+    add_model_args(p)
+    add_data_args(p, default=data)
+    p.set_defaults(seq_len=128, max_tokens=2048)
+
+
 def _outputs(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("-o", "--output", required=True, help=f"write the {what} here")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_args(p, f"write the {what} here", required=True, quiet_help="no progress bar")
 
 
 def _register_train(lsub: argparse._SubParsersAction) -> None:
@@ -40,12 +46,10 @@ def _register_train(lsub: argparse._SubParsersAction) -> None:
         epilog="example: depthlens lens train smollm2-135m --data wiki-calib --max-tokens 4096 "
         "--seq-len 128 --init lstsq --optimizer adam --steps 4 --batch-size 1 -o lens/",
     )
-    add_model_args(t)
-    add_data_args(t)
-    t.set_defaults(seq_len=128, max_tokens=2048)
+    _model_and_data(t, "wiki-calib")
     g = t.add_argument_group("training")
     g.add_argument("--steps", type=int, default=0, help="optimiser steps (0 = one pass)")
-    g.add_argument("--batch-size", type=int, default=1, help="windows per step (1)")
+    add_batch_size_arg(g, default=1, what="windows per step")
     g.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
                    help="SGD with Nesterov momentum (reference default) or Adam")
     g.add_argument("--lr", type=float, default=None,
@@ -66,13 +70,10 @@ def _register_eval(lsub: argparse._SubParsersAction) -> None:
         epilog="example: depthlens lens eval smollm2-135m --lens tuned:lens/ --data wiki-eval "
         "--max-tokens 2048 -o kl_wiki.json",
     )
-    add_model_args(e)
-    add_data_args(e, default="wiki-eval")
-    e.set_defaults(seq_len=128, max_tokens=2048)
+    _model_and_data(e, "wiki-eval")
     e.add_argument("--lens", default="logit", help="logit or tuned:DIR (compared to logit)")
-    e.add_argument("--batch-size", type=int, default=4, help="windows per forward (4)")
-    e.add_argument("--lens-kernel", choices=("auto", "compiled", "eager"), default="auto",
-                   help="fused torch.compile kernel for the lens reductions (auto)")
+    add_batch_size_arg(e)
+    add_lens_kernel_arg(e)
     _outputs(e, "lens-eval JSON")
     e.set_defaults(func=run_eval)
 
@@ -83,8 +84,7 @@ def _register_report(lsub: argparse._SubParsersAction) -> None:
         epilog="example: depthlens lens report kl_wiki.json kl_news.json -o lens.html",
     )
     r.add_argument("results", nargs="+", help="lens-eval JSON files (same model)")
-    r.add_argument("-o", "--output", required=True, help="write the HTML page here")
-    r.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_output_args(r, "write the HTML page here", required=True, quiet_help=None)
     r.set_defaults(func=run_report)
 
 
@@ -96,9 +96,7 @@ def _register_exit(sub: argparse._SubParsersAction) -> None:
         epilog="example: depthlens exit smollm2-135m --lens tuned:lens/ --data wiki-eval "
         "--max-tokens 2048 -o exit.json",
     )
-    add_model_args(x)
-    add_data_args(x, default="wiki-eval")
-    x.set_defaults(seq_len=128, max_tokens=2048)
+    _model_and_data(x, "wiki-eval")
     x.add_argument("--lens", default="logit", help="logit (default) or tuned:DIR")
     x.add_argument("--confidence", default=None, metavar="T,T",
                    help="top-1 probability thresholds in (0, 1] (default a sweep)")
@@ -107,14 +105,13 @@ def _register_exit(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--settled", default=None, metavar="K,K",
                    help="top-1 unchanged over K layers, 1..L-1 (default a sweep)")
     x.add_argument("--min-depth", type=int, default=1, help="first depth that may exit (1)")
-    x.add_argument("--batch-size", type=int, default=4, help="windows per forward (4)")
+    add_batch_size_arg(x)
     _outputs(x, "exit JSON")
     x.set_defaults(func=run_exit_cmd)
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Validate, load, train, save."""
-    from depthlens.data import load_text
     from depthlens.io import check_output_path
     from depthlens.tuned.train import TrainOptions, train_and_save
 
@@ -124,10 +121,7 @@ def run_train(args: argparse.Namespace) -> int:
                         warmup=args.warmup, batch_size=args.batch_size, init=args.init,
                         seed=args.seed)
     opts.validate()
-    check_data_args(args)
-    source = load_text(args.data, text_field=args.text_field)
-    lm = load_model_from_args(args)
-    windows = load_windows_from_args(args, lm.tokenizer, source=source)
+    lm, windows = load_model_and_windows(args)
     status(f"training a tuned lens on {windows.n_tokens} tokens …")
     rec = train_and_save(lm, windows, args.output, opts, overwrite=args.overwrite,
                          progress=not args.quiet)
@@ -140,7 +134,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Validate, load, compare the lenses, write."""
-    from depthlens.data import load_text
     from depthlens.io import check_output_path
     from depthlens.results import write_result
     from depthlens.tuned.evaluate import evaluate_lens
@@ -148,10 +141,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     out = check_output_path(args.output, args.overwrite)
     check_lens_arg(args.lens)
-    check_data_args(args)
-    source = load_text(args.data, text_field=args.text_field)
-    lm = load_model_from_args(args)
-    windows = load_windows_from_args(args, lm.tokenizer, source=source)
+    lm, windows = load_model_and_windows(args)
     t0 = time.perf_counter()
     env, payload = evaluate_lens(lm, windows, args.lens, batch_size=args.batch_size,
                                  kernel=args.lens_kernel, progress=not args.quiet)
@@ -178,7 +168,6 @@ def run_report(args: argparse.Namespace) -> int:
 
 def run_exit_cmd(args: argparse.Namespace) -> int:
     """Validate (thresholds first), load, sweep, write."""
-    from depthlens.data import load_text
     from depthlens.exit.api import check_sweeps, run_exit
     from depthlens.exit.rules import RULES, parse_thresholds
     from depthlens.io import check_output_path
@@ -191,10 +180,7 @@ def run_exit_cmd(args: argparse.Namespace) -> int:
     }
     check_sweeps(sweeps, args.min_depth)
     check_lens_arg(args.lens)
-    check_data_args(args)
-    source = load_text(args.data, text_field=args.text_field)
-    lm = load_model_from_args(args)
-    windows = load_windows_from_args(args, lm.tokenizer, source=source)
+    lm, windows = load_model_and_windows(args)
     env, payload = run_exit(lm, windows, args.lens, sweeps, min_depth=args.min_depth,
                             batch_size=args.batch_size, progress=not args.quiet)
     write_result(out, env, payload)

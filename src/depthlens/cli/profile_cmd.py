@@ -6,11 +6,14 @@ import argparse
 import time
 
 from depthlens.cli.common import (
+    add_batch_size_arg,
     add_data_args,
+    add_first_token_arg,
+    add_lens_kernel_arg,
     add_model_args,
-    check_data_args,
-    load_model_from_args,
-    load_windows_from_args,
+    add_output_args,
+    load_data_from_args,
+    load_model_and_windows,
     status,
 )
 from depthlens.cli.table import profile_table, render_table
@@ -28,12 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     add_data_args(p)
     add_profile_args(p)
-    p.add_argument("-o", "--output", help="write the profile JSON here")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_output_args(p, "write the profile JSON here", quiet_help="no progress bars or table")
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
                    help="save the running sums every N batches (resume by rerunning); "
                    "needs -o")  # fmt: skip
-    p.add_argument("--quiet", action="store_true", help="no progress bars or table")
     p.add_argument("--causal", action="store_true",
                    help="also run the skip sweep (about 3·L/2 forwards) into extra['causal']")
     p.set_defaults(func=run_profile)
@@ -57,19 +58,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 def add_profile_args(p: argparse.ArgumentParser) -> None:
     """Options of the one-pass profile (SPEC names)."""
     g = p.add_argument_group("profile")
-    g.add_argument("--batch-size", type=int, default=4, help="windows per forward (4)")
+    add_batch_size_arg(g)
     g.add_argument("--lens-tokens", type=int, default=2048,
                    help="cap on tokens the logit lens sees, seeded sample (2048; 0 = all)")
     g.add_argument("--lens-at", choices=("output", "input"), default="output",
                    help="read the lens at block outputs (default) or inputs")
-    g.add_argument("--lens-kernel", choices=("auto", "compiled", "eager"), default="auto",
-                   help="fused torch.compile kernel for lens reductions (auto)")
+    add_lens_kernel_arg(g)
     g.add_argument("--lens", default="logit", metavar="logit|tuned:DIR",
                    help="lens of every lens metric: the logit lens (default) or a tuned lens "
                    "trained with `depthlens lens train`")
     g.add_argument("--no-lens", action="store_true", help="residual metrics only")
-    g.add_argument("--include-first-token", action="store_true",
-                   help="keep the first position (BOS / attention sink) in the statistics")
+    add_first_token_arg(g)
     g.add_argument("--last-token-only", action="store_true",
                    help="angular distance on the last token of each window (Gromov et al.)")
     g.add_argument("--n-max", type=int, default=None, help="longest span for angular distance")
@@ -79,23 +78,14 @@ def profile_options_from_args(args: argparse.Namespace):  # noqa: ANN201
     """ProfileOptions from the parsed flags."""
     from depthlens.profiling import ProfileOptions
 
-    return ProfileOptions(
-        lens=not args.no_lens,
-        lens_at=args.lens_at,
-        lens_tokens=args.lens_tokens or None,
-        lens_kernel=args.lens_kernel,
-        lens_readout=args.lens,
-        include_first_token=args.include_first_token,
-        last_token_only=args.last_token_only,
-        n_max=args.n_max,
-        batch_size=args.batch_size,
-        seed=args.seed,
-    )
+    same = ("lens_at", "lens_kernel", "include_first_token", "last_token_only", "n_max",
+            "batch_size", "seed")  # options whose flag has the field's name
+    return ProfileOptions(lens=not args.no_lens, lens_tokens=args.lens_tokens or None,
+                          lens_readout=args.lens, **{k: getattr(args, k) for k in same})
 
 
 def run_profile(args: argparse.Namespace) -> int:
     """Load, window, profile, print, write."""
-    from depthlens.data import load_text
     from depthlens.io import check_output_path
     from depthlens.profiling import profile
 
@@ -103,11 +93,9 @@ def run_profile(args: argparse.Namespace) -> int:
     _check_checkpoint_args(args)
     opts = profile_options_from_args(args)
     opts.validate()
-    check_data_args(args)
-    source = load_text(args.data, text_field=args.text_field)  # bad text fails before loading
+    source = load_data_from_args(args)  # a bad text fails before the model loads
     t0 = time.perf_counter()
-    lm = load_model_from_args(args)
-    windows = load_windows_from_args(args, lm.tokenizer, source=source)
+    lm, windows = load_model_and_windows(args, source)
     status(f"loaded in {time.perf_counter() - t0:.1f} s; profiling {windows.n_tokens} tokens …")
     ckpt = f"{out}.ckpt" if out and args.checkpoint_every else None
     t1 = time.perf_counter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from depthlens.cli.common import status
+from depthlens.cli.common import add_output_args, status
 from depthlens.cli.table import render_table
 
 
@@ -26,10 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="RESULT.json",
         help="compare / prune_quality / plan / skip / think results",
     )
-    p.add_argument("-o", "--output", required=True, help="the HTML file to write")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or table")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_output_args(p, "the HTML file to write", required=True,
+                    quiet_help="no progress bar or table")  # fmt: skip
     p.set_defaults(func=run_report)
 
 

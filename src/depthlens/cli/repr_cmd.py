@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from depthlens.cli.common import add_data_args, status
+from depthlens.cli.common import (
+    add_batch_size_arg,
+    add_data_args,
+    add_first_token_arg,
+    add_output_args,
+    status,
+)
 from depthlens.errors import DepthlensError
 
 
@@ -17,7 +23,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="geometry sample (tokens) or probe-training examples (2000)")
     g.add_argument("--test-samples", type=int, default=1000,
                    help="held-out examples of labelled data; OOD splits corrupt them (1000)")
-    g.add_argument("--batch-size", type=int, default=4, help="windows per forward (4)")
+    add_batch_size_arg(g)
     g.add_argument("--cka-batch", type=int, default=256, help="examples per HSIC minibatch (256)")
     g.add_argument("--pool", default="mean", help="labelled text: mean (default), last, first")
     g.add_argument("--corruptions", default=None,
@@ -26,16 +32,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="vision: resize images to this many pixels (default the network's 224)")
     g.add_argument("--probe", action="store_true",
                    help="require linear probes (refuse data without labels)")
-    g.add_argument("--include-first-token", action="store_true",
-                   help="keep the first position (BOS / attention sink) in the statistics")
+    add_first_token_arg(g)
     m = p.add_argument_group("model loading")
     m.add_argument("--dtype", default="float32", help="float32 (default), bfloat16, float16")
     m.add_argument("--device", default="cpu", help="cpu (default), cuda, mps")
-    p.add_argument("-o", "--output", help="write the result JSON here")
+    add_output_args(p, "write the result JSON here", quiet_help="no table on stdout",
+                    overwrite_help="replace existing outputs")  # fmt: skip
     p.add_argument("--html", help="also write the HTML page here")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--quiet", action="store_true", help="no table on stdout")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

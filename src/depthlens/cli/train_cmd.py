@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from depthlens.cli.common import status
+from depthlens.cli.common import add_output_args, status
 
 TRAIN_EXAMPLE = """examples:
   depthlens train --depth 8 --width 128 --scheme lns --tokens 2000000 -o runs/lns-L8
@@ -42,10 +42,8 @@ def _add_shape_args(p: argparse.ArgumentParser, d: dict[str, object]) -> None:
                    help=f"sequences per step over all processes ({d['batch_size']})")
     g.add_argument("--seed", type=int, default=0, help="seed of init, data order, drop-path (0)")
     g.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    p.add_argument("-o", "--output", required=True, help="output folder")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_output_args(p, "output folder", required=True, quiet_help="no progress bar")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")  # study depth too
 
 
 def register(sub: argparse._SubParsersAction) -> None:
