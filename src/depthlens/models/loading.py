@@ -14,7 +14,7 @@ import importlib.util
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -167,22 +167,19 @@ def load_model(
     ``device_map`` ("auto" or a dict) hands placement to ``accelerate``; ``allow_pickle`` is
     needed for checkpoints that only have pickle weights (``pytorch_model.bin``).
     """
-    torch_dtype = parse_dtype(dtype)
     cache = cache_dir or default_cache_dir()
     placement = dict(
         device_map=device_map, max_memory=max_memory, offload_folder=offload_folder
     )
+    opts = _LoadOptions(parse_dtype(dtype), placement, trust_remote_code, allow_pickle, arch)
+    ours = replace(opts, allow_pickle=False)  # files we made: safetensors only
     if ref in PACKAGED:
-        path = ensure_packaged(PACKAGED[ref], cache)
-        lm = _load_dir(path, ref, "packaged", torch_dtype, placement, trust_remote_code, False,
-                       arch=arch)
+        lm = _load_dir(ensure_packaged(PACKAGED[ref], cache), ref, "packaged", ours)
     elif ref.endswith(".gguf"):
         gguf = Path(ref).expanduser()
         if not gguf.is_file():
             raise DepthlensError(f"model file not found: {ref}; check the path")
-        path = _cache_gguf(gguf, cache)
-        lm = _load_dir(path, ref, "gguf", torch_dtype, placement, trust_remote_code, False,
-                       arch=arch)
+        lm = _load_dir(_cache_gguf(gguf, cache), ref, "gguf", ours)
     elif _looks_like_path(ref):
         p = Path(ref).expanduser()
         if not p.exists():
@@ -192,10 +189,9 @@ def load_model(
             )
         if not p.is_dir():
             raise DepthlensError(f"{ref} is a file, not a model directory or a .gguf file")
-        lm = _load_dir(p, ref, "local", torch_dtype, placement, trust_remote_code, allow_pickle,
-                       arch=arch)
+        lm = _load_dir(p, ref, "local", opts)
     else:
-        lm = _load_hub(ref, torch_dtype, placement, trust_remote_code, allow_pickle, arch=arch)
+        lm = _load_hub(ref, opts)
     if device_map is None and device != "cpu":
         try:
             lm.model.to(device)
@@ -229,17 +225,21 @@ def _register_own_model_types(path: Path) -> None:
         importlib.import_module(module).register_lab()
 
 
-def _load_dir(
-    path: Path,
-    ref: str,
-    source: str,
-    dtype: torch.dtype,
-    placement: dict[str, Any],
-    trust_remote_code: bool,
-    allow_pickle: bool,
-    arch: str | None = None,
-) -> LoadedModel:
+@dataclass(frozen=True)
+class _LoadOptions:
+    """How :func:`load_model` was asked to load, passed on to each kind of source."""
+
+    dtype: torch.dtype
+    placement: dict[str, Any]  # device_map, max_memory, offload_folder (for accelerate)
+    trust_remote_code: bool
+    allow_pickle: bool
+    arch: str | None  # --arch: a family forced over detection
+
+
+def _load_dir(path: Path, ref: str, source: str, opts: _LoadOptions) -> LoadedModel:
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    trust_remote_code, allow_pickle = opts.trust_remote_code, opts.allow_pickle
 
     check_model_dir(path, allow_pickle)
     check_config_json(path)
@@ -254,10 +254,10 @@ def _load_dir(
                else "check or re-download config.json")  # fmt: skip
         raise DepthlensError(f"cannot read the config in {path}: {first}; {fix}") from exc
     kwargs: dict[str, Any] = dict(
-        dtype=dtype,
+        dtype=opts.dtype,
         trust_remote_code=trust_remote_code,
         use_safetensors=None if allow_pickle else True,
-        **{k: v for k, v in placement.items() if v is not None},
+        **{k: v for k, v in opts.placement.items() if v is not None},
     )
     is_encoder = bool(getattr(cfg, "is_encoder_decoder", False)) or cfg.model_type in (
         "bert",
@@ -286,18 +286,11 @@ def _load_dir(
         raise DepthlensError(
             f"{path} has no usable tokenizer ({type(exc).__name__}); save one beside the model"
         ) from exc
-    spec = resolve_arch(model, arch)  # --arch first: it rescues a model detection cannot place
+    spec = resolve_arch(model, opts.arch)  # --arch first: it rescues a model detection cannot place
     return LoadedModel(model, tok, spec, ref=ref, source=source, path=str(path))
 
 
-def _load_hub(
-    ref: str,
-    dtype: torch.dtype,
-    placement: dict[str, Any],
-    trust_remote_code: bool,
-    allow_pickle: bool,
-    arch: str | None = None,
-) -> LoadedModel:
+def _load_hub(ref: str, opts: _LoadOptions) -> LoadedModel:
     from huggingface_hub import snapshot_download
 
     if ref.count("/") != 1:
@@ -312,7 +305,7 @@ def _load_hub(
             "existing path, and not a hub id of the form org/name"
         )
     patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "tokenizer*"]
-    if allow_pickle:
+    if opts.allow_pickle:
         patterns.append("*.bin")
     try:
         local = snapshot_download(ref, allow_patterns=patterns)
@@ -321,9 +314,7 @@ def _load_hub(
             f"hub model '{ref}' is not available: {type(exc).__name__} (offline, or no such "
             "repo). Offline, use a packaged model (`depthlens models`) or a local directory"
         ) from exc
-    lm = _load_dir(Path(local), ref, "hub", dtype, placement, trust_remote_code, allow_pickle,
-                   arch=arch)
-    return lm
+    return _load_dir(Path(local), ref, "hub", opts)
 
 
 def _dequantize_gguf(directory: Path, filename: str, out: Path) -> None:
