@@ -96,7 +96,7 @@ class ArchSpec:
         return d
 
 
-_LLAMA_LIKE = dict(
+_LLAMA_LIKE: dict[str, Any] = dict(
     blocks="model.layers",
     attn="self_attn",
     mlp="mlp",
@@ -105,47 +105,40 @@ _LLAMA_LIKE = dict(
     unembed="lm_head",
 )
 
+
+def _llama_like(family: str, model_types: tuple[str, ...], **changes: Any) -> ArchSpec:
+    """A family laid out as Llama (``model.layers``, ``model.norm``, …) but for ``changes``."""
+    return ArchSpec(family=family, model_types=model_types, **{**_LLAMA_LIKE, **changes})
+
+
 # Sandwich norms: each sublayer's output is normalised before the residual add, so what is
 # added is the post-norm's output, and the MLP output projection cannot absorb a linear map
 # (post_norm(y)·T is no post_norm(y·T')): no mlp_out_proj, ReplaceMe is not available.
-_SANDWICH = dict(
-    blocks="model.layers",
+_SANDWICH: dict[str, Any] = dict(
     attn="post_attention_layernorm",
     mlp="post_feedforward_layernorm",
     mlp_out_proj=None,
-    final_norm="model.norm",
-    unembed="lm_head",
     norm="sandwich",
 )
 
 FAMILIES: dict[str, ArchSpec] = {
     s.family: s
     for s in [
-        ArchSpec(
-            family="llama",
-            model_types=("llama", "mistral", "qwen2", "qwen3", "olmo"),
-            **_LLAMA_LIKE,  # type: ignore[arg-type]
-        ),
-        ArchSpec(
-            family="granite",
-            model_types=("granite",),
-            **_LLAMA_LIKE,  # type: ignore[arg-type]
+        _llama_like("llama", ("llama", "mistral", "qwen2", "qwen3", "olmo")),
+        _llama_like(
+            "granite", ("granite",),
             multiplier_key="residual_multiplier",  # h + mult·attn(.), h + mult·mlp(.)
             logit_scale_key="logits_scaling",  # logits = head(norm(h)) / scale
             notes="branches scaled by residual_multiplier; logits divided by logits_scaling",
         ),
-        ArchSpec(family="gemma", model_types=("gemma",), **_LLAMA_LIKE),  # type: ignore[arg-type]
-        ArchSpec(
-            family="gemma2",
-            model_types=("gemma2", "gemma3", "gemma3_text"),
-            **_SANDWICH,  # type: ignore[arg-type]
+        _llama_like("gemma", ("gemma",)),
+        _llama_like(
+            "gemma2", ("gemma2", "gemma3", "gemma3_text"), **_SANDWICH,
             softcap_key="final_logit_softcapping",
             notes="sandwich norms; ReplaceMe unsupported (MLP output is normalised)",
         ),
-        ArchSpec(
-            family="olmo2",
-            model_types=("olmo2",),
-            **_SANDWICH,  # type: ignore[arg-type]  # no pre-norms: x + post_norm(f(x))
+        _llama_like(
+            "olmo2", ("olmo2",), **_SANDWICH,  # no pre-norms: x + post_norm(f(x))
             notes="post-sublayer norms only; ReplaceMe unsupported (MLP output is normalised)",
         ),
         ArchSpec(
@@ -171,29 +164,13 @@ FAMILIES: dict[str, ArchSpec] = {
             parallel_key="use_parallel_residual",
             notes="parallel attention/MLP when use_parallel_residual",
         ),
-        ArchSpec(
-            family="phi",
-            model_types=("phi",),
-            blocks="model.layers",
-            attn="self_attn",
-            mlp="mlp",
-            mlp_out_proj="mlp.fc2",
-            final_norm="model.final_layernorm",
-            unembed="lm_head",
-            parallel=True,
-            notes="parallel attention/MLP",
+        _llama_like(
+            "phi", ("phi",), mlp_out_proj="mlp.fc2", final_norm="model.final_layernorm",
+            parallel=True, notes="parallel attention/MLP",
         ),
-        ArchSpec(family="phi3", model_types=("phi3",), **_LLAMA_LIKE),  # type: ignore[arg-type]
-        ArchSpec(  # the worked example of docs/ADDING.md
-            family="starcoder2",
-            model_types=("starcoder2",),
-            blocks="model.layers",
-            attn="self_attn",
-            mlp="mlp",
-            mlp_out_proj="mlp.c_proj",
-            final_norm="model.norm",
-            unembed="lm_head",
-        ),
+        _llama_like("phi3", ("phi3",)),
+        # the worked example of docs/ADDING.md (which spells every path out)
+        _llama_like("starcoder2", ("starcoder2",), mlp_out_proj="mlp.c_proj"),
         ArchSpec(
             family="bert",
             model_types=("bert", "roberta"),
