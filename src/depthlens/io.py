@@ -130,6 +130,18 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def parse_json_object(text: str, where: str, fix: str) -> dict[str, Any]:
+    """``text`` as a JSON object, or a one-line error saying which file (``where``) and ``fix``."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        at = f"column {exc.colno}" if exc.lineno == 1 else f"line {exc.lineno}, column {exc.colno}"
+        raise DepthlensError(f"{where} is not valid JSON ({exc.msg} at {at}); {fix}") from exc
+    if not isinstance(obj, dict):
+        raise DepthlensError(f"{where} is a JSON {type(obj).__name__}, not an object; {fix}")
+    return obj
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write UTF-8 text atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))

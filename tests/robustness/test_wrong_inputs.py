@@ -90,7 +90,7 @@ def test_correct_checkpoint_loads(capsys: Any, tmp_path: Path, model_dir: Path, 
     ("content", "message"),
     [
         ('{"model_type": "llama", "hidden_size": 32,', "is not valid JSON"),
-        ("[1, 2, 3]", "is JSON but not an object"),
+        ("[1, 2, 3]", "is a JSON list, not an object"),
     ],
     ids=["truncated-json", "not-an-object"],
 )

@@ -36,6 +36,13 @@ def _model_and_data(p: argparse.ArgumentParser, data: str) -> None:
     p.set_defaults(seq_len=128, max_tokens=2048)
 
 
+def _lens_reader(p: argparse.ArgumentParser, lens_help: str) -> None:
+    """Model, held-out text and --lens of a command that reads a model through a lens."""
+    _model_and_data(p, "wiki-eval")
+    p.add_argument("--lens", default="logit", help=lens_help)
+    add_batch_size_arg(p)
+
+
 def _outputs(p: argparse.ArgumentParser, what: str) -> None:
     add_output_args(p, f"write the {what} here", required=True, quiet_help="no progress bar")
 
@@ -70,9 +77,7 @@ def _register_eval(lsub: argparse._SubParsersAction) -> None:
         epilog="example: depthlens lens eval smollm2-135m --lens tuned:lens/ --data wiki-eval "
         "--max-tokens 2048 -o kl_wiki.json",
     )
-    _model_and_data(e, "wiki-eval")
-    e.add_argument("--lens", default="logit", help="logit or tuned:DIR (compared to logit)")
-    add_batch_size_arg(e)
+    _lens_reader(e, "logit or tuned:DIR (compared to logit)")
     add_lens_kernel_arg(e)
     _outputs(e, "lens-eval JSON")
     e.set_defaults(func=run_eval)
@@ -96,8 +101,7 @@ def _register_exit(sub: argparse._SubParsersAction) -> None:
         epilog="example: depthlens exit smollm2-135m --lens tuned:lens/ --data wiki-eval "
         "--max-tokens 2048 -o exit.json",
     )
-    _model_and_data(x, "wiki-eval")
-    x.add_argument("--lens", default="logit", help="logit (default) or tuned:DIR")
+    _lens_reader(x, "logit (default) or tuned:DIR")
     x.add_argument("--confidence", default=None, metavar="T,T",
                    help="top-1 probability thresholds in (0, 1] (default a sweep)")
     x.add_argument("--entropy", default=None, metavar="T,T",
@@ -105,7 +109,6 @@ def _register_exit(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--settled", default=None, metavar="K,K",
                    help="top-1 unchanged over K layers, 1..L-1 (default a sweep)")
     x.add_argument("--min-depth", type=int, default=1, help="first depth that may exit (1)")
-    add_batch_size_arg(x)
     _outputs(x, "exit JSON")
     x.set_defaults(func=run_exit_cmd)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from depthlens.data.wikitext import clean_wiki_articles, clean_wikitext
 from depthlens.errors import DepthlensError
-from depthlens.io import atomic_write_json
+from depthlens.io import atomic_write_json, parse_json_object
 from depthlens.paths import default_cache_dir
 
 __all__ = ["clean_wikitext"]  # re-exported: the cleaning lives in data/wikitext.py
@@ -220,18 +220,9 @@ def _parse_jsonl(path: Path, text: str, text_field: str) -> list[str]:
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DepthlensError(
-                f"{path} line {lineno} is not valid JSON ({e.msg}, column {e.colno}); "
-                "each line of a .jsonl file must be one JSON object"
-            ) from e
-        if not isinstance(record, dict):
-            raise DepthlensError(
-                f"{path} line {lineno} is a JSON {type(record).__name__}, not an object; "
-                f'each line must look like {{"{text_field}": "..."}}'
-            )
+        record = parse_json_object(line, f"{path} line {lineno}",
+                                   "each line of a .jsonl file must be one JSON object, "
+                                   f'like {{"{text_field}": "..."}}')  # fmt: skip
         if text_field not in record:
             keys = ", ".join(map(repr, record)) or "none"
             raise DepthlensError(

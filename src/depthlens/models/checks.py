@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from depthlens.errors import DepthlensError
+from depthlens.io import parse_json_object
 
 
 def check_model_dir(path: Path, allow_pickle: bool) -> None:
@@ -42,26 +43,16 @@ def check_model_dir(path: Path, allow_pickle: bool) -> None:
 
 def check_config_json(path: Path) -> None:
     """A damaged config.json is a damaged file, not a custom architecture."""
-    import json
-
     cfg_path = path / "config.json"
     try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        text = cfg_path.read_text(encoding="utf-8")
     except OSError:
         return  # _check_model_dir reported unreadable directories; transformers says the rest
     except UnicodeDecodeError as exc:
         raise DepthlensError(
             f"{cfg_path} is not UTF-8 text; re-download or re-save the model"
         ) from exc
-    except json.JSONDecodeError as exc:
-        raise DepthlensError(
-            f"{cfg_path} is not valid JSON ({exc.msg} at line {exc.lineno}); the file is "
-            "damaged: re-download or re-save the model"
-        ) from exc
-    if not isinstance(cfg, dict):
-        raise DepthlensError(
-            f"{cfg_path} is JSON but not an object (got {type(cfg).__name__}); re-download it"
-        )
+    parse_json_object(text, str(cfg_path), "the file is damaged: re-download or re-save the model")
 
 
 def _names(keys: list[str], limit: int = 4) -> str:
