@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fixtures_saved import save_tiny, write_text
 from safetensors import safe_open
 
@@ -58,6 +59,49 @@ def _drop_created(x: Any) -> Any:
     return x
 
 
+class Killed(BaseException):
+    """Stands in for SIGKILL in-process: no ``except Exception`` handler catches it."""
+
+
+def test_crash_between_pass_and_write_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process twin of the SIGKILL test below: the run dies when the skip sweep starts."""
+    import depthlens.causal.skip as skip
+    import depthlens.profiling.run as run
+
+    model = save_tiny(tmp_path / "m")
+    text = write_text(tmp_path / "t.txt", 16 * N_WINDOWS + 50)
+    out, ckpt = tmp_path / "out.json", tmp_path / "out.json.ckpt"
+    args = _args(model, text, out)
+
+    def killed(*_a: object, **_k: object) -> None:
+        raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(skip, "skip_sweep", killed)
+        with pytest.raises(Killed):
+            main(args)
+    assert not out.exists()
+    with safe_open(str(ckpt), framework="pt") as fh:  # the final sums survived
+        assert int((fh.metadata() or {})["batches_done"]) == N_WINDOWS
+
+    real, calls = run.run_forward, []
+    with monkeypatch.context() as m:  # the rerun counts the profile pass's forwards
+        m.setattr(run, "run_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+        assert main(args) == 0
+    assert calls == []  # resumed: no batch was profiled again
+    assert not ckpt.exists()  # deleted once the output was on disk
+
+    ref = tmp_path / "ref.json"
+    assert main(_args(model, text, ref)) == 0
+    got, want = json.loads(out.read_text()), json.loads(ref.read_text())
+    assert "causal" in got["extra"]
+    assert _drop_created(got) == _drop_created(want)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "out.json", "ref.json", "t.txt"]
+
+
+@pytest.mark.e2e  # a real process killed with SIGKILL
 def test_sigkill_between_pass_and_write_resumes(tmp_path: Path) -> None:
     model = save_tiny(tmp_path / "m")
     text = write_text(tmp_path / "t.txt", 16 * N_WINDOWS + 50)

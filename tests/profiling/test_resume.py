@@ -50,6 +50,47 @@ def _without_created(path: Path) -> dict[str, object]:
     return doc
 
 
+class Killed(BaseException):
+    """Stands in for SIGKILL in-process: no ``except Exception`` handler catches it."""
+
+
+def test_crash_mid_run_then_rerun_resumes_and_equals_uninterrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process twin of the SIGKILL test: the run dies after 3 of 8 batches."""
+    import depthlens.profiling.run as run
+
+    model = save_tiny(tmp_path / "m")
+    text = write_text(tmp_path / "t.txt", 16 * N_WINDOWS + 50)
+    out, ckpt = tmp_path / "out.json", tmp_path / "out.json.ckpt"
+    real, calls = run.run_forward, []
+
+    def dies_at_4th(*a: object, **k: object) -> object:
+        calls.append(1)
+        if len(calls) == 4:
+            raise Killed
+        return real(*a, **k)
+
+    monkeypatch.setattr(run, "run_forward", dies_at_4th)
+    with pytest.raises(Killed):
+        main(_cli(model, text, out))
+    assert not out.exists()
+    with safe_open(str(ckpt), framework="pt") as fh:  # a whole checkpoint of 3 batches
+        assert int((fh.metadata() or {})["batches_done"]) == 3
+
+    calls.clear()
+    monkeypatch.setattr(run, "run_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert main(_cli(model, text, out)) == 0
+    assert len(calls) == N_WINDOWS - 3  # resumed: the first 3 batches were not redone
+    monkeypatch.setattr(run, "run_forward", real)
+    ref = tmp_path / "ref.json"  # the uninterrupted run
+    assert main(_cli(model, text, ref)) == 0
+    assert _without_created(out) == _without_created(ref)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["m", "out.json", "ref.json", "t.txt"]  # checkpoints and temporaries gone
+
+
+@pytest.mark.e2e  # a real process killed with SIGKILL
 def test_sigkill_then_rerun_equals_uninterrupted(tmp_path: Path) -> None:
     model = save_tiny(tmp_path / "m")
     text = write_text(tmp_path / "t.txt", 16 * N_WINDOWS + 50)

@@ -32,6 +32,44 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
+class Killed(BaseException):
+    """Stands in for SIGKILL in-process: no ``except Exception`` handler catches it."""
+
+
+def test_crash_then_resume_gives_identical_weights(tmp_path: Path, capsys, monkeypatch) -> None:  # noqa: ANN001
+    """In-process twin of the SIGKILL test below: the run dies in step 8 of 12."""
+    import depthlens.train.loop as loop
+
+    text = write_text(tmp_path / "t.txt")
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    steps = 12
+    assert main(tiny_args(text, ref, steps, **{"--checkpoint-every": 3})) == 0
+    args = tiny_args(text, run, steps, **{"--checkpoint-every": 3})
+    real, calls = loop.step_loss, []
+
+    def dies_in_step_8(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        if len(calls) == 8:
+            raise Killed
+        return real(*a, **k)
+
+    with monkeypatch.context() as m:
+        m.setattr(loop, "step_loss", dies_in_step_8)
+        with pytest.raises(Killed):
+            main(args)
+    assert not (run / "train.json").exists()
+    assert torch.load(checkpoint_path(run), weights_only=True)["step"] == 6
+    capsys.readouterr()
+    assert main([a for a in args if a != "--quiet"]) == 0
+    assert "from step 6" in capsys.readouterr().err
+    a, b = load_file(ref / "model.safetensors"), load_file(run / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert not (run / "checkpoint").exists()  # resume files gone once finished
+
+
+@pytest.mark.e2e  # a real process killed with SIGKILL
 def test_sigkill_then_resume_gives_identical_weights(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     text = write_text(tmp_path / "t.txt")
     ref, run = tmp_path / "ref", tmp_path / "run"
