@@ -40,6 +40,8 @@ def test_sigint_handler_is_left_alone() -> None:
         assert signal.getsignal(signal.SIGINT) is before
 
 
+@pytest.mark.e2e  # a real process sent SIGTERM; in-process twin:
+# tests/robustness/test_robustness.py::test_sigterm_is_an_interrupt
 def test_sigterm_during_a_run_exits_130_without_output(tmp_path: Path) -> None:
     model = save_tiny(tmp_path / "m")
     text = write_text(tmp_path / "t.txt", 16 * 40 + 50)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from fixtures_saved import save_tiny, write_text
 
 from depthlens.cli.main import main
@@ -14,13 +15,30 @@ from depthlens.cli.main import main
 CREATED = re.compile(rb'\n *"created": "[^"]*",?\n')
 
 
-def test_profile_twice_is_byte_identical(tmp_path: Path) -> None:
-    model = save_tiny(tmp_path / "m")
-    text = write_text(tmp_path / "t.txt", 1200)
-    argv = [
+def _argv(model: Path, text: Path) -> list[str]:
+    return [
         "profile", str(model), "--data", str(text), "--seq-len", "16", "--max-tokens", "160",
         "--lens-tokens", "100", "--batch-size", "3", "--lens-kernel", "eager", "--quiet",
     ]  # fmt: skip
+
+
+def test_profile_twice_in_one_process_is_byte_identical(tmp_path: Path) -> None:
+    """In-process twin of the test below (which also varies the hash seed and the process)."""
+    model = save_tiny(tmp_path / "m")
+    text = write_text(tmp_path / "t.txt", 1200)
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert main([*_argv(model, text), "-o", str(a)]) == 0
+    assert main([*_argv(model, text), "-o", str(b)]) == 0
+    raw_a, raw_b = a.read_bytes(), b.read_bytes()
+    assert len(CREATED.findall(raw_a)) == 1
+    assert CREATED.sub(b"\n", raw_a) == CREATED.sub(b"\n", raw_b)
+
+
+@pytest.mark.e2e  # a second, fresh process
+def test_profile_twice_is_byte_identical(tmp_path: Path) -> None:
+    model = save_tiny(tmp_path / "m")
+    text = write_text(tmp_path / "t.txt", 1200)
+    argv = _argv(model, text)
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     # one run in a fresh process (its own hash seed, thread pool, allocator) ...
     proc = subprocess.run(

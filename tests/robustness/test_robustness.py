@@ -376,6 +376,54 @@ def _interrupt_when(cmd: list[str], marker: str) -> tuple[int, str]:
     return proc.wait(timeout=120), "".join(seen) + rest
 
 
+class _CtrlCAfter:
+    """A global module forward hook that raises KeyboardInterrupt (Ctrl-C) at call ``n``.
+
+    In-process stand-in for a SIGINT arriving mid-computation: Python turns SIGINT into
+    KeyboardInterrupt at the next bytecode boundary, which this raises from inside a forward.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n, self.calls = n, 0
+
+    def __call__(self, *_a: Any) -> None:
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> _CtrlCAfter:
+        from torch.nn.modules.module import register_module_forward_pre_hook
+
+        self.handle = register_module_forward_pre_hook(self)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.handle.remove()
+
+
+@pytest.mark.parametrize("command", ["profile", "prune"])
+def test_ctrl_c_mid_run_exits_130_nothing_partial(
+    capsys: Any, tmp_path: Path, model_dir: Path, command: str
+) -> None:
+    """In-process twin of the two SIGINT tests below (which need a real process)."""
+    data = write_text(tmp_path / "t.txt", 16 * 40)
+    if command == "profile":
+        argv = [*profile_argv(model_dir, data, tmp_path / "o.json"), "--batch-size", "1"]
+        argv[argv.index("--max-tokens") + 1] = str(16 * 40)
+    else:
+        argv = ["prune", str(model_dir), "--data", str(data), "--seq-len", "16",
+                "--max-tokens", str(16 * 40), "--method", "replaceme-cos", "--remove", "1",
+                "--quiet", "-o", str(tmp_path / "pruned")]  # fmt: skip
+    with _CtrlCAfter(200) as ctrl_c:
+        rc, err = cli(capsys, *argv)
+    assert ctrl_c.calls == 200  # interrupted mid-computation, not before or after it
+    assert rc == 130, err
+    assert err.strip().splitlines()[-1] == "depthlens: interrupted; nothing partial was written"
+    assert "Traceback" not in err
+    assert files(tmp_path) == ["t.txt"]
+
+
+@pytest.mark.e2e  # a real process sent SIGINT
 def test_sigint_during_profile(tmp_path: Path, model_dir: Path) -> None:
     data = write_text(tmp_path / "t.txt", 16 * 200)
     out = tmp_path / "o.json"
@@ -389,6 +437,7 @@ def test_sigint_during_profile(tmp_path: Path, model_dir: Path) -> None:
     assert files(tmp_path) == ["t.txt"]
 
 
+@pytest.mark.e2e  # a real process sent SIGINT
 def test_sigint_during_prune(tmp_path: Path, model_dir: Path) -> None:
     data = write_text(tmp_path / "t.txt", 16 * 40)
     out = tmp_path / "pruned"
