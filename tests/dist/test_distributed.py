@@ -3,6 +3,7 @@
 The workers run the Python API under a real ``torch.distributed`` group, exactly as
 ``torchrun -m depthlens profile`` does after :func:`depthlens.dist.init_process_group`:
 each rank takes every second window, the float64 sums are all-reduced, rank 0 writes.
+Real processes make these e2e; test_ranks_in_process.py is their fast in-process twin.
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ def _single(opts: ProfileOptions | None) -> Any:
         torch.set_num_threads(threads)
 
 
+@pytest.mark.e2e  # 2 real processes (mp.spawn)
 def test_two_ranks_equal_one_process(two_rank: dict[str, Any]) -> None:
     single, two = _single(EXACT), two_rank["exact"]
     assert two.tokens == single.tokens  # every token counted once, none twice
@@ -141,6 +143,7 @@ def test_two_ranks_equal_one_process(two_rank: dict[str, Any]) -> None:
         assert cheapest_span(two, n) == cheapest_span(single, n)
 
 
+@pytest.mark.e2e  # 2 real processes (mp.spawn)
 def test_two_ranks_batched(two_rank: dict[str, Any]) -> None:
     single, two = _single(BATCHED), two_rank["batched"]
     assert two.tokens == single.tokens
@@ -170,6 +173,7 @@ def test_bad_world_size(monkeypatch: pytest.MonkeyPatch) -> None:
         dl_dist.init_process_group()
 
 
+@pytest.mark.e2e  # 2 real processes (mp.spawn)
 def test_profile_json_roundtrip_is_exact(two_rank: dict[str, Any], tmp_path: Path) -> None:
     # The comparison above reads JSON; make sure JSON keeps every bit of a float64.
     p = tmp_path / "again.json"
@@ -177,6 +181,7 @@ def test_profile_json_roundtrip_is_exact(two_rank: dict[str, Any], tmp_path: Pat
     assert json.loads(p.read_text())["metrics"] == two_rank["exact"].metrics
 
 
+@pytest.mark.e2e  # torchrun starts 2 real processes
 def test_torchrun_cli_equals_plain_cli(tmp_path: Path) -> None:
     """The real entry point: ``torchrun --nproc-per-node 2 -m depthlens profile …``."""
     import subprocess
@@ -203,6 +208,7 @@ def test_torchrun_cli_equals_plain_cli(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "one.json", "t.txt", "two.json"]
 
 
+@pytest.mark.e2e  # 2 real processes (mp.spawn)
 def test_two_ranks_same_calibration_and_cut(two_rank: dict[str, Any]) -> None:
     single, two = _single(None), two_rank["cut"]
     assert two["removed"] == single["removed"]  # the same chosen cut
