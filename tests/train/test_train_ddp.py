@@ -22,6 +22,10 @@ from depthlens.cli.main import main
 REL = 1e-4
 
 
+# torchrun starts 2 real processes. No in-process twin: what is tested is torch DDP's
+# gradient all-reduce between processes (the rank::world sharding of windows has one in
+# tests/dist/test_ranks_in_process.py).
+@pytest.mark.e2e
 def test_two_processes_follow_one_process_loss_curve(tmp_path: Path) -> None:
     text = write_text(tmp_path / "t.txt")
     one, two = tmp_path / "one", tmp_path / "two"
