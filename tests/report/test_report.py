@@ -41,6 +41,29 @@ def tiny_profile() -> dict[str, Any]:
     return json.loads(json.dumps(prof.to_dict()))
 
 
+# A 1x1 PNG: what drawn figures become in tests that check captions, structure or wiring
+# rather than pixels (rendering ~13 PNGs costs ~1 s per report). The pixels of every plot
+# are checked once, on the hostile page, by test_every_plot_present_and_a_real_png.
+ONE_PIXEL_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+@pytest.fixture
+def no_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Figures are still drawn (every matplotlib call runs) but not rasterised."""
+    import depthlens.report.plots as plots
+
+    monkeypatch.setattr(plots, "png_bytes", lambda fig: ONE_PIXEL_PNG)
+
+
+@pytest.fixture(scope="module")
+def hostile_page(tiny_profile: dict[str, Any]) -> str:
+    """The full report (every plot, really rendered) of a profile and results full of
+    attack strings; several tests read this one page."""
+    return build_report(Profile.from_dict(hostile(tiny_profile)), results())
+
+
 def hostile(d: dict[str, Any]) -> dict[str, Any]:
     """The profile with attack strings wherever text comes from a model, data or option."""
     d = copy.deepcopy(d)
@@ -136,8 +159,8 @@ def captions_of(html: str) -> dict[str, str]:
     return out
 
 
-def test_hostile_strings_are_never_live(tiny_profile: dict[str, Any]) -> None:
-    html = build_report(Profile.from_dict(hostile(tiny_profile)), results())
+def test_hostile_strings_are_never_live(hostile_page: str) -> None:
+    html = hostile_page
     page = parse(html)
     # The only script is ours, byte for byte.
     assert [t for t, _ in page.tags].count("script") == 1
@@ -156,8 +179,8 @@ def test_hostile_strings_are_never_live(tiny_profile: dict[str, Any]) -> None:
     assert SCRIPT_PAYLOAD in text and IMG_PAYLOAD in text
 
 
-def test_no_external_urls(tiny_profile: dict[str, Any]) -> None:
-    html = build_report(Profile.from_dict(tiny_profile), results())
+def test_no_external_urls(hostile_page: str) -> None:
+    html = hostile_page
     page = parse(html)
     for _tag, attrs in page.tags:
         for name in ("src", "href", "action", "srcset", "poster"):
@@ -181,11 +204,13 @@ def assert_real_picture(png: bytes, pid: str) -> None:
     rgb = img[..., :3].reshape(-1, 3)
     dark = (rgb.mean(axis=1) < 0.5).mean()  # axes, text and lines on a white background
     assert 0.002 < dark < 0.5, (pid, dark)
-    assert len(np.unique(rgb.round(2), axis=0)) > 8, pid  # more than a few flat colours
+    # more than a few flat colours (colours to 2 decimals, each coded as one integer)
+    code = (rgb * 100).round().astype(np.int64) @ np.array([101 * 101, 101, 1])
+    assert len(np.unique(code)) > 8, pid
 
 
-def test_every_plot_present_and_a_real_png(tiny_profile: dict[str, Any]) -> None:
-    html = build_report(Profile.from_dict(tiny_profile), results())
+def test_every_plot_present_and_a_real_png(hostile_page: str) -> None:
+    html = hostile_page
     figs = figures(parse(html))
     assert set(figs) == PROFILE_PLOTS | EXTRA_PLOTS
     for pid, png in figs.items():
@@ -195,12 +220,14 @@ def test_every_plot_present_and_a_real_png(tiny_profile: dict[str, Any]) -> None
     assert all(len(c) > 20 for c in caps.values()), caps
 
 
+@pytest.mark.usefixtures("no_pixels")
 def test_profile_only_report_has_profile_plots(tiny_profile: dict[str, Any]) -> None:
     html = build_report(Profile.from_dict(tiny_profile), [])
     assert set(figures(parse(html))) == PROFILE_PLOTS
     assert "strip-tokens" not in html
 
 
+@pytest.mark.usefixtures("no_pixels")
 def test_causal_data_from_profile_extra(tiny_profile: dict[str, Any]) -> None:
     d = copy.deepcopy(tiny_profile)
     skip, think = results()[3], results()[4]
@@ -218,6 +245,7 @@ def test_no_lens_profile_still_renders(tiny_profile: dict[str, Any]) -> None:
     assert "lens" not in figs and "prediction-depth" not in figs and "angular" in figs
 
 
+@pytest.mark.usefixtures("no_pixels")
 def test_captions_follow_the_numbers(tiny_profile: dict[str, Any]) -> None:
     d = copy.deepcopy(tiny_profile)
     d["metrics"]["rel_contrib_block"] = [0.9, 0.03, 0.04, 0.6]
@@ -244,6 +272,7 @@ def test_caption_functions_on_known_numbers() -> None:
     assert "×1.50 (one measurement, no interval" in s and "ideal (FLOP count) is ×2.00" in s
 
 
+@pytest.mark.usefixtures("no_pixels")
 def test_angular_mark_follows_the_plan(tiny_profile: dict[str, Any]) -> None:
     p = Profile.from_dict(tiny_profile)
     default = captions_of(build_report(p, []))["angular"]
@@ -261,6 +290,7 @@ def write(path: Path, obj: Any) -> str:
     return str(path)
 
 
+@pytest.mark.usefixtures("no_pixels")
 def test_cli_writes_report_and_table(
     tiny_profile: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -291,6 +321,7 @@ def test_cli_writes_report_and_table(
         ("SHORT", None, "must be lists of 4"),
     ],
 )
+@pytest.mark.usefixtures("no_pixels")
 def test_bad_input_is_one_line_exit_2(
     tiny_profile: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str],
     first: Any, other: Any, message: str,
@@ -313,6 +344,7 @@ def test_bad_input_is_one_line_exit_2(
     assert not (tmp_path / "r.html").exists()
 
 
+@pytest.mark.usefixtures("no_pixels")
 def test_write_report_api(tiny_profile: dict[str, Any], tmp_path: Path) -> None:
     prof = write(tmp_path / "p.json", tiny_profile)
     path, rows = write_report([prof], tmp_path / "r.html")
@@ -320,6 +352,7 @@ def test_write_report_api(tiny_profile: dict[str, Any], tmp_path: Path) -> None:
     assert rows[0] == ["model", "tiny-llama"]
 
 
+@pytest.mark.usefixtures("no_pixels")
 def test_real_plan_and_compare_results(tiny_profile: dict[str, Any]) -> None:
     """The JSON the cut and compare commands really write is drawn (no schema drift)."""
     from depthlens.cut import apply_cut_, plan_cut
@@ -342,11 +375,13 @@ def test_real_plan_and_compare_results(tiny_profile: dict[str, Any]) -> None:
     assert f"plan's span (angular), block {plan.removed[0]}" in caps["angular"]
 
 
+@pytest.mark.usefixtures("no_pixels")
 def test_real_skip_result_in_profile_extra(tiny_profile: dict[str, Any]) -> None:
     """`profile --causal` stores a SkipResult under extra["causal"]; both forms are drawn."""
-    from depthlens.causal.skip import skip_sweep
+    from depthlens.causal.skip import SkipOptions, skip_sweep
 
-    res = json.loads(json.dumps(skip_sweep(wrap_tiny("llama"), random_windows(),
+    eager = SkipOptions(lens_kernel="eager")  # the kernel is not what this test is about
+    res = json.loads(json.dumps(skip_sweep(wrap_tiny("llama"), random_windows(), eager,
                                            progress=False).to_dict()))
     d = copy.deepcopy(tiny_profile)
     d["extra"] = {"causal": res}
