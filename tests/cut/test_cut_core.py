@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
@@ -74,18 +73,25 @@ def _reference_logits(lm, plan: CutPlan, ids, mask):
         return lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_pruned_logits_equal_skip_reference_and_reload(family, tmp_path):
+def _pruned(family, tmp_path):
+    """Cut 2 blocks of tiny ``family``: (lm, plan, saved dir, ids, mask, skip reference)."""
     lm = wrap_tiny(family)
     w = random_windows(n=20, seq_len=16)
     method = "angular" if family == "gemma3" else "replaceme-ls"
     plan = plan_cut(lm, w, method=method, n=2)
-    first = plan.removed[0]
-    assert plan.n_removed == 2 and plan.removed == (first, first + 1)
     ids, mask = w.input_ids[:3], w.attention_mask[:3]
     ref = _reference_logits(lm, plan, ids, mask)
     n0 = lm.num_layers
     apply_cut_(lm, plan)
+    out = save_pruned(lm, plan, tmp_path / f"pruned-{family}")
+    return lm, plan, n0, out, ids, mask, ref
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_pruned_logits_equal_skip_reference_and_reload(family, tmp_path):
+    lm, plan, n0, out, ids, mask, ref = _pruned(family, tmp_path)
+    first = plan.removed[0]
+    assert plan.n_removed == 2 and plan.removed == (first, first + 1)
     assert lm.num_layers == n0 - 2
     cfg = lm.model.config.get_text_config()
     assert cfg.num_hidden_layers == n0 - 2
@@ -96,32 +102,49 @@ def test_pruned_logits_equal_skip_reference_and_reload(family, tmp_path):
         kept = [i for i in range(n0) if i not in plan.removed]
         full = ["sliding_attention"] * 5 + ["full_attention"]
         assert cfg.layer_types == [full[i] for i in kept]
-    out = save_pruned(lm, plan, tmp_path / "pruned")
     assert (out / "depthlens.json").is_file() and (out / "model.safetensors").is_file()
-    torch.save(got, tmp_path / "logits.pt")
-    _reload_in_fresh_process(out, tmp_path / "logits.pt", ids)
+    check = {}
+    exec(RELOAD_CHECK, check)  # the same check the fresh process of the e2e test runs
+    check["reload_and_check"](str(out), ids, got)
 
 
-def _reload_in_fresh_process(path: Path, logits_file: Path, ids) -> None:
-    torch.save(ids, logits_file.with_name("ids.pt"))
-    code = textwrap.dedent(f"""
-        import torch
-        from transformers import AutoModelForCausalLM
-        m = AutoModelForCausalLM.from_pretrained({str(path)!r}).eval()
-        ids = torch.load({str(logits_file.with_name('ids.pt'))!r})
-        ref = torch.load({str(logits_file)!r})
+# Plain transformers reloads a pruned checkpoint: same logits, and generation with the KV
+# cache equals generation without it. Source text, so a fresh process can run it too.
+RELOAD_CHECK = textwrap.dedent("""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    def reload_and_check(path, ids, ref):
+        m = AutoModelForCausalLM.from_pretrained(path).eval()
         with torch.no_grad():
             got = m(input_ids=ids, use_cache=False).logits
         torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
         out = m.generate(ids[:1, :6], max_new_tokens=8, do_sample=False, use_cache=True)
-        # generation with the KV cache equals recomputing without it
         full = m.generate(ids[:1, :6], max_new_tokens=8, do_sample=False, use_cache=False)
         assert out.shape[1] == 14 and torch.equal(out, full), (out, full)
-        print("ok")
+""")
+
+
+@pytest.mark.e2e  # a fresh process: nothing of depthlens (or of this process) is imported
+def test_pruned_checkpoints_reload_in_a_fresh_process(tmp_path):
+    cases = []
+    for family in FAMILIES:
+        lm, _plan, _n0, out, ids, mask, _ref = _pruned(family, tmp_path)
+        with torch.no_grad():
+            got = lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+        torch.save({"ids": ids, "ref": got}, tmp_path / f"{family}.pt")
+        cases.append((str(out), str(tmp_path / f"{family}.pt")))
+    code = RELOAD_CHECK + textwrap.dedent(f"""
+        import sys
+        for path, blob in {cases!r}:
+            t = torch.load(blob)
+            reload_and_check(path, t["ids"], t["ref"])
+        assert "depthlens" not in sys.modules
+        print("ok", len({cases!r}))
     """)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
-    assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-2000:]
+                         timeout=300)
+    assert res.returncode == 0 and f"ok {len(FAMILIES)}" in res.stdout, res.stderr[-2000:]
 
 
 @pytest.mark.parametrize("method", ["block-influence", "greedy-loss", "last", "random",

@@ -19,7 +19,9 @@ from test_report import IMG_PAYLOAD, SCRIPT_PAYLOAD, hostile, results, tiny_prof
 from depthlens.profiling.result import Profile
 from depthlens.report import build_report
 
-pytestmark = pytest.mark.browser
+# e2e: a real Chromium process. In-process twins (HTML parsed in Python): test_report.py's
+# test_hostile_strings_are_never_live and test_no_external_urls.
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 # Chromium resolves nothing and proxies everything to a closed port: no request can leave.
 OFFLINE_FLAGS = [
