@@ -68,6 +68,18 @@ except DepthlensError as exc:
 """
 
 
+def test_a_file_that_appears_after_the_check_is_not_replaced(tmp_path: Path) -> None:
+    """In-process twin of the two-process race below: another run writes in between."""
+    out = tmp_path / "o.json"
+    dio.check_output_path(out, overwrite=False)  # our run checks while the path is free
+    out.write_text('{"run": "a"}')  # ... the other run finishes first
+    with pytest.raises(DepthlensError, match=r"already exists \(another run wrote it"):
+        dio.atomic_write_json(out, {"run": "b"})
+    assert out.read_text() == '{"run": "a"}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.json"]  # no temporary
+
+
+@pytest.mark.e2e  # two real processes race
 def test_two_writers_without_overwrite_only_one_succeeds(tmp_path: Path) -> None:
     """Two processes pass the early check, then both write: exactly one may succeed."""
     import subprocess
