@@ -372,8 +372,13 @@ def _interrupt_when(cmd: list[str], marker: str) -> tuple[int, str]:
     else:
         proc.wait(timeout=60)
         pytest.fail(f"never saw {marker!r}: {''.join(seen)}")
-    rest = proc.stderr.read()
-    return proc.wait(timeout=120), "".join(seen) + rest
+    try:  # a run that swallows the interrupt must fail the test, not hang it
+        _, rest = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, rest = proc.communicate()
+        pytest.fail(f"still running 120 s after SIGINT: {''.join(seen)}{rest}")
+    return proc.returncode, "".join(seen) + rest
 
 
 class _CtrlCAfter:
