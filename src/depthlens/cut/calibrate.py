@@ -215,7 +215,7 @@ def solve_ls(a: torch.Tensor, b: torch.Tensor, ridge: float = 0.0) -> tuple[torc
     Returns (T, α used), T in float64.
     """
     d = a.shape[0]
-    eye = torch.eye(d, dtype=a.dtype)
+    eye = torch.eye(d, dtype=a.dtype, device=a.device)
     alpha = float(ridge)
     for _ in range(8):
         chol, info = torch.linalg.cholesky_ex(a + alpha * eye)
