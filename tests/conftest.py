@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
@@ -42,6 +43,22 @@ def random_windows(
 @pytest.fixture
 def tiny_llama() -> LoadedModel:
     return wrap_tiny("llama")
+
+
+# A 1x1 PNG: what report figures become in tests about captions, structure or wiring
+# rather than pixels (rasterising ~13 figures costs ~1 s per report). Pixels are checked
+# by tests/report/test_report.py::test_every_plot_present_and_a_real_png.
+ONE_PIXEL_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+@pytest.fixture
+def no_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report's figures are still drawn (every matplotlib call runs), not rasterised."""
+    import depthlens.report.plots as plots
+
+    monkeypatch.setattr(plots, "png_bytes", lambda fig: ONE_PIXEL_PNG)
 
 
 @pytest.fixture(scope="session")

@@ -59,6 +59,7 @@ def extra_record(monkeypatch: pytest.MonkeyPatch) -> MetricRecord:
     ))
 
 
+@pytest.mark.usefixtures("no_pixels")  # the record's text is checked, not pixels
 def test_a_new_record_appears_in_table_report_and_docs(extra_record: MetricRecord) -> None:
     from tests_profile_fixture import small_profile
 

@@ -41,22 +41,6 @@ def tiny_profile() -> dict[str, Any]:
     return json.loads(json.dumps(prof.to_dict()))
 
 
-# A 1x1 PNG: what drawn figures become in tests that check captions, structure or wiring
-# rather than pixels (rendering ~13 PNGs costs ~1 s per report). The pixels of every plot
-# are checked once, on the hostile page, by test_every_plot_present_and_a_real_png.
-ONE_PIXEL_PNG = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
-)
-
-
-@pytest.fixture
-def no_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Figures are still drawn (every matplotlib call runs) but not rasterised."""
-    import depthlens.report.plots as plots
-
-    monkeypatch.setattr(plots, "png_bytes", lambda fig: ONE_PIXEL_PNG)
-
-
 @pytest.fixture(scope="module")
 def hostile_page(tiny_profile: dict[str, Any]) -> str:
     """The full report (every plot, really rendered) of a profile and results full of
