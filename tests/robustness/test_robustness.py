@@ -359,9 +359,19 @@ def test_profile_of_another_model(tmp_path: Path) -> None:
 # -- signals -------------------------------------------------------------------------------
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt_when(cmd: list[str], marker: str) -> tuple[int, str]:
-    """Start ``cmd``, send SIGINT once ``marker`` appears on stderr; (rc, stderr)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    """Start ``cmd``, send SIGINT once ``marker`` appears on stderr; (rc, stderr).
+
+    The child gets SIGINT's default disposition back: a shell without job control starts
+    background commands (``pytest … &``) with SIGINT ignored, children inherit that, and
+    Python then installs no KeyboardInterrupt handler, so the SIGINT would do nothing.
+    """
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)  # fmt: skip
     assert proc.stderr is not None
     seen = []
     for line in proc.stderr:
