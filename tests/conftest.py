@@ -20,6 +20,18 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A session without e2e tests (the fast tier) runs torch on one thread.
+
+    Tiny models gain nothing from a second thread, and on a shared machine two threads
+    spinning per op made the fast tier 4x slower (199 s vs 53 s wall at load average ~3.9).
+    Decided once per session, so every result in it uses the same thread count; sessions
+    with e2e tests keep two threads, as their child processes do.
+    """
+    if not any(item.get_closest_marker("e2e") for item in session.items):
+        torch.set_num_threads(1)
+
+
 def wrap_tiny(name: str) -> LoadedModel:
     """A tiny random model as a LoadedModel (no tokenizer: tests build token ids)."""
     model = tiny_model(name)
