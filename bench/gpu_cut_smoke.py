@@ -54,17 +54,18 @@ def _cut(base: Any, device: str, method: str, w: TokenWindows) -> tuple[Any, tor
     return plan.removed, logits
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda")
-    a = ap.parse_args()
+    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated")
+    a = ap.parse_args(argv)
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu_cut_smoke: skipped: torch sees no CUDA device")
         return 0
     torch.manual_seed(0)
     base, w = tiny_model("llama"), _windows()
     ok = True
-    for method in METHODS:
+    for method in a.methods.split(","):
         try:
             r_cpu, l_cpu = _cut(base, "cpu", method, w)
             r_dev, l_dev = _cut(base, a.device, method, w)
