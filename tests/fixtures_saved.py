@@ -17,6 +17,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast
 SPECIALS = {"<pad>": PAD_ID, "<s>": BOS_ID, "</s>": EOS_ID}
 
 
+class Killed(BaseException):
+    """Stands in for SIGKILL in-process: no ``except Exception`` handler catches it."""
+
+
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
     """A whitespace word-level tokenizer whose ids match the tiny models' vocabulary."""
     from tokenizers import Tokenizer, models, pre_tokenizers

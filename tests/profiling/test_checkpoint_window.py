@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures_saved import save_tiny, write_text
+from fixtures_saved import Killed, save_tiny, write_text
 from safetensors import safe_open
 
 from depthlens.cli.main import main
@@ -59,8 +59,14 @@ def _drop_created(x: Any) -> Any:
     return x
 
 
-class Killed(BaseException):
-    """Stands in for SIGKILL in-process: no ``except Exception`` handler catches it."""
+def _assert_equals_uninterrupted(tmp_path: Path, model: Path, text: Path, out: Path) -> None:
+    """The resumed output equals an uninterrupted run's, and nothing else is left behind."""
+    ref = tmp_path / "ref.json"
+    assert main(_args(model, text, ref)) == 0
+    got, want = json.loads(out.read_text()), json.loads(ref.read_text())
+    assert "causal" in got["extra"]
+    assert _drop_created(got) == _drop_created(want)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "out.json", "ref.json", "t.txt"]
 
 
 def test_crash_between_pass_and_write_resumes(
@@ -93,12 +99,7 @@ def test_crash_between_pass_and_write_resumes(
     assert calls == []  # resumed: no batch was profiled again
     assert not ckpt.exists()  # deleted once the output was on disk
 
-    ref = tmp_path / "ref.json"
-    assert main(_args(model, text, ref)) == 0
-    got, want = json.loads(out.read_text()), json.loads(ref.read_text())
-    assert "causal" in got["extra"]
-    assert _drop_created(got) == _drop_created(want)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "out.json", "ref.json", "t.txt"]
+    _assert_equals_uninterrupted(tmp_path, model, text, out)
 
 
 @pytest.mark.e2e  # a real process killed with SIGKILL
@@ -121,9 +122,4 @@ def test_sigkill_between_pass_and_write_resumes(tmp_path: Path) -> None:
     assert "profile forwards: 0" in rerun.stdout  # resumed: no batch was profiled again
     assert not ckpt.exists()  # deleted once the output was on disk
 
-    ref = tmp_path / "ref.json"
-    assert main(_args(model, text, ref)) == 0
-    got, want = json.loads(out.read_text()), json.loads(ref.read_text())
-    assert "causal" in got["extra"]
-    assert _drop_created(got) == _drop_created(want)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "out.json", "ref.json", "t.txt"]
+    _assert_equals_uninterrupted(tmp_path, model, text, out)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import random_windows, wrap_tiny
-from fixtures_saved import save_tiny, write_text
+from fixtures_saved import Killed, save_tiny, write_text
 from safetensors import safe_open
 
 from depthlens.cli.main import main
@@ -48,10 +48,6 @@ def _without_created(path: Path) -> dict[str, object]:
     doc = json.loads(path.read_text())
     doc.pop("created")
     return doc
-
-
-class Killed(BaseException):
-    """Stands in for SIGKILL in-process: no ``except Exception`` handler catches it."""
 
 
 def test_crash_mid_run_then_rerun_resumes_and_equals_uninterrupted(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures_saved import Killed
 from safetensors.torch import load_file
 from train_helpers import tiny_args, write_text
 
@@ -30,10 +31,6 @@ loop.step_loss = slow
 from depthlens.cli.main import main
 sys.exit(main(sys.argv[2:]))
 """
-
-
-class Killed(BaseException):
-    """Stands in for SIGKILL in-process: no ``except Exception`` handler catches it."""
 
 
 def test_crash_then_resume_gives_identical_weights(tmp_path: Path, capsys, monkeypatch) -> None:  # noqa: ANN001
