@@ -8,6 +8,7 @@ multiplier, a logit scale or soft-cap, parallel blocks).
 from __future__ import annotations
 
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from depthlens.arch.spec import FAMILIES, ArchSpec, get_submodule
 from depthlens.arch.wiring import wire
@@ -16,6 +17,38 @@ from depthlens.errors import UnsupportedArchitectureError
 _ATTN_NAMES = ("self_attn", "attn", "attention", "self_attention")
 _MLP_NAMES = ("mlp", "feed_forward", "ffn", "ff")
 _NORM_NAMES = ("norm", "ln_f", "final_layernorm", "final_layer_norm", "final_norm")
+# A block's input norms, by the names the common layouts give them.
+_ATTN_NORM_NAMES = ("input_layernorm", "ln_1", "attention_norm", "attn_norm", "ln_attn")
+_MLP_NORM_NAMES = ("post_attention_layernorm", "ln_2", "ffn_norm", "mlp_norm", "ln_mlp")
+
+
+def _linears(block: nn.Module, child: str) -> tuple[str, ...]:
+    """Dotted names (from the block) of the Linear / Conv1D layers under ``child``."""
+    sub = block.get_submodule(child)
+    return tuple(
+        f"{child}.{n}" for n, m in sub.named_modules() if n and isinstance(m, nn.Linear | Conv1D)
+    )
+
+
+def _sublayer_fields(block: nn.Module, attn: str, mlp: str) -> dict[str, object]:
+    """The ArchSpec fields naming the sublayers' modules, norms, linears and cache index.
+
+    A module whose input norm is not found by name is left None (its input is not known:
+    what needs it, such as filling the KV cache from a norm's output, is refused).
+    """
+    children = dict(block.named_children())
+    attn_norm = next((n for n in _ATTN_NORM_NAMES if n in children), None)
+    mlp_norm = next((n for n in _MLP_NORM_NAMES if n in children), None)
+    has_index = hasattr(block.get_submodule(attn), "layer_idx")
+    return dict(
+        attn_module=attn if attn_norm else None,
+        attn_norm=attn_norm,
+        mlp_module=mlp if mlp_norm else None,
+        mlp_norm=mlp_norm,
+        attn_linears=_linears(block, attn),
+        mlp_linears=_linears(block, mlp),
+        cache_index_attr="layer_idx" if has_index else None,
+    )
 
 
 def _largest_block_list(model: nn.Module) -> tuple[str, nn.ModuleList] | None:
@@ -78,5 +111,6 @@ def find_generic_spec(model: nn.Module) -> ArchSpec:
         unembed=unembed,
         causal=bool(unembed),
         notes="found by the generic fallback (pre-norm, sequential, unscaled assumed)",
+        **_sublayer_fields(blocks[0], attn, mlp),  # type: ignore[arg-type]
     )
     return wire(model, spec)

@@ -52,6 +52,24 @@ class ArchSpec:
     # a cut changes when the model is rebuilt from its config: cutting is refused.
     depth_dependent: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     notes: str = ""
+    # The sublayers' real modules, from a block, as the block calls them: ``attn_module``
+    # mixes positions (and owns the block's KV-cache layer) and is called on
+    # ``attn_norm(h)``; ``mlp_module`` is called on ``mlp_norm(...)`` (of h_l + a_l, or of
+    # h_l when parallel). A norm of None: the module reads the stream unnormalised (OLMo 2,
+    # post-norm families). A module of None: no single module is that sublayer (BERT's MLP
+    # is split over two), or the generic fallback could not find its input norm.
+    attn_module: str | None = None
+    attn_norm: str | None = None
+    mlp_module: str | None = None
+    mlp_norm: str | None = None
+    # The linear layers (nn.Linear, or GPT-2's Conv1D) of each sublayer, from a block: the
+    # LoRA targets when healing. Empty: not known, so healing with LoRA is refused.
+    attn_linears: tuple[str, ...] = ()
+    mlp_linears: tuple[str, ...] = ()
+    # KV cache: the attribute of ``attn_module`` holding the index of the cache layer it
+    # reads and writes (a cut renumbers it). None: the family keeps no KV cache (encoders,
+    # the lab model); see depthlens.arch.kv for the per-layer layout of a loaded model.
+    cache_index_attr: str | None = None
     # Wiring (see depthlens.arch.wiring): fixed facts, and the config attributes that hold
     # the rest. Branch values come from the text config (the blocks read it); logit values
     # from the model's own config (the head that applies them reads it: Gemma 3's
@@ -85,6 +103,11 @@ class ArchSpec:
         return tuple(k for k in keys if k is not None)
 
     @property
+    def lora_targets(self) -> tuple[str, ...]:
+        """Every linear of a block that LoRA adapts (attention first), from the block."""
+        return self.attn_linears + self.mlp_linears
+
+    @property
     def has_lens(self) -> bool:
         """Whether the logit lens is defined (a causal LM with a final norm and head)."""
         return self.causal and self.unembed is not None
@@ -103,6 +126,13 @@ _LLAMA_LIKE: dict[str, Any] = dict(
     mlp_out_proj="mlp.down_proj",
     final_norm="model.norm",
     unembed="lm_head",
+    attn_module="self_attn",
+    attn_norm="input_layernorm",
+    mlp_module="mlp",
+    mlp_norm="post_attention_layernorm",
+    attn_linears=("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"),
+    mlp_linears=("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"),
+    cache_index_attr="layer_idx",
 )
 
 
@@ -134,11 +164,13 @@ FAMILIES: dict[str, ArchSpec] = {
         _llama_like("gemma", ("gemma",)),
         _llama_like(
             "gemma2", ("gemma2", "gemma3", "gemma3_text"), **_SANDWICH,
+            mlp_norm="pre_feedforward_layernorm",
             softcap_key="final_logit_softcapping",
             notes="sandwich norms; ReplaceMe unsupported (MLP output is normalised)",
         ),
         _llama_like(
             "olmo2", ("olmo2",), **_SANDWICH,  # no pre-norms: x + post_norm(f(x))
+            attn_norm=None, mlp_norm=None,
             notes="post-sublayer norms only; ReplaceMe unsupported (MLP output is normalised)",
         ),
         ArchSpec(
@@ -150,6 +182,13 @@ FAMILIES: dict[str, ArchSpec] = {
             mlp_out_proj="mlp.c_proj",  # Conv1D: weight is (in, out)
             final_norm="transformer.ln_f",
             unembed="lm_head",
+            attn_module="attn",
+            attn_norm="ln_1",
+            mlp_module="mlp",
+            mlp_norm="ln_2",
+            attn_linears=("attn.c_attn", "attn.c_proj"),  # Conv1D, fused q/k/v
+            mlp_linears=("mlp.c_fc", "mlp.c_proj"),
+            cache_index_attr="layer_idx",
             depth_dependent=(("scale_attn_by_inverse_layer_idx", (True,)),),  # 1/(layer_idx+1)
         ),
         ArchSpec(
@@ -161,16 +200,34 @@ FAMILIES: dict[str, ArchSpec] = {
             mlp_out_proj="mlp.dense_4h_to_h",
             final_norm="gpt_neox.final_layer_norm",
             unembed="lm_head",  # "embed_out" before transformers 5 (renamed on load)
+            attn_module="attention",
+            attn_norm="input_layernorm",
+            mlp_module="mlp",
+            mlp_norm="post_attention_layernorm",  # reads h_l when parallel, else h_l + a_l
+            attn_linears=("attention.query_key_value", "attention.dense"),
+            mlp_linears=("mlp.dense_h_to_4h", "mlp.dense_4h_to_h"),
+            cache_index_attr="layer_idx",
             parallel_key="use_parallel_residual",
             notes="parallel attention/MLP when use_parallel_residual",
         ),
         _llama_like(
             "phi", ("phi",), mlp_out_proj="mlp.fc2", final_norm="model.final_layernorm",
             parallel=True, notes="parallel attention/MLP",
+            mlp_norm="input_layernorm",  # one norm feeds both sublayers
+            attn_linears=("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                          "self_attn.dense"),
+            mlp_linears=("mlp.fc1", "mlp.fc2"),
         ),
-        _llama_like("phi3", ("phi3",)),
+        _llama_like(
+            "phi3", ("phi3",),
+            attn_linears=("self_attn.qkv_proj", "self_attn.o_proj"),  # fused q/k/v
+            mlp_linears=("mlp.gate_up_proj", "mlp.down_proj"),  # fused gate/up
+        ),
         # the worked example of docs/ADDING.md (which spells every path out)
-        _llama_like("starcoder2", ("starcoder2",), mlp_out_proj="mlp.c_proj"),
+        _llama_like(
+            "starcoder2", ("starcoder2",), mlp_out_proj="mlp.c_proj",
+            mlp_linears=("mlp.c_fc", "mlp.c_proj"),
+        ),
         ArchSpec(
             family="bert",
             model_types=("bert", "roberta"),
@@ -187,6 +244,12 @@ FAMILIES: dict[str, ArchSpec] = {
             causal=False,
             norm="post",
             notes="post-norm encoder; no logit lens",
+            attn_module="attention.self",  # reads h_l; attention.output adds and normalises
+            mlp_module=None,  # intermediate (up + activation), then output (down + add + norm)
+            attn_linears=("attention.self.query", "attention.self.key",
+                          "attention.self.value", "attention.output.dense"),
+            mlp_linears=("intermediate.dense", "output.dense"),
+            cache_index_attr=None,  # an encoder: no KV cache
         ),
         ArchSpec(
             # depthlens's own lab models (depthlens.train) that no standard class expresses:
@@ -208,6 +271,12 @@ FAMILIES: dict[str, ArchSpec] = {
             # so a cut lab model rebuilt from its config is exact.
             per_layer_config=("block_index",),
             notes="post-norm lab model (post-ln, deepnorm); ReplaceMe unsupported",
+            attn_module="attention.branch",  # F of N(α·h + F(h)): reads h unnormalised
+            mlp_module="feed_forward.branch",
+            attn_linears=tuple(f"attention.branch.{p}_proj" for p in "qkvo"),
+            mlp_linears=("feed_forward.branch.gate_proj", "feed_forward.branch.up_proj",
+                         "feed_forward.branch.down_proj"),
+            cache_index_attr=None,  # recomputes the whole sequence at every step
         ),
     ]
 }
@@ -215,6 +284,22 @@ FAMILIES: dict[str, ArchSpec] = {
 
 def _model_type_index() -> dict[str, ArchSpec]:
     return {mt: spec for spec in FAMILIES.values() for mt in spec.model_types}
+
+
+def is_causal_lm(config: Any, family: str | None = None) -> bool:
+    """Whether a model with ``config`` loads as a causal LM, else as an encoder.
+
+    Read from the family's spec (``family`` as passed to ``--arch``, else the one of the
+    config's ``model_type``) before the model is built; a type no family knows is taken as
+    causal unless its config says it is an encoder-decoder.
+    """
+    if getattr(config, "is_encoder_decoder", False):
+        return False
+    if family is not None and family != "generic":
+        spec = FAMILIES.get(family)
+    else:
+        spec = _model_type_index().get(str(getattr(config, "model_type", None)))
+    return spec.causal if spec is not None else True
 
 
 def get_submodule(root: nn.Module, path: str) -> nn.Module:

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from depthlens.arch.kv import cache_kwarg
 from depthlens.arch.spec import blocks_of
 from depthlens.capture.hooks import first_tensor, hooks
 from depthlens.errors import DepthlensError
@@ -53,12 +54,6 @@ class DecodeResult:
     kv_fill: str
     cache: Any = None  # the HF cache after the last step (for inspection)
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _cache_kwarg(model: nn.Module) -> str:
-    """``cache`` (transformers ≥ 5.x) or ``past_key_values`` (older)."""
-    params = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
 
 
 def resolve_kv_fill(blocks: list[nn.Module], kv_fill: KvFill) -> str:
@@ -128,7 +123,7 @@ def greedy_decode(lm: LoadedModel, prompt_ids: torch.Tensor, max_new_tokens: int
     n_layers = len(blocks)
     fill = resolve_kv_fill(blocks, kv_fill)
     cache = DynamicCache(config=model.config)
-    ckw = {_cache_kwarg(model): cache, "use_cache": True}
+    ckw = {cache_kwarg(model): cache, "use_cache": True}
     if "logits_to_keep" in inspect.signature(model.forward).parameters:
         ckw["logits_to_keep"] = 1
     ex = _ExitHooks(blocks, lens, rule, fill) if lens is not None and rule is not None else None

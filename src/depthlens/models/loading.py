@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from depthlens.arch.spec import ArchSpec, blocks_of, resolve_arch
+from depthlens.arch.spec import ArchSpec, blocks_of, is_causal_lm, resolve_arch
 from depthlens.errors import DepthlensError
 from depthlens.io import atomic_dir
 from depthlens.models.checks import (
@@ -259,11 +259,7 @@ def _load_dir(path: Path, ref: str, source: str, opts: _LoadOptions) -> LoadedMo
         use_safetensors=None if allow_pickle else True,
         **{k: v for k, v in opts.placement.items() if v is not None},
     )
-    is_encoder = bool(getattr(cfg, "is_encoder_decoder", False)) or cfg.model_type in (
-        "bert",
-        "roberta",
-    )
-    auto = AutoModel if is_encoder else AutoModelForCausalLM
+    auto = AutoModelForCausalLM if is_causal_lm(cfg, opts.arch) else AutoModel
     try:
         with quiet_transformers():
             # Mismatched shapes come back in `info` (then refused below, with their names)
