@@ -1,6 +1,6 @@
 """The generic fallback: find the blocks of a model whose type is in no family table entry.
 
-It assumes pre-norm, sequential, unscaled wiring, and :func:`~depthlens.arch.wiring.wire`
+It assumes pre-norm, sequential, unscaled wiring, and :func:`~depthlens.arch.binding.wire`
 refuses a model whose config or blocks say otherwise (post-sublayer norms, a branch
 multiplier, a logit scale or soft-cap, parallel blocks).
 """
@@ -10,8 +10,9 @@ from __future__ import annotations
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from depthlens.arch.spec import FAMILIES, ArchSpec, get_submodule
-from depthlens.arch.wiring import wire
+from depthlens.arch.binding import wire
+from depthlens.arch.families import FAMILIES
+from depthlens.arch.layout import ArchSpec, get_submodule
 from depthlens.errors import UnsupportedArchitectureError
 
 _ATTN_NAMES = ("self_attn", "attn", "attention", "self_attention")
@@ -96,8 +97,11 @@ def find_generic_spec(model: nn.Module) -> ArchSpec:
         unembed = next((n for n, m in model.named_modules() if m is head), None)
     mlp_children = dict(children[mlp].named_children())
     out_proj = next(
-        (f"{mlp}.{n}" for n in ("down_proj", "c_proj", "fc2", "dense_4h_to_h", "w2")
-         if n in mlp_children),
+        (
+            f"{mlp}.{n}"
+            for n in ("down_proj", "c_proj", "fc2", "dense_4h_to_h", "w2")
+            if n in mlp_children
+        ),
         None,
     )
     spec = ArchSpec(

@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from depthlens.arch.spec import ArchSpec, blocks_of
+from depthlens.arch.layout import ArchSpec, blocks_of
 from depthlens.errors import UnsupportedArchitectureError
 
 

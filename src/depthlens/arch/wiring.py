@@ -4,7 +4,8 @@ A block computes h_{l+1} = h_l + a_l + m_l for every family depthlens supports; 
 is where the norms sit, whether the MLP reads h_l or h_l + a_l, whether each branch is
 scaled before the add, and what the head does to the logits. :class:`Wiring` holds the
 resolved values of one loaded model; the static half (fixed facts and the names of the
-config attributes that hold the rest) lives on :class:`~depthlens.arch.spec.ArchSpec`.
+config attributes that hold the rest) lives on :class:`~depthlens.arch.layout.ArchSpec`;
+:mod:`depthlens.arch.binding` resolves one against a loaded model.
 """
 
 from __future__ import annotations
@@ -12,14 +13,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from torch import nn
 
 from depthlens.errors import UnsupportedArchitectureError
-
-if TYPE_CHECKING:
-    from depthlens.arch.spec import ArchSpec
 
 #: Where the norms sit in a block.
 #: "pre": x + f(norm(x)) (Llama, GPT-2, ...). "sandwich": x + post_norm(f(...)), the
@@ -85,74 +83,8 @@ def is_neutral(key: str, value: Any) -> bool:
     return value is None or bool(value == WIRING_CONFIG_KEYS[key])
 
 
-#: Block children that mean "this sublayer's output is normalised before the add".
-_POST_SUBLAYER_NORMS = ("post_feedforward_layernorm", "post_mlp_layernorm", "post_ffw_norm")
-
-
-def _configs(model: nn.Module) -> tuple[Any, Any]:
+def model_configs(model: nn.Module) -> tuple[Any, Any]:
     """(the model's own config, its text config); either may be None."""
     cfg = getattr(model, "config", None)
     get_text = getattr(cfg, "get_text_config", None)
     return cfg, (get_text() if callable(get_text) else cfg)
-
-
-def _refuse_unexplained(model: nn.Module, spec: ArchSpec, cfg: Any, text: Any) -> None:
-    """Refuse a model whose wiring the spec cannot describe (it would give wrong numbers)."""
-    from depthlens.arch.spec import FAMILIES, blocks_of  # the table is built from this module
-
-    for key in WIRING_CONFIG_KEYS:
-        if key in spec.wiring_keys:
-            continue
-        for c in (text, cfg):
-            value = getattr(c, key, None)
-            if not is_neutral(key, value):
-                readers = [f.family for f in FAMILIES.values() if key in f.wiring_keys]
-                raise UnsupportedArchitectureError(
-                    f"the model's config sets {key} = {value!r}, which the '{spec.family}' "
-                    "layout does not account for (it changes what each block adds or what "
-                    "the head outputs), so every number would be wrong; "
-                    + (f"pass --arch {' or '.join(readers)} if the layout matches"
-                       if readers else "no depthlens family supports it")
-                )  # fmt: skip
-    if spec.norm == "pre":
-        children = dict(blocks_of(model, spec)[0].named_children())
-        found = [n for n in _POST_SUBLAYER_NORMS if n in children]
-        if found:
-            raise UnsupportedArchitectureError(
-                f"the model's blocks have a post-sublayer norm ('{found[0]}'), but the "
-                f"'{spec.family}' layout is pre-norm: what a sublayer adds would be misread; "
-                "pass --arch gemma2 or --arch olmo2 if the layout matches"
-            )
-
-
-def wire(model: nn.Module, spec: ArchSpec) -> ArchSpec:
-    """``spec`` with its :class:`Wiring` resolved from ``model``'s configs."""
-    cfg, text = _configs(model)
-    _refuse_unexplained(model, spec, cfg, text)
-    parallel = spec.parallel
-    if spec.parallel_key is not None:
-        parallel = bool(getattr(text, spec.parallel_key, parallel))
-    mult = config_float(text, spec.multiplier_key)
-    scale = config_float(cfg, spec.logit_scale_key)
-    wiring = Wiring(
-        norm=spec.norm,
-        parallel=parallel,
-        branch_multiplier=1.0 if mult is None else mult,
-        logit_scale=1.0 if scale is None else scale,
-        logit_softcap=config_float(cfg, spec.softcap_key),
-    )
-    return dataclasses.replace(spec, resolved=wiring)
-
-
-def cut_refusal(model: nn.Module, spec: ArchSpec) -> str | None:
-    """Why removing blocks from ``model`` cannot be exact, or None when it can."""
-    _, text = _configs(model)
-    for key, values in spec.depth_dependent:
-        value = getattr(text, key, None)
-        if value in values:
-            return (
-                f"the model's config sets {key} = {value!r}, which makes each block depend on "
-                "the model's depth or the block's index; a cut model rebuilt from its config "
-                "would compute something else, so cutting it is not supported"
-            )
-    return None
