@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,11 @@ def example(kind: str) -> str:
 
 
 @pytest.fixture
-def scratch_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+def scratch_registry() -> Iterator[None]:
     """Records registered by a test disappear after it."""
-    registry.all_metrics()  # import every family first, so none registers into the copy
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    registry.all_metrics()  # import every family first, so none registers into the scope
+    with registry.METRICS.scoped():
+        yield
 
 
 def test_the_metric_example_is_profiled(scratch_registry: None) -> None:
