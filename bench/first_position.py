@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from depthlens.arch.spec import blocks_of
-from depthlens.cut import CalibrationOptions, apply_cut_, plan_cut
+from depthlens.cut import CalibrationOptions, CutOptions, apply_cut_, plan_cut
 from depthlens.data import check_disjoint, load_text, make_windows
 from depthlens.evaluate.perplexity import evaluate_perplexity
 from depthlens.models import load_model
@@ -98,8 +98,9 @@ def main() -> None:
         for keep_first in (True, False):
             t0 = time.perf_counter()
             opts = CalibrationOptions(fit_include_first_token=keep_first)
-            plan = plan_cut(lm, calib, method="replaceme-ls", n=a.remove, calibration=opts,
-                            progress=False)  # fmt: skip
+            plan = plan_cut(
+                lm, calib, "replaceme-ls", CutOptions(n=a.remove, calibration=opts), progress=False
+            )
             start = plan.removed[0]
             assert plan.transform is not None
             res = residuals(lm, evals["bos"], start, a.remove, plan.transform.double())

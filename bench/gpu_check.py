@@ -129,7 +129,7 @@ def _mc_scores(lm: Any, windows: Any) -> list[float]:
 def run_commands(s: Setup, device: str, dtype: str, ref_plan: Any = None) -> dict[str, Any]:
     """Every command's numbers on (device, dtype), as CPU tensors / Python values."""
     from depthlens.causal import SkipOptions, ThinkOptions, skip_sweep, think
-    from depthlens.cut import apply_cut_, plan_cut
+    from depthlens.cut import CutOptions, apply_cut_, plan_cut
     from depthlens.evaluate.perplexity import evaluate_perplexity
     from depthlens.models import load_model
     from depthlens.profiling import ProfileOptions, profile
@@ -144,7 +144,7 @@ def run_commands(s: Setup, device: str, dtype: str, ref_plan: Any = None) -> dic
     out["profile.angular"] = prof.angular_distance
     out["profile.lens"] = [prof.metrics[k] for k in LENS]
     plan_w = _windows(lm, "wiki-calib", s.plan_tokens, s.seq_len)
-    plan = plan_cut(lm, plan_w, method="replaceme-ls", n=s.remove)
+    plan = plan_cut(lm, plan_w, "replaceme-ls", CutOptions(n=s.remove))
     out["plan"] = plan
     out["eval.nll"] = evaluate_perplexity(lm, evalw)["nll"]
     out["eval.mc"] = _mc_scores(lm, evalw)

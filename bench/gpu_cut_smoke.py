@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from tiny_models import tiny_model  # noqa: E402
 
 from depthlens.arch.spec import resolve_arch  # noqa: E402
-from depthlens.cut import METHODS, apply_cut_, plan_cut  # noqa: E402
+from depthlens.cut import METHODS, CutOptions, apply_cut_, plan_cut  # noqa: E402
 from depthlens.cut.search import SearchOptions  # noqa: E402
 from depthlens.data import TokenWindows  # noqa: E402
 from depthlens.models.loading import LoadedModel  # noqa: E402
@@ -47,7 +47,7 @@ def _lm(model: Any, device: str) -> LoadedModel:
 def _cut(base: Any, device: str, method: str, w: TokenWindows) -> tuple[Any, torch.Tensor]:
     lm = _lm(base, device)
     search = SearchOptions(beam=2, score_windows=2, batch_size=2)
-    plan = plan_cut(lm, w, method=method, n=2, greedy_windows=2, search=search)
+    plan = plan_cut(lm, w, method, CutOptions(n=2, greedy_windows=2, search=search))
     apply_cut_(lm, plan)
     with torch.inference_mode():
         logits = lm.model(input_ids=w.input_ids[:2].to(lm.device)).logits.float().cpu()

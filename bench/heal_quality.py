@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from prune_quality import ratio_stats, window_nll  # noqa: E402
 
 from depthlens.cli.cut_cmd import parse_blocks  # noqa: E402
-from depthlens.cut import CalibrationOptions, apply_cut_, plan_cut  # noqa: E402
+from depthlens.cut import CalibrationOptions, CutOptions, apply_cut_, plan_cut  # noqa: E402
 from depthlens.data import load_text, make_windows  # noqa: E402
 from depthlens.heal import HealOptions, heal_  # noqa: E402
 from depthlens.models import load_model  # noqa: E402
@@ -53,8 +53,12 @@ def main() -> None:
                                   max_tokens=a.news_tokens or None)}  # fmt: skip
     base = {k: window_nll(ref, w) for k, w in evals.items()}
     cut = load_model(a.model)
-    plan = plan_cut(cut, calib, method="replaceme-multi", blocks=parse_blocks(a.blocks),
-                    calibration=CalibrationOptions(batch_size=2))  # fmt: skip
+    plan = plan_cut(
+        cut,
+        calib,
+        "replaceme-multi",
+        CutOptions(blocks=parse_blocks(a.blocks), calibration=CalibrationOptions(batch_size=2)),
+    )
     apply_cut_(cut, plan)
     rows = {"cut": {k: ratio_stats(window_nll(cut, w), base[k]) for k, w in evals.items()}}
     man = {"removed": list(plan.removed), "num_layers_original": plan.num_layers,

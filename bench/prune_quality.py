@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from depthlens.cut import METHODS, CalibrationOptions, apply_cut_, plan_cut
+from depthlens.cut import METHODS, CalibrationOptions, CutOptions, apply_cut_, plan_cut
 from depthlens.cut.plan import CutPlan, plan_envelope
 from depthlens.cut.search import SearchOptions, search_removed
 from depthlens.data import check_disjoint, load_text, make_windows
@@ -180,7 +180,9 @@ def _plan(b: Bench, method: str, n: int, prof: Any) -> Any:
                 g = a.greedy_tokens
                 data = dataclasses.replace(b.calib, input_ids=b.calib.input_ids[:, :g],
                                            attention_mask=b.calib.attention_mask[:, :g])
-                b.searches[method] = plan_cut(cut, data, method=method, n=big, greedy_windows=1)
+                b.searches[method] = plan_cut(
+                    cut, data, method, CutOptions(n=big, greedy_windows=1)
+                )
             elif a.no_refit:
                 sopts = dataclasses.replace(search, beam=1 if method == "greedy-ls" else a.beam)
                 removed, sel, b.maps[method] = search_removed(cut, data, big, sopts)
@@ -190,8 +192,12 @@ def _plan(b: Bench, method: str, n: int, prof: Any) -> Any:
                     selection=clean_json(sel), savings={},
                     fit={"mode": "search maps (joint, cached bf16 states, no refit)"})
             else:
-                b.searches[method] = plan_cut(cut, data, method=method, n=big, search=search,
-                                              multi_mode=a.multi_mode, calibration=opts)
+                b.searches[method] = plan_cut(
+                    cut,
+                    data,
+                    method,
+                    CutOptions(n=big, search=search, multi_mode=a.multi_mode, calibration=opts),
+                )
         full = b.searches[method]
         if method == "greedy-loss":
             order = [r["removed"] for r in full.selection["rounds"]][:n]
@@ -203,12 +209,21 @@ def _plan(b: Bench, method: str, n: int, prof: Any) -> Any:
                 full, removed=blocks, merges=b.maps[method][n],
                 selection={**full.selection, "trace": full.selection["trace"][:n]},
                 savings=cut_savings(cut, blocks, a.seq_len))
-        plan = plan_cut(cut, b.calib, method="replaceme-multi", blocks=blocks,
-                        multi_mode=a.multi_mode, calibration=opts)
+        plan = plan_cut(
+            cut,
+            b.calib,
+            "replaceme-multi",
+            CutOptions(blocks=blocks, multi_mode=a.multi_mode, calibration=opts),
+        )
         sel = {**full.selection, "trace": full.selection["trace"][:n]}
         return cut, dataclasses.replace(plan, method=method, selection=sel)
-    return cut, plan_cut(cut, b.calib, method=method, n=n, calibration=opts, profile=prof,
-                         multi_mode=a.multi_mode)
+    return cut, plan_cut(
+        cut,
+        b.calib,
+        method,
+        CutOptions(n=n, calibration=opts, multi_mode=a.multi_mode),
+        profile=prof,
+    )
 
 
 def main() -> None:

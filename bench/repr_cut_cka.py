@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from depthlens.cut import apply_cut_, plan_cut
+from depthlens.cut import CutOptions, apply_cut_, plan_cut
 from depthlens.data import load_text, make_windows
 from depthlens.repr import ReprOptions, load_repr_model, similarity
 from depthlens.repr.report import write_repr_page
@@ -68,7 +68,7 @@ def main() -> None:
     cut = load_repr_model("smollm2-135m")
     calib = make_windows(load_text("wiki-calib"), base.tokenizer, seq_len=512,
                          max_tokens=args.calib_tokens)
-    plan = plan_cut(cut, calib, method="replaceme-ls", n=args.remove)
+    plan = plan_cut(cut, calib, "replaceme-ls", CutOptions(n=args.remove))
     apply_cut_(cut, plan)
     print(f"ReplaceMe removed blocks {list(plan.removed)} (merged into block "
           f"{plan.merge_into}); cut model has {cut.num_layers} blocks")

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from depthlens.cut import apply_cut_, plan_cut
+from depthlens.cut import CutOptions, apply_cut_, plan_cut
 from depthlens.data import load_text, make_windows
 from depthlens.evaluate.speed import RatioStats, interleaved_speed
 from depthlens.models import load_model
@@ -64,7 +64,7 @@ def main() -> None:
         load_text("wiki-calib"), lm.tokenizer, seq_len=512, max_tokens=a.calib_tokens
     )
     cut = copy.deepcopy(lm)
-    plan = plan_cut(cut, win, method="replaceme-ls", n=a.remove, progress=False)
+    plan = plan_cut(cut, win, "replaceme-ls", CutOptions(n=a.remove), progress=False)
     apply_cut_(cut, plan)
     print(f"{a.model}: {lm.num_layers} blocks vs replaceme-ls cut of {plan.removed} "
           f"({cut.num_layers} blocks); load average {os.getloadavg()[0]:.2f}")  # fmt: skip

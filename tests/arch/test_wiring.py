@@ -21,7 +21,7 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 from depthlens.arch.spec import FAMILIES, ArchSpec, blocks_of, resolve_arch
 from depthlens.capture.hooks import block_input, capture_blocks, first_tensor, hooks
 from depthlens.causal.replay import zero_sublayer
-from depthlens.cut import CalibrationOptions, apply_cut_, plan_cut, save_pruned
+from depthlens.cut import CalibrationOptions, CutOptions, apply_cut_, plan_cut, save_pruned
 from depthlens.cut.apply import remove_blocks_
 from depthlens.errors import DepthlensError, UnsupportedArchitectureError
 from depthlens.metrics.lens import Lens
@@ -165,7 +165,7 @@ def test_cut_model_reloads_and_matches_hook_reference(name: str, tmp_path) -> No
     model, spec = _model(name)
     lm = LoadedModel(model, None, spec, ref=f"tiny-{name}", source="test")
     method = "angular" if name in NO_REPLACEME else "replaceme-ls"
-    plan = plan_cut(lm, random_windows(n=4, seq_len=16), method=method, n=2)
+    plan = plan_cut(lm, random_windows(n=4, seq_len=16), method, CutOptions(n=2))
     assert (plan.transform is not None) == (method == "replaceme-ls")
     inputs = _inputs()
     ref = _reference(model, spec, plan, inputs)
@@ -192,7 +192,7 @@ def test_replaceme_refused_where_the_mlp_output_is_not_mergeable(name: str) -> N
     model, spec = _model(name)
     lm = LoadedModel(model, None, spec, ref=f"tiny-{name}", source="test")
     with pytest.raises(DepthlensError, match="--method angular"):
-        plan_cut(lm, random_windows(n=4, seq_len=16), method="replaceme-ls", n=2)
+        plan_cut(lm, random_windows(n=4, seq_len=16), "replaceme-ls", CutOptions(n=2))
 
 
 @pytest.mark.parametrize("name", ["granite", "llama", "gpt_neox", "phi", "gpt2"])
@@ -201,8 +201,9 @@ def test_replaceme_fit_reads_what_the_mlp_adds(name: str) -> None:
     model, spec = _model(name)
     lm = LoadedModel(model, None, spec, ref=f"tiny-{name}", source="test")
     w = random_windows(n=12, seq_len=16)  # 192 rows for a 32 x 32 map: well conditioned
-    plan = plan_cut(lm, w, method="replaceme-ls", n=2,
-                    calibration=CalibrationOptions(holdout_every=0))  # fmt: skip
+    plan = plan_cut(
+        lm, w, "replaceme-ls", CutOptions(n=2, calibration=CalibrationOptions(holdout_every=0))
+    )
     s, n = plan.removed[0], plan.n_removed
     blocks = blocks_of(model, spec)
     got: dict[str, torch.Tensor] = {}

@@ -106,11 +106,11 @@ def test_think_lines_escape_model_tokens() -> None:
 def test_one_span_notation() -> None:
     assert span_text(12, 4) == "12-15" and span_text(7, 1) == "7"
     assert blocks_text([15, 3, 12, 13, 14, 5]) == "3, 5, 12-15"
-    from depthlens.cut import plan_cut
+    from depthlens.cut import CutOptions, plan_cut
     from depthlens.report import captions
 
     assert captions.blocks(12, 15) == "blocks 12-15"
-    plan = plan_cut(wrap_tiny("llama"), random_windows(n=4), method="angular", n=2)
+    plan = plan_cut(wrap_tiny("llama"), random_windows(n=4), "angular", CutOptions(n=2))
     text = plan.preview()
     s = plan.removed[0]
     assert f"blocks {s}-{s + 1}" in plan.selection["why"] and f"{s}-{s + 1}" in text

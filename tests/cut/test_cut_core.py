@@ -11,7 +11,7 @@ import torch
 from conftest import random_windows, wrap_tiny
 
 from depthlens.capture.hooks import first_tensor, hooks
-from depthlens.cut import CalibrationOptions, CutPlan, apply_cut_, plan_cut, save_pruned
+from depthlens.cut import CalibrationOptions, CutOptions, CutPlan, apply_cut_, plan_cut, save_pruned
 from depthlens.cut.calibrate import solve_ls, stream_span_sums
 from depthlens.cut.select import skip_blocks
 from depthlens.data.masks import real_positions
@@ -78,7 +78,7 @@ def _pruned(family, tmp_path):
     lm = wrap_tiny(family)
     w = random_windows(n=20, seq_len=16)
     method = "angular" if family == "gemma3" else "replaceme-ls"
-    plan = plan_cut(lm, w, method=method, n=2)
+    plan = plan_cut(lm, w, method, CutOptions(n=2))
     ids, mask = w.input_ids[:3], w.attention_mask[:3]
     ref = _reference_logits(lm, plan, ids, mask)
     n0 = lm.num_layers
@@ -153,7 +153,7 @@ def test_other_methods_choose_n_blocks(method):
     lm = wrap_tiny("llama")
     w = random_windows(n=20, seq_len=16)
     opts = CalibrationOptions(cos_epochs=2, cos_batch=64, max_samples=200)
-    plan = plan_cut(lm, w, method=method, n=2, calibration=opts, greedy_windows=2)
+    plan = plan_cut(lm, w, method, CutOptions(n=2, calibration=opts, greedy_windows=2))
     assert len(set(plan.removed)) == 2 and all(0 <= i < 4 for i in plan.removed)
     if method == "last":
         assert plan.removed == (1, 2)
@@ -169,7 +169,7 @@ def test_greedy_loss_first_round_is_the_cheapest_single_skip():
 
     lm = wrap_tiny("llama")
     w = random_windows(n=4, seq_len=16)
-    plan = plan_cut(lm, w, method="greedy-loss", n=1, greedy_windows=4)
+    plan = plan_cut(lm, w, "greedy-loss", CutOptions(n=1, greedy_windows=4))
     losses = [calibration_loss(lm, w, (i,), 4) for i in range(4)]
     assert plan.removed == (min(range(4), key=lambda i: losses[i]),)
     # the skip hooks are gone afterwards: the model is unchanged
@@ -179,25 +179,25 @@ def test_greedy_loss_first_round_is_the_cheapest_single_skip():
 def test_replaceme_refused_on_gemma3_names_angular():
     lm = wrap_tiny("gemma3")
     with pytest.raises(DepthlensError, match="angular"):
-        plan_cut(lm, random_windows(n=4), method="replaceme-ls", n=2)
+        plan_cut(lm, random_windows(n=4), "replaceme-ls", CutOptions(n=2))
 
 
 @pytest.mark.parametrize("kw", [{"n": 0}, {"n": 4}, {"ratio": 1.5}, {"ratio": 0.0}])
 def test_bad_amounts(kw):
     lm = wrap_tiny("llama")
     with pytest.raises(DepthlensError):
-        plan_cut(lm, random_windows(n=4), method="last", **kw)
+        plan_cut(lm, random_windows(n=4), "last", CutOptions(**kw))
 
 
 def test_too_little_calibration_text():
     lm = wrap_tiny("llama")  # hidden 32: needs ≥ 32 fit tokens
     with pytest.raises(DepthlensError, match="too little calibration"):
-        plan_cut(lm, random_windows(n=2, seq_len=8), method="replaceme-ls", n=1)
+        plan_cut(lm, random_windows(n=2, seq_len=8), "replaceme-ls", CutOptions(n=1))
 
 
 def test_interrupted_save_leaves_nothing(tmp_path, monkeypatch):
     lm = wrap_tiny("llama")
-    plan = plan_cut(lm, random_windows(n=4), method="last", n=1)
+    plan = plan_cut(lm, random_windows(n=4), "last", CutOptions(n=1))
     apply_cut_(lm, plan)
 
     def boom(*_a, **_k):
@@ -220,8 +220,12 @@ def test_calibration_stops_after_the_span_and_preview_reports_fit():
                         for i, b in enumerate(blocks)]):  # fmt: skip
         stream_span_sums(lm, random_windows(n=4), 1, 1, CalibrationOptions(batch_size=4))
     assert sorted(set(ran)) == [0, 1]  # blocks 2 and 3 never ran
-    plan = plan_cut(lm, random_windows(n=20), method="replaceme-ls", n=1,
-                    calibration=CalibrationOptions(holdout_every=4))
+    plan = plan_cut(
+        lm,
+        random_windows(n=20),
+        "replaceme-ls",
+        CutOptions(n=1, calibration=CalibrationOptions(holdout_every=4)),
+    )
     text = plan.preview()
     assert "fit quality (ls) on" in text and "ideal speed-up" in text
     assert "first position (BOS / attention sink)" in text

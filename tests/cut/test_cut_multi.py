@@ -13,7 +13,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from depthlens.arch.spec import resolve_arch
 from depthlens.capture.hooks import first_tensor, hooks
 from depthlens.cli.main import main
-from depthlens.cut import CalibrationOptions, apply_cut_, plan_cut
+from depthlens.cut import CalibrationOptions, CutOptions, apply_cut_, plan_cut
 from depthlens.cut.multi import check_removed, fit_runs, mlp_transform_hooks, runs_of
 from depthlens.cut.select import skip_blocks
 from depthlens.data.masks import real_positions
@@ -73,7 +73,7 @@ def test_sequential_fit_sees_earlier_runs_replaced():
     # Naive: physically apply the first run (merge T_1 into block 0, delete blocks 1-2) on
     # a copy, then fit the second run: original block 4 is the copy's block 2.
     part = copy.deepcopy(lm)
-    first = plan_cut(part, w, method="replaceme-multi", blocks=(1, 2), calibration=OPTS)
+    first = plan_cut(part, w, "replaceme-multi", CutOptions(blocks=(1, 2), calibration=OPTS))
     torch.testing.assert_close(first.merges[0][1], mf.merges[0][1])
     apply_cut_(part, first)
     m, z = _naive_mz(part.model, part.arch, w, 2, 3)
@@ -88,8 +88,9 @@ def test_sequential_fit_sees_earlier_runs_replaced():
 def test_applied_multi_cut_equals_hooked_reference(mode):
     lm = llama6()
     w = random_windows(n=10, seq_len=16)
-    plan = plan_cut(lm, w, method="replaceme-multi", blocks=(1, 3, 5), calibration=OPTS,
-                    multi_mode=mode)  # fmt: skip
+    plan = plan_cut(
+        lm, w, "replaceme-multi", CutOptions(blocks=(1, 3, 5), calibration=OPTS, multi_mode=mode)
+    )
     assert plan.to_dict()["merge_blocks"] == [0, 2, 4] and plan.fit["mode"] == mode
     ids, mask = w.input_ids[:3], w.attention_mask[:3]
     with (hooks(mlp_transform_hooks(lm.model, lm.arch, plan.merges)),
@@ -104,7 +105,7 @@ def test_applied_multi_cut_equals_hooked_reference(mode):
 
 def test_multi_default_selection_keeps_block_zero():
     lm = wrap_tiny("llama")
-    plan = plan_cut(lm, random_windows(n=20, seq_len=16), method="replaceme-multi", n=2)
+    plan = plan_cut(lm, random_windows(n=20, seq_len=16), "replaceme-multi", CutOptions(n=2))
     assert 0 not in plan.removed and len(plan.removed) == 2 and len(plan.merges) >= 1
 
 
@@ -132,8 +133,12 @@ def test_prune_refuses_an_edited_plan(removed, word, tmp_path, capsys):
     from depthlens.cut.plan_io import save_plan
 
     lm = llama6()
-    plan = plan_cut(lm, random_windows(n=10, seq_len=16), method="replaceme-multi",
-                    blocks=(1, 3), calibration=OPTS)  # fmt: skip
+    plan = plan_cut(
+        lm,
+        random_windows(n=10, seq_len=16),
+        "replaceme-multi",
+        CutOptions(blocks=(1, 3), calibration=OPTS),
+    )
     path = tmp_path / "plan.json"
     save_plan(plan, path)
     d = json.loads(path.read_text())

@@ -13,7 +13,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from depthlens.arch.spec import resolve_arch
 from depthlens.cli.main import main
-from depthlens.cut import apply_cut_, plan_cut, save_pruned
+from depthlens.cut import CutOptions, apply_cut_, plan_cut, save_pruned
 from depthlens.export.gguf import export_gguf, permute_qk
 from depthlens.models.loading import LoadedModel
 
@@ -48,7 +48,7 @@ def tiny_pruned(tmp: Path, keep_teacher: bool = False) -> Any:
         model.save_pretrained(tmp / "teacher")
         tok.save_pretrained(tmp / "teacher")
     w = random_windows(n=10, seq_len=16, vocab=len(tok))
-    plan = plan_cut(lm, w, method="replaceme-multi", blocks=(2, 4))
+    plan = plan_cut(lm, w, "replaceme-multi", CutOptions(blocks=(2, 4)))
     apply_cut_(lm, plan)
     out = save_pruned(lm, plan, tmp / "pruned")
     ids = torch.tensor([tok("the cat ran in the park").input_ids])

@@ -10,7 +10,7 @@ from conftest import random_windows, wrap_tiny
 from test_cut_multi import llama6
 
 from depthlens.cli.main import main
-from depthlens.cut import apply_cut_, plan_cut
+from depthlens.cut import CutOptions, apply_cut_, plan_cut
 from depthlens.errors import DepthlensError
 from depthlens.heal import HealOptions, heal_
 from depthlens.heal.distill import cut_points
@@ -30,7 +30,7 @@ def _cut_pair():
     teacher = llama6()
     student = copy.deepcopy(teacher)
     w = random_windows(n=10, seq_len=16)
-    plan = plan_cut(student, w, method="replaceme-multi", blocks=(2, 4))
+    plan = plan_cut(student, w, "replaceme-multi", CutOptions(blocks=(2, 4)))
     apply_cut_(student, plan)
     manifest = {"removed": [2, 4], "num_layers_original": 6, "plan": plan.to_dict()}
     return teacher, student, w, manifest

@@ -7,7 +7,7 @@ from conftest import random_windows
 from test_cut_multi import llama6
 
 from depthlens.capture.hooks import hooks
-from depthlens.cut import plan_cut
+from depthlens.cut import CutOptions, plan_cut
 from depthlens.cut.multi import mlp_transform_hooks, runs_of
 from depthlens.cut.search import SearchOptions, StateCache
 from depthlens.cut.select import skip_blocks
@@ -63,7 +63,7 @@ def test_cached_transform_is_lstsq_on_fit_windows():
 def test_greedy_trace_picks_the_lowest_candidate_each_step():
     lm = llama6()
     w = random_windows(n=10, seq_len=16)
-    plan = plan_cut(lm, w, method="greedy-ls", n=2, search=OPTS)
+    plan = plan_cut(lm, w, "greedy-ls", CutOptions(n=2, search=OPTS))
     trace = plan.selection["trace"]
     assert len(trace) == 2 and len(trace[0]["candidates"]) == 5  # blocks 1..5
     for st in trace:
@@ -79,8 +79,10 @@ def test_greedy_trace_picks_the_lowest_candidate_each_step():
 def test_beam_is_no_worse_than_greedy():
     lm = llama6()
     w = random_windows(n=10, seq_len=16)
-    greedy = plan_cut(lm, w, method="greedy-ls", n=3, search=OPTS)
-    beam = plan_cut(lm, w, method="beam-ls", n=3, search=SearchOptions(beam=3, score_windows=2))
+    greedy = plan_cut(lm, w, "greedy-ls", CutOptions(n=3, search=OPTS))
+    beam = plan_cut(
+        lm, w, "beam-ls", CutOptions(n=3, search=SearchOptions(beam=3, score_windows=2))
+    )
     assert beam.selection["score"]["kl"] <= greedy.selection["score"]["kl"] + 1e-9
     assert len(beam.selection["trace"][1]["parents"]) == 3
 
@@ -89,7 +91,7 @@ def test_prefilter_scores_only_the_best_proxies_and_keeps_search_maps():
     lm = llama6()
     w = random_windows(n=10, seq_len=16)
     opts = SearchOptions(score_windows=2, prefilter=2, refit=False)
-    plan = plan_cut(lm, w, method="greedy-ls", n=2, search=opts)
+    plan = plan_cut(lm, w, "greedy-ls", CutOptions(n=2, search=opts))
     assert [len(st["candidates"]) for st in plan.selection["trace"]] == [2, 2]
     cache = StateCache(lm, w, opts)
     proxies = {c: cache.proxy((c,)) for c in range(1, 6)}

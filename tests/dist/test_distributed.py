@@ -69,12 +69,12 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 
 def _calibrate(lm: Any, windows: Any) -> dict[str, Any]:
     """The cut's calibration (ReplaceMe sums over a span) and a whole replaceme-ls plan."""
-    from depthlens.cut import CalibrationOptions, plan_cut
+    from depthlens.cut import CalibrationOptions, CutOptions, plan_cut
     from depthlens.cut.calibrate import stream_span_sums
 
     cal = CalibrationOptions(batch_size=1)
     sums, _ = stream_span_sums(lm, windows, 1, 2, cal)
-    plan = plan_cut(lm, windows, method="replaceme-ls", n=1, calibration=cal)
+    plan = plan_cut(lm, windows, "replaceme-ls", CutOptions(n=1, calibration=cal))
     return {"sums": sums.state_dict(), "removed": plan.removed, "T": plan.transform}
 
 

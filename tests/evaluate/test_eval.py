@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import random_windows, wrap_tiny
 
-from depthlens.cut import apply_cut_, plan_cut
+from depthlens.cut import CutOptions, apply_cut_, plan_cut
 from depthlens.errors import DepthlensError
 from depthlens.evaluate.compare import compare
 from depthlens.evaluate.flops import flops_per_token
@@ -47,7 +47,7 @@ def test_ideal_speedup_and_compare_result():
     w = random_windows(n=4, seq_len=16)
     fl = flops_per_token(lm, 16)
     assert fl["total"] == sum(fl["blocks"]) + fl["head"] and fl["head"] == 2 * 32 * 128
-    plan = plan_cut(cut, w, method="last", n=1)
+    plan = plan_cut(cut, w, "last", CutOptions(n=1))
     apply_cut_(cut, plan)
     res = compare([("orig", lm), ("cut", cut)], w,
                   speed_options={"prompt_len": 8, "decode_tokens": 2, "repeats": 1})

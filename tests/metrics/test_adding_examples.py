@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,11 @@ def example(kind: str) -> str:
 
 
 @pytest.fixture
-def scratch_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+def scratch_registry() -> Iterator[None]:
     """Records registered by a test disappear after it."""
-    registry.all_metrics()  # import every family first, so none registers into the copy
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    registry.all_metrics()  # import every family first, so none registers into the scope
+    with registry.METRICS.scoped():
+        yield
 
 
 def test_the_metric_example_is_profiled(scratch_registry: None) -> None:
@@ -66,19 +68,24 @@ def test_the_architecture_example_is_the_tables_entry() -> None:
     assert resolved.family == "starcoder2" and resolved.mlp_out_proj == "mlp.c_proj"
 
 
-def test_the_cut_method_example_plans_applies_and_matches_skipping(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from depthlens.cut import apply_cut_, methods, plan_cut, skip_blocks
-    from depthlens.cut.calibrate import CalibrationOptions
+def test_the_cut_method_example_plans_applies_and_matches_skipping() -> None:
+    from depthlens.cut import CUT_METHODS
 
-    monkeypatch.setattr(methods, "CUT_METHODS", dict(methods.CUT_METHODS))
-    ns: dict[str, Any] = {}
-    exec(example("cut"), ns)  # noqa: S102
-    assert "middle-stride" in methods.method_names()
+    with CUT_METHODS.scoped():  # the example's record is gone after the test
+        ns: dict[str, Any] = {}
+        exec(example("cut"), ns)  # noqa: S102
+        assert CUT_METHODS["middle-stride"] is ns["MIDDLE_STRIDE"]
+        _plan_apply_middle_stride()
+    assert "middle-stride" not in CUT_METHODS
+
+
+def _plan_apply_middle_stride() -> None:
+    from depthlens.cut import CalibrationOptions, CutOptions, apply_cut_, plan_cut, skip_blocks
+
     lm, data = wrap_tiny("gemma3"), random_windows(n=2, seq_len=12)  # 6 blocks: middle = 2, 3
-    plan = plan_cut(lm, data, method="middle-stride", n=1,
-                    calibration=CalibrationOptions(batch_size=2))  # fmt: skip
+    plan = plan_cut(
+        lm, data, "middle-stride", CutOptions(n=1, calibration=CalibrationOptions(batch_size=2))
+    )
     assert plan.removed == (2,) and plan.selection["rule"].startswith("every other")
     ids, mask = data.input_ids, data.attention_mask
     with skip_blocks(lm.model, lm.arch, plan.removed), torch.no_grad():

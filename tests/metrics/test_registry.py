@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,16 +48,24 @@ def test_nothing_points_outside_the_repository() -> None:
 
 
 @pytest.fixture
-def extra_record(monkeypatch: pytest.MonkeyPatch) -> MetricRecord:
+def extra_record() -> Iterator[MetricRecord]:
     """A new per-block metric registered only for this test."""
-    registry.all_metrics()  # import every family first, so none registers into the copy
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    return registry.metric(MetricRecord(
-        name="toy_metric", family="residual", definition="‖h_l‖² (a toy)",
-        papers=(Paper("Nobody", 2024, "A toy paper"),), shape="block",
-        accumulate="sum", finalize="mean", caption="Toy caption for the test.",
-        label="toy", table=True,
-    ))
+    registry.all_metrics()  # import every family first, so none registers into the scope
+    with registry.METRICS.scoped():
+        yield registry.metric(
+            MetricRecord(
+                name="toy_metric",
+                family="residual",
+                definition="‖h_l‖² (a toy)",
+                papers=(Paper("Nobody", 2024, "A toy paper"),),
+                shape="block",
+                accumulate="sum",
+                finalize="mean",
+                caption="Toy caption for the test.",
+                label="toy",
+                table=True,
+            )
+        )
 
 
 @pytest.mark.usefixtures("no_pixels")  # the record's text is checked, not pixels

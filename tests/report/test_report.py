@@ -339,11 +339,11 @@ def test_write_report_api(tiny_profile: dict[str, Any], tmp_path: Path) -> None:
 @pytest.mark.usefixtures("no_pixels")
 def test_real_plan_and_compare_results(tiny_profile: dict[str, Any]) -> None:
     """The JSON the cut and compare commands really write is drawn (no schema drift)."""
-    from depthlens.cut import apply_cut_, plan_cut
+    from depthlens.cut import CutOptions, apply_cut_, plan_cut
     from depthlens.evaluate.compare import compare
 
     windows = random_windows()
-    plan = plan_cut(wrap_tiny("llama"), windows, method="angular", n=1)
+    plan = plan_cut(wrap_tiny("llama"), windows, "angular", CutOptions(n=1))
     cut = wrap_tiny("llama")
     apply_cut_(cut, plan)
     speed = {"prompt_len": 8, "decode_tokens": 2, "repeats": 1}

@@ -12,7 +12,7 @@ from conftest import random_windows, wrap_tiny
 
 from depthlens._version import SCHEMA_VERSION
 from depthlens.causal import SkipOptions, skip_sweep
-from depthlens.cut import apply_cut_, plan_cut, save_plan, save_pruned
+from depthlens.cut import CutOptions, apply_cut_, plan_cut, save_plan, save_pruned
 from depthlens.errors import DepthlensError
 from depthlens.evaluate.compare import compare
 from depthlens.models.manifest import MANIFEST, read_manifest
@@ -35,7 +35,7 @@ def test_every_result_has_the_same_header(tmp_path: Path) -> None:
     fp = lm.identity()["fingerprint"]
     prof = profile(lm, w, EAGER, progress=False)
     skip = skip_sweep(lm, w, SkipOptions(lens_kernel="eager"), progress=False)
-    plan = plan_cut(lm, random_windows(n=20, seq_len=16), method="replaceme-ls", n=1)
+    plan = plan_cut(lm, random_windows(n=20, seq_len=16), "replaceme-ls", CutOptions(n=1))
     prof.save(tmp_path / "profile.json")
     skip.save(tmp_path / "skip.json")
     save_plan(plan, tmp_path / "plan.json")

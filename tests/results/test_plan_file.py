@@ -12,7 +12,7 @@ import torch
 from fixtures_saved import save_tiny, write_text
 
 from depthlens.cli.main import main
-from depthlens.cut import apply_cut_, load_plan, plan_cut, save_plan
+from depthlens.cut import CutOptions, apply_cut_, load_plan, plan_cut, save_plan
 from depthlens.cut.plan_io import maps_path
 from depthlens.data import load_text, make_windows
 from depthlens.errors import DepthlensError
@@ -34,7 +34,7 @@ def test_prune_plan_equals_in_memory_plan(tmp_path: Path) -> None:
     model, text = _setup(tmp_path)
     lm = load_model(str(model))
     windows = make_windows(load_text(str(text)), lm.tokenizer, seq_len=SEQ, max_tokens=TOKENS)
-    plan = plan_cut(lm, windows, method="replaceme-ls", n=2)
+    plan = plan_cut(lm, windows, "replaceme-ls", CutOptions(n=2))
     assert plan.transform is not None and plan.merge_into is not None
     path = tmp_path / "plan.json"
     assert save_plan(plan, path) == [path, tmp_path / "plan.T.safetensors"]
@@ -62,7 +62,7 @@ def test_maps_round_trip_and_tampering(tmp_path: Path) -> None:
     model, text = _setup(tmp_path)
     lm = load_model(str(model))
     windows = make_windows(load_text(str(text)), lm.tokenizer, seq_len=SEQ, max_tokens=TOKENS)
-    plan = plan_cut(lm, windows, method="replaceme-ls", n=1)
+    plan = plan_cut(lm, windows, "replaceme-ls", CutOptions(n=1))
     extra = torch.randn(plan.transform.shape, dtype=torch.float64)  # type: ignore[union-attr]
     plan = dataclasses.replace(plan, merges=((3, extra),))
     path = tmp_path / "p.json"

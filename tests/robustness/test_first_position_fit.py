@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import random_windows, wrap_tiny
 
-from depthlens.cut import CalibrationOptions, plan_cut
+from depthlens.cut import CalibrationOptions, CutOptions, plan_cut
 from depthlens.cut.calibrate import holdout_rows, relative_residual, solve_ls, stream_span_sums
 
 
@@ -60,12 +60,14 @@ def test_heldout_residual_split_matches_naive(fit_first: bool) -> None:
 
 def test_preview_states_both_and_says_when_nothing_is_held_back() -> None:
     lm, w = wrap_tiny("llama"), random_windows(n=8, seq_len=16)
-    plan = plan_cut(lm, w, method="replaceme-ls", n=1,
-                    calibration=CalibrationOptions(holdout_every=4))  # fmt: skip
+    plan = plan_cut(
+        lm, w, "replaceme-ls", CutOptions(n=1, calibration=CalibrationOptions(holdout_every=4))
+    )
     text = plan.preview()
     assert "on 30 held-back ordinary tokens" in text
     assert "first position (BOS / attention sink) of 2 held-back windows, apart" in text
-    plan0 = plan_cut(lm, w, method="replaceme-ls", n=1,
-                     calibration=CalibrationOptions(holdout_every=0))  # fmt: skip
+    plan0 = plan_cut(
+        lm, w, "replaceme-ls", CutOptions(n=1, calibration=CalibrationOptions(holdout_every=0))
+    )
     assert plan0.fit["heldout_tokens"] == 0
     assert "fit quality: not measured (no held-back windows: --holdout-every 0" in plan0.preview()

@@ -10,7 +10,7 @@ import pytest
 from conftest import random_windows, wrap_tiny
 
 from depthlens.cli.main import main
-from depthlens.cut import plan_cut
+from depthlens.cut import CutOptions, plan_cut
 from depthlens.evaluate.compare import compare
 from depthlens.profiling import ProfileOptions, profile
 
@@ -62,7 +62,7 @@ def test_plan_of_another_model_same_depth(capsys: Any, tmp_path: Path, prof_path
     """Same layer count, another network: the identity decides, not the depth."""
     other = wrap_tiny("qwen2")  # 4 blocks too
     assert other.num_layers == 4
-    plan = plan_cut(other, random_windows(n=2), method="last", n=1)
+    plan = plan_cut(other, random_windows(n=2), "last", CutOptions(n=1))
     d = plan.to_dict()
     d.setdefault("model", other.identity())
     path = _write(tmp_path / "plan.json", d)
@@ -103,12 +103,12 @@ def test_apply_a_plan_of_another_model_same_depth() -> None:
     from depthlens.errors import DepthlensError
 
     other = wrap_tiny("qwen2")  # 4 blocks, like the llama
-    plan = plan_cut(other, random_windows(n=2), method="last", n=1)
+    plan = plan_cut(other, random_windows(n=2), "last", CutOptions(n=1))
     lm = wrap_tiny("llama")
     with pytest.raises(DepthlensError, match="the plan and this model describe different models"):
         apply_cut_(lm, plan)
     assert lm.num_layers == 4  # untouched
-    apply_cut_(lm, plan_cut(wrap_tiny("llama"), random_windows(n=2), method="last", n=1))
+    apply_cut_(lm, plan_cut(wrap_tiny("llama"), random_windows(n=2), "last", CutOptions(n=1)))
     assert lm.num_layers == 3  # a plan of the same network (another instance) applies
 
 

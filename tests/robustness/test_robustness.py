@@ -343,7 +343,7 @@ def test_report_not_a_profile(capsys: Any, tmp_path: Path) -> None:
 
 
 def test_profile_of_another_model(tmp_path: Path) -> None:
-    from depthlens.cut import plan_cut
+    from depthlens.cut import CutOptions, plan_cut
 
     opts = ProfileOptions(batch_size=2, lens_kernel="eager", n_max=2)
     prof = profile(wrap_tiny("llama"), random_windows(n=2), opts, progress=False)
@@ -352,7 +352,7 @@ def test_profile_of_another_model(tmp_path: Path) -> None:
     with pytest.raises(DepthlensError, match="the profile is of another model"):
         check_profile_matches(Profile.load(tmp_path / "p.json"), other)
     with pytest.raises(DepthlensError, match=r"num_layers 4 vs 6"):
-        plan_cut(other, random_windows(n=2), method="angular", n=1, profile=prof)
+        plan_cut(other, random_windows(n=2), "angular", CutOptions(n=1), profile=prof)
     check_profile_matches(prof, wrap_tiny("llama"))  # its own model passes
 
 

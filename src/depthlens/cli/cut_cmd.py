@@ -186,7 +186,7 @@ def _validate(args: argparse.Namespace) -> None:
 
 def make_plan(args: argparse.Namespace) -> tuple[Any, Any]:
     """Load the model and calibration windows and compute the plan."""
-    from depthlens.cut import CalibrationOptions, plan_cut
+    from depthlens.cut import CalibrationOptions, CutOptions, plan_cut
 
     lm = load_model_from_args(args)
     windows = load_windows_from_args(args, lm.tokenizer)
@@ -203,11 +203,23 @@ def make_plan(args: argparse.Namespace) -> tuple[Any, Any]:
                            prefilter=args.prefilter, refit=not args.no_refit)
     blocks = parse_blocks(args.blocks) if args.blocks is not None else None
     status(f"planning {args.method} on {windows.n_tokens} calibration tokens …")
-    plan = plan_cut(lm, windows, method=args.method, n=args.remove, ratio=args.ratio,
-                    calibration=opts, last_token_only=args.last_token_only,
-                    greedy_windows=args.greedy_windows, seed=args.seed,
-                    progress=not args.quiet, search=search, blocks=blocks,
-                    multi_mode=args.multi_mode)  # fmt: skip
+    plan = plan_cut(
+        lm,
+        windows,
+        args.method,
+        CutOptions(
+            n=args.remove,
+            ratio=args.ratio,
+            calibration=opts,
+            last_token_only=args.last_token_only,
+            greedy_windows=args.greedy_windows,
+            seed=args.seed,
+            search=search,
+            blocks=blocks,
+            multi_mode=args.multi_mode,
+        ),
+        progress=not args.quiet,
+    )
     return lm, plan
 
 

@@ -78,7 +78,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _steps(args: argparse.Namespace, tmp: Path, final: Path) -> None:
     from depthlens.cli.table import profile_table, render_table
-    from depthlens.cut import apply_cut_, plan_cut, save_plan, save_pruned
+    from depthlens.cut import CutOptions, apply_cut_, plan_cut, save_plan, save_pruned
     from depthlens.data import check_disjoint, load_text, make_windows
     from depthlens.evaluate.compare import compare, compare_table
     from depthlens.models import load_model
@@ -97,8 +97,9 @@ def _steps(args: argparse.Namespace, tmp: Path, final: Path) -> None:
     print(profile_table(prof))
     status(f"[3/6] planning: {args.method}, remove {args.remove} blocks …")
     # The profile above already holds the angular distances the span selection needs.
-    plan = plan_cut(lm, windows, method=args.method, n=args.remove, progress=not args.quiet,
-                    profile=prof)  # fmt: skip
+    plan = plan_cut(
+        lm, windows, args.method, CutOptions(n=args.remove), progress=not args.quiet, profile=prof
+    )
     save_plan(plan, tmp / "plan.json")  # and plan.T.safetensors: prune --plan can redo it
     print(plan.preview())
     status("[4/6] applying the cut and saving an ordinary checkpoint …")

@@ -6,6 +6,7 @@ from depthlens.cut.methods import CUT_METHODS, CutMethod, method_names, register
 from depthlens.cut.plan import CutPlan
 from depthlens.cut.plan_io import load_plan, save_plan
 from depthlens.cut.planner import plan_cut
+from depthlens.cut.request import CutOptions, CutRequest, SelectContext
 from depthlens.cut.save import save_pruned
 from depthlens.cut.select import skip_blocks
 
@@ -16,6 +17,9 @@ __all__ = [
     "CUT_METHODS",
     "METHODS",
     "CutMethod",
+    "CutOptions",
+    "CutRequest",
+    "SelectContext",
     "method_names",
     "register_cut_method",
     "CalibrationOptions",

@@ -1,104 +1,97 @@
-"""Cut methods as records: one :class:`CutMethod` per method, found by name.
+"""Cut methods as records: one :class:`CutMethod` per method, in :data:`CUT_METHODS`.
 
 Plan, preview, apply, save, the CLI's ``--method`` choices (with did-you-mean) and the plan
-JSON all read this table, so a new selection rule is one :func:`register_cut_method`
-call (see docs/ADDING.md). ``kind`` says how the planner treats the method:
+JSON all read this table, so a new method is one :func:`register_cut_method` call (see
+docs/ADDING.md). A record carries its behaviour: ``plan(method, request) -> CutPlan``.
 
-- ``drop``: ``select(context)`` returns the removed blocks; nothing replaces them.
-- ``span``: one contiguous span chosen by angular distance, then replaced by ReplaceMe's
-  least-squares (``ls``) or cosine (``cos``) map, or by nothing (``none``).
-- ``multi``: any set of runs, one least-squares map per run (:mod:`depthlens.cut.plan_multi`).
+- A selection rule gives ``select(context) -> (removed blocks, why)`` and keeps the default
+  ``plan`` (:func:`~depthlens.cut.plan_span.plan_drop`): the blocks are removed, nothing
+  replaces them.
+- ``span`` methods (:func:`~depthlens.cut.plan_span.plan_span`): one contiguous span chosen
+  by angular distance, replaced by ReplaceMe's least-squares (``ls``) or cosine (``cos``)
+  map, or by nothing (``none``).
+- ``multi`` methods (:mod:`depthlens.cut.plan_multi`): any set of runs, one least-squares map
+  per run.
+
+A method with its own kind of cut gives its own ``plan`` (any function of the
+:class:`~depthlens.cut.request.CutRequest` that returns a
+:class:`~depthlens.cut.plan.CutPlan`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
+from depthlens.cut.plan import CutPlan
+from depthlens.cut.plan_multi import plan_given_or_lowest, plan_searched
+from depthlens.cut.plan_span import plan_drop, plan_span
+from depthlens.cut.request import CutOptions, CutRequest, SelectContext, Selection
 from depthlens.errors import DepthlensError
+from depthlens.registry import Registry
 
-Selection = tuple[tuple[int, ...], dict[str, Any]]
-
-
-@dataclass
-class SelectContext:
-    """What a selection rule may read: the model, the calibration text and the options."""
-
-    lm: Any  # LoadedModel
-    windows: Any  # TokenWindows
-    n: int
-    seed: int = 0
-    calibration: Any = None  # CalibrationOptions
-    last_token_only: bool = False
-    greedy_windows: int = 4
-    progress: bool = False
-    profile: Any = None  # a Profile of lm on windows to reuse, if the caller has one
-    options: dict[str, Any] = field(default_factory=dict)  # written into the plan
-
-    @property
-    def num_layers(self) -> int:
-        """Depth of the model being cut."""
-        return int(self.lm.num_layers)
-
-    def selection_profile(self) -> Any:
-        """A residual profile with angular distances up to n (the given one if it has them)."""
-        from depthlens.profiling import ProfileOptions, profile
-        from depthlens.profiling.result import check_profile_matches
-
-        prof = self.profile
-        if prof is not None:
-            check_profile_matches(prof, self.lm)
-        if prof is None or len(prof.angular_distance[0]) < self.n:
-            opts = self.calibration
-            popts = ProfileOptions(lens=False, n_max=self.n, last_token_only=self.last_token_only,
-                                   include_first_token=opts.include_first_token,
-                                   batch_size=opts.batch_size)  # fmt: skip
-            prof = profile(self.lm, self.windows, popts, progress=self.progress)
-            self.profile = prof
-        self.options.update(last_token_only=self.last_token_only,
-                            include_first_token=self.calibration.include_first_token)  # fmt: skip
-        return prof
+__all__ = [
+    "CUT_METHODS",
+    "CutMethod",
+    "CutOptions",
+    "CutRequest",
+    "SelectContext",
+    "Selection",
+    "get_cut_method",
+    "method_names",
+    "register_cut_method",
+]
 
 
 @dataclass(frozen=True)
 class CutMethod:
-    """One depth-pruning method."""
+    """One depth-pruning method: what it is, where it comes from and how it plans."""
 
     name: str
     description: str
     source: str  # the paper (or "baseline")
-    select: Callable[[SelectContext], Selection] | None = None  # kind "drop"
-    replacement: Literal["none", "ls", "cos"] = "none"
-    kind: Literal["drop", "span", "multi"] = "drop"
+    select: Callable[[SelectContext], Selection] | None = None  # for the default plan_drop
+    replacement: Literal["none", "ls", "cos"] = "none"  # what stands in for removed blocks
+    kind: str = "drop"  # a label for docs and listings: drop | span | multi | …
+    plan: Callable[[CutMethod, CutRequest], CutPlan] = plan_drop
+
+    def make_plan(self, req: CutRequest) -> CutPlan:
+        """The plan of this method for ``req``."""
+        return self.plan(self, req)
 
 
-CUT_METHODS: dict[str, CutMethod] = {}
+def _check(method: CutMethod) -> None:
+    if method.plan is plan_drop and method.select is None:
+        raise RuntimeError(f"cut method {method.name!r}: a selection rule needs select()")
+
+
+CUT_METHODS: Registry[CutMethod] = Registry(
+    "--method",
+    check=_check,
+    columns=(
+        ("method", lambda m: f"`{m.name}`"),
+        ("kind", lambda m: m.kind),
+        ("replacement", lambda m: m.replacement),
+        ("what it removes", lambda m: m.description),
+        ("source", lambda m: m.source),
+    ),
+)
 
 
 def register_cut_method(method: CutMethod) -> CutMethod:
     """Add ``method`` to the table (a second, different method of the same name is an error)."""
-    old = CUT_METHODS.get(method.name)
-    if old is not None and old != method:
-        raise RuntimeError(f"cut method {method.name!r} is registered twice")
-    if method.kind == "drop" and method.select is None:
-        raise RuntimeError(f"cut method {method.name!r}: a 'drop' method needs select()")
-    CUT_METHODS[method.name] = method
-    return method
+    return CUT_METHODS.register(method)
 
 
 def method_names() -> list[str]:
     """Every registered method, in registration order."""
-    return list(CUT_METHODS)
+    return CUT_METHODS.names()
 
 
 def get_cut_method(name: str) -> CutMethod:
     """The method called ``name``, or a one-line error with a did-you-mean."""
-    if name not in CUT_METHODS:
-        from depthlens.metrics.registry import unknown_choice
-
-        raise DepthlensError(unknown_choice("--method", name, method_names()))
-    return CUT_METHODS[name]
+    return CUT_METHODS.get(name)
 
 
 def _block_influence(ctx: SelectContext) -> Selection:
@@ -116,11 +109,11 @@ def _greedy_loss(ctx: SelectContext) -> Selection:
     if k < 1:
         raise DepthlensError(f"--greedy-windows must be at least 1, got {k}")
     w = ctx.windows
-    sub = TokenWindows(w.input_ids[:k], w.attention_mask[:k],
-                       {**w.identity, "subset": f"first {k} windows"})  # fmt: skip
+    subset = {**w.identity, "subset": f"first {k} windows"}
+    sub = TokenWindows(w.input_ids[:k], w.attention_mask[:k], subset)
     ctx.options.update(greedy_windows=len(sub))
-    return select_greedy_loss(ctx.lm, sub, ctx.n, batch_size=ctx.calibration.batch_size,
-                              progress=ctx.progress)  # fmt: skip
+    bs = ctx.calibration.batch_size
+    return select_greedy_loss(ctx.lm, sub, ctx.n, batch_size=bs, progress=ctx.progress)
 
 
 def _last(ctx: SelectContext) -> Selection:
@@ -136,24 +129,69 @@ def _random(ctx: SelectContext) -> Selection:
 
 
 _REPLACEME = "Shopkhoev et al. 2025, ReplaceMe (arXiv:2505.02819)"
+_SEARCH = "depthlens (loss-aware ReplaceMe search)"
+_SPAN = "cheapest angular span"
 for _m in (
-    CutMethod("replaceme-ls", "cheapest angular span, replaced by a least-squares map",
-              _REPLACEME, replacement="ls", kind="span"),
-    CutMethod("replaceme-cos", "cheapest angular span, replaced by a cosine-fitted map",
-              _REPLACEME, replacement="cos", kind="span"),
-    CutMethod("angular", "cheapest angular span, removed",
-              "Gromov et al. 2024 (arXiv:2403.17887)", kind="span"),
-    CutMethod("block-influence", "the n blocks of lowest block influence",
-              "Men et al. 2024, ShortGPT (arXiv:2403.03853)", _block_influence),
-    CutMethod("greedy-loss", "n rounds, each removing the block that raises the loss least",
-              "Song et al. 2024, SLEB", _greedy_loss),
+    CutMethod(
+        "replaceme-ls",
+        f"{_SPAN}, replaced by a least-squares map",
+        _REPLACEME,
+        replacement="ls",
+        kind="span",
+        plan=plan_span,
+    ),
+    CutMethod(
+        "replaceme-cos",
+        f"{_SPAN}, replaced by a cosine-fitted map",
+        _REPLACEME,
+        replacement="cos",
+        kind="span",
+        plan=plan_span,
+    ),
+    CutMethod(
+        "angular",
+        f"{_SPAN}, removed",
+        "Gromov et al. 2024 (arXiv:2403.17887)",
+        kind="span",
+        plan=plan_span,
+    ),
+    CutMethod(
+        "block-influence",
+        "the n blocks of lowest block influence",
+        "Men et al. 2024, ShortGPT (arXiv:2403.03853)",
+        _block_influence,
+    ),
+    CutMethod(
+        "greedy-loss",
+        "n rounds, each removing the block that raises the loss least",
+        "Song et al. 2024, SLEB",
+        _greedy_loss,
+    ),
     CutMethod("last", "the last n blocks before the final one", "baseline", _last),
     CutMethod("random", "a seeded random set of n blocks", "baseline", _random),
-    CutMethod("replaceme-multi", "given runs of blocks, one least-squares map per run",
-              _REPLACEME + ", extended to several runs", replacement="ls", kind="multi"),
-    CutMethod("greedy-ls", "one block at a time by the loss after least-squares refit",
-              "depthlens (loss-aware ReplaceMe search)", replacement="ls", kind="multi"),
-    CutMethod("beam-ls", "beam search over runs by the loss after least-squares refit",
-              "depthlens (loss-aware ReplaceMe search)", replacement="ls", kind="multi"),
+    CutMethod(
+        "replaceme-multi",
+        "given runs of blocks, one least-squares map per run",
+        _REPLACEME + ", extended to several runs",
+        replacement="ls",
+        kind="multi",
+        plan=plan_given_or_lowest,
+    ),
+    CutMethod(
+        "greedy-ls",
+        "one block at a time by the loss after least-squares refit",
+        _SEARCH,
+        replacement="ls",
+        kind="multi",
+        plan=plan_searched(beam=1),
+    ),
+    CutMethod(
+        "beam-ls",
+        "beam search over runs by the loss after least-squares refit",
+        _SEARCH,
+        replacement="ls",
+        kind="multi",
+        plan=plan_searched(),
+    ),
 ):
     register_cut_method(_m)

@@ -1,101 +1,152 @@
 """Plans of the multi-run methods: replaceme-multi, greedy-ls and beam-ls.
 
-``replaceme-multi`` takes the removed set from ``blocks`` (any ascending set) or, without
-it, the ``n`` blocks of lowest block influence (ShortGPT); ``greedy-ls`` / ``beam-ls`` choose
-it by loss-aware search (:mod:`depthlens.cut.search`). All three then fit one least-squares
-map per run on every calibration window (:func:`depthlens.cut.multi.fit_runs`).
+Each method is a chooser of the removed set, then one least-squares map per run fitted on
+every calibration window (:func:`depthlens.cut.multi.fit_runs`): ``replaceme-multi`` takes
+the removed set from ``blocks`` (any ascending set) or, without it, the ``n`` blocks of
+lowest block influence (ShortGPT); ``greedy-ls`` / ``beam-ls`` choose it by loss-aware
+search (:mod:`depthlens.cut.search`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from depthlens.cut.calibrate import CalibrationOptions
 from depthlens.cut.multi import MultiFit, check_removed, fit_runs, runs_of
 from depthlens.cut.plan import CutPlan, plan_envelope
+from depthlens.cut.request import CutRequest, SelectContext, check_enough_tokens, resolve_n
 from depthlens.cut.search import SearchOptions, search_removed
-from depthlens.data.windows import TokenWindows
+from depthlens.cut.select import select_lowest
 from depthlens.errors import DepthlensError
 from depthlens.evaluate.flops import cut_savings
-from depthlens.models.loading import LoadedModel
 from depthlens.results import clean_json
 
+if TYPE_CHECKING:
+    from depthlens.cut.methods import CutMethod
 
-def plan_multi(
-    lm: LoadedModel,
-    windows: TokenWindows,
-    *,
-    method: str,
-    n: int | None,
-    calibration: CalibrationOptions,
-    search: SearchOptions | None = None,
-    blocks: tuple[int, ...] | None = None,
-    mode: str = "sequential",
-    progress: bool = False,
-    profile: Any = None,
-) -> CutPlan:
-    """Choose the removed set for ``method`` and fit one LS map per run."""
+
+@dataclasses.dataclass
+class Chosen:
+    """A chooser's answer: the removed set, why, and the search's own maps if it kept any."""
+
+    removed: tuple[int, ...]
+    selection: dict[str, Any]
+    maps: Any = None  # None: fit the runs' maps on every calibration window
+
+
+Chooser = Callable[["CutMethod", CutRequest, "int | None", dict[str, Any]], Chosen]
+
+
+def plan_given_or_lowest(method: CutMethod, req: CutRequest) -> CutPlan:
+    """replaceme-multi: the given ``blocks``, or the n blocks of lowest block influence."""
+    return _plan_runs(method, req, _given_or_lowest)
+
+
+def plan_searched(beam: int | None = None) -> Callable[[CutMethod, CutRequest], CutPlan]:
+    """greedy-ls / beam-ls: the removed set by loss-aware search; ``beam`` fixes the width."""
+
+    def plan(method: CutMethod, req: CutRequest) -> CutPlan:
+        def choose(m: CutMethod, r: CutRequest, n: int | None, options: dict[str, Any]) -> Chosen:
+            return _searched(m, r, n, options, beam)
+
+        return _plan_runs(method, req, choose)
+
+    return plan
+
+
+def _plan_runs(method: CutMethod, req: CutRequest, choose: Chooser) -> CutPlan:
+    """Choose the removed set with ``choose`` and fit one LS map per run."""
+    lm, windows, o = req.lm, req.windows, req.options
+    check_enough_tokens(lm, windows)
+    n = None if o.blocks is not None else resolve_n(lm.num_layers, o.n, o.ratio)
     t0 = time.perf_counter()
-    options: dict[str, Any] = {"n": n, "multi_mode": mode, **dataclasses.asdict(calibration)}
-    maps: Any = ()
-    if blocks is not None:
-        if method != "replaceme-multi":
-            raise DepthlensError(f"--blocks names the removed set itself; it goes with "
-                                 f"--method replaceme-multi, not {method}")  # fmt: skip
-        check_removed(blocks, lm.num_layers)
-        removed = tuple(blocks)
-        selection: dict[str, Any] = {"why": f"removed set given: {list(removed)}"}
-    elif method == "replaceme-multi":
-        if n is None:
-            raise DepthlensError("replaceme-multi needs --blocks or --remove N")
-        removed, selection = _lowest_influence(lm, windows, n, calibration, profile, progress)
-    else:
-        if n is None:
-            raise DepthlensError(f"{method} needs --remove N")
-        sopts = search or SearchOptions()
-        if method == "greedy-ls":
-            sopts = dataclasses.replace(sopts, beam=1)
-        sopts = dataclasses.replace(sopts, ridge=calibration.ridge,
-                                    batch_size=calibration.batch_size,
-                                    fit_include_first_token=calibration.fit_include_first_token)
-        options.update({f"search_{k}": v for k, v in dataclasses.asdict(sopts).items()})
-        removed, selection, maps_by_n = search_removed(lm, windows, n, sopts, progress=progress)
-        maps = maps_by_n[n]
+    options: dict[str, Any] = {"n": n, "multi_mode": o.multi_mode, **dataclasses.asdict(o.cal)}
+    chosen = choose(method, req, n, options)
+    removed, selection = chosen.removed, chosen.selection
     if runs_of(removed)[0][0] == 0:
-        raise DepthlensError(f"block 0 is in the removed set {list(removed)}; the multi-run "
-                             "methods merge each run into the block before it: keep block 0")
-    if search is not None and not search.refit and method != "replaceme-multi":
-        mf = MultiFit(maps, {"mode": "search maps (joint, cached bf16 states, no refit)",
-                             "runs": [list(r) for r in runs_of(removed)]}, 0.0)  # fmt: skip
+        raise DepthlensError(
+            f"block 0 is in the removed set {list(removed)}; the multi-run "
+            "methods merge each run into the block before it: keep block 0"
+        )
+    if chosen.maps is not None:
+        runs = [list(r) for r in runs_of(removed)]
+        mode = "search maps (joint, cached bf16 states, no refit)"
+        mf = MultiFit(chosen.maps, {"mode": mode, "runs": runs}, 0.0)
     else:
-        mf = fit_runs(lm, windows, removed, calibration, mode=mode, progress=progress)
+        mf = fit_runs(lm, windows, removed, o.cal, mode=o.multi_mode, progress=req.progress)
     cost = selection.get("cost")
     if isinstance(cost, dict):
         cost["final_fit_fe"] = mf.forward_equivalents
         cost["total_fe"] = cost["forward_equivalents"] + mf.forward_equivalents
-    fit = {**mf.fit, "fit_forward_equivalents": mf.forward_equivalents,
-           "seconds": time.perf_counter() - t0}  # fmt: skip
+    fit = {
+        **mf.fit,
+        "fit_forward_equivalents": mf.forward_equivalents,
+        "seconds": time.perf_counter() - t0,
+    }
     return CutPlan(
-        envelope=plan_envelope(lm, windows, options), method=method,
-        num_layers=lm.num_layers, removed=removed, merge_into=None,
-        selection=clean_json(selection), fit=clean_json(fit),
-        savings=cut_savings(lm, removed, windows.seq_len), merges=mf.merges,
-    )  # fmt: skip
+        envelope=plan_envelope(lm, windows, options),
+        method=method.name,
+        num_layers=lm.num_layers,
+        removed=removed,
+        merge_into=None,
+        selection=clean_json(selection),
+        fit=clean_json(fit),
+        savings=cut_savings(lm, removed, windows.seq_len),
+        merges=mf.merges,
+    )
 
 
-def _lowest_influence(lm: LoadedModel, windows: TokenWindows, n: int,
-                      opts: CalibrationOptions, profile: Any,
-                      progress: bool) -> tuple[tuple[int, ...], dict[str, Any]]:  # fmt: skip
-    """The n blocks of lowest block influence among 1..L−1 (block 0 has no block before it)."""
-    from depthlens.cut.methods import SelectContext
-    from depthlens.cut.select import select_lowest
-
-    prof = SelectContext(lm, windows, 1, calibration=opts, progress=progress,
-                         profile=profile).selection_profile()
-    values = list(prof.metrics["block_influence"])
+def _given_or_lowest(
+    method: CutMethod, req: CutRequest, n: int | None, options: dict[str, Any]
+) -> Chosen:
+    blocks = req.options.blocks
+    if blocks is not None:
+        check_removed(blocks, req.lm.num_layers)
+        return Chosen(tuple(blocks), {"why": f"removed set given: {list(blocks)}"})
+    if n is None:
+        raise DepthlensError(f"{method.name} needs --blocks or --remove N")
+    # The n blocks of lowest block influence among 1..L−1 (block 0 has no block before it).
+    ctx = SelectContext(
+        req.lm,
+        req.windows,
+        1,
+        calibration=req.options.cal,
+        progress=req.progress,
+        profile=req.profile,
+    )
+    values = list(ctx.selection_profile().metrics["block_influence"])
     values[0] = None  # keep block 0: its run would have no block to merge into
     removed, selection = select_lowest(values, n, "block_influence")
     selection["why"] += " among blocks 1..L-1 (ShortGPT), each run replaced by its LS map"
-    return removed, selection
+    return Chosen(removed, selection)
+
+
+def _searched(
+    method: CutMethod, req: CutRequest, n: int | None, options: dict[str, Any], beam: int | None
+) -> Chosen:
+    o = req.options
+    if o.blocks is not None:
+        raise DepthlensError(
+            f"--blocks names the removed set itself; it goes with "
+            f"--method replaceme-multi, not {method.name}"
+        )
+    if n is None:
+        raise DepthlensError(f"{method.name} needs --remove N")
+    sopts = o.search or SearchOptions()
+    if beam is not None:
+        sopts = dataclasses.replace(sopts, beam=beam)
+    cal = o.cal
+    sopts = dataclasses.replace(
+        sopts,
+        ridge=cal.ridge,
+        batch_size=cal.batch_size,
+        fit_include_first_token=cal.fit_include_first_token,
+    )
+    options.update({f"search_{k}": v for k, v in dataclasses.asdict(sopts).items()})
+    removed, selection, maps_by_n = search_removed(
+        req.lm, req.windows, n, sopts, progress=req.progress
+    )
+    keep_maps = o.search is not None and not o.search.refit
+    return Chosen(removed, selection, maps_by_n[n] if keep_maps else None)

@@ -1,79 +1,33 @@
 """One record per metric: the registry that drives the JSON, the tables, the report and the docs.
 
-Each metric is a frozen :class:`MetricRecord` declared once, in the module named after its
-family (``metrics/residual.py``, ``metrics/lens.py``, ``causal/skip.py``, ``repr/…``), with
-:func:`metric`. Everything that prints, plots or documents a metric looks it up here by its
-canonical name, so adding a metric is one record plus its test (see ``docs/ADDING.md``).
+Each metric is a frozen :class:`~depthlens.metrics.records.MetricRecord` declared once, in
+the catalog module named after its family (``metrics/catalog/residual.py``, ``lens.py``,
+``causal.py``, ``repr.py``, ``exit.py``), with :func:`~depthlens.metrics.records.metric`.
+Everything that prints, plots or documents a metric looks it up here by its canonical
+name, so adding a metric is one record plus its test (see ``docs/ADDING.md``).
+
+This module sits above the catalog (it imports the families before every lookup); the
+record types and the registry itself live in :mod:`depthlens.metrics.records`, below it.
 """
 
 from __future__ import annotations
 
-import difflib
 import importlib
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
 
-from depthlens.errors import DepthlensError
+from depthlens.metrics.records import METRICS, MetricRecord, Paper, metric
+from depthlens.registry import unknown_choice
 
-#: What one value of the metric is indexed by.
-#: block: one value per block (length L); layer: per residual state h_0..h_L (L+1);
-#: layer_pair: an (L+1)x(L+1) or L x n matrix; token: a per-token distribution summarised
-#: by mean/histogram; scalar: one number.
-Shape = Literal["block", "layer", "layer_pair", "block_span", "token", "scalar"]
-Plot = Literal["line", "heatmap", "hist", "none"]
-
-
-@dataclass(frozen=True)
-class Paper:
-    """Where a definition comes from."""
-
-    authors: str
-    year: int
-    title: str
-    arxiv: str | None = None
-
-    def cite(self) -> str:
-        """``Authors (year), Title, arXiv:id``."""
-        tail = f", arXiv:{self.arxiv}" if self.arxiv else ""
-        return f"{self.authors} ({self.year}), {self.title}{tail}"
-
-
-@dataclass(frozen=True)
-class MetricRecord:
-    """Everything depthlens knows about one metric, declared once."""
-
-    name: str  # canonical key: JSON, CLI, report
-    family: str  # residual | lens | causal | repr | ...
-    definition: str  # one line, in the notation of docs/SPEC.md
-    papers: tuple[Paper, ...]
-    shape: Shape
-    accumulate: str  # how per-token values are streamed (e.g. "float64 sum + count")
-    finalize: str  # how the sums become the reported value
-    caption: str  # one sentence for the report: how to read the plot
-    label: str = ""  # short column / legend label; the name when empty
-    plot: Plot = "line"
-    unit: str = ""
-    table: bool = False  # shown in the terminal summary table
-    deviation: str = ""  # where depthlens deviates from the paper, stated
-    #: For streamed per-block metrics: the per-token value from a
-    #: :class:`~depthlens.metrics.vectors.BlockVectors`, (N,). The profile sums it over
-    #: tokens for every block and reports the mean; no other code is needed.
-    per_token: Callable[[Any], Any] | None = field(default=None, compare=False, repr=False)
-
-    @property
-    def short(self) -> str:
-        """The label used in tables and legends."""
-        return self.label or self.name
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON form (written into results beside the values)."""
-        d = asdict(self)
-        d.pop("per_token")
-        return d
-
-
-_REGISTRY: dict[str, MetricRecord] = {}
+__all__ = [
+    "FAMILY_MODULES",
+    "METRICS",
+    "MetricRecord",
+    "Paper",
+    "all_metrics",
+    "get_metric",
+    "metric",
+    "streamed_block_records",
+    "unknown_choice",
+]
 
 #: Modules that declare records; imported by :func:`all_metrics` so the registry is complete.
 FAMILY_MODULES: list[str] = [
@@ -83,16 +37,6 @@ FAMILY_MODULES: list[str] = [
     "depthlens.metrics.catalog.repr",
     "depthlens.metrics.catalog.exit",
 ]
-
-
-def metric(record: MetricRecord) -> MetricRecord:
-    """Register ``record``; a second record with the same name is a programming error."""
-    old = _REGISTRY.get(record.name)
-    if old is not None and old != record:
-        raise RuntimeError(f"metric {record.name!r} is declared twice ({old.family}, "
-                           f"{record.family})")
-    _REGISTRY[record.name] = record
-    return record
 
 
 def _load_all() -> None:
@@ -107,7 +51,7 @@ def _load_all() -> None:
 def all_metrics(family: str | None = None) -> list[MetricRecord]:
     """Every registered record (of one family), in declaration order."""
     _load_all()
-    return [r for r in _REGISTRY.values() if family is None or r.family == family]
+    return [r for r in METRICS.values() if family is None or r.family == family]
 
 
 def streamed_block_records() -> tuple[MetricRecord, ...]:
@@ -117,19 +61,10 @@ def streamed_block_records() -> tuple[MetricRecord, ...]:
     not pay for optional families' imports.
     """
     importlib.import_module("depthlens.metrics.catalog.residual")
-    return tuple(r for r in _REGISTRY.values() if r.per_token is not None)
+    return tuple(r for r in METRICS.values() if r.per_token is not None)
 
 
 def get_metric(name: str) -> MetricRecord:
     """The record named ``name``, or an error with a did-you-mean suggestion."""
     _load_all()
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    raise DepthlensError(unknown_choice("metric", name, list(_REGISTRY)))
-
-
-def unknown_choice(what: str, got: str, choices: list[str]) -> str:
-    """``unknown METHOD 'x'; did you mean 'y'? choose one of: …`` (one line)."""
-    close = difflib.get_close_matches(got, choices, n=1, cutoff=0.6)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    return f"unknown {what} '{got}'{hint} (choose one of: {', '.join(sorted(choices))})"
+    return METRICS.get(name)

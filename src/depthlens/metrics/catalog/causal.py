@@ -7,7 +7,7 @@ Computed by :mod:`depthlens.causal.skip` (skip sweep, reusing cached prefixes) a
 from __future__ import annotations
 
 from depthlens.metrics.catalog.papers import CSORDAS, DEEP_THINKING, REASONING
-from depthlens.metrics.registry import MetricRecord, metric
+from depthlens.metrics.records import MetricRecord, metric
 
 _MEAN = "float64 sum of per-token values + count, all-reduced"
 

@@ -7,7 +7,7 @@ threshold, from per-token, per-depth lens readings (logit or tuned lens) of held
 from __future__ import annotations
 
 from depthlens.metrics.catalog.papers import TUNED_LENS
-from depthlens.metrics.registry import MetricRecord, Paper, metric
+from depthlens.metrics.records import MetricRecord, Paper, metric
 
 CALM = Paper("Schuster et al.", 2022, "Confident Adaptive Language Modeling", "2207.07061")
 

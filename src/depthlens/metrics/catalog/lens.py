@@ -8,7 +8,7 @@ logit scale and soft-cap), read at each block's output by default. Computed by
 from __future__ import annotations
 
 from depthlens.metrics.catalog.papers import CSORDAS, LOGIT_LENS, REASONING, TUNED_LENS
-from depthlens.metrics.registry import MetricRecord, metric
+from depthlens.metrics.records import MetricRecord, metric
 
 _MEAN = "float64 sum of per-token values over the lens tokens + count, all-reduced"
 _FIN = "sum / count"

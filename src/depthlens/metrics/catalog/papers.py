@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from depthlens.metrics.registry import Paper
+from depthlens.metrics.records import Paper
 
 CSORDAS = Paper("Csordás, Manning, Potts", 2025,
                 "Do Language Models Use Their Depth Efficiently?", "2505.13898")

@@ -6,7 +6,7 @@ LMs and encoders, pooled sentence vectors, or globally pooled image features per
 
 from __future__ import annotations
 
-from depthlens.metrics.registry import MetricRecord, Paper, metric
+from depthlens.metrics.records import MetricRecord, Paper, metric
 
 SHAPE_OF_LEARNING = Paper("Razzhigaev et al.", 2023, "The Shape of Learning: Anisotropy and "
                           "Intrinsic Dimensions in Transformer-Based Models", "2311.05928")

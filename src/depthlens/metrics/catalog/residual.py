@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 
 from depthlens.metrics.catalog.papers import CSORDAS, CURSE, GROMOV, REPLACEME, SHORTGPT
-from depthlens.metrics.registry import MetricRecord, metric
+from depthlens.metrics.records import MetricRecord, metric
 from depthlens.metrics.vectors import BlockVectors
 
 PerToken = Callable[[BlockVectors], torch.Tensor]
