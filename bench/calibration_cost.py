@@ -30,8 +30,9 @@ def _setup(tokens: int, seq_len: int):  # noqa: ANN202
     from depthlens.models import load_model
 
     lm = load_model("smollm2-135m")
-    windows = make_windows(load_text("wiki-calib"), lm.tokenizer, seq_len=seq_len,
-                           max_tokens=tokens)  # fmt: skip
+    windows = make_windows(
+        load_text("wiki-calib"), lm.tokenizer, seq_len=seq_len, max_tokens=tokens
+    )
     return lm, windows
 
 
@@ -61,8 +62,16 @@ def child(tokens: int, seq_len: int) -> None:
     rss_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux: KiB)
     secs = _calibrate(lm, windows, 1, 1)
     rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"tokens": windows.n_tokens, "rss_after_load_mib": rss_load,
-                      "rss_peak_mib": rss_peak, "seconds": secs}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "tokens": windows.n_tokens,
+                "rss_after_load_mib": rss_load,
+                "rss_peak_mib": rss_peak,
+                "seconds": secs,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -96,17 +105,23 @@ def main() -> None:
     ]
     mems = []
     for tok in (int(x) for x in a.mem_tokens.split(",")):
-        res = subprocess.run([sys.executable, __file__, "--child-tokens", str(tok),
-                              "--seq-len", str(a.seq_len)], capture_output=True, text=True,
-                             check=True)  # fmt: skip
+        res = subprocess.run(
+            [sys.executable, __file__, "--child-tokens", str(tok), "--seq-len", str(a.seq_len)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         m = json.loads(res.stdout.strip().splitlines()[-1])
         mems.append(m)
-        lines.append(f"  {m['tokens']:>7} tokens: peak {m['rss_peak_mib']:.0f} MiB "
-                     f"(after load {m['rss_after_load_mib']:.0f} MiB), "
-                     f"calibration {m['seconds']:.1f} s")  # fmt: skip
+        lines.append(
+            f"  {m['tokens']:>7} tokens: peak {m['rss_peak_mib']:.0f} MiB "
+            f"(after load {m['rss_after_load_mib']:.0f} MiB), "
+            f"calibration {m['seconds']:.1f} s"
+        )
     growth = mems[-1]["rss_peak_mib"] / mems[0]["rss_peak_mib"] - 1
-    lines.append(f"  growth {mems[0]['tokens']} -> {mems[-1]['tokens']} tokens: "
-                 f"{100 * growth:+.1f}%")  # fmt: skip
+    lines.append(
+        f"  growth {mems[0]['tokens']} -> {mems[-1]['tokens']} tokens: {100 * growth:+.1f}%"
+    )
     text = "\n".join(lines) + "\n"
     OUT.write_text(text)
     print(text)

@@ -40,10 +40,14 @@ def _ideal(costs: dict[str, Any], depths: list[int], fill: float) -> dict[str, f
     used = [sum(blocks[:e]) + costs["head"] for e in depths]
     # Each checked depth before the exit costs a readout; each skipped block an attention
     # K/V fill (``fill`` = its share of a block's FLOPs).
-    charged = [u + (e - 1 if e < n_layers else n_layers - 1) * costs["readout"]
-               + fill * sum(blocks[e:]) for u, e in zip(used, depths, strict=True)]
-    return {"ideal_speedup_blocks_only": full / statistics.mean(used),
-            "ideal_speedup_with_readouts": full / statistics.mean(charged)}
+    charged = [
+        u + (e - 1 if e < n_layers else n_layers - 1) * costs["readout"] + fill * sum(blocks[e:])
+        for u, e in zip(used, depths, strict=True)
+    ]
+    return {
+        "ideal_speedup_blocks_only": full / statistics.mean(used),
+        "ideal_speedup_with_readouts": full / statistics.mean(charged),
+    }
 
 
 def _attn_share(lm: Any) -> float:
@@ -54,8 +58,14 @@ def _attn_share(lm: Any) -> float:
     return attn / total
 
 
-def _measure(lm: Any, lens: Any, prompts: list[Any], modes: list[tuple[str, Any]],
-             new_tokens: int, rounds: int) -> tuple[dict[str, list[float]], dict[str, list]]:
+def _measure(
+    lm: Any,
+    lens: Any,
+    prompts: list[Any],
+    modes: list[tuple[str, Any]],
+    new_tokens: int,
+    rounds: int,
+) -> tuple[dict[str, list[float]], dict[str, list]]:
     """Seconds per round (all prompts) of every mode, alternating the order each round."""
     from depthlens.exit.decode import greedy_decode
 
@@ -75,11 +85,21 @@ def _measure(lm: Any, lens: Any, prompts: list[Any], modes: list[tuple[str, Any]
     return secs, outs
 
 
-def _row(name: str, speedup: float, tps: float, full: list[Any], exited: list[Any],
-         costs: dict[str, Any], share: float) -> dict[str, Any]:
+def _row(
+    name: str,
+    speedup: float,
+    tps: float,
+    full: list[Any],
+    exited: list[Any],
+    costs: dict[str, Any],
+    share: float,
+) -> dict[str, Any]:
     """One rule's line: measured speed-up, FLOP ideals, depth, agreement with full greedy."""
-    pairs = [(a, b) for fo, eo in zip(full, exited, strict=True)
-             for a, b in zip(fo.tokens[1:], eo.tokens[1:], strict=True)]
+    pairs = [
+        (a, b)
+        for fo, eo in zip(full, exited, strict=True)
+        for a, b in zip(fo.tokens[1:], eo.tokens[1:], strict=True)
+    ]
     depths = [d for eo in exited for d in eo.exit_depths[1:]]
     same = sum(fo.tokens == eo.tokens for fo, eo in zip(full, exited, strict=True))
     return {
@@ -98,8 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--lens", default="logit", help="logit or tuned:DIR")
-    p.add_argument("--rule", action="append", default=None,
-                   help="KIND:THRESHOLD, e.g. confidence:0.9, entropy:0.5, settled:3")
+    p.add_argument(
+        "--rule",
+        action="append",
+        default=None,
+        help="KIND:THRESHOLD, e.g. confidence:0.9, entropy:0.5, settled:3",
+    )
     p.add_argument("--min-depth", type=int, default=1)
     p.add_argument("--prompts", type=int, default=3)
     p.add_argument("--prompt-len", type=int, default=48)
@@ -117,41 +141,65 @@ def main(argv: list[str] | None = None) -> int:
     from depthlens.models import load_model
     from depthlens.tuned.lens import readout_for
 
-    rules = [dataclasses.replace(_rule(r), min_depth=args.min_depth)
-             for r in (args.rule or ["confidence:0.9", "settled:3"])]
+    rules = [
+        dataclasses.replace(_rule(r), min_depth=args.min_depth)
+        for r in (args.rule or ["confidence:0.9", "settled:3"])
+    ]
     lm = load_model(args.model)
     for r in rules:
         r.check(lm.num_layers, int(lm.model.config.vocab_size))
     lens, info = readout_for(lm, args.lens)
-    win = make_windows(load_text("wiki-eval"), lm.tokenizer, seq_len=args.prompt_len,
-                       max_tokens=args.prompt_len * args.prompts, seed=0)
+    win = make_windows(
+        load_text("wiki-eval"),
+        lm.tokenizer,
+        seq_len=args.prompt_len,
+        max_tokens=args.prompt_len * args.prompts,
+        seed=0,
+    )
     prompts = [win.input_ids[i : i + 1] for i in range(len(win))][: args.prompts]
     modes: list[tuple[str, Any]] = [("full", None), *[(r.label(), r) for r in rules]]
     secs, outs = _measure(lm, lens, prompts, modes, args.new_tokens, args.rounds)
     costs = flop_costs(lm, args.prompt_len + args.new_tokens)
     n_tok = args.new_tokens * len(prompts)
     full_tps = n_tok / statistics.median(secs["full"])
-    rows = [_row(name, n_tok / statistics.median(secs[name]) / full_tps,
-                 n_tok / statistics.median(secs[name]), outs["full"], outs[name], costs,
-                 _attn_share(lm)) for name, _ in modes[1:]]
+    rows = [
+        _row(
+            name,
+            n_tok / statistics.median(secs[name]) / full_tps,
+            n_tok / statistics.median(secs[name]),
+            outs["full"],
+            outs[name],
+            costs,
+            _attn_share(lm),
+        )
+        for name, _ in modes[1:]
+    ]
     result = {
-        "model": args.model, "lens": info, "threads": args.threads,
-        "prompts": len(prompts), "prompt_len": args.prompt_len, "new_tokens": args.new_tokens,
-        "rounds": args.rounds, "min_depth": args.min_depth,
-        "full_tokens_per_s": full_tps, "rules": rows,
+        "model": args.model,
+        "lens": info,
+        "threads": args.threads,
+        "prompts": len(prompts),
+        "prompt_len": args.prompt_len,
+        "new_tokens": args.new_tokens,
+        "rounds": args.rounds,
+        "min_depth": args.min_depth,
+        "full_tokens_per_s": full_tps,
+        "rules": rows,
         "loadavg": os.getloadavg(),
         "note": "median over rounds of the summed decode time of all prompts; the first "
-                "token of each prompt comes from the full prefill and is not counted in "
-                "agreement or depth",
+        "token of each prompt comes from the full prefill and is not counted in "
+        "agreement or depth",
     }
     Path(args.output).write_text(json.dumps(result, indent=1) + "\n")
     print(f"full greedy: {full_tps:.2f} tok/s  (load average {os.getloadavg()[0]:.1f})")
     for r in rows:
-        print(f"{r['rule']:>16}: {r['tokens_per_s']:.2f} tok/s, measured x"
-              f"{r['measured_speedup']:.2f}, ideal x{r['ideal_speedup_blocks_only']:.2f} "
-              f"(blocks only) / x{r['ideal_speedup_with_readouts']:.2f} (with readouts), "
-              f"depth {r['mean_exit_depth']:.1f}, agreement "
-              f"{100 * r['token_agreement_with_full_greedy']:.1f}%")
+        print(
+            f"{r['rule']:>16}: {r['tokens_per_s']:.2f} tok/s, measured x"
+            f"{r['measured_speedup']:.2f}, ideal x{r['ideal_speedup_blocks_only']:.2f} "
+            f"(blocks only) / x{r['ideal_speedup_with_readouts']:.2f} (with readouts), "
+            f"depth {r['mean_exit_depth']:.1f}, agreement "
+            f"{100 * r['token_agreement_with_full_greedy']:.1f}%"
+        )
     return 0
 
 

@@ -73,8 +73,11 @@ def residuals(lm: Any, windows: Any, start: int, n: int, t: torch.Tensor) -> dic
                     sq[f"z_{name}"] += float((zz**2).sum())
     finally:
         handle.remove()
-    return {f"{k}_{p}": (sq[f"{k}_{p}"] / sq[f"z_{p}"]) ** 0.5
-            for k in ("fit", "id") for p in ("first", "rest")}  # fmt: skip
+    return {
+        f"{k}_{p}": (sq[f"{k}_{p}"] / sq[f"z_{p}"]) ** 0.5
+        for k in ("fit", "id")
+        for p in ("first", "rest")
+    }
 
 
 def main() -> None:
@@ -86,12 +89,15 @@ def main() -> None:
     check_disjoint(calib_src, eval_src)
     evals = {
         "bos": make_windows(eval_src, lm.tokenizer, seq_len=a.seq_len, max_tokens=a.eval_tokens),
-        "no-bos": make_windows(eval_src, lm.tokenizer, seq_len=a.seq_len,
-                               max_tokens=a.eval_tokens, add_bos=False),
-    }  # fmt: skip
+        "no-bos": make_windows(
+            eval_src, lm.tokenizer, seq_len=a.seq_len, max_tokens=a.eval_tokens, add_bos=False
+        ),
+    }
     base = {k: evaluate_perplexity(lm, w)["ppl"] for k, w in evals.items()}
-    print(f"{a.model}, load {os.getloadavg()[0]:.1f}; original wiki-eval ppl: "
-          f"{base['bos']:.2f} (BOS windows), {base['no-bos']:.2f} (no BOS)")  # fmt: skip
+    print(
+        f"{a.model}, load {os.getloadavg()[0]:.1f}; original wiki-eval ppl: "
+        f"{base['bos']:.2f} (BOS windows), {base['no-bos']:.2f} (no BOS)"
+    )
     rows: list[dict[str, Any]] = []
     for budget in (int(x) for x in a.calib_tokens.split(",")):
         calib = make_windows(calib_src, lm.tokenizer, seq_len=a.seq_len, max_tokens=budget)
@@ -107,17 +113,25 @@ def main() -> None:
             cut = copy.deepcopy(lm)
             apply_cut_(cut, plan)
             ppl = {k: evaluate_perplexity(cut, w)["ppl"] for k, w in evals.items()}
-            row = {"calib_tokens": calib.n_tokens, "calib_windows": len(calib),
-                   "fit_first_position": keep_first, "span": list(plan.removed),
-                   "ppl_bos": ppl["bos"], "ppl_no_bos": ppl["no-bos"], **res,
-                   "seconds": time.perf_counter() - t0}  # fmt: skip
+            row = {
+                "calib_tokens": calib.n_tokens,
+                "calib_windows": len(calib),
+                "fit_first_position": keep_first,
+                "span": list(plan.removed),
+                "ppl_bos": ppl["bos"],
+                "ppl_no_bos": ppl["no-bos"],
+                **res,
+                "seconds": time.perf_counter() - t0,
+            }
             rows.append(row)
-            print(f"calib {calib.n_tokens:>6} tokens ({len(calib)} windows), first position "
-                  f"{'in ' if keep_first else 'out'} the fit, span {plan.removed}: ppl "
-                  f"{ppl['bos']:.4g} (BOS) / {ppl['no-bos']:.4g} (no BOS); held-out "
-                  f"residual ordinary tokens T: {res['fit_rest']:.3f} "
-                  f"(T=I {res['id_rest']:.3f}), first position T: {res['fit_first']:.3g} "
-                  f"(T=I {res['id_first']:.3f})")  # fmt: skip
+            print(
+                f"calib {calib.n_tokens:>6} tokens ({len(calib)} windows), first position "
+                f"{'in ' if keep_first else 'out'} the fit, span {plan.removed}: ppl "
+                f"{ppl['bos']:.4g} (BOS) / {ppl['no-bos']:.4g} (no BOS); held-out "
+                f"residual ordinary tokens T: {res['fit_rest']:.3f} "
+                f"(T=I {res['id_rest']:.3f}), first position T: {res['fit_first']:.3g} "
+                f"(T=I {res['id_first']:.3f})"
+            )
     Path(a.output).parent.mkdir(parents=True, exist_ok=True)
     result = {"model": a.model, "original_ppl": base, "options": vars(a), "rows": rows}
     Path(a.output).write_text(json.dumps(result, indent=1) + "\n")

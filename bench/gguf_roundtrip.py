@@ -42,16 +42,20 @@ def main() -> None:
         t = time.perf_counter()
         info = export_gguf(ck, tmp / f"m-{kind}.gguf", kind=kind)
         secs = time.perf_counter() - t
-        back = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=f"m-{kind}.gguf",
-                                                    dtype=torch.float32).eval()  # fmt: skip
+        back = AutoModelForCausalLM.from_pretrained(
+            tmp, gguf_file=f"m-{kind}.gguf", dtype=torch.float32
+        ).eval()
         with torch.no_grad():
             got = back(input_ids=w.input_ids).logits.float()
         p, q = torch.log_softmax(ref, -1), torch.log_softmax(got, -1)
         kl = float((p.exp() * (p - q)).sum(-1).mean())
         agree = float((got.argmax(-1) == ref.argmax(-1)).float().mean())
-        print(f"{kind:>5}: {info['bytes'] / 2**20:7.1f} MiB, export {secs:5.1f} s, max |dlogit| "
-              f"{float((got - ref).abs().max()):.4g} (logit range {float(ref.abs().max()):.3g}), "
-              f"top-1 agreement {agree:.4f}, KL {kl:.3g} nats", flush=True)
+        print(
+            f"{kind:>5}: {info['bytes'] / 2**20:7.1f} MiB, export {secs:5.1f} s, max |dlogit| "
+            f"{float((got - ref).abs().max()):.4g} (logit range {float(ref.abs().max()):.3g}), "
+            f"top-1 agreement {agree:.4f}, KL {kl:.3g} nats",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

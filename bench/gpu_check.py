@@ -30,22 +30,45 @@ import torch
 #: (atol, rtol) per check and dtype; see docs/GPU.md for why each is what it is.
 TOLERANCES: dict[str, dict[str, tuple[float, float]]] = {
     "float32": {
-        "profile.residual": (1e-3, 1e-3), "profile.angular": (1e-3, 1e-3),
-        "profile.lens": (2e-3, 1e-3), "plan.selection": (1e-3, 1e-3),
-        "plan.fit": (1e-3, 1e-2), "prune.nll": (1e-3, 1e-3), "eval.nll": (1e-4, 1e-4),
-        "eval.mc": (1e-2, 1e-3), "skip.out_kl": (2e-3, 1e-2), "skip.future": (2e-3, 1e-2),
-        "skip.delta_loss": (2e-3, 1e-2), "think.scores": (2e-3, 1e-2),
+        "profile.residual": (1e-3, 1e-3),
+        "profile.angular": (1e-3, 1e-3),
+        "profile.lens": (2e-3, 1e-3),
+        "plan.selection": (1e-3, 1e-3),
+        "plan.fit": (1e-3, 1e-2),
+        "prune.nll": (1e-3, 1e-3),
+        "eval.nll": (1e-4, 1e-4),
+        "eval.mc": (1e-2, 1e-3),
+        "skip.out_kl": (2e-3, 1e-2),
+        "skip.future": (2e-3, 1e-2),
+        "skip.delta_loss": (2e-3, 1e-2),
+        "think.scores": (2e-3, 1e-2),
     },
     "bfloat16": {
-        "profile.residual": (3e-2, 5e-2), "profile.angular": (2e-2, 5e-2),
-        "profile.lens": (0.3, 0.1), "plan.selection": (2e-2, 5e-2),
-        "plan.fit": (5e-2, 0.2), "prune.nll": (5e-2, 2e-2), "eval.nll": (5e-2, 2e-2),
-        "eval.mc": (1.0, 5e-2), "skip.out_kl": (0.2, 0.3), "skip.future": (0.1, 0.3),
-        "skip.delta_loss": (0.2, 0.3), "think.scores": (5e-2, 0.3),
+        "profile.residual": (3e-2, 5e-2),
+        "profile.angular": (2e-2, 5e-2),
+        "profile.lens": (0.3, 0.1),
+        "plan.selection": (2e-2, 5e-2),
+        "plan.fit": (5e-2, 0.2),
+        "prune.nll": (5e-2, 2e-2),
+        "eval.nll": (5e-2, 2e-2),
+        "eval.mc": (1.0, 5e-2),
+        "skip.out_kl": (0.2, 0.3),
+        "skip.future": (0.1, 0.3),
+        "skip.delta_loss": (0.2, 0.3),
+        "think.scores": (5e-2, 0.3),
     },
 }
-RESIDUAL = ("rel_contrib_attn", "rel_contrib_mlp", "rel_contrib_block", "cos_attn", "cos_mlp",
-            "cos_block", "block_influence", "resid_rms_growth", "resid_norm")
+RESIDUAL = (
+    "rel_contrib_attn",
+    "rel_contrib_mlp",
+    "rel_contrib_block",
+    "cos_attn",
+    "cos_mlp",
+    "cos_block",
+    "block_influence",
+    "resid_rms_growth",
+    "resid_norm",
+)
 LENS = ("lens_kl", "lens_jsd", "lens_top1_agree", "lens_entropy", "lens_ce")
 PROMPT = "The history of the city began when"
 
@@ -66,8 +89,10 @@ class Check:
         """The printed line."""
         tol = f"tol abs {self.atol:.0e} + rel {self.rtol:.0e}"
         note = f"  ({self.note})" if self.note else ""
-        return (f"{label:<22} {self.name:<18} max|Δ| {self.max_abs:9.2e}  max rel "
-                f"{self.max_rel:9.2e}  {tol:<26} {'PASS' if self.ok else 'FAIL'}{note}")
+        return (
+            f"{label:<22} {self.name:<18} max|Δ| {self.max_abs:9.2e}  max rel "
+            f"{self.max_rel:9.2e}  {tol:<26} {'PASS' if self.ok else 'FAIL'}{note}"
+        )
 
 
 def flatten(x: Any) -> list[float | None]:
@@ -113,8 +138,9 @@ class Setup:
 def _windows(lm: Any, name: str, max_tokens: int, seq_len: int) -> Any:
     from depthlens.data import load_text, make_windows
 
-    return make_windows(load_text(name), lm.tokenizer, seq_len=seq_len, max_tokens=max_tokens,
-                        seed=0)
+    return make_windows(
+        load_text(name), lm.tokenizer, seq_len=seq_len, max_tokens=max_tokens, seed=0
+    )
 
 
 def _mc_scores(lm: Any, windows: Any) -> list[float]:
@@ -138,8 +164,12 @@ def run_commands(s: Setup, device: str, dtype: str, ref_plan: Any = None) -> dic
     calib = _windows(lm, "wiki-calib", s.tokens, s.seq_len)
     evalw = _windows(lm, "wiki-eval", s.tokens, s.seq_len)
     out: dict[str, Any] = {}
-    prof = profile(lm, calib, ProfileOptions(lens_kernel=s.kernel, batch_size=2),  # type: ignore[arg-type]
-                   progress=False)
+    prof = profile(
+        lm,
+        calib,
+        ProfileOptions(lens_kernel=s.kernel, batch_size=2),  # type: ignore[arg-type]
+        progress=False,
+    )
     out["profile.residual"] = [prof.metrics[k] for k in RESIDUAL]
     out["profile.angular"] = prof.angular_distance
     out["profile.lens"] = [prof.metrics[k] for k in LENS]
@@ -149,10 +179,15 @@ def run_commands(s: Setup, device: str, dtype: str, ref_plan: Any = None) -> dic
     out["eval.nll"] = evaluate_perplexity(lm, evalw)["nll"]
     out["eval.mc"] = _mc_scores(lm, evalw)
     skip_w = _windows(lm, "wiki-eval", s.skip_tokens, s.seq_len)
-    sk = skip_sweep(lm, skip_w, SkipOptions(lens_kernel=s.kernel),  # type: ignore[arg-type]
-                    progress=False).to_dict()
-    out["skip.out_kl"] = [sk["skip_out_kl_mean"]] + [sk[v]["skip_out_kl_mean"]
-                                                      for v in ("attn_only", "mlp_only")]
+    sk = skip_sweep(
+        lm,
+        skip_w,
+        SkipOptions(lens_kernel=s.kernel),  # type: ignore[arg-type]
+        progress=False,
+    ).to_dict()
+    out["skip.out_kl"] = [sk["skip_out_kl_mean"]] + [
+        sk[v]["skip_out_kl_mean"] for v in ("attn_only", "mlp_only")
+    ]
     out["skip.future"] = sk["skip_future"]
     out["skip.delta_loss"] = sk["delta_loss"]
     th = think(lm, PROMPT, ThinkOptions(max_new_tokens=8))
@@ -165,37 +200,77 @@ def run_commands(s: Setup, device: str, dtype: str, ref_plan: Any = None) -> dic
 
 def _plan_checks(ref: Any, got: Any, tol: dict[str, tuple[float, float]]) -> list[Check]:
     same = tuple(ref.removed) == tuple(got.removed)
-    checks = [compare("plan.selection", ref.selection["angular_distance_by_start"],
-                      got.selection["angular_distance_by_start"], *tol["plan.selection"],
-                      note=f"removed {list(got.removed)} vs {list(ref.removed)}")]
+    checks = [
+        compare(
+            "plan.selection",
+            ref.selection["angular_distance_by_start"],
+            got.selection["angular_distance_by_start"],
+            *tol["plan.selection"],
+            note=f"removed {list(got.removed)} vs {list(ref.removed)}",
+        )
+    ]
     if not same:  # a near tie may pick another span; the fit is then not comparable
-        checks.append(Check("plan.removed", math.inf, math.inf, 0, 0, False,
-                            f"{list(got.removed)} vs {list(ref.removed)}"))
+        checks.append(
+            Check(
+                "plan.removed",
+                math.inf,
+                math.inf,
+                0,
+                0,
+                False,
+                f"{list(got.removed)} vs {list(ref.removed)}",
+            )
+        )
         return checks
     keys = ("rel_residual_ls_fit", "rel_residual_ls_heldout")
 
     def summary(p: Any) -> list[Any]:
-        return [p.fit.get(k) for k in keys] + [float(torch.linalg.matrix_norm(
-            p.transform.to("cpu", torch.float64)))]
+        return [p.fit.get(k) for k in keys] + [
+            float(torch.linalg.matrix_norm(p.transform.to("cpu", torch.float64)))
+        ]
 
-    checks.append(compare("plan.fit", summary(ref), summary(got), *tol["plan.fit"],
-                          note="LS residual fit/held-out, ‖T‖_F"))
+    checks.append(
+        compare(
+            "plan.fit",
+            summary(ref),
+            summary(got),
+            *tol["plan.fit"],
+            note="LS residual fit/held-out, ‖T‖_F",
+        )
+    )
     return checks
 
 
 def check_all(ref: dict[str, Any], got: dict[str, Any], dtype: str) -> list[Check]:
     """Compare one run with the CPU float32 reference."""
     tol = TOLERANCES[dtype]
-    checks = [compare(k, ref[k], got[k], *tol[k]) for k in
-              ("profile.residual", "profile.angular", "profile.lens")]
+    checks = [
+        compare(k, ref[k], got[k], *tol[k])
+        for k in ("profile.residual", "profile.angular", "profile.lens")
+    ]
     checks += _plan_checks(ref["plan"], got["plan"], tol)
-    checks += [compare(k, ref[k], got[k], *tol[k]) for k in
-               ("prune.nll", "eval.nll", "eval.mc", "skip.out_kl", "skip.future",
-                "skip.delta_loss")]
+    checks += [
+        compare(k, ref[k], got[k], *tol[k])
+        for k in (
+            "prune.nll",
+            "eval.nll",
+            "eval.mc",
+            "skip.out_kl",
+            "skip.future",
+            "skip.delta_loss",
+        )
+    ]
     a, b = ref["think.tokens"], got["think.tokens"]
     k = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-    checks.append(compare("think.scores", ref["think.scores"][:k], got["think.scores"][:k],
-                          *tol["think.scores"], note=f"{k}/{len(a)} generated tokens agree"))
+    checks.append(
+        compare(
+            "think.scores",
+            ref["think.scores"][:k],
+            got["think.scores"][:k],
+            *tol["think.scores"],
+            note=f"{k}/{len(a)} generated tokens agree",
+        )
+    )
     return checks
 
 
@@ -214,8 +289,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", default="float32,bfloat16", help="comma-separated dtypes")
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--tokens", type=int, default=512, help="profile / eval tokens")
-    ap.add_argument("--plan-tokens", type=int, default=2048,
-                    help="calibration tokens of the ReplaceMe fit (≥ hidden size)")
+    ap.add_argument(
+        "--plan-tokens",
+        type=int,
+        default=2048,
+        help="calibration tokens of the ReplaceMe fit (≥ hidden size)",
+    )
     ap.add_argument("--skip-tokens", type=int, default=128, help="skip-sweep tokens")
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--remove", type=int, default=4, help="blocks to remove in plan/prune")
@@ -228,13 +307,23 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)
-    s = Setup(args.model, args.tokens, args.plan_tokens, args.seq_len, args.skip_tokens,
-              args.remove, args.lens_kernel)
+    s = Setup(
+        args.model,
+        args.tokens,
+        args.plan_tokens,
+        args.seq_len,
+        args.skip_tokens,
+        args.remove,
+        args.lens_kernel,
+    )
     t0 = time.perf_counter()
     ref = run_commands(s, "cpu", "float32")
-    print(f"gpu_check: {args.model}, {args.tokens} tokens (skip sweep {args.skip_tokens}), "
-          f"reference cpu float32 in {time.perf_counter() - t0:.0f} s; torch {torch.__version__}; "
-          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"gpu_check: {args.model}, {args.tokens} tokens (skip sweep {args.skip_tokens}), "
+        f"reference cpu float32 in {time.perf_counter() - t0:.0f} s; torch {torch.__version__}; "
+        f"load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     all_ok = True
     for dtype in [d.strip() for d in args.dtype.split(",") if d.strip()]:
         if dtype not in TOLERANCES:

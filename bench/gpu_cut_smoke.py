@@ -35,8 +35,9 @@ def _windows(n: int = 8, seq_len: int = 32, vocab: int = 128) -> TokenWindows:
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(3, vocab, (n, seq_len), generator=gen)
     ids[:, 0] = 1
-    return TokenWindows(ids, torch.ones_like(ids), {"source": {"name": "random"},
-                                                    "seq_len": seq_len})  # fmt: skip
+    return TokenWindows(
+        ids, torch.ones_like(ids), {"source": {"name": "random"}, "seq_len": seq_len}
+    )
 
 
 def _lm(model: Any, device: str) -> LoadedModel:
@@ -72,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
             rel = float((l_dev - l_cpu).norm() / l_cpu.norm())
             same = r_cpu == r_dev
             good = same and rel < 1e-3
-            print(f"{method:<16} {'PASS' if good else 'FAIL'} removed {list(r_dev)} "
-                  f"(cpu {list(r_cpu)}) logits rel diff {rel:.1e}", flush=True)
+            print(
+                f"{method:<16} {'PASS' if good else 'FAIL'} removed {list(r_dev)} "
+                f"(cpu {list(r_cpu)}) logits rel diff {rel:.1e}",
+                flush=True,
+            )
             ok &= good
         except Exception as e:  # noqa: BLE001
             traceback.print_exc()

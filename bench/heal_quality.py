@@ -47,10 +47,14 @@ def main() -> None:
     ref = load_model(a.model)
     tok = ref.tokenizer
     calib = make_windows(load_text("wiki-calib"), tok, seq_len=a.seq_len, max_tokens=a.calib_tokens)
-    evals = {"wiki": make_windows(load_text("wiki-eval"), tok, seq_len=a.seq_len,
-                                  max_tokens=a.eval_tokens),
-             "news": make_windows(load_text("news"), tok, seq_len=a.seq_len,
-                                  max_tokens=a.news_tokens or None)}  # fmt: skip
+    evals = {
+        "wiki": make_windows(
+            load_text("wiki-eval"), tok, seq_len=a.seq_len, max_tokens=a.eval_tokens
+        ),
+        "news": make_windows(
+            load_text("news"), tok, seq_len=a.seq_len, max_tokens=a.news_tokens or None
+        ),
+    }
     base = {k: window_nll(ref, w) for k, w in evals.items()}
     cut = load_model(a.model)
     plan = plan_cut(
@@ -61,27 +65,45 @@ def main() -> None:
     )
     apply_cut_(cut, plan)
     rows = {"cut": {k: ratio_stats(window_nll(cut, w), base[k]) for k, w in evals.items()}}
-    man = {"removed": list(plan.removed), "num_layers_original": plan.num_layers,
-           "plan": plan.to_dict()}  # fmt: skip
-    rec = heal_(cut, ref, calib, HealOptions(steps=a.steps, lr=a.lr, train=a.train,
-                                             batch_size=1), manifest=man)  # fmt: skip
+    man = {
+        "removed": list(plan.removed),
+        "num_layers_original": plan.num_layers,
+        "plan": plan.to_dict(),
+    }
+    rec = heal_(
+        cut,
+        ref,
+        calib,
+        HealOptions(steps=a.steps, lr=a.lr, train=a.train, batch_size=1),
+        manifest=man,
+    )
     rows["healed"] = {k: ratio_stats(window_nll(cut, w), base[k]) for k, w in evals.items()}
-    res = {"kind": "depthlens.bench.heal_quality", "options": vars(a),
-           "removed": list(plan.removed), "rows": rows,
-           "heal": {k: v for k, v in rec.items() if k != "log"},
-           "kl_log": [r["kl"] for r in rec["log"]], "load_average": os.getloadavg(),
-           "seconds": time.perf_counter() - t0}  # fmt: skip
+    res = {
+        "kind": "depthlens.bench.heal_quality",
+        "options": vars(a),
+        "removed": list(plan.removed),
+        "rows": rows,
+        "heal": {k: v for k, v in rec.items() if k != "log"},
+        "kl_log": [r["kl"] for r in rec["log"]],
+        "load_average": os.getloadavg(),
+        "seconds": time.perf_counter() - t0,
+    }
     Path(a.out + ".json").write_text(json.dumps(res, indent=1, default=str) + "\n")
-    md = [f"{a.model}: replaceme-multi removing {list(plan.removed)}, healed {a.steps} steps "
-          f"({rec['tokens']} tokens, {rec['seconds']:.0f} s, {a.train}, lr {a.lr}; load "
-          f"average {res['load_average'][0]:.1f}).", "",
-          "| model | wiki ppl | wiki x orig [95% CI] | news ppl | news x orig [95% CI] |",
-          "|---|---|---|---|---|"]  # fmt: skip
+    md = [
+        f"{a.model}: replaceme-multi removing {list(plan.removed)}, healed {a.steps} steps "
+        f"({rec['tokens']} tokens, {rec['seconds']:.0f} s, {a.train}, lr {a.lr}; load "
+        f"average {res['load_average'][0]:.1f}).",
+        "",
+        "| model | wiki ppl | wiki x orig [95% CI] | news ppl | news x orig [95% CI] |",
+        "|---|---|---|---|---|",
+    ]
     for name, r in rows.items():
         w, n = r["wiki"], r["news"]
-        md.append(f"| {name} | {w['ppl']:.2f} | {w['ratio']:.3f} [{w['ratio_lo']:.3f}, "
-                  f"{w['ratio_hi']:.3f}] | {n['ppl']:.2f} | {n['ratio']:.3f} "
-                  f"[{n['ratio_lo']:.3f}, {n['ratio_hi']:.3f}] |")  # fmt: skip
+        md.append(
+            f"| {name} | {w['ppl']:.2f} | {w['ratio']:.3f} [{w['ratio_lo']:.3f}, "
+            f"{w['ratio_hi']:.3f}] | {n['ppl']:.2f} | {n['ratio']:.3f} "
+            f"[{n['ratio_lo']:.3f}, {n['ratio_hi']:.3f}] |"
+        )
     Path(a.out + ".md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

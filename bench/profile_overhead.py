@@ -33,8 +33,11 @@ RESULTS = Path(__file__).parent / "results"
 def plain_forward(lm, w, bs: int) -> None:
     with torch.inference_mode():
         for i in range(0, len(w), bs):
-            lm.model(input_ids=w.input_ids[i : i + bs].to(lm.device),
-                     attention_mask=w.attention_mask[i : i + bs].to(lm.device), use_cache=False)
+            lm.model(
+                input_ids=w.input_ids[i : i + bs].to(lm.device),
+                attention_mask=w.attention_mask[i : i + bs].to(lm.device),
+                use_cache=False,
+            )
 
 
 def forward_plus_unembed(lm, w, bs: int, opts: ProfileOptions) -> None:
@@ -45,8 +48,11 @@ def forward_plus_unembed(lm, w, bs: int, opts: ProfileOptions) -> None:
     with torch.inference_mode(), capture_blocks(lm.model, lm.arch, attn=False) as trace:
         for i in range(0, len(w), bs):
             trace.clear()
-            lm.model(input_ids=w.input_ids[i : i + bs].to(lm.device),
-                     attention_mask=w.attention_mask[i : i + bs].to(lm.device), use_cache=False)
+            lm.model(
+                input_ids=w.input_ids[i : i + bs].to(lm.device),
+                attention_mask=w.attention_mask[i : i + bs].to(lm.device),
+                use_cache=False,
+            )
             sel = sel_all[i : i + bs].to(lm.device)
             for s in trace.states[1:]:
                 x = s[sel]
@@ -69,8 +75,11 @@ def measure_memory(tokens: int, device: str = "cpu") -> float:
 
     On the CPU the max RSS; on a GPU the peak memory torch allocated on it.
     """
-    peak = ("torch.cuda.max_memory_allocated() / 2**20" if device.startswith("cuda")
-            else "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024")
+    peak = (
+        "torch.cuda.max_memory_allocated() / 2**20"
+        if device.startswith("cuda")
+        else "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024"
+    )
     code = f"""
 import resource, torch
 from depthlens.models import load_model
@@ -126,8 +135,10 @@ def main() -> None:
         "c_over_a": med["c_profile_residual"] / med["a_plain"],
         "d_over_b": med["d_profile_full"] / med["b_plain_plus_unembed"],
     }
-    print(f"tokens {w.n_tokens}, lens tokens {full.lens_tokens}, {args.rounds} rounds, "
-          f"{torch.get_num_threads()} threads, device {res['gpu'] or lm.device}")
+    print(
+        f"tokens {w.n_tokens}, lens tokens {full.lens_tokens}, {args.rounds} rounds, "
+        f"{torch.get_num_threads()} threads, device {res['gpu'] or lm.device}"
+    )
     for k, v in med.items():
         print(f"  {k:22s} {v:8.2f} s")
     print(f"c/a = {res['c_over_a']:.3f}  (target <= 1.10)")
@@ -135,10 +146,13 @@ def main() -> None:
     if not args.no_memory:
         m16, m64 = measure_memory(16384, args.device), measure_memory(65536, args.device)
         what = "peak GPU memory" if lm.device.type == "cuda" else "peak RSS"
-        res.update(peak_mib_16k=m16, peak_mib_64k=m64, memory_growth=m64 / m16 - 1,
-                   memory_measure=what)
-        print(f"{what} full profile: 16k tokens {m16:.0f} MiB, 64k tokens {m64:.0f} MiB, "
-              f"growth {100 * (m64 / m16 - 1):.1f}%  (target < 10%)")
+        res.update(
+            peak_mib_16k=m16, peak_mib_64k=m64, memory_growth=m64 / m16 - 1, memory_measure=what
+        )
+        print(
+            f"{what} full profile: 16k tokens {m16:.0f} MiB, 64k tokens {m64:.0f} MiB, "
+            f"growth {100 * (m64 / m16 - 1):.1f}%  (target < 10%)"
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "profile_overhead.json").write_text(json.dumps(res, indent=1) + "\n")

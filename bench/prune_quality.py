@@ -64,9 +64,13 @@ def _args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (models in float32)")
     p.add_argument("--batch-size", type=int, default=2, help="evaluation windows per forward")
-    p.add_argument("--max-seconds", type=float, default=0,
-                   help="start no new row after this many seconds (0 = no limit); the rows "
-                        "done so far are still written, with the speed measurement")
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=0,
+        help="start no new row after this many seconds (0 = no limit); the rows "
+        "done so far are still written, with the speed measurement",
+    )
     p.add_argument("--out", default=str(OUT / "prune_quality"))
     p.add_argument("--fresh", action="store_true", help="ignore <out>.partial.json")
     return p.parse_args()
@@ -81,14 +85,16 @@ def window_nll(lm: Any, windows: Any, batch_size: int = 2) -> tuple[torch.Tensor
         logits = lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
         keep = (mask[:, 1:] * mask[:, :-1]).bool()  # (B, T-1)
         nll = torch.nn.functional.cross_entropy(
-            logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none")  # (B, T-1)
+            logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none"
+        )  # (B, T-1)
         sums.append((nll.double() * keep).sum(1).cpu())
         counts.append(keep.sum(1).double().cpu())
     return torch.cat(sums), torch.cat(counts)
 
 
-def ratio_stats(cut: tuple[torch.Tensor, torch.Tensor],
-                base: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:  # fmt: skip
+def ratio_stats(
+    cut: tuple[torch.Tensor, torch.Tensor], base: tuple[torch.Tensor, torch.Tensor]
+) -> dict[str, float]:
     """ppl, ratio to the original and its 95% interval from paired per-window differences.
 
     Ratio = exp(Σ(nll_cut − nll_orig) / Σn); its standard error is that of a ratio
@@ -103,10 +109,16 @@ def ratio_stats(cut: tuple[torch.Tensor, torch.Tensor],
         return float(((x - r * n) ** 2).sum() * w / max(w - 1, 1)) ** 0.5 / float(n.sum())
 
     se_nll, se_diff = se(s, mean), se(s - s0, diff)
-    return {"ppl": _exp(mean), "ppl_lo": _exp(mean - 1.96 * se_nll),
-            "ppl_hi": _exp(mean + 1.96 * se_nll), "ratio": _exp(diff),
-            "ratio_lo": _exp(diff - 1.96 * se_diff), "ratio_hi": _exp(diff + 1.96 * se_diff),
-            "windows": w, "tokens": int(n.sum())}  # fmt: skip
+    return {
+        "ppl": _exp(mean),
+        "ppl_lo": _exp(mean - 1.96 * se_nll),
+        "ppl_hi": _exp(mean + 1.96 * se_nll),
+        "ratio": _exp(diff),
+        "ratio_lo": _exp(diff - 1.96 * se_diff),
+        "ratio_hi": _exp(diff + 1.96 * se_diff),
+        "windows": w,
+        "tokens": int(n.sum()),
+    }
 
 
 def _exp(x: float) -> float:
@@ -126,12 +138,17 @@ class Bench:
         self.calib = make_windows(calib_src, tok, seq_len=a.seq_len, max_tokens=a.calib_tokens)
         self.evals = {
             "wiki": make_windows(wiki_src, tok, seq_len=a.seq_len, max_tokens=a.eval_tokens),
-            "news": make_windows(news_src, tok, seq_len=a.seq_len,
-                                 max_tokens=a.news_tokens or None),
-        }  # fmt: skip
+            "news": make_windows(
+                news_src, tok, seq_len=a.seq_len, max_tokens=a.news_tokens or None
+            ),
+        }
         self.partial = Path(a.out + ".partial.json")
-        self.key = {k: v for k, v in vars(a).items() if k not in (
-            "fresh", "out", "ns", "methods", "speed_rounds", "batch_size", "max_seconds")}
+        self.key = {
+            k: v
+            for k, v in vars(a).items()
+            if k
+            not in ("fresh", "out", "ns", "methods", "speed_rounds", "batch_size", "max_seconds")
+        }
         self.rows: dict[str, dict[str, Any]] = {}
         if self.partial.is_file() and not a.fresh:
             old = json.loads(self.partial.read_text())
@@ -161,8 +178,11 @@ class Bench:
         tmp = self.partial.with_suffix(".tmp")
         tmp.write_text(json.dumps({"key": self.key, "rows": self.rows}, default=str))
         os.replace(tmp, self.partial)
-        print(f"{label:<24} removed {row.get('removed')} wiki x{row['wiki']['ratio']:.3f} "
-              f"news x{row['news']['ratio']:.3f} ({row['eval_seconds']:.0f} s eval)", flush=True)
+        print(
+            f"{label:<24} removed {row.get('removed')} wiki x{row['wiki']['ratio']:.3f} "
+            f"news x{row['news']['ratio']:.3f} ({row['eval_seconds']:.0f} s eval)",
+            flush=True,
+        )
 
 
 def _plan(b: Bench, method: str, n: int, prof: Any) -> Any:
@@ -170,16 +190,20 @@ def _plan(b: Bench, method: str, n: int, prof: Any) -> Any:
     a = b.a
     cut = load_model(a.model, device=a.device)
     opts = CalibrationOptions(batch_size=2)
-    search = SearchOptions(beam=a.beam, score_windows=a.score_windows, prefilter=a.prefilter,
-                           refit=not a.no_refit)
+    search = SearchOptions(
+        beam=a.beam, score_windows=a.score_windows, prefilter=a.prefilter, refit=not a.no_refit
+    )
     if method in NESTED:
         if method not in b.searches:
             big = max(int(x) for x in a.ns.split(","))
             data = b.calib
             if method == "greedy-loss":
                 g = a.greedy_tokens
-                data = dataclasses.replace(b.calib, input_ids=b.calib.input_ids[:, :g],
-                                           attention_mask=b.calib.attention_mask[:, :g])
+                data = dataclasses.replace(
+                    b.calib,
+                    input_ids=b.calib.input_ids[:, :g],
+                    attention_mask=b.calib.attention_mask[:, :g],
+                )
                 b.searches[method] = plan_cut(
                     cut, data, method, CutOptions(n=big, greedy_windows=1)
                 )
@@ -188,9 +212,14 @@ def _plan(b: Bench, method: str, n: int, prof: Any) -> Any:
                 removed, sel, b.maps[method] = search_removed(cut, data, big, sopts)
                 b.searches[method] = CutPlan(
                     envelope=plan_envelope(cut, data, {"search": dataclasses.asdict(sopts)}),
-                    method=method, num_layers=cut.num_layers, removed=removed, merge_into=None,
-                    selection=clean_json(sel), savings={},
-                    fit={"mode": "search maps (joint, cached bf16 states, no refit)"})
+                    method=method,
+                    num_layers=cut.num_layers,
+                    removed=removed,
+                    merge_into=None,
+                    selection=clean_json(sel),
+                    savings={},
+                    fit={"mode": "search maps (joint, cached bf16 states, no refit)"},
+                )
             else:
                 b.searches[method] = plan_cut(
                     cut,
@@ -206,9 +235,12 @@ def _plan(b: Bench, method: str, n: int, prof: Any) -> Any:
         blocks = tuple(by_n.get(str(n), by_n.get(n)))
         if a.no_refit:  # the search's own maps of its n-step set
             return cut, dataclasses.replace(
-                full, removed=blocks, merges=b.maps[method][n],
+                full,
+                removed=blocks,
+                merges=b.maps[method][n],
                 selection={**full.selection, "trace": full.selection["trace"][:n]},
-                savings=cut_savings(cut, blocks, a.seq_len))
+                savings=cut_savings(cut, blocks, a.seq_len),
+            )
         plan = plan_cut(
             cut,
             b.calib,
@@ -232,13 +264,24 @@ def main() -> None:
     torch.manual_seed(0)
     ns = [int(x) for x in a.ns.split(",")]
     b = Bench(a)
-    print(f"original NLL on {b.evals['wiki'].n_tokens} wiki + {b.evals['news'].n_tokens} news "
-          f"tokens; {time.perf_counter() - b.t0:.0f} s", flush=True)
+    print(
+        f"original NLL on {b.evals['wiki'].n_tokens} wiki + {b.evals['news'].n_tokens} news "
+        f"tokens; {time.perf_counter() - b.t0:.0f} s",
+        flush=True,
+    )
     b.add("original", b.lm, {"method": None, "n": 0, "removed": []})
-    needs_profile = {"replaceme-ls", "replaceme-cos", "angular", "block-influence",
-                     "replaceme-multi"} & set(a.methods.split(","))  # fmt: skip
-    prof = (profile(b.lm, b.calib, ProfileOptions(lens=False, n_max=max(ns)), progress=False)
-            if needs_profile else None)  # fmt: skip
+    needs_profile = {
+        "replaceme-ls",
+        "replaceme-cos",
+        "angular",
+        "block-influence",
+        "replaceme-multi",
+    } & set(a.methods.split(","))
+    prof = (
+        profile(b.lm, b.calib, ProfileOptions(lens=False, n_max=max(ns)), progress=False)
+        if needs_profile
+        else None
+    )
     shapes: dict[int, Any] = {}
     for n, method in [(n, m) for n in ns for m in a.methods.split(",")]:
         label = f"{method} n={n}"
@@ -269,9 +312,18 @@ def _row(b: Bench, method: str, n: int, prof: Any, shapes: dict[int, Any]) -> No
     shapes.setdefault(n, cut)
     cost = plan.selection.get("cost") or {}
     if not b.done(label):
-        b.add(label, cut, {"method": method, "n": n, "removed": list(plan.removed),
-                           "plan_seconds": plan_s, "search_cost": cost,
-                           "fit": {k: v for k, v in plan.fit.items() if k != "runs"}})
+        b.add(
+            label,
+            cut,
+            {
+                "method": method,
+                "n": n,
+                "removed": list(plan.removed),
+                "plan_seconds": plan_s,
+                "search_cost": cost,
+                "fit": {k: v for k, v in plan.fit.items() if k != "runs"},
+            },
+        )
     if method == a.heal and a.heal_steps > 0 and not b.done(f"{label} +heal"):
         _heal(b, cut, plan, label)
 
@@ -280,14 +332,25 @@ def _heal(b: Bench, cut: Any, plan: Any, label: str) -> None:
     from depthlens.heal import HealOptions, heal_
 
     a = b.a
-    data = make_windows(load_text("wiki-calib"), b.lm.tokenizer, seq_len=a.seq_len,
-                        max_tokens=a.heal_tokens, seed=1)  # fmt: skip
-    man = {"removed": list(plan.removed), "num_layers_original": plan.num_layers,
-           "plan": plan.to_dict()}  # fmt: skip
+    data = make_windows(
+        load_text("wiki-calib"), b.lm.tokenizer, seq_len=a.seq_len, max_tokens=a.heal_tokens, seed=1
+    )
+    man = {
+        "removed": list(plan.removed),
+        "num_layers_original": plan.num_layers,
+        "plan": plan.to_dict(),
+    }
     rec = heal_(cut, b.lm, data, HealOptions(steps=a.heal_steps, batch_size=1), manifest=man)
-    b.add(f"{label} +heal", cut, {"method": f"{plan.method} +heal", "n": plan.n_removed,
-                                  "removed": list(plan.removed),
-                                  "heal": {k: v for k, v in rec.items() if k != "log"}})
+    b.add(
+        f"{label} +heal",
+        cut,
+        {
+            "method": f"{plan.method} +heal",
+            "n": plan.n_removed,
+            "removed": list(plan.removed),
+            "heal": {k: v for k, v in rec.items() if k != "log"},
+        },
+    )
 
 
 def _speed(b: Bench, shapes: dict[int, Any], ns: list[int]) -> dict[str, Any]:
@@ -297,9 +360,15 @@ def _speed(b: Bench, shapes: dict[int, Any], ns: list[int]) -> dict[str, Any]:
     from depthlens.evaluate.speed import interleaved_speed
 
     ks = [n for n in ns if n in shapes]
-    cmp = interleaved_speed([b.lm, *(shapes[n] for n in ks)], prompt_len=128, decode_tokens=16,
-                            rounds=b.a.speed_rounds, warmup=1, threads=b.a.threads,
-                            labels=["original", *(f"n={n}" for n in ks)])  # fmt: skip
+    cmp = interleaved_speed(
+        [b.lm, *(shapes[n] for n in ks)],
+        prompt_len=128,
+        decode_tokens=16,
+        rounds=b.a.speed_rounds,
+        warmup=1,
+        threads=b.a.threads,
+        labels=["original", *(f"n={n}" for n in ks)],
+    )
     out = {}
     for n, pre, dec in zip(ks, cmp.prefill[1:], cmp.decode[1:], strict=True):
         out[str(n)] = {"prefill": dataclasses.asdict(pre), "decode": dataclasses.asdict(dec)}
@@ -313,19 +382,30 @@ def _result(b: Bench, ns: list[int], speed: dict[str, Any]) -> dict[str, Any]:
         cands = [r for r in rows if r["n"] == n]
         if cands:
             best = min(cands, key=lambda r: r["wiki"]["ratio"])
-            targets[f"n={n}"] = {"best": best["label"], "wiki_ratio": best["wiki"]["ratio"],
-                                 "target": limit, "met": best["wiki"]["ratio"] <= limit,
-                                 "news_over_wiki": best["news_over_wiki"],
-                                 "news_met": best["news_over_wiki"] <= 1.2}  # fmt: skip
-    return {"kind": "depthlens.bench.prune_quality", "model": b.a.model,
-            "num_layers": b.lm.num_layers,
-            "options": vars(b.a), "load_average": os.getloadavg(),
-            "calibration": {"data": "wiki-calib", "n_tokens": b.calib.n_tokens},
-            "eval": {k: {"n_tokens": w.n_tokens, "n_windows": len(w)}
-                     for k, w in b.evals.items()},
-            "device": str(b.lm.device), "gpu": _gpu_name(b.lm.device),
-            "seconds": time.perf_counter() - b.t0, "targets": targets, "speed": speed,
-            "failures": b.failures, "rows": rows}  # fmt: skip
+            targets[f"n={n}"] = {
+                "best": best["label"],
+                "wiki_ratio": best["wiki"]["ratio"],
+                "target": limit,
+                "met": best["wiki"]["ratio"] <= limit,
+                "news_over_wiki": best["news_over_wiki"],
+                "news_met": best["news_over_wiki"] <= 1.2,
+            }
+    return {
+        "kind": "depthlens.bench.prune_quality",
+        "model": b.a.model,
+        "num_layers": b.lm.num_layers,
+        "options": vars(b.a),
+        "load_average": os.getloadavg(),
+        "calibration": {"data": "wiki-calib", "n_tokens": b.calib.n_tokens},
+        "eval": {k: {"n_tokens": w.n_tokens, "n_windows": len(w)} for k, w in b.evals.items()},
+        "device": str(b.lm.device),
+        "gpu": _gpu_name(b.lm.device),
+        "seconds": time.perf_counter() - b.t0,
+        "targets": targets,
+        "speed": speed,
+        "failures": b.failures,
+        "rows": rows,
+    }
 
 
 def _gpu_name(device: Any) -> str | None:
@@ -361,17 +441,25 @@ def _markdown(r: dict[str, Any]) -> str:
             f"{_ci(row['news'])} | {row['news_over_wiki']:.3f} | {row['ideal_speedup']:.3f} | "
             f"{'' if fe is None else f'{fe:.1f}'} | {row.get('plan_seconds', 0):.0f} |"
         )
-    lines += ["", "Targets (best row per n): " + "; ".join(
-        f"{k}: {v['best']} x{v['wiki_ratio']:.3f} (target {v['target']}, "
-        f"{'met' if v['met'] else 'NOT met'}; news/wiki {v['news_over_wiki']:.3f}, "
-        f"{'met' if v['news_met'] else 'NOT met'})" for k, v in r["targets"].items())]
+    lines += [
+        "",
+        "Targets (best row per n): "
+        + "; ".join(
+            f"{k}: {v['best']} x{v['wiki_ratio']:.3f} (target {v['target']}, "
+            f"{'met' if v['met'] else 'NOT met'}; news/wiki {v['news_over_wiki']:.3f}, "
+            f"{'met' if v['news_met'] else 'NOT met'})"
+            for k, v in r["targets"].items()
+        ),
+    ]
     lines += [f"- FAILED {f['label']}: {f['error']}" for f in r.get("failures", [])]
     for n, s in (r.get("speed") or {}).get("by_n", {}).items():
         p, d = s["prefill"], s["decode"]
-        lines.append(f"- speed n={n}: prefill x{p['median']:.2f} [95% CI {p['ci95'][0]:.2f}, "
-                     f"{p['ci95'][1]:.2f}] ({p['verdict']}), decode x{d['median']:.2f} "
-                     f"[{d['ci95'][0]:.2f}, {d['ci95'][1]:.2f}] ({d['verdict']}), ideal "
-                     f"x{p['ideal']:.2f}")  # fmt: skip
+        lines.append(
+            f"- speed n={n}: prefill x{p['median']:.2f} [95% CI {p['ci95'][0]:.2f}, "
+            f"{p['ci95'][1]:.2f}] ({p['verdict']}), decode x{d['median']:.2f} "
+            f"[{d['ci95'][0]:.2f}, {d['ci95'][1]:.2f}] ({d['verdict']}), ideal "
+            f"x{p['ideal']:.2f}"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -96,8 +96,11 @@ def cka_check(lm, batch: int) -> dict:
         feats = [torch.cat(p) for p in zip(*stored)]
         full = cka_full_batch(feats, b)
         key = "one_batch" if b == 10**6 else f"batch_{b}"
-        res[key] = {"n_tokens": int(feats[0].shape[0]), "n_batches": cka.n_batches,
-                    "max_abs_diff": float((cka.result() - full).abs().max())}
+        res[key] = {
+            "n_tokens": int(feats[0].shape[0]),
+            "n_batches": cka.n_batches,
+            "max_abs_diff": float((cka.result() - full).abs().max()),
+        }
     return res
 
 
@@ -129,16 +132,22 @@ def main() -> None:
     if os.environ.get("OMP_NUM_THREADS") == "1":
         torch.set_num_threads(1)  # CPU time = work only with one thread
     lm = load_repr_model("smollm2-135m")
-    res: dict = {"model": "smollm2-135m", "threads": torch.get_num_threads(),
-                 "load_avg_start": os.getloadavg()}
+    res: dict = {
+        "model": "smollm2-135m",
+        "threads": torch.get_num_threads(),
+        "load_avg_start": os.getloadavg(),
+    }
     res["cka_check"] = cka_check(lm, 32)
     for k, v in res["cka_check"].items():
-        print(f"streamed vs full-batch CKA ({k}, {v['n_tokens']} tokens, {v['n_batches']} "
-              f"minibatches): max |diff| = {v['max_abs_diff']:.2e}  (target <= 1e-6)")
+        print(
+            f"streamed vs full-batch CKA ({k}, {v['n_tokens']} tokens, {v['n_batches']} "
+            f"minibatches): max |diff| = {v['max_abs_diff']:.2e}  (target <= 1e-6)"
+        )
     if not args.no_timing:
         w = make_windows(load_text("wiki"), lm.tokenizer, seq_len=256, max_tokens=args.tokens)
-        opts = ReprOptions(max_samples=args.max_samples, batch_size=args.batch_size,
-                           cka_batch=args.cka_batch)
+        opts = ReprOptions(
+            max_samples=args.max_samples, batch_size=args.batch_size, cka_batch=args.cka_batch
+        )
         small = make_windows(load_text("wiki"), lm.tokenizer, seq_len=256, max_tokens=1024)
         plain_forward(lm, small, args.batch_size)  # warm-up
         a1 = timed(lambda: plain_forward(lm, w, args.batch_size))
@@ -146,19 +155,28 @@ def main() -> None:
         a2 = timed(lambda: plain_forward(lm, w, args.batch_size))
         ratio_cpu = b[1] / ((a1[1] + a2[1]) / 2)
         ratio_wall = b[0] / ((a1[0] + a2[0]) / 2)
-        res.update(tokens=w.n_tokens, max_samples=args.max_samples, cka_batch=args.cka_batch,
-                   seconds_wall={"a_plain_1": a1[0], "b_repr": b[0], "a_plain_2": a2[0]},
-                   seconds_cpu={"a_plain_1": a1[1], "b_repr": b[1], "a_plain_2": a2[1]},
-                   b_over_a_cpu=ratio_cpu, b_over_a_wall=ratio_wall)
-        print(f"tokens {w.n_tokens}, {torch.get_num_threads()} thread(s), CPU seconds: plain "
-              f"forward {a1[1]:.1f} / {a2[1]:.1f}, repr {b[1]:.1f}; b/a = {ratio_cpu:.3f} "
-              f"(target <= 1.5); wall b/a = {ratio_wall:.3f}")
+        res.update(
+            tokens=w.n_tokens,
+            max_samples=args.max_samples,
+            cka_batch=args.cka_batch,
+            seconds_wall={"a_plain_1": a1[0], "b_repr": b[0], "a_plain_2": a2[0]},
+            seconds_cpu={"a_plain_1": a1[1], "b_repr": b[1], "a_plain_2": a2[1]},
+            b_over_a_cpu=ratio_cpu,
+            b_over_a_wall=ratio_wall,
+        )
+        print(
+            f"tokens {w.n_tokens}, {torch.get_num_threads()} thread(s), CPU seconds: plain "
+            f"forward {a1[1]:.1f} / {a2[1]:.1f}, repr {b[1]:.1f}; b/a = {ratio_cpu:.3f} "
+            f"(target <= 1.5); wall b/a = {ratio_wall:.3f}"
+        )
     if not args.no_memory:
         m16 = measure_memory(16384, args.max_samples)
         m64 = measure_memory(65536, args.max_samples)
         res.update(peak_rss_mib_16k=m16, peak_rss_mib_64k=m64, memory_growth=m64 / m16 - 1)
-        print(f"peak RSS repr: 16k tokens {m16:.0f} MiB, 64k tokens {m64:.0f} MiB, growth "
-              f"{100 * (m64 / m16 - 1):.1f}%  (target < 10%)")
+        print(
+            f"peak RSS repr: 16k tokens {m16:.0f} MiB, 64k tokens {m64:.0f} MiB, growth "
+            f"{100 * (m64 / m16 - 1):.1f}%  (target < 10%)"
+        )
     res["load_avg_end"] = os.getloadavg()
     print(f"load average: start {res['load_avg_start']}, end {res['load_avg_end']}")
     RESULTS.mkdir(exist_ok=True)

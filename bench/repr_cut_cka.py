@@ -38,23 +38,27 @@ def counterparts(removed: list[int], num_layers: int, merge_into: int | None) ->
     return out
 
 
-def print_summary(cka: torch.Tensor, removed: list[int], merge_into: int | None,
-                  tokens: dict) -> None:
+def print_summary(
+    cka: torch.Tensor, removed: list[int], merge_into: int | None, tokens: dict
+) -> None:
     """Per cut layer: its counterpart, the best-matching original layer and both CKAs."""
     exp = counterparts(removed, cka.shape[0] - 1, merge_into)
     print("cut layer  counterpart  best original layer  CKA(best)  CKA(counterpart)")
     for j in range(cka.shape[1]):
         b = int(cka[:, j].argmax())
-        print(f"{j:9d}  {exp[j]:11d}  {b:19d}  {float(cka[b, j]):9.3f}  "
-              f"{float(cka[exp[j], j]):16.3f}")
+        print(
+            f"{j:9d}  {exp[j]:11d}  {b:19d}  {float(cka[b, j]):9.3f}  {float(cka[exp[j], j]):16.3f}"
+        )
     diag = [float(cka[exp[j], j]) for j in range(cka.shape[1])]
     first = min(removed)
     before, after = diag[:first], diag[first + 1 :]
-    print(f"CKA(counterpart): h_0..h_{first - 1} (unchanged) mean "
-          f"{sum(before) / len(before):.3f}; h_{first} (block {first - 1} with T merged) "
-          f"{diag[first]:.3f}; h_{first + 1}..h_{len(diag) - 1} (after the span) mean "
-          f"{sum(after) / len(after):.3f}, min {min(after):.3f}; tokens {tokens}; "
-          f"load {os.getloadavg()}")
+    print(
+        f"CKA(counterpart): h_0..h_{first - 1} (unchanged) mean "
+        f"{sum(before) / len(before):.3f}; h_{first} (block {first - 1} with T merged) "
+        f"{diag[first]:.3f}; h_{first + 1}..h_{len(diag) - 1} (after the span) mean "
+        f"{sum(after) / len(after):.3f}, min {min(after):.3f}; tokens {tokens}; "
+        f"load {os.getloadavg()}"
+    )
 
 
 def main() -> None:
@@ -66,16 +70,23 @@ def main() -> None:
     torch.manual_seed(0)
     base = load_repr_model("smollm2-135m")
     cut = load_repr_model("smollm2-135m")
-    calib = make_windows(load_text("wiki-calib"), base.tokenizer, seq_len=512,
-                         max_tokens=args.calib_tokens)
+    calib = make_windows(
+        load_text("wiki-calib"), base.tokenizer, seq_len=512, max_tokens=args.calib_tokens
+    )
     plan = plan_cut(cut, calib, "replaceme-ls", CutOptions(n=args.remove))
     apply_cut_(cut, plan)
-    print(f"ReplaceMe removed blocks {list(plan.removed)} (merged into block "
-          f"{plan.merge_into}); cut model has {cut.num_layers} blocks")
+    print(
+        f"ReplaceMe removed blocks {list(plan.removed)} (merged into block "
+        f"{plan.merge_into}); cut model has {cut.num_layers} blocks"
+    )
     w = make_windows(load_text("wiki-eval"), base.tokenizer, seq_len=256, max_tokens=args.tokens)
     res = similarity(base, cut, w, ReprOptions(max_samples=256))
-    res.payload["cut"] = {"method": "replaceme-ls", "removed": list(plan.removed),
-                          "merge_into": plan.merge_into, "calib_tokens": calib.n_tokens}
+    res.payload["cut"] = {
+        "method": "replaceme-ls",
+        "removed": list(plan.removed),
+        "merge_into": plan.merge_into,
+        "calib_tokens": calib.n_tokens,
+    }
     cka = torch.tensor(res.payload["metrics"]["cka"])  # (31, L_cut + 1)
     print_summary(cka, list(plan.removed), plan.merge_into, res.tokens)
     RESULTS.mkdir(exist_ok=True)

@@ -62,8 +62,7 @@ def _readout_costs(lm, ids, am, kernel: str, repeats: int) -> dict[str, float]: 
         return {
             "logits": _time(lambda: lens.logits(h), repeats)[1],
             "kl": _time(lambda: kl_kernel(z, fin.p, fin.logp), repeats)[1],
-            "all5": _time(lambda: all5_kernel(z, fin.p, fin.logp, fin.neg_entropy),
-                          repeats)[1],
+            "all5": _time(lambda: all5_kernel(z, fin.p, fin.logp, fin.neg_entropy), repeats)[1],
         }
 
 
@@ -85,17 +84,26 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3, help="plain-forward repeats (median)")
     ap.add_argument("--kernel", default="auto", choices=("auto", "compiled", "eager"))
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (1: on a shared machine, idle OpenMP threads spin and "
-                    "inflate CPU time)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: on a shared machine, idle OpenMP threads spin and "
+        "inflate CPU time)",
+    )
     ap.add_argument("--skip-naive", action="store_true", help="do not time the naive sweep")
     ap.add_argument("-o", "--output", default=str(RESULTS))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
     lm = load_model("smollm2-135m")
-    data = make_windows(load_text("wiki"), lm.tokenizer, seq_len=args.seq_len,
-                        max_tokens=args.windows * args.seq_len, seed=0)
+    data = make_windows(
+        load_text("wiki"),
+        lm.tokenizer,
+        seq_len=args.seq_len,
+        max_tokens=args.windows * args.seq_len,
+        seed=0,
+    )
     ids, am = data.input_ids, data.attention_mask
     n = lm.num_layers
     opts = SkipOptions(sublayers=(), batch_size=args.windows, lens_kernel=args.kernel)
@@ -112,9 +120,15 @@ def main() -> None:
     w_naive = c_naive = diff = float("nan")
     if not args.skip_naive:
         w_naive, c_naive, naive = _time(
-            lambda: skip_sweep(lm, data, opts, progress=False, naive=True))
-        diff = max(abs(a - b) for a, b in zip(fast.skip_out_kl_mean,  # type: ignore[union-attr]
-                                               naive.skip_out_kl_mean))  # type: ignore[union-attr]
+            lambda: skip_sweep(lm, data, opts, progress=False, naive=True)
+        )
+        diff = max(
+            abs(a - b)
+            for a, b in zip(
+                fast.skip_out_kl_mean,  # type: ignore[union-attr]
+                naive.skip_out_kl_mean,
+            )
+        )  # type: ignore[union-attr]
     costs = _readout_costs(lm, ids, am, args.kernel, args.repeats)
     c_body = _body_cost(lm, ids, am, args.repeats)
     w2, c2, _ = _time(plain, args.repeats)  # again, in case the load changed meanwhile

@@ -66,34 +66,56 @@ def main() -> None:
     cut = copy.deepcopy(lm)
     plan = plan_cut(cut, win, "replaceme-ls", CutOptions(n=a.remove), progress=False)
     apply_cut_(cut, plan)
-    print(f"{a.model}: {lm.num_layers} blocks vs replaceme-ls cut of {plan.removed} "
-          f"({cut.num_layers} blocks); load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    print(
+        f"{a.model}: {lm.num_layers} blocks vs replaceme-ls cut of {plan.removed} "
+        f"({cut.num_layers} blocks); load average {os.getloadavg()[0]:.2f}"
+    )
     runs: list[dict[str, Any]] = []
     pre: list[RatioStats] = []
     dec: list[RatioStats] = []
     for i in range(a.repeats):
         t0 = time.perf_counter()
-        sp = interleaved_speed([lm, cut], prompt_len=a.prompt_len, batch=1,
-                               decode_tokens=a.decode_tokens, rounds=a.rounds,
-                               warmup=a.warmup, seed=i, threads=a.threads)  # fmt: skip
+        sp = interleaved_speed(
+            [lm, cut],
+            prompt_len=a.prompt_len,
+            batch=1,
+            decode_tokens=a.decode_tokens,
+            rounds=a.rounds,
+            warmup=a.warmup,
+            seed=i,
+            threads=a.threads,
+        )
         p, d = sp.prefill[1], sp.decode[1]
         assert p is not None and d is not None
         pre.append(p)
         dec.append(d)
         runs.append(sp.to_dict())
-        print(f"run {i + 1}: prefill {p.describe()}; decode {d.describe()}; ideal ×{p.ideal:.3f}; "
-              f"{time.perf_counter() - t0:.0f} s, load {os.getloadavg()[0]:.2f}")  # fmt: skip
+        print(
+            f"run {i + 1}: prefill {p.describe()}; decode {d.describe()}; ideal ×{p.ideal:.3f}; "
+            f"{time.perf_counter() - t0:.0f} s, load {os.getloadavg()[0]:.2f}"
+        )
     for name, st in (("prefill", pre), ("decode", dec)):
         meds = ", ".join(f"{s.median:.3f}" for s in st)
-        print(f"{name}: medians {meds}; all {len(st)} agree within their intervals (every "
-              f"median inside every interval): {'yes' if agree(st) else 'no'}; intervals "
-              f"overlap pairwise: {'yes' if overlap(st) else 'no'}")  # fmt: skip
+        print(
+            f"{name}: medians {meds}; all {len(st)} agree within their intervals (every "
+            f"median inside every interval): {'yes' if agree(st) else 'no'}; intervals "
+            f"overlap pairwise: {'yes' if overlap(st) else 'no'}"
+        )
     Path(a.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.output).write_text(json.dumps({
-        "model": a.model, "removed": list(plan.removed), "options": vars(a), "runs": runs,
-        "agree": {"prefill": agree(pre), "decode": agree(dec)},
-        "overlap": {"prefill": overlap(pre), "decode": overlap(dec)},
-    }, indent=1) + "\n")  # fmt: skip
+    Path(a.output).write_text(
+        json.dumps(
+            {
+                "model": a.model,
+                "removed": list(plan.removed),
+                "options": vars(a),
+                "runs": runs,
+                "agree": {"prefill": agree(pre), "decode": agree(dec)},
+                "overlap": {"prefill": overlap(pre), "decode": overlap(dec)},
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"wrote {a.output}")
 
 

@@ -36,8 +36,14 @@ def build(ns: argparse.Namespace, kind: str, scheme: str) -> Any:
     from depthlens.train.model import LabConfig, LabForCausalLM, init_lab_weights_
 
     dev = torch.device(ns.device)
-    cfg = LabConfig(vocab_size=ns.vocab, hidden_size=ns.width, intermediate_size=4 * ns.width,
-                    num_hidden_layers=ns.depth, num_attention_heads=ns.heads, scheme=scheme)
+    cfg = LabConfig(
+        vocab_size=ns.vocab,
+        hidden_size=ns.width,
+        intermediate_size=4 * ns.width,
+        num_hidden_layers=ns.depth,
+        num_attention_heads=ns.heads,
+        scheme=scheme,
+    )
     model: Any = LabForCausalLM(cfg)
     init_lab_weights_(model, 0)
     if kind == "llama":
@@ -105,8 +111,9 @@ def memory_worker(ns: argparse.Namespace) -> None:
             time.sleep(0.0002)
 
     # A throwaway tiny model first: lazy initialisation (kernels, imports) out of the way.
-    tiny = argparse.Namespace(**{**vars(ns), "width": 8, "heads": 2, "depth": 1, "vocab": 16,
-                                 "context": 4, "batch": 1})
+    tiny = argparse.Namespace(
+        **{**vars(ns), "width": 8, "heads": 2, "depth": 1, "vocab": 16, "context": 4, "batch": 1}
+    )
     build(tiny, ns.kind, "pre-ln")()
     gc.collect()
     rss0 = rss()
@@ -134,8 +141,16 @@ def peak_memory(ns: argparse.Namespace, kind: str) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    for k, v in (("width", 128), ("depth", 4), ("heads", 4), ("context", 128), ("batch", 8),
-                 ("vocab", 4096), ("steps", 20), ("warm", 2)):
+    for k, v in (
+        ("width", 128),
+        ("depth", 4),
+        ("heads", 4),
+        ("context", 128),
+        ("batch", 8),
+        ("vocab", 4096),
+        ("steps", 20),
+        ("warm", 2),
+    ):
         p.add_argument(f"--{k}", type=int, default=v)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
@@ -147,9 +162,11 @@ def main() -> None:
     torch.set_num_threads(ns.threads)
     if ns.memory_worker:
         return memory_worker(ns)
-    print(f"shape: depth {ns.depth}, width {ns.width}, heads {ns.heads}, context {ns.context}, "
-          f"batch {ns.batch}, vocab {ns.vocab}; {ns.steps} timed steps each, interleaved; "
-          f"device {ns.device}, {ns.threads} thread(s)")
+    print(
+        f"shape: depth {ns.depth}, width {ns.width}, heads {ns.heads}, context {ns.context}, "
+        f"batch {ns.batch}, vocab {ns.vocab}; {ns.steps} timed steps each, interleaved; "
+        f"device {ns.device}, {ns.threads} thread(s)"
+    )
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
     lab, llama = interleaved(ns, [("lab", "pre-ln"), ("llama", "pre-ln")])
     print(f"lab pre-ln        tokens/s: {lab:,.0f}")
@@ -157,8 +174,10 @@ def main() -> None:
     print(f"lab / Llama tokens/s: {lab / llama:.3f} (target >= 0.9)")
     m_lab, m_llama = peak_memory(ns, "lab"), peak_memory(ns, "llama")
     ratio = f"{m_lab / m_llama:.3f}" if m_llama else "n/a"
-    print(f"peak training memory: lab {m_lab / 2**20:.1f} MiB, Llama {m_llama / 2**20:.1f} MiB, "
-          f"ratio {ratio} (target 0.9-1.1)")
+    print(
+        f"peak training memory: lab {m_lab / 2**20:.1f} MiB, Llama {m_llama / 2**20:.1f} MiB, "
+        f"ratio {ratio} (target 0.9-1.1)"
+    )
     tps = interleaved(ns, [("lab", s) for s in SCHEMES])
     for s, t in zip(SCHEMES, tps, strict=True):
         print(f"{s:>9} tokens/s {t:>9,.0f}  relative to pre-ln {t / tps[0]:.3f}")

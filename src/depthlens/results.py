@@ -33,8 +33,10 @@ def model_fingerprint(identity: dict[str, Any]) -> str:
     another folder is the same model; a cut model (other layer count or weights count)
     is not.
     """
-    keep = {k: identity.get(k) for k in ("class", "model_type", "num_layers", "hidden_size",
-                                         "n_params", "config")}
+    keep = {
+        k: identity.get(k)
+        for k in ("class", "model_type", "num_layers", "hidden_size", "n_params", "config")
+    }
     cfg = dict(keep.get("config") or {})
     for volatile in ("_name_or_path", "transformers_version", "dtype", "torch_dtype"):
         cfg.pop(volatile, None)
@@ -217,8 +219,11 @@ class Enveloped:
     @classmethod
     def _from_parts(cls: type[_R], env: Envelope, payload: dict[str, Any]) -> _R:
         own = [f for f in fields(cls) if f.name != "envelope"]  # type: ignore[arg-type]
-        missing = [f.name for f in own if f.name not in payload
-                   and f.default is MISSING and f.default_factory is MISSING]  # fmt: skip
+        missing = [
+            f.name
+            for f in own
+            if f.name not in payload and f.default is MISSING and f.default_factory is MISSING
+        ]
         if missing:
             what = cls.KIND.removeprefix("depthlens.")
             raise DepthlensError(f"{what} JSON lacks {', '.join(missing)}")

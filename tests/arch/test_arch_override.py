@@ -77,8 +77,17 @@ def test_arch_llama_loads_and_reads_the_model_exactly(saved: Path) -> None:
 
 def test_cli_arch_option_rescues_the_model(saved: Path, tmp_path: Path) -> None:
     text = write_text(tmp_path / "t.txt", 400)
-    common = ["--data", str(text), "--seq-len", "16", "--max-tokens", "64", "--quiet",
-              "--lens-kernel", "eager"]  # fmt: skip
+    common = [
+        "--data",
+        str(text),
+        "--seq-len",
+        "16",
+        "--max-tokens",
+        "64",
+        "--quiet",
+        "--lens-kernel",
+        "eager",
+    ]
     out = tmp_path / "p.json"
     assert main(["profile", str(saved), *common, "-o", str(out)]) == 2  # detection fails
     assert not out.exists()

@@ -31,8 +31,17 @@ ATOL = 1e-5
 #: Every fixture of a table model type (the multimodal Gemma 3 is model_type "gemma3").
 NAMES = sorted([*TINY_FAMILIES, "gemma3_multimodal"])
 #: Types whose sublayer output is normalised before the add or that are post-norm.
-NO_REPLACEME = {"gemma2", "gemma3", "gemma3_multimodal", "olmo2", "bert", "bert_mlm", "roberta",
-                "lab_post_ln", "lab_deepnorm"}
+NO_REPLACEME = {
+    "gemma2",
+    "gemma3",
+    "gemma3_multimodal",
+    "olmo2",
+    "bert",
+    "bert_mlm",
+    "roberta",
+    "lab_post_ln",
+    "lab_deepnorm",
+}
 # Lab models pin L and every ℓ in their config (scheme_depth, block_index): cuts are exact.
 NO_CUT: set[str] = set()
 
@@ -179,9 +188,7 @@ def test_cut_model_reloads_and_matches_hook_reference(name: str, tmp_path) -> No
         name, AutoModelForCausalLM if spec.causal else AutoModel
     )
     reloaded = loader.from_pretrained(out).eval()
-    assert len(blocks_of(reloaded, resolve_arch(reloaded))) == N_LAYERS + 2 * (
-        name == "gemma3"
-    ) - 2
+    assert len(blocks_of(reloaded, resolve_arch(reloaded))) == N_LAYERS + 2 * (name == "gemma3") - 2
     with torch.no_grad():
         got = _output(reloaded(**inputs, use_cache=False) if spec.causal else reloaded(**inputs))
     torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
@@ -212,12 +219,14 @@ def test_replaceme_fit_reads_what_the_mlp_adds(name: str) -> None:
     def handles() -> list[Any]:
         # h_{s+n} from the block's own output: HF's last hidden state is after the final norm.
         return [
-            blocks[s - 1].get_submodule(spec.mlp).register_forward_hook(
-                lambda _m, _a, o: got.update(m=mult * first_tensor(o))),
+            blocks[s - 1]
+            .get_submodule(spec.mlp)
+            .register_forward_hook(lambda _m, _a, o: got.update(m=mult * first_tensor(o))),
             blocks[s - 1].register_forward_hook(lambda _m, _a, o: got.update(h=first_tensor(o))),
             blocks[s + n - 1].register_forward_hook(
-                lambda _m, _a, o: got.update(end=first_tensor(o))),
-        ]  # fmt: skip
+                lambda _m, _a, o: got.update(end=first_tensor(o))
+            ),
+        ]
 
     with hooks(handles), torch.no_grad():
         model(input_ids=w.input_ids, attention_mask=w.attention_mask, use_cache=False)
@@ -225,8 +234,9 @@ def test_replaceme_fit_reads_what_the_mlp_adds(name: str) -> None:
     m = got["m"][sel].double()
     z = (got["end"] - (got["h"] - got["m"]))[sel].double()
     assert plan.transform is not None
-    torch.testing.assert_close(plan.transform, torch.linalg.lstsq(m, z).solution,
-                               atol=1e-5, rtol=1e-5)  # fmt: skip
+    torch.testing.assert_close(
+        plan.transform, torch.linalg.lstsq(m, z).solution, atol=1e-5, rtol=1e-5
+    )
 
 
 # ---------------------------------------------------------------- refusals

@@ -39,9 +39,12 @@ def test_compare_passes_within_and_fails_outside_tolerance() -> None:
 
 
 def _fake_run(shift: float = 0.0, removed: tuple[int, ...] = (3, 4)) -> dict[str, Any]:
-    plan = SimpleNamespace(removed=removed, selection={"angular_distance_by_start": [0.2, 0.1]},
-                           fit={"rel_residual_ls_fit": 0.3, "rel_residual_ls_heldout": 0.4},
-                           transform=torch.eye(4))
+    plan = SimpleNamespace(
+        removed=removed,
+        selection={"angular_distance_by_start": [0.2, 0.1]},
+        fit={"rel_residual_ls_fit": 0.3, "rel_residual_ls_heldout": 0.4},
+        transform=torch.eye(4),
+    )
     run: dict[str, Any] = {k: [0.5, 0.25] for k in gc.TOLERANCES["float32"]}
     run.update(plan=plan, **{"think.tokens": [5, 6, 7]})
     run["skip.future"] = [[None, 0.5], [None, None]]
@@ -66,16 +69,45 @@ def test_without_cuda_it_skips_with_a_reason(capsys: pytest.CaptureFixture[str])
 
 
 def test_runs_every_command_end_to_end_on_a_tiny_model(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     model = save_tiny(tmp_path / "m")
-    rc = gc.main(["--device", "cpu", "--dtype", "float32", "--model", str(model),
-                  "--tokens", "64", "--plan-tokens", "256", "--skip-tokens", "32",
-                  "--seq-len", "16", "--remove", "1"])
+    rc = gc.main(
+        [
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            "--model",
+            str(model),
+            "--tokens",
+            "64",
+            "--plan-tokens",
+            "256",
+            "--skip-tokens",
+            "32",
+            "--seq-len",
+            "16",
+            "--remove",
+            "1",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0, out
-    names = {"profile.residual", "profile.angular", "profile.lens", "plan.selection",
-             "plan.fit", "prune.nll", "eval.nll", "eval.mc", "skip.out_kl", "skip.future",
-             "skip.delta_loss", "think.scores"}
+    names = {
+        "profile.residual",
+        "profile.angular",
+        "profile.lens",
+        "plan.selection",
+        "plan.fit",
+        "prune.nll",
+        "eval.nll",
+        "eval.mc",
+        "skip.out_kl",
+        "skip.future",
+        "skip.delta_loss",
+        "think.scores",
+    }
     lines = [ln for ln in out.splitlines() if ln.startswith("cpu float32 ")]
     assert {ln.split()[2] for ln in lines} == names
     assert all(ln.rstrip().endswith("PASS") or "PASS  (" in ln for ln in lines)

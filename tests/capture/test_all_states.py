@@ -13,8 +13,9 @@ def test_complete_trace_gives_states_in_order() -> None:
     lm = wrap_tiny("llama")
     data = random_windows(n=2, seq_len=8)
     with capture_blocks(lm.model, lm.arch, attn=False) as trace, torch.no_grad():
-        out = lm.model(input_ids=data.input_ids, attention_mask=data.attention_mask,
-                       output_hidden_states=True)
+        out = lm.model(
+            input_ids=data.input_ids, attention_mask=data.attention_mask, output_hidden_states=True
+        )
         states = trace.all_states()
     assert len(states) == lm.num_layers + 1
     # HF's hidden_states[l] is h_l for l < L (the last one is after the final norm).

@@ -77,8 +77,9 @@ def test_zeroed_block_has_no_skip_effect() -> None:
 def test_sublayer_skip_refused_for_post_norm_family() -> None:
     lm = wrap_tiny("bert")
     block = blocks_of(lm.model, lm.arch)[0]
-    with pytest.raises(DepthlensError, match="not supported"), zero_sublayer(
-        block, lm.arch, "attn"
+    with (
+        pytest.raises(DepthlensError, match="not supported"),
+        zero_sublayer(block, lm.arch, "attn"),
     ):
         pass
     with pytest.raises(DepthlensError):
@@ -111,8 +112,9 @@ def test_reasoning_score_zero_when_late_blocks_are_identity() -> None:
     d = token_depth(jsd, ThinkOptions())
     assert float(d["reasoning_score"].abs().max()) < 1e-6
     # An intact model has a positive score, for contrast.
-    d0 = token_depth(depth_jsd(wrap_tiny("llama"), random_windows(n=1, seq_len=16).input_ids),
-                     ThinkOptions())
+    d0 = token_depth(
+        depth_jsd(wrap_tiny("llama"), random_windows(n=1, seq_len=16).input_ids), ThinkOptions()
+    )
     assert float(d0["reasoning_score"].mean()) > 1e-6
 
 
@@ -150,8 +152,17 @@ def test_think_and_skip_e2e(tmp_path: object, capsys: pytest.CaptureFixture[str]
     from pathlib import Path
 
     out = Path(str(tmp_path)) / "think.json"
-    rc = main(["think", "smollm2-135m", "The capital of France is", "--max-new-tokens", "3",
-               "-o", str(out)])
+    rc = main(
+        [
+            "think",
+            "smollm2-135m",
+            "The capital of France is",
+            "--max-new-tokens",
+            "3",
+            "-o",
+            str(out),
+        ]
+    )
     assert rc == 0
     d = json.loads(out.read_text())
     assert d["kind"] == "depthlens.think" and d["schema_version"] >= 1
@@ -167,9 +178,25 @@ def test_think_and_skip_e2e(tmp_path: object, capsys: pytest.CaptureFixture[str]
     assert "\033[" not in printed and d["per_token"][0]["token"].strip() in printed
 
     sk = Path(str(tmp_path)) / "skip.json"
-    rc = main(["skip", "smollm2-135m", "--data", "news", "--seq-len", "12", "--max-tokens",
-               "12", "--sublayers", "none", "--skip-lens-kernel", "eager", "--quiet",
-               "-o", str(sk)])
+    rc = main(
+        [
+            "skip",
+            "smollm2-135m",
+            "--data",
+            "news",
+            "--seq-len",
+            "12",
+            "--max-tokens",
+            "12",
+            "--sublayers",
+            "none",
+            "--skip-lens-kernel",
+            "eager",
+            "--quiet",
+            "-o",
+            str(sk),
+        ]
+    )
     assert rc == 0
     s = json.loads(sk.read_text())
     assert s["kind"] == "depthlens.skip" and s["attn_only"] is None

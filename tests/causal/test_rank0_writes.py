@@ -13,8 +13,23 @@ from depthlens.cli.main import main
 
 
 def _skip_args(model: Path, text: Path, out: Path) -> list[str]:
-    return ["skip", str(model), "--data", str(text), "--seq-len", "12", "--max-tokens", "24",
-            "--sublayers", "none", "--skip-lens-kernel", "eager", "--quiet", "-o", str(out)]
+    return [
+        "skip",
+        str(model),
+        "--data",
+        str(text),
+        "--seq-len",
+        "12",
+        "--max-tokens",
+        "24",
+        "--sublayers",
+        "none",
+        "--skip-lens-kernel",
+        "eager",
+        "--quiet",
+        "-o",
+        str(out),
+    ]
 
 
 def _think_args(model: Path, out: Path) -> list[str]:
@@ -22,8 +37,7 @@ def _think_args(model: Path, out: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("rank", [0, 1])
-def test_only_rank_zero_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                               rank: int) -> None:
+def test_only_rank_zero_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rank: int) -> None:
     model = save_tiny(tmp_path / "m")
     text = write_text(tmp_path / "t.txt", 200)
     # Pretend to be one of 2 ranks at the torch.distributed level (modules bind rank_world

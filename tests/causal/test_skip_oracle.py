@@ -32,6 +32,7 @@ def _run(lm: LoadedModel) -> tuple[torch.Tensor, list[torch.Tensor]]:
     inputs: dict[int, torch.Tensor] = {}
     handles = []
     for k, block in enumerate(blocks_of(lm.model, lm.arch)):
+
         def pre(_m: Any, args: tuple, kwargs: dict, k: int = k) -> None:
             inputs[k] = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
 
@@ -43,8 +44,9 @@ def _run(lm: LoadedModel) -> tuple[torch.Tensor, list[torch.Tensor]]:
         handles.append(block.register_forward_hook(post, with_kwargs=True))
     try:
         with torch.no_grad():
-            logits = lm.model(input_ids=WINDOWS.input_ids,
-                              attention_mask=WINDOWS.attention_mask, use_cache=False).logits
+            logits = lm.model(
+                input_ids=WINDOWS.input_ids, attention_mask=WINDOWS.attention_mask, use_cache=False
+            ).logits
     finally:
         for h in handles:
             h.remove()
@@ -62,9 +64,13 @@ def _masks() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return sel, has_next, nxt
 
 
-def _oracle(clean: tuple[torch.Tensor, list[torch.Tensor]],
-            skipped: tuple[torch.Tensor, list[torch.Tensor]], kept: list[int],
-            n: int, l: int) -> dict[str, Any]:
+def _oracle(
+    clean: tuple[torch.Tensor, list[torch.Tensor]],
+    skipped: tuple[torch.Tensor, list[torch.Tensor]],
+    kept: list[int],
+    n: int,
+    l: int,
+) -> dict[str, Any]:
     (lp0, d0), (lp1, d1) = clean, skipped
     sel, has_next, nxt = _masks()
     kl = (lp0.exp() * (lp0 - lp1)).sum(-1)[sel]
@@ -75,8 +81,13 @@ def _oracle(clean: tuple[torch.Tensor, list[torch.Tensor]],
     for j in range(l + 1, n):
         r = ((delta_of[j] - d0[j]).norm(dim=-1) / d0[j].norm(dim=-1))[sel]
         fut[j], fut_max[j] = float(r.mean()), float(r.max())  # type: ignore[call-overload]
-    return {"kl": float(kl.mean()), "kl_max": float(kl.max()),
-            "dloss": float(ce1.mean() - ce0.mean()), "future": fut, "future_max": fut_max}
+    return {
+        "kl": float(kl.mean()),
+        "kl_max": float(kl.max()),
+        "dloss": float(ce1.mean() - ce0.mean()),
+        "future": fut,
+        "future_max": fut_max,
+    }
 
 
 def _near(got: float | None, want: float | None) -> bool:
@@ -109,8 +120,9 @@ def test_block_skip_matches_really_removing_the_block(name: str) -> None:
                 block.attn.c_proj.weight.mul_(30)
                 block.mlp.c_proj.weight.mul_(30)
     n = lm.num_layers
-    res = skip_sweep(lm, WINDOWS, SkipOptions(sublayers=(), lens_kernel="eager"),
-                     progress=False).to_dict()
+    res = skip_sweep(
+        lm, WINDOWS, SkipOptions(sublayers=(), lens_kernel="eager"), progress=False
+    ).to_dict()
     clean = _run(lm)
     for l in range(n):
         cut = LoadedModel(copy.deepcopy(lm.model), None, lm.arch, ref="copy", source="test")

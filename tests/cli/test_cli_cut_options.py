@@ -47,8 +47,18 @@ def assert_error(rc: int, err: str, message: str) -> None:
 
 
 def cut(command: str, model: Path, text: Path, *extra: str) -> list[str]:
-    return [command, str(model), "--data", str(text), "--seq-len", "16", "--max-tokens", "64",
-            "--quiet", *extra]  # fmt: skip
+    return [
+        command,
+        str(model),
+        "--data",
+        str(text),
+        "--seq-len",
+        "16",
+        "--max-tokens",
+        "64",
+        "--quiet",
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -77,13 +87,19 @@ def cut(command: str, model: Path, text: Path, *extra: str) -> list[str]:
         "seq-len-1",
         "data-missing",
         "ratio-above-1",
-    ],  # fmt: skip
+    ],
 )
 @pytest.mark.parametrize("command", ["plan", "prune"])
 def test_cut_options_before_loading(
-    capsys: Any, tmp_path: Path, model_dir: Path, text: Path, no_load: None, command: str,
-    extra: list[str], message: str,
-) -> None:  # fmt: skip
+    capsys: Any,
+    tmp_path: Path,
+    model_dir: Path,
+    text: Path,
+    no_load: None,
+    command: str,
+    extra: list[str],
+    message: str,
+) -> None:
     out = ["-o", str(tmp_path / "out")]
     rc, err = run(capsys, *cut(command, model_dir, text, *extra, *out))
     assert_error(rc, err, message)
@@ -93,8 +109,9 @@ def test_cut_options_before_loading(
 def test_prune_onto_the_model_itself(
     capsys: Any, tmp_path: Path, model_dir: Path, text: Path, no_load: None
 ) -> None:
-    rc, err = run(capsys, *cut("prune", model_dir, text, "--remove", "1", "--overwrite", "-o",
-                               str(model_dir)))  # fmt: skip
+    rc, err = run(
+        capsys, *cut("prune", model_dir, text, "--remove", "1", "--overwrite", "-o", str(model_dir))
+    )
     assert_error(rc, err, "is the model being cut")
     assert (model_dir / "config.json").is_file()
 
@@ -117,8 +134,19 @@ def test_holdout_every_zero_says_there_is_no_heldout_fit(
 ) -> None:
     data = write_text(tmp_path / "long.txt", 16 * 60)
     capsys.readouterr()
-    rc = main(cut("plan", model_dir, data, "--remove", "1", "--holdout-every", "0",
-                  "--max-tokens", str(16 * 40)))  # fmt: skip
+    rc = main(
+        cut(
+            "plan",
+            model_dir,
+            data,
+            "--remove",
+            "1",
+            "--holdout-every",
+            "0",
+            "--max-tokens",
+            str(16 * 40),
+        )
+    )
     out = capsys.readouterr()
     assert rc == 0, out.err
     assert "fit quality: not measured (no held-back windows: --holdout-every 0" in out.out
@@ -133,9 +161,14 @@ def test_holdout_every_zero_says_there_is_no_heldout_fit(
     ids=["zero", "without-output"],
 )
 def test_profile_checkpoint_options(
-    capsys: Any, tmp_path: Path, model_dir: Path, text: Path, no_load: None, extra: list[str],
+    capsys: Any,
+    tmp_path: Path,
+    model_dir: Path,
+    text: Path,
+    no_load: None,
+    extra: list[str],
     message: str,
-) -> None:  # fmt: skip
+) -> None:
     extra = [str(tmp_path / "o.json") if e == "OUT" else e for e in extra]
     rc, err = run(capsys, *cut("profile", model_dir, text, *extra))
     assert_error(rc, err, message)
@@ -143,6 +176,14 @@ def test_profile_checkpoint_options(
 
 
 def test_think_late_blocks_above_depth(capsys: Any, model_dir: Path) -> None:
-    rc, err = run(capsys, "think", str(model_dir), "w5 w6 w7", "--late-blocks",
-                  str(N_LAYERS + 2), "--max-new-tokens", "2")  # fmt: skip
+    rc, err = run(
+        capsys,
+        "think",
+        str(model_dir),
+        "w5 w6 w7",
+        "--late-blocks",
+        str(N_LAYERS + 2),
+        "--max-new-tokens",
+        "2",
+    )
     assert_error(rc, err, f"--late-blocks {N_LAYERS + 2} is more than the model's {N_LAYERS}")

@@ -57,8 +57,19 @@ def test_broken_dependency_is_one_line(capsys: Any, monkeypatch: pytest.MonkeyPa
 def test_every_command_takes_quiet_and_debug() -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    assert {"profile", "plan", "prune", "eval", "compare", "report", "skip", "think", "demo",
-            "models", "data"} <= set(sub.choices)  # fmt: skip
+    assert {
+        "profile",
+        "plan",
+        "prune",
+        "eval",
+        "compare",
+        "report",
+        "skip",
+        "think",
+        "demo",
+        "models",
+        "data",
+    } <= set(sub.choices)
     for name, p in sub.choices.items():
         assert "--quiet" in p._option_string_actions, name
         assert "--debug" in p._option_string_actions, name

@@ -18,9 +18,26 @@ pytestmark = pytest.mark.e2e
 def real_profile(tmp_path_factory) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("prof") / "profile.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "depthlens", "profile", "smollm2-135m", "--data", "wiki-calib",
-         "--max-tokens", "2048", "--seq-len", "512", "--lens-tokens", "512", "-o", str(out)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "depthlens",
+            "profile",
+            "smollm2-135m",
+            "--data",
+            "wiki-calib",
+            "--max-tokens",
+            "2048",
+            "--seq-len",
+            "512",
+            "--lens-tokens",
+            "512",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(out.read_text()), proc.stdout

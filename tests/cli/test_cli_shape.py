@@ -32,15 +32,21 @@ def test_demo_takes_the_model_positionally() -> None:
 
 
 def test_skip_uses_the_common_option_names() -> None:
-    a = parse("skip", "smollm2-135m", "--batch-size", "3", "--include-first-token",
-              "--lens-kernel", "eager")  # fmt: skip
+    a = parse(
+        "skip",
+        "smollm2-135m",
+        "--batch-size",
+        "3",
+        "--include-first-token",
+        "--lens-kernel",
+        "eager",
+    )
     assert (a.batch_size, a.include_first_token, a.lens_kernel) == (3, True, "eager")
     old = parse("skip", "smollm2-135m", "--skip-batch-size", "5")  # still accepted
     assert old.batch_size == 5
 
 
-@pytest.mark.parametrize("command", ["profile", "plan", "prune", "eval", "skip", "think",
-                                     "demo"])  # fmt: skip
+@pytest.mark.parametrize("command", ["profile", "plan", "prune", "eval", "skip", "think", "demo"])
 def test_model_is_the_first_positional(command: str) -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -63,9 +69,11 @@ def test_models_says_how_to_install(capsys: Any, monkeypatch: pytest.MonkeyPatch
     from depthlens.models.registry import PACKAGED
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == PACKAGED["gemma3-270m"].module
-                        else real(name, *a))  # fmt: skip
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == PACKAGED["gemma3-270m"].module else real(name, *a),
+    )
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.lstrip().startswith("gemma3-270m"))
@@ -93,8 +101,9 @@ def test_think_lines_escape_model_tokens() -> None:
 
     class Res:
         options = {"num_layers": 4}
-        per_token = [{"token": "\x1b[2J", "reasoning_score": 0.1, "settling_layer": 3,
-                      "deep": False}]  # fmt: skip
+        per_token = [
+            {"token": "\x1b[2J", "reasoning_score": 0.1, "settling_layer": 3, "deep": False}
+        ]
         tokens = per_token
         span = {"reasoning_score_mean": 0.1, "settling_layer_mean": 3.0}
         deep_thinking_ratio = 0.0
@@ -155,8 +164,11 @@ def test_demo_checks_before_loading(
     import depthlens.models.loading
     from depthlens.cli.main import main
 
-    monkeypatch.setattr(depthlens.models.loading, "load_model",
-                        lambda *a, **k: pytest.fail("loaded before checking"))  # fmt: skip
+    monkeypatch.setattr(
+        depthlens.models.loading,
+        "load_model",
+        lambda *a, **k: pytest.fail("loaded before checking"),
+    )
     capsys.readouterr()
     rc = main(["demo", *argv, "--out", str(tmp_path / "demo")])
     err = capsys.readouterr().err

@@ -49,9 +49,24 @@ def assert_error(rc: int, err: str, message: str) -> None:
 
 
 def small(model: Path | str, text: Path | str) -> list[str]:
-    return [str(model), "--data", str(text), "--seq-len", "16", "--max-tokens", "64",
-            "--prompt-len", "8", "--decode-tokens", "2", "--rounds", "1", "--warmup", "0",
-            "--quiet"]  # fmt: skip
+    return [
+        str(model),
+        "--data",
+        str(text),
+        "--seq-len",
+        "16",
+        "--max-tokens",
+        "64",
+        "--prompt-len",
+        "8",
+        "--decode-tokens",
+        "2",
+        "--rounds",
+        "1",
+        "--warmup",
+        "0",
+        "--quiet",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -77,13 +92,18 @@ def small(model: Path | str, text: Path | str) -> list[str]:
         "prompt-0",
         "threads-0",
         "data-typo",
-    ],  # fmt: skip
+    ],
 )
 @pytest.mark.parametrize("command", ["eval", "compare"])
 def test_eval_compare_check_before_loading(
-    capsys: Any, model_dir: Path, text: Path, no_load: None, command: str, extra: list[str],
+    capsys: Any,
+    model_dir: Path,
+    text: Path,
+    no_load: None,
+    command: str,
+    extra: list[str],
     message: str,
-) -> None:  # fmt: skip
+) -> None:
     rc, err = run(capsys, command, *small(model_dir, text), *extra)
     assert_error(rc, err, message)
 
@@ -99,9 +119,13 @@ def test_mc_without_bigbench_fails_before_loading(
 
 
 def test_mc_unknown_task_fails_before_loading(
-    capsys: Any, tmp_path: Path, model_dir: Path, text: Path, no_load: None,
+    capsys: Any,
+    tmp_path: Path,
+    model_dir: Path,
+    text: Path,
+    no_load: None,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     import depthlens.evaluate.mc as mc
 
     monkeypatch.setattr(mc, "bigbench_root", lambda: tmp_path)
@@ -131,8 +155,17 @@ def test_lengths_above_the_context(
 def test_profile_seq_len_above_context_and_n_max_above_depth(
     capsys: Any, tmp_path: Path, model_dir: Path, text: Path
 ) -> None:
-    base = ["profile", str(model_dir), "--data", str(text), "--max-tokens", "400", "--quiet",
-            "--lens-kernel", "eager"]  # fmt: skip
+    base = [
+        "profile",
+        str(model_dir),
+        "--data",
+        str(text),
+        "--max-tokens",
+        "400",
+        "--quiet",
+        "--lens-kernel",
+        "eager",
+    ]
     rc, err = run(capsys, *base, "--seq-len", str(MAX_POS * 2))
     assert_error(rc, err, f"--seq-len {MAX_POS * 2} is longer than")
     rc, err = run(capsys, *base, "--seq-len", "16", "--n-max", str(N_LAYERS + 1))
@@ -148,6 +181,16 @@ def test_dtype_lists_its_choices(capsys: Any) -> None:
 
 
 def test_model_name_typo_did_you_mean(capsys: Any, text: Path) -> None:
-    rc, err = run(capsys, "profile", "smollm2-13m", "--data", str(text), "--seq-len", "16",
-                  "--max-tokens", "64", "--quiet")  # fmt: skip
+    rc, err = run(
+        capsys,
+        "profile",
+        "smollm2-13m",
+        "--data",
+        str(text),
+        "--seq-len",
+        "16",
+        "--max-tokens",
+        "64",
+        "--quiet",
+    )
     assert_error(rc, err, "unknown model 'smollm2-13m'; did you mean 'smollm2-135m'?")

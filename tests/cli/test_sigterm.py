@@ -47,9 +47,28 @@ def test_sigterm_during_a_run_exits_130_without_output(tmp_path: Path) -> None:
     text = write_text(tmp_path / "t.txt", 16 * 40 + 50)
     out = tmp_path / "out.json"
     ckpt = tmp_path / "out.json.ckpt"
-    cmd = [sys.executable, "-m", "depthlens", "profile", str(model), "--data", str(text),
-           "--seq-len", "16", "--max-tokens", str(16 * 40), "--batch-size", "1",
-           "--lens-kernel", "eager", "--checkpoint-every", "1", "--quiet", "-o", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "depthlens",
+        "profile",
+        str(model),
+        "--data",
+        str(text),
+        "--seq-len",
+        "16",
+        "--max-tokens",
+        str(16 * 40),
+        "--batch-size",
+        "1",
+        "--lens-kernel",
+        "eager",
+        "--checkpoint-every",
+        "1",
+        "--quiet",
+        "-o",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     end = time.monotonic() + 120
     while not ckpt.exists():  # the run is inside its batch loop once a checkpoint exists

@@ -27,9 +27,25 @@ def _err(capsys) -> str:
 
 def test_prune_real_model_reload_generate_and_perplexity(tmp_path, capsys):
     out = tmp_path / "pruned"
-    rc = main(["prune", "smollm2-135m", "--method", "replaceme-ls", "--remove", "3", *CAL,
-               "--holdout-every", "4", "--eval-data", "wiki-eval", "--eval-tokens", "512",
-               "-o", str(out)])  # fmt: skip
+    rc = main(
+        [
+            "prune",
+            "smollm2-135m",
+            "--method",
+            "replaceme-ls",
+            "--remove",
+            "3",
+            *CAL,
+            "--holdout-every",
+            "4",
+            "--eval-data",
+            "wiki-eval",
+            "--eval-tokens",
+            "512",
+            "-o",
+            str(out),
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "relative residual" in text or "rel_residual_ls_heldout" in text
@@ -54,16 +70,24 @@ def test_prune_real_model_reload_generate_and_perplexity(tmp_path, capsys):
         assert out.shape[1] == ids.shape[1] + 8
         print("ok", tok.decode(out[0, ids.shape[1]:]))
     """)
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert res.returncode == 0 and res.stdout.startswith("ok"), res.stderr[-2000:]
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--remove", "0"], "--remove must be at least 1"),
-    (["--ratio", "1.5"], "--ratio must be strictly between 0 and 1"),
-    (["--ratio", "0"], "--ratio must be strictly between 0 and 1"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--remove", "0"], "--remove must be at least 1"),
+        (["--ratio", "1.5"], "--ratio must be strictly between 0 and 1"),
+        (["--ratio", "0"], "--ratio must be strictly between 0 and 1"),
+    ],
+)
 def test_bad_amount_is_one_line_exit_2(argv, needle, tmp_path, capsys):
     rc = main(["plan", "smollm2-135m", *argv])
     assert rc == 2 and needle in _err(capsys)
@@ -82,14 +106,41 @@ def test_existing_output_refused(tmp_path, capsys):
 
 
 def test_too_little_calibration_text(capsys):
-    rc = main(["plan", "smollm2-135m", "--method", "replaceme-ls", "--remove", "2",
-               "--seq-len", "256", "--max-tokens", "512", "--quiet"])  # fmt: skip
+    rc = main(
+        [
+            "plan",
+            "smollm2-135m",
+            "--method",
+            "replaceme-ls",
+            "--remove",
+            "2",
+            "--seq-len",
+            "256",
+            "--max-tokens",
+            "512",
+            "--quiet",
+        ]
+    )
     assert rc == 2 and "too little calibration text" in _err(capsys)
 
 
 def test_overlapping_calibration_and_evaluation_refused(tmp_path, capsys):
-    rc = main(["prune", "smollm2-135m", "--method", "last", "--remove", "2", "--data", "wiki",
-               "--eval-data", "wiki-eval", "-o", str(tmp_path / "p")])  # fmt: skip
+    rc = main(
+        [
+            "prune",
+            "smollm2-135m",
+            "--method",
+            "last",
+            "--remove",
+            "2",
+            "--data",
+            "wiki",
+            "--eval-data",
+            "wiki-eval",
+            "-o",
+            str(tmp_path / "p"),
+        ]
+    )
     assert rc == 2 and "share" in _err(capsys)
 
 
@@ -98,8 +149,21 @@ def test_replaceme_on_gemma3_names_a_working_method(tmp_path, capsys, real_lm):
     tiny_gemma3().save_pretrained(d)
     real_lm.tokenizer.save_pretrained(d)  # tokenizer only needed to cut windows
     # Windows within the tiny model's 64-token context, so the method check is what fails.
-    rc = main(["plan", str(d), "--method", "replaceme-ls", "--remove", "2", "--seq-len", "64",
-               "--max-tokens", "2048", "--quiet"])  # fmt: skip
+    rc = main(
+        [
+            "plan",
+            str(d),
+            "--method",
+            "replaceme-ls",
+            "--remove",
+            "2",
+            "--seq-len",
+            "64",
+            "--max-tokens",
+            "2048",
+            "--quiet",
+        ]
+    )
     msg = _err(capsys)
     assert rc == 2 and "--method angular" in msg, msg
 
@@ -112,7 +176,6 @@ def test_interrupted_save_leaves_no_checkpoint(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(PreTrainedModel, "save_pretrained", interrupted)
     out = tmp_path / "p"
-    rc = main(["prune", "smollm2-135m", "--method", "last", "--remove", "2", *CAL, "-o",
-               str(out)])  # fmt: skip
+    rc = main(["prune", "smollm2-135m", "--method", "last", "--remove", "2", *CAL, "-o", str(out)])
     assert rc == 130 and "nothing partial" in _err(capsys)
     assert list(tmp_path.iterdir()) == []

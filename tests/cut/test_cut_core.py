@@ -27,8 +27,12 @@ def _stack_mz(lm, windows, start, n):
     got = {}
     with hooks(lambda: [mlp.register_forward_hook(lambda m, a, o: got.update(m=first_tensor(o)))]):
         with torch.no_grad():
-            out = lm.model(input_ids=windows.input_ids, attention_mask=windows.attention_mask,
-                           output_hidden_states=True, use_cache=False)
+            out = lm.model(
+                input_ids=windows.input_ids,
+                attention_mask=windows.attention_mask,
+                output_hidden_states=True,
+                use_cache=False,
+            )
     hs = out.hidden_states
     m = got["m"]
     z = hs[start + n] - (hs[start] - m)
@@ -142,13 +146,13 @@ def test_pruned_checkpoints_reload_in_a_fresh_process(tmp_path):
         assert "depthlens" not in sys.modules
         print("ok", len({cases!r}))
     """)
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and f"ok {len(FAMILIES)}" in res.stdout, res.stderr[-2000:]
 
 
-@pytest.mark.parametrize("method", ["block-influence", "greedy-loss", "last", "random",
-                                    "replaceme-cos"])
+@pytest.mark.parametrize(
+    "method", ["block-influence", "greedy-loss", "last", "random", "replaceme-cos"]
+)
 def test_other_methods_choose_n_blocks(method):
     lm = wrap_tiny("llama")
     w = random_windows(n=20, seq_len=16)
@@ -216,8 +220,12 @@ def test_calibration_stops_after_the_span_and_preview_reports_fit():
     lm = wrap_tiny("llama")
     ran = []
     blocks = lm.model.model.layers
-    with hooks(lambda: [b.register_forward_hook(lambda m, a, o, i=i: ran.append(i))
-                        for i, b in enumerate(blocks)]):  # fmt: skip
+    with hooks(
+        lambda: [
+            b.register_forward_hook(lambda m, a, o, i=i: ran.append(i))
+            for i, b in enumerate(blocks)
+        ]
+    ):
         stream_span_sums(lm, random_windows(n=4), 1, 1, CalibrationOptions(batch_size=4))
     assert sorted(set(ran)) == [0, 1]  # blocks 2 and 3 never ran
     plan = plan_cut(

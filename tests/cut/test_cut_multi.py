@@ -33,8 +33,12 @@ def llama6() -> LoadedModel:
 def test_runs_of_and_check_removed():
     assert runs_of((1, 2, 3, 7, 9, 10)) == [(1, 4), (7, 8), (9, 11)]
     check_removed((1, 3), 4)
-    for bad, word in (((3, 1), "ascending"), ((1, 1), "repeats"), ((1, 9), "outside"),
-                      ((1, 2, 3), "fewer than 2")):  # fmt: skip
+    for bad, word in (
+        ((3, 1), "ascending"),
+        ((1, 1), "repeats"),
+        ((1, 9), "outside"),
+        ((1, 2, 3), "fewer than 2"),
+    ):
         with pytest.raises(DepthlensError, match=word):
             check_removed(bad, 4)
 
@@ -45,8 +49,12 @@ def _naive_mz(model, spec, w, s, e):
     mlp = model.get_submodule(spec.blocks)[s - 1].get_submodule(spec.mlp)
     with hooks(lambda: [mlp.register_forward_hook(lambda m, a, o: got.update(m=first_tensor(o)))]):
         with torch.no_grad():
-            hs = model(input_ids=w.input_ids, attention_mask=w.attention_mask,
-                       output_hidden_states=True, use_cache=False).hidden_states
+            hs = model(
+                input_ids=w.input_ids,
+                attention_mask=w.attention_mask,
+                output_hidden_states=True,
+                use_cache=False,
+            ).hidden_states
     sel = real_positions(w.attention_mask, True)
     m = got["m"]
     z = hs[e] - (hs[s] - m)
@@ -78,8 +86,9 @@ def test_sequential_fit_sees_earlier_runs_replaced():
     apply_cut_(part, first)
     m, z = _naive_mz(part.model, part.arch, w, 2, 3)
     # (the copy holds T_1 merged in float32, the hooked pass applies it in float64)
-    torch.testing.assert_close(mf.merges[1][1], torch.linalg.lstsq(m, z).solution,
-                               atol=1e-4, rtol=1e-4)  # fmt: skip
+    torch.testing.assert_close(
+        mf.merges[1][1], torch.linalg.lstsq(m, z).solution, atol=1e-4, rtol=1e-4
+    )
     assert not torch.allclose(mf.merges[1][1], joint.merges[1][1], atol=1e-2)
     assert mf.forward_equivalents == pytest.approx((3 + 5) / 6)
 
@@ -93,8 +102,11 @@ def test_applied_multi_cut_equals_hooked_reference(mode):
     )
     assert plan.to_dict()["merge_blocks"] == [0, 2, 4] and plan.fit["mode"] == mode
     ids, mask = w.input_ids[:3], w.attention_mask[:3]
-    with (hooks(mlp_transform_hooks(lm.model, lm.arch, plan.merges)),
-          skip_blocks(lm.model, lm.arch, plan.removed), torch.no_grad()):  # fmt: skip
+    with (
+        hooks(mlp_transform_hooks(lm.model, lm.arch, plan.merges)),
+        skip_blocks(lm.model, lm.arch, plan.removed),
+        torch.no_grad(),
+    ):
         ref = lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
     apply_cut_(lm, plan)
     assert lm.num_layers == 3
@@ -109,12 +121,15 @@ def test_multi_default_selection_keeps_block_zero():
     assert 0 not in plan.removed and len(plan.removed) == 2 and len(plan.merges) >= 1
 
 
-@pytest.mark.parametrize("blocks, word", [("3,1", "ascending"), ("1,1", "repeats"),
-                                          ("0,1", "block 0"), ("1,x", "indices")])
+@pytest.mark.parametrize(
+    "blocks, word",
+    [("3,1", "ascending"), ("1,1", "repeats"), ("0,1", "block 0"), ("1,x", "indices")],
+)
 def test_cli_refuses_bad_removed_sets(blocks, word, tmp_path, capsys):
     out = tmp_path / "pruned"
-    code = main(["prune", "smollm2-135m", "--method", "replaceme-multi", "--blocks", blocks,
-                 "-o", str(out)])  # fmt: skip
+    code = main(
+        ["prune", "smollm2-135m", "--method", "replaceme-multi", "--blocks", blocks, "-o", str(out)]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and word in err and len(err.splitlines()) == 1
     assert not out.exists()

@@ -27,11 +27,15 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<pad>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(TEXT, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>",
-                                   eos_token="</s>")  # fmt: skip
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+    )
 
 
 def tiny_pruned(tmp: Path, keep_teacher: bool = False) -> Any:
@@ -71,8 +75,9 @@ def test_gguf_round_trip_logits(kind, tol, tmp_path):
     ref_model = AutoModelForCausalLM.from_pretrained(ck).eval()
     info = export_gguf(ck, tmp_path / f"m-{kind}.gguf", kind=kind)
     assert info["block_count"] == 4 and Path(info["path"]).is_file()
-    back = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=f"m-{kind}.gguf",
-                                                dtype=torch.float32).eval()  # fmt: skip
+    back = AutoModelForCausalLM.from_pretrained(
+        tmp_path, gguf_file=f"m-{kind}.gguf", dtype=torch.float32
+    ).eval()
     assert type(back) is type(ref_model) and back.config.num_hidden_layers == 4
     with torch.no_grad():
         a, b = ref_model(ids).logits, back(ids).logits

@@ -52,8 +52,11 @@ def test_heal_lowers_kl_and_merges_back(train, mse):
 
 
 def test_cut_points_map_merge_blocks_to_stream_indices():
-    man = {"removed": [3, 4, 7], "num_layers_original": 10,
-           "plan": {"merge_blocks": [2, 6], "merge_into": None}}  # fmt: skip
+    man = {
+        "removed": [3, 4, 7],
+        "num_layers_original": 10,
+        "plan": {"merge_blocks": [2, 6], "merge_into": None},
+    }
     # kept: 0 1 2 5 6 8 9 -> block 2 is kept index 2, its run ends at h_5; 6 -> 4, h_8
     assert cut_points(man, 7) == [(2, 5), (4, 8)]
 
@@ -68,8 +71,9 @@ def test_heal_refuses_a_teacher_with_another_vocabulary():
 
 def test_cli_heal_zero_steps_writes_nothing(tmp_path, capsys):
     out = tmp_path / "healed"
-    code = main(["heal", str(tmp_path), "--teacher", "smollm2-135m", "--steps", "0",
-                 "-o", str(out)])  # fmt: skip
+    code = main(
+        ["heal", str(tmp_path), "--teacher", "smollm2-135m", "--steps", "0", "-o", str(out)]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--steps must be at least 1" in err and len(err.splitlines()) == 1
     assert not out.exists()
@@ -86,9 +90,29 @@ def test_cli_heal_writes_an_ordinary_checkpoint(tmp_path, capsys):
     calib.write_text(" ".join(TEXT * 3))
     held.write_text(" ".join(reversed(TEXT)) + " the end")
     out = tmp_path / "healed"
-    code = main(["heal", str(pruned), "--teacher", str(teacher), "--data", str(calib),
-                 "--steps", "2", "--max-tokens", "512", "--seq-len", "32", "--eval-data",
-                 str(held), "--eval-tokens", "256", "--quiet", "-o", str(out)])  # fmt: skip
+    code = main(
+        [
+            "heal",
+            str(pruned),
+            "--teacher",
+            str(teacher),
+            "--data",
+            str(calib),
+            "--steps",
+            "2",
+            "--max-tokens",
+            "512",
+            "--seq-len",
+            "32",
+            "--eval-data",
+            str(held),
+            "--eval-tokens",
+            "256",
+            "--quiet",
+            "-o",
+            str(out),
+        ]
+    )
     text = capsys.readouterr().out
     assert code == 0 and "after healing" in text and "2 steps" in text
     man = json.loads((out / "depthlens.json").read_text())

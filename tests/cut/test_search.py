@@ -21,8 +21,10 @@ def _naive_kl(lm, cache, w, removed):
     ids, mask = w.input_ids[-2:], w.attention_mask[-2:]
     with torch.no_grad():
         ref = lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-        with (hooks(mlp_transform_hooks(lm.model, lm.arch, merges)),
-              skip_blocks(lm.model, lm.arch, removed)):  # fmt: skip
+        with (
+            hooks(mlp_transform_hooks(lm.model, lm.arch, merges)),
+            skip_blocks(lm.model, lm.arch, removed),
+        ):
             cut = lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
     keep = mask.bool()
     p, q = torch.log_softmax(ref[keep], -1), torch.log_softmax(cut[keep], -1)
@@ -49,8 +51,12 @@ def test_cached_transform_is_lstsq_on_fit_windows():
     w = random_windows(n=10, seq_len=16)
     cache = StateCache(lm, w, OPTS)
     with torch.no_grad():
-        out = lm.model(input_ids=w.input_ids[:8], attention_mask=w.attention_mask[:8],
-                       output_hidden_states=True, use_cache=False)  # fmt: skip
+        out = lm.model(
+            input_ids=w.input_ids[:8],
+            attention_mask=w.attention_mask[:8],
+            output_hidden_states=True,
+            use_cache=False,
+        )
     hs = out.hidden_states
     m = cache.m[1].double()  # block 1's MLP output (what it adds)
     z = hs[4].reshape(-1, 32).double() - hs[2].reshape(-1, 32).double() + m
@@ -69,8 +75,14 @@ def test_greedy_trace_picks_the_lowest_candidate_each_step():
     for st in trace:
         best = min(st["candidates"], key=lambda c: c[2])
         assert best[1] in st["kept"][0]["removed"]
-    assert tuple(plan.selection["best_by_n"]["2"] if "2" in plan.selection["best_by_n"]
-                 else plan.selection["best_by_n"][2]) == plan.removed  # fmt: skip
+    assert (
+        tuple(
+            plan.selection["best_by_n"]["2"]
+            if "2" in plan.selection["best_by_n"]
+            else plan.selection["best_by_n"][2]
+        )
+        == plan.removed
+    )
     cost = plan.selection["cost"]
     assert 0 < cost["cache_pass_fe"] == 1.0 and cost["candidates_scored"] == 5 + 4
     assert "search trace" in plan.preview()

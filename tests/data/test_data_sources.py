@@ -123,9 +123,7 @@ def test_cache_matches_the_cleaner_of_today(wiki: TextSource) -> None:
     assert checked == 3
 
 
-def test_wiki_cache_is_written_and_reused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_wiki_cache_is_written_and_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = [(c.upper(), c * 600) for c in "fbdeac"]  # 6 articles: the 5th is held out
     monkeypatch.setattr(sources, "clean_wiki_articles", lambda path, _min: sorted(fake))
     monkeypatch.setenv("DEPTHLENS_CACHE", str(tmp_path))

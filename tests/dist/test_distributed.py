@@ -54,7 +54,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
         WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-    )  # fmt: skip
+    )
     torch.set_num_threads(1)
     with dl_dist.process_group("gloo") as (r, w):
         assert (r, w) == (rank, world)
@@ -192,7 +192,7 @@ def test_torchrun_cli_equals_plain_cli(tmp_path: Path) -> None:
     common = [
         "-m", "depthlens", "profile", str(model), "--data", str(text), "--seq-len", "16",
         "--max-tokens", "160", "--batch-size", "1", "--lens-kernel", "eager", "--quiet",
-    ]  # fmt: skip
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     outs = {"two": tmp_path / "two.json", "one": tmp_path / "one.json"}

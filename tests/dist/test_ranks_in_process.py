@@ -80,7 +80,7 @@ def test_two_simulated_ranks_profile_like_one_process(monkeypatch: pytest.Monkey
     single = profile(wrap_tiny("llama"), random_windows(n=7), opts, progress=False)
     ranks = TwoRanks(monkeypatch)
     two = ranks.run(lambda: profile(wrap_tiny("llama"), random_windows(n=7), opts,
-                                    progress=False))  # fmt: skip
+                                    progress=False))
     assert ranks.reduced == 1
     # Equal token counts: each window was taken by exactly one rank (both ranks taking
     # all 7 would double them, neither taking some would lose them).

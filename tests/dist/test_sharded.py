@@ -56,7 +56,7 @@ def test_offloaded_model_profiles_like_unsplit(
     lm = load_model(
         str(saved), device_map="auto", max_memory={"cpu": budget},
         offload_folder=str(tmp_path / "offload"),
-    )  # fmt: skip
+    )
     placed = set(lm.model.hf_device_map.values())
     assert placed == expect, lm.model.hf_device_map  # really split / offloaded
     assert any(p.device.type == "meta" for p in lm.model.parameters())
@@ -77,7 +77,7 @@ def test_cli_device_map_auto(saved: Path, tmp_path: Path) -> None:
     base = [
         "profile", str(saved), "--data", str(text), "--seq-len", "16", "--max-tokens", "96",
         "--lens-kernel", "eager", "--quiet",
-    ]  # fmt: skip
+    ]
     assert main([*base, "-o", str(tmp_path / "plain.json")]) == 0
     assert main([*base, "--device-map", "auto", "-o", str(tmp_path / "auto.json")]) == 0
     plain, auto = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("plain", "auto"))

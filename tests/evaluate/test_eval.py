@@ -49,8 +49,11 @@ def test_ideal_speedup_and_compare_result():
     assert fl["total"] == sum(fl["blocks"]) + fl["head"] and fl["head"] == 2 * 32 * 128
     plan = plan_cut(cut, w, "last", CutOptions(n=1))
     apply_cut_(cut, plan)
-    res = compare([("orig", lm), ("cut", cut)], w,
-                  speed_options={"prompt_len": 8, "decode_tokens": 2, "repeats": 1})
+    res = compare(
+        [("orig", lm), ("cut", cut)],
+        w,
+        speed_options={"prompt_len": 8, "decode_tokens": 2, "repeats": 1},
+    )
     d = json.loads(json.dumps(res.to_dict()))  # JSON-able
     assert d["kind"] == "depthlens.compare" and d["schema_version"] >= 1
     a, b = d["models"]
@@ -73,10 +76,12 @@ class CharTokenizer:
 
 
 def test_multiple_choice_scoring_on_a_hand_made_task(tmp_path):
-    task = {"examples": [
-        {"input": "sky is", "target_scores": {"blue": 1, "green": 0}},
-        {"input": "one two", "target_scores": {"three": 1, "four": 0, "ten": 0}},
-    ]}  # fmt: skip
+    task = {
+        "examples": [
+            {"input": "sky is", "target_scores": {"blue": 1, "green": 0}},
+            {"input": "one two", "target_scores": {"three": 1, "four": 0, "ten": 0}},
+        ]
+    }
     path = tmp_path / "task.json"
     path.write_text(json.dumps(task))
     examples = load_task_json(path)

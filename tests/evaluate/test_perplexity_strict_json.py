@@ -27,8 +27,21 @@ def test_eval_with_infinite_ppl_writes_strict_json(tmp_path: Path) -> None:
     model = save_tiny(tmp_path / "m", model=m)
     text = write_text(tmp_path / "t.txt", 300)
     out = tmp_path / "eval.json"
-    rc = main(["eval", str(model), "--data", str(text), "--seq-len", "16", "--max-tokens", "64",
-               "--no-speed", "-o", str(out)])
+    rc = main(
+        [
+            "eval",
+            str(model),
+            "--data",
+            str(text),
+            "--seq-len",
+            "16",
+            "--max-tokens",
+            "64",
+            "--no-speed",
+            "-o",
+            str(out),
+        ]
+    )
     assert rc == 0
     doc = _strict_load(out.read_text())
     row = doc["models"][0]  # type: ignore[index]

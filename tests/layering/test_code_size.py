@@ -28,8 +28,10 @@ def long_functions(source: str, limit: int = MAX_FUNCTION_LINES) -> list[tuple[s
 
 def test_scan_finds_a_planted_long_function() -> None:
     body = "".join(f"            x{i} = {i}\n" for i in range(60))
-    src = ("def short():\n    return 1\n\n"
-           "class C:\n    def outer(self):\n        def inner():\n" + body)  # fmt: skip
+    src = (
+        "def short():\n    return 1\n\n"
+        "class C:\n    def outer(self):\n        def inner():\n" + body
+    )
     found = long_functions(src)
     # inner: its def line + 60 body lines = 61; outer adds its own def line: 62; short: 2
     assert sorted((name, n) for name, _, n in found) == [("inner", 61), ("outer", 62)]
@@ -37,9 +39,11 @@ def test_scan_finds_a_planted_long_function() -> None:
 
 
 def test_no_source_function_over_60_lines() -> None:
-    bad = [f"{f.relative_to(SRC)}:{line} {name} ({n} lines)"
-           for f in sorted(SRC.rglob("*.py"))
-           for name, line, n in long_functions(f.read_text(encoding="utf-8"))]  # fmt: skip
+    bad = [
+        f"{f.relative_to(SRC)}:{line} {name} ({n} lines)"
+        for f in sorted(SRC.rglob("*.py"))
+        for name, line, n in long_functions(f.read_text(encoding="utf-8"))
+    ]
     assert not bad, "functions over 60 lines (split them into named helpers):\n" + "\n".join(bad)
 
 

@@ -47,7 +47,7 @@ def find_cycle(graph: dict[str, dict[str, list[str]]]) -> list[str] | None:
         stack.append(n)
         for m in sorted(graph[n]):
             if state.get(m) == 1:
-                return [*stack[stack.index(m):], m]
+                return [*stack[stack.index(m) :], m]
             if m not in state and (found := visit(m)):
                 return found
         stack.pop()
@@ -92,7 +92,9 @@ def test_no_private_names_across_subpackages() -> None:
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 parts = node.module.split(".")
                 if len(parts) > 1 and parts[1] != sub.removesuffix(".py"):
-                    bad += [f"{f.relative_to(SRC)}: {node.module}.{a.name}"
-                            for a in node.names
-                            if a.name.startswith("_") and not a.name.startswith("__")]
+                    bad += [
+                        f"{f.relative_to(SRC)}: {node.module}.{a.name}"
+                        for a in node.names
+                        if a.name.startswith("_") and not a.name.startswith("__")
+                    ]
     assert not bad, bad

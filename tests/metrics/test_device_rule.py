@@ -58,16 +58,20 @@ def _raw_reduction_adds(tree: ast.AST) -> list[int]:
     """Lines of ``acc[...] += <tensor reduction>`` / ``acc.x += a @ b`` not wrapped."""
     bad = []
     for node in ast.walk(tree):
-        if not (isinstance(node, ast.AugAssign)
-                and isinstance(node.target, ast.Subscript | ast.Attribute)):
+        if not (
+            isinstance(node, ast.AugAssign)
+            and isinstance(node.target, ast.Subscript | ast.Attribute)
+        ):
             continue
         v = node.value
         if isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id in WRAPPERS:
             continue
         for sub in ast.walk(v):
-            if (isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute)
-                    and sub.func.attr in REDUCTIONS) or (
-                    isinstance(sub, ast.BinOp) and isinstance(sub.op, ast.MatMult)):
+            if (
+                isinstance(sub, ast.Call)
+                and isinstance(sub.func, ast.Attribute)
+                and sub.func.attr in REDUCTIONS
+            ) or (isinstance(sub, ast.BinOp) and isinstance(sub.op, ast.MatMult)):
                 bad.append(node.lineno)
                 break
     return bad
@@ -94,8 +98,13 @@ def test_no_raw_reduction_is_added_to_an_accumulator() -> None:
 
 
 def _bf16(lm: LoadedModel) -> LoadedModel:
-    return LoadedModel(copy.deepcopy(lm.model).to(torch.bfloat16), None, lm.arch,
-                       ref=lm.ref + "-bf16", source="test")
+    return LoadedModel(
+        copy.deepcopy(lm.model).to(torch.bfloat16),
+        None,
+        lm.arch,
+        ref=lm.ref + "-bf16",
+        source="test",
+    )
 
 
 def _leaves_ok(acc: Accumulator) -> None:
@@ -136,13 +145,22 @@ def test_profile_bf16_matches_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
     _record(monkeypatch, ProfileSums, seen)
     lm, data = wrap_tiny("llama"), random_windows(n=4, seq_len=16, pad_last=3)
     opts = ProfileOptions(lens_kernel="eager", batch_size=2)
-    ref, got = profile(lm, data, opts, progress=False), profile(_bf16(lm), data, opts,
-                                                                  progress=False)
+    ref, got = (
+        profile(lm, data, opts, progress=False),
+        profile(_bf16(lm), data, opts, progress=False),
+    )
     assert len(seen) == 2
     for acc in seen:
         _leaves_ok(acc)
-    for name in ("rel_contrib_attn", "rel_contrib_mlp", "cos_block", "resid_norm",
-                 "lens_jsd", "lens_entropy", "lens_ce"):
+    for name in (
+        "rel_contrib_attn",
+        "rel_contrib_mlp",
+        "cos_block",
+        "resid_norm",
+        "lens_jsd",
+        "lens_entropy",
+        "lens_ce",
+    ):
         _close(ref.metrics[name], got.metrics[name], 0.05, 0.05)
     _close(ref.angular_distance, got.angular_distance, 0.02, 0.05)
 
@@ -184,8 +202,12 @@ def test_calibration_and_eval_bf16_match_fp32() -> None:
     p_ref, p_got = evaluate_perplexity(lm, data), evaluate_perplexity(bf, data)
     assert abs(p_ref["nll"] - p_got["nll"]) <= 0.01 * p_ref["nll"]
     ctx, chs = [1, 5, 9, 14], [[20, 21], [30, 31, 32]]
-    _close(continuation_logprobs(lm.model, ctx, chs, lm.device),
-           continuation_logprobs(bf.model, ctx, chs, bf.device), 0.05, 0.01)
+    _close(
+        continuation_logprobs(lm.model, ctx, chs, lm.device),
+        continuation_logprobs(bf.model, ctx, chs, bf.device),
+        0.05,
+        0.01,
+    )
 
 
 def test_nccl_reduces_through_the_gpu_gloo_in_place(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -47,8 +47,7 @@ def test_transformers_logger_and_warnings_are_silenced() -> None:
             with quiet_transformers():
                 log.warning("hidden")
                 # A Python warning attributed to a transformers module is dropped ...
-                warnings.warn_explicit("hf noise", UserWarning, "x.py", 1,
-                                       module="transformers.x")
+                warnings.warn_explicit("hf noise", UserWarning, "x.py", 1, module="transformers.x")
                 # ... one of ours is not.
                 warnings.warn_explicit("ours", UserWarning, "y.py", 1, module="depthlens.y")
         log.warning("shown")

@@ -46,9 +46,26 @@ sys.exit(rc)
 
 
 def _args(model: Path, text: Path, out: Path) -> list[str]:
-    return ["profile", str(model), "--data", str(text), "--seq-len", "16",
-            "--max-tokens", str(16 * N_WINDOWS), "--batch-size", "1", "--lens-kernel", "eager",
-            "--checkpoint-every", "1", "--causal", "--quiet", "-o", str(out)]
+    return [
+        "profile",
+        str(model),
+        "--data",
+        str(text),
+        "--seq-len",
+        "16",
+        "--max-tokens",
+        str(16 * N_WINDOWS),
+        "--batch-size",
+        "1",
+        "--lens-kernel",
+        "eager",
+        "--checkpoint-every",
+        "1",
+        "--causal",
+        "--quiet",
+        "-o",
+        str(out),
+    ]
 
 
 def _drop_created(x: Any) -> Any:
@@ -109,15 +126,17 @@ def test_sigkill_between_pass_and_write_resumes(tmp_path: Path) -> None:
     out, ckpt = tmp_path / "out.json", tmp_path / "out.json.ckpt"
     args = _args(model, text, out)
 
-    killed = subprocess.run([sys.executable, "-c", KILL_IN_WINDOW, *args],
-                            capture_output=True, text=True, timeout=300)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_IN_WINDOW, *args], capture_output=True, text=True, timeout=300
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert not out.exists()
     with safe_open(str(ckpt), framework="pt") as fh:  # the final sums survived the kill
         assert int((fh.metadata() or {})["batches_done"]) == N_WINDOWS
 
-    rerun = subprocess.run([sys.executable, "-c", COUNT_FORWARDS, *args],
-                           capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(
+        [sys.executable, "-c", COUNT_FORWARDS, *args], capture_output=True, text=True, timeout=300
+    )
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "profile forwards: 0" in rerun.stdout  # resumed: no batch was profiled again
     assert not ckpt.exists()  # deleted once the output was on disk

@@ -17,9 +17,22 @@ CREATED = re.compile(rb'\n *"created": "[^"]*",?\n')
 
 def _argv(model: Path, text: Path) -> list[str]:
     return [
-        "profile", str(model), "--data", str(text), "--seq-len", "16", "--max-tokens", "160",
-        "--lens-tokens", "100", "--batch-size", "3", "--lens-kernel", "eager", "--quiet",
-    ]  # fmt: skip
+        "profile",
+        str(model),
+        "--data",
+        str(text),
+        "--seq-len",
+        "16",
+        "--max-tokens",
+        "160",
+        "--lens-tokens",
+        "100",
+        "--batch-size",
+        "3",
+        "--lens-kernel",
+        "eager",
+        "--quiet",
+    ]
 
 
 def test_profile_twice_in_one_process_is_byte_identical(tmp_path: Path) -> None:
@@ -43,8 +56,10 @@ def test_profile_twice_is_byte_identical(tmp_path: Path) -> None:
     # one run in a fresh process (its own hash seed, thread pool, allocator) ...
     proc = subprocess.run(
         [sys.executable, "-m", "depthlens", *argv, "-o", str(a)],
-        capture_output=True, timeout=300, env={"PYTHONHASHSEED": "123", **_env()},
-    )  # fmt: skip
+        capture_output=True,
+        timeout=300,
+        env={"PYTHONHASHSEED": "123", **_env()},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert main([*argv, "-o", str(b)]) == 0  # ... one in this one
     raw_a, raw_b = a.read_bytes(), b.read_bytes()

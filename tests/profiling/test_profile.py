@@ -24,6 +24,7 @@ def naive_states(lm, data):
     rec: dict = {}
     handles = []
     for l, blk in enumerate(blocks):
+
         def on_block(m, args, kwargs, out, l=l):
             h = kwargs.get("hidden_states", args[0] if args else None)
             rec[("in", l)] = h
@@ -56,9 +57,19 @@ def naive_metrics(lm, data, include_first=False):
     if not include_first:
         mask[:, 0] = False
     L = len(attn)
-    per = {k: [[] for _ in range(L)] for k in
-           ("rel_contrib_attn", "rel_contrib_mlp", "rel_contrib_block", "cos_attn", "cos_mlp",
-            "cos_block", "block_influence", "resid_rms_growth")}
+    per = {
+        k: [[] for _ in range(L)]
+        for k in (
+            "rel_contrib_attn",
+            "rel_contrib_mlp",
+            "rel_contrib_block",
+            "cos_attn",
+            "cos_mlp",
+            "cos_block",
+            "block_influence",
+            "resid_rms_growth",
+        )
+    }
     ang = [[[] for _ in range(L)] for _ in range(L + 1)]
     for w in range(mask.shape[0]):
         for t in range(mask.shape[1]):
@@ -147,9 +158,15 @@ def test_lens_metrics_match_naive(family: str, kernel: str) -> None:
     sel = [tuple(ix) for ix in masks.lens.nonzero().tolist()]
     assert len(sel) == 20 == prof.tokens["lens"]
     want, _ = _naive_lens(lm, data, sel)
-    pairs = {"lens_kl": "kl", "lens_kl_rev": "kl_rev", "lens_jsd": "jsd",
-             "lens_top1_agree": "top1", "lens_top5_overlap": "top5", "lens_ce": "ce",
-             "lens_entropy": "ent"}
+    pairs = {
+        "lens_kl": "kl",
+        "lens_kl_rev": "kl_rev",
+        "lens_jsd": "jsd",
+        "lens_top1_agree": "top1",
+        "lens_top5_overlap": "top5",
+        "lens_ce": "ce",
+        "lens_entropy": "ent",
+    }
     for ours, theirs in pairs.items():
         assert prof.metrics[ours] == pytest.approx(want[theirs], rel=1e-3, abs=1e-5), ours
     assert prof.metrics["lens_top1_agree"][-1] == 1.0
@@ -193,10 +210,12 @@ def test_batch_size_does_not_change_the_result(tiny_llama) -> None:
     # Batch shape changes float32 matmul rounding (~1e-7), nothing else: the sums are
     # per token, and the lens sample is fixed before batching.
     data = random_windows(n=6, seq_len=12, pad_last=3)
-    a = profile(tiny_llama, data, ProfileOptions(batch_size=1, lens_tokens=30, **EAGER),
-                progress=False)
-    b = profile(tiny_llama, data, ProfileOptions(batch_size=4, lens_tokens=30, **EAGER),
-                progress=False)
+    a = profile(
+        tiny_llama, data, ProfileOptions(batch_size=1, lens_tokens=30, **EAGER), progress=False
+    )
+    b = profile(
+        tiny_llama, data, ProfileOptions(batch_size=4, lens_tokens=30, **EAGER), progress=False
+    )
     for k in a.metrics:
         assert a.metrics[k] == pytest.approx(b.metrics[k], rel=1e-4, abs=1e-7), k
     assert a.prediction_depth == b.prediction_depth
@@ -205,10 +224,10 @@ def test_batch_size_does_not_change_the_result(tiny_llama) -> None:
 def test_first_token_and_last_token_options(tiny_llama) -> None:
     data = random_windows(n=3, seq_len=10)
     a = profile(tiny_llama, data, ProfileOptions(lens=False), progress=False)
-    b = profile(tiny_llama, data, ProfileOptions(lens=False, include_first_token=True),
-                progress=False)
-    c = profile(tiny_llama, data, ProfileOptions(lens=False, last_token_only=True),
-                progress=False)
+    b = profile(
+        tiny_llama, data, ProfileOptions(lens=False, include_first_token=True), progress=False
+    )
+    c = profile(tiny_llama, data, ProfileOptions(lens=False, last_token_only=True), progress=False)
     assert b.tokens["residual"] == a.tokens["residual"] + 3
     assert c.tokens["angular"] == 3 and c.tokens["residual"] == a.tokens["residual"]
     assert c.angular_distance != a.angular_distance

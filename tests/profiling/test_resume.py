@@ -27,10 +27,24 @@ N_WINDOWS = 8  # batches of one window: 8 checkpoints, the kill lands after the 
 
 def _cli(model: Path, text: Path, out: Path) -> list[str]:
     return [
-        "profile", str(model), "--data", str(text), "--seq-len", "16",
-        "--max-tokens", str(16 * N_WINDOWS), "--batch-size", "1", "--lens-kernel", "eager",
-        "--checkpoint-every", "1", "--quiet", "-o", str(out),
-    ]  # fmt: skip
+        "profile",
+        str(model),
+        "--data",
+        str(text),
+        "--seq-len",
+        "16",
+        "--max-tokens",
+        str(16 * N_WINDOWS),
+        "--batch-size",
+        "1",
+        "--lens-kernel",
+        "eager",
+        "--checkpoint-every",
+        "1",
+        "--quiet",
+        "-o",
+        str(out),
+    ]
 
 
 def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:

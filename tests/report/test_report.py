@@ -25,10 +25,16 @@ IMG_PAYLOAD = "<img src=x onerror=alert(1)>"
 PAYLOADS = (SCRIPT_PAYLOAD, IMG_PAYLOAD, '"><svg onload=alert(1)>')
 
 PROFILE_PLOTS = {
-    "rel-contrib", "cosine", "lens", "prediction-depth", "resid-norm", "angular",
+    "rel-contrib",
+    "cosine",
+    "lens",
+    "prediction-depth",
+    "resid-norm",
+    "angular",
     "block-influence",
     # No hand-made figure: drawn from their metric records (report/records.py).
-    "lens-ce", "lens-entropy",
+    "lens-ce",
+    "lens-entropy",
 }
 EXTRA_PLOTS = {"cut-ppl", "cut-speed", "skip-out-kl", "skip-future"}
 
@@ -63,25 +69,64 @@ def hostile(d: dict[str, Any]) -> dict[str, Any]:
 
 def results(method: str = "angular") -> list[dict[str, Any]]:
     """Cut, plan and causal results as the other subcommands write them."""
-    compare = {"kind": "depthlens.compare", "models": [
-        {"label": "original", "method": None, "removed": [], "n_removed": 0, "ppl": 20.0,
-         "prefill_speedup": 1.0, "decode_speedup": 1.0, "ideal_speedup": 1.0},
-        {"label": IMG_PAYLOAD, "method": method, "removed": [2], "n_removed": 1, "ppl": 26.0,
-         "prefill_speedup": 1.2, "decode_speedup": 1.1, "ideal_speedup": 1.3},
-        {"label": "b", "method": "replaceme-ls", "removed": [2], "ppl": 23.0},
-    ]}
-    quality = {"kind": "depthlens.bench.prune_quality", "rows": [
-        {"label": "original", "method": None, "n": 0, "ppl_wiki": 20.0},
-        {"method": "last", "n": 2, "ppl_wiki": 80.0, "ppl_news": 90.0, "prefill_speedup": 1.4,
-         "ideal_speedup": 1.6}]}
-    plan = {"kind": "depthlens.cut_plan", "method": SCRIPT_PAYLOAD, "removed": [2],
-            "num_layers": 4}
-    skip = {"kind": "depthlens.skip", "skip_out_kl_mean": [2.0, 0.3, 0.1, 0.5],
-            "skip_future": [[None, 0.5, 0.3, 0.2], [None, None, 0.2, 0.1],
-                            [None, None, None, 0.05], [None] * 4]}
-    think = {"kind": "depthlens.think", "tokens": [
-        {"token": t, "reasoning_score": 0.1 * i, "settling_layer": i % 5, "deep": i % 5 >= 4}
-        for i, t in enumerate(["Hello", SCRIPT_PAYLOAD, IMG_PAYLOAD, PAYLOADS[2], " world"])]}
+    compare = {
+        "kind": "depthlens.compare",
+        "models": [
+            {
+                "label": "original",
+                "method": None,
+                "removed": [],
+                "n_removed": 0,
+                "ppl": 20.0,
+                "prefill_speedup": 1.0,
+                "decode_speedup": 1.0,
+                "ideal_speedup": 1.0,
+            },
+            {
+                "label": IMG_PAYLOAD,
+                "method": method,
+                "removed": [2],
+                "n_removed": 1,
+                "ppl": 26.0,
+                "prefill_speedup": 1.2,
+                "decode_speedup": 1.1,
+                "ideal_speedup": 1.3,
+            },
+            {"label": "b", "method": "replaceme-ls", "removed": [2], "ppl": 23.0},
+        ],
+    }
+    quality = {
+        "kind": "depthlens.bench.prune_quality",
+        "rows": [
+            {"label": "original", "method": None, "n": 0, "ppl_wiki": 20.0},
+            {
+                "method": "last",
+                "n": 2,
+                "ppl_wiki": 80.0,
+                "ppl_news": 90.0,
+                "prefill_speedup": 1.4,
+                "ideal_speedup": 1.6,
+            },
+        ],
+    }
+    plan = {"kind": "depthlens.cut_plan", "method": SCRIPT_PAYLOAD, "removed": [2], "num_layers": 4}
+    skip = {
+        "kind": "depthlens.skip",
+        "skip_out_kl_mean": [2.0, 0.3, 0.1, 0.5],
+        "skip_future": [
+            [None, 0.5, 0.3, 0.2],
+            [None, None, 0.2, 0.1],
+            [None, None, None, 0.05],
+            [None] * 4,
+        ],
+    }
+    think = {
+        "kind": "depthlens.think",
+        "tokens": [
+            {"token": t, "reasoning_score": 0.1 * i, "settling_layer": i % 5, "deep": i % 5 >= 4}
+            for i, t in enumerate(["Hello", SCRIPT_PAYLOAD, IMG_PAYLOAD, PAYLOADS[2], " world"])
+        ],
+    }
     return [compare, quality, plan, skip, think]
 
 
@@ -250,7 +295,8 @@ def test_caption_functions_on_known_numbers() -> None:
     assert cap.longest_run_below([0.5, 0.03, 0.04, 0.02, 0.3, 0.01], 0.05) == (1, 3)
     assert cap.first_from([0.1, 0.6, 0.4, 0.7, 0.9], 0.5, above=True) == 3
     assert "half of the tokens have settled after 2 blocks" in cap.depth_caption(
-        [0, 1, 5, 2, 2], 2.5, 4)
+        [0, 1, 5, 2, 2], 2.5, 4
+    )
     assert "blocks 2, 3" in cap.influence_caption([0.5, 0.2, 0.01, 0.02], 2)
     s = cap.speed_caption([cap.CutRow("angular", 2, 30.0, 1.5, None, 2.0)])
     assert "×1.50 (one measurement, no interval" in s and "ideal (FLOP count) is ×2.00" in s
@@ -307,8 +353,12 @@ def test_cli_writes_report_and_table(
 )
 @pytest.mark.usefixtures("no_pixels")
 def test_bad_input_is_one_line_exit_2(
-    tiny_profile: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str],
-    first: Any, other: Any, message: str,
+    tiny_profile: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    first: Any,
+    other: Any,
+    message: str,
 ) -> None:
     def materialise(x: Any, name: str) -> str:
         if x == "PROFILE":
@@ -347,11 +397,11 @@ def test_real_plan_and_compare_results(tiny_profile: dict[str, Any]) -> None:
     cut = wrap_tiny("llama")
     apply_cut_(cut, plan)
     speed = {"prompt_len": 8, "decode_tokens": 2, "repeats": 1}
-    result = compare([("original", wrap_tiny("llama")), ("cut", cut)], windows,
-                     speed_options=speed)
+    result = compare([("original", wrap_tiny("llama")), ("cut", cut)], windows, speed_options=speed)
     plan_json = json.loads(json.dumps(plan.to_dict()))
-    html = build_report(Profile.from_dict(tiny_profile), [json.loads(json.dumps(result.to_dict())),
-                                                          plan_json])
+    html = build_report(
+        Profile.from_dict(tiny_profile), [json.loads(json.dumps(result.to_dict())), plan_json]
+    )
     figs = figures(parse(html))
     assert {"cut-ppl", "cut-speed"} <= set(figs)
     caps = captions_of(html)
@@ -365,8 +415,11 @@ def test_real_skip_result_in_profile_extra(tiny_profile: dict[str, Any]) -> None
     from depthlens.causal.skip import SkipOptions, skip_sweep
 
     eager = SkipOptions(lens_kernel="eager")  # the kernel is not what this test is about
-    res = json.loads(json.dumps(skip_sweep(wrap_tiny("llama"), random_windows(), eager,
-                                           progress=False).to_dict()))
+    res = json.loads(
+        json.dumps(
+            skip_sweep(wrap_tiny("llama"), random_windows(), eager, progress=False).to_dict()
+        )
+    )
     d = copy.deepcopy(tiny_profile)
     d["extra"] = {"causal": res}
     for prof, extra in ((d, []), (tiny_profile, [res])):

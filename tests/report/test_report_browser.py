@@ -61,8 +61,13 @@ PROBE = """<script>
 
 def chromium() -> str:
     """Path of a Chromium binary, or skip with the reason."""
-    for name in (os.environ.get("DEPTHLENS_CHROMIUM"), "chromium", "chromium-browser",
-                 "google-chrome", "chrome"):
+    for name in (
+        os.environ.get("DEPTHLENS_CHROMIUM"),
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "chrome",
+    ):
         if name and (path := shutil.which(name)):
             try:
                 subprocess.run([path, "--version"], capture_output=True, timeout=60, check=True)
@@ -83,16 +88,23 @@ def no_network_prefix() -> list[str]:
 
 def run_chromium(page: Path, tmp: Path, *extra: str) -> tuple[str, str]:
     """(stdout, stderr) of headless Chromium on a file:// URL."""
-    cmd = [*no_network_prefix(), chromium(), *OFFLINE_FLAGS,
-           f"--user-data-dir={tmp / 'chrome-profile'}", *extra, page.as_uri()]
+    cmd = [
+        *no_network_prefix(),
+        chromium(),
+        *OFFLINE_FLAGS,
+        f"--user-data-dir={tmp / 'chrome-profile'}",
+        *extra,
+        page.as_uri(),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     return res.stdout, res.stderr
 
 
 def console_lines(stderr: str) -> list[str]:
     """Console messages, uncaught errors and CSP refusals Chromium logged."""
-    return [l for l in stderr.splitlines() if ":CONSOLE" in l or "Uncaught" in l
-            or "Refused to" in l]
+    return [
+        l for l in stderr.splitlines() if ":CONSOLE" in l or "Uncaught" in l or "Refused to" in l
+    ]
 
 
 def attr(dom: str, tag: str, name: str) -> str | None:

@@ -13,12 +13,16 @@ from depthlens.repr.geometry import anisotropy, pca_dim, sample_indices, two_nn
 
 def test_anisotropy_is_the_mean_cosine_over_all_pairs() -> None:
     x = torch.randn(40, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.7
-    cos = [float(torch.nn.functional.cosine_similarity(x[i], x[j], dim=0))
-           for i, j in itertools.combinations(range(40), 2)]
+    cos = [
+        float(torch.nn.functional.cosine_similarity(x[i], x[j], dim=0))
+        for i, j in itertools.combinations(range(40), 2)
+    ]
     assert anisotropy(x) == pytest.approx(sum(cos) / len(cos), abs=1e-12)
     xc = x - x.mean(0)
-    cosc = [float(torch.nn.functional.cosine_similarity(xc[i], xc[j], dim=0))
-            for i, j in itertools.combinations(range(40), 2)]
+    cosc = [
+        float(torch.nn.functional.cosine_similarity(xc[i], xc[j], dim=0))
+        for i, j in itertools.combinations(range(40), 2)
+    ]
     assert anisotropy(x, centred=True) == pytest.approx(sum(cosc) / len(cosc), abs=1e-12)
     assert anisotropy(x) > 0.2 > abs(anisotropy(x, centred=True))
 

@@ -55,9 +55,15 @@ def test_bad_images_and_layer_paths_are_one_line_errors() -> None:
 def test_mobilenet_v2_has_torchvisions_parameter_names_and_19_blocks() -> None:
     net = MobileNetV2()
     keys = set(net.state_dict())
-    for k in ("features.0.0.weight", "features.1.conv.0.0.weight", "features.1.conv.1.weight",
-              "features.2.conv.0.0.weight", "features.2.conv.3.running_var",
-              "features.18.1.bias", "classifier.1.weight"):
+    for k in (
+        "features.0.0.weight",
+        "features.1.conv.0.0.weight",
+        "features.1.conv.1.weight",
+        "features.2.conv.0.0.weight",
+        "features.2.conv.3.running_var",
+        "features.18.1.bias",
+        "classifier.1.weight",
+    ):
         assert k in keys, k
     assert len(mobilenet_v2_spec().layers) == 19 == len(net.features)
     assert sum(p.numel() for p in net.parameters()) == 3_504_872  # torchvision's count
@@ -74,13 +80,18 @@ def test_packaged_weights_load_strictly() -> None:
 PHOTOS = default_cache_dir() / "images" / "skimage"
 # ImageNet-1k indices: 281-285 domestic cats; 504 coffee mug, 967 espresso, 968 cup;
 # 665 moped, 670 motor scooter.
-EXPECTED = {"chelsea.png": {281, 282, 283, 284, 285}, "coffee.png": {504, 967, 968},
-            "motorcycle_left.png": {665, 670}}
+EXPECTED = {
+    "chelsea.png": {281, 282, 283, 284, 285},
+    "coffee.png": {504, 967, 968},
+    "motorcycle_left.png": {665, 670},
+}
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(not (PHOTOS / "chelsea.png").is_file(),
-                    reason="sample photos absent: run scripts/setup-datasets.sh")
+@pytest.mark.skipif(
+    not (PHOTOS / "chelsea.png").is_file(),
+    reason="sample photos absent: run scripts/setup-datasets.sh",
+)
 def test_packaged_mobilenet_recognises_real_photos() -> None:
     from PIL import Image
 

@@ -24,6 +24,7 @@ EAGER = ProfileOptions(lens_kernel="eager", batch_size=2)
 
 def _strict(path: Path) -> dict[str, Any]:
     """Parse as strict JSON: NaN / Infinity are refused."""
+
     def refuse(tok: str) -> Any:
         raise AssertionError(f"non-JSON constant {tok} in {path}")
 
@@ -44,9 +45,13 @@ def test_every_result_has_the_same_header(tmp_path: Path) -> None:
     save_pruned(cut, plan, tmp_path / "pruned")
     res = compare([("orig", lm), ("cut", cut)], w, speed=False, batch_size=2)
     res.save(tmp_path / "compare.json")
-    kinds = {"profile.json": ("profile", fp), "skip.json": ("skip", fp),
-             "plan.json": ("cut_plan", fp), f"pruned/{MANIFEST}": ("pruned", None),
-             "compare.json": ("compare", fp)}  # fmt: skip
+    kinds = {
+        "profile.json": ("profile", fp),
+        "skip.json": ("skip", fp),
+        "plan.json": ("cut_plan", fp),
+        f"pruned/{MANIFEST}": ("pruned", None),
+        "compare.json": ("compare", fp),
+    }
     for name, (kind, want_fp) in kinds.items():
         d = _strict(tmp_path / name)
         assert ENVELOPE_KEYS <= set(d), (name, ENVELOPE_KEYS - set(d))

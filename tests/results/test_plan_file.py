@@ -84,13 +84,24 @@ def test_maps_round_trip_and_tampering(tmp_path: Path) -> None:
 
 
 def test_schema_1_plan_is_read_or_refused(tmp_path: Path) -> None:
-    old = {"kind": "depthlens.cut_plan", "schema_version": 1, "version": "0.1.0",
-           "created": "2026-01-01T00:00:00+00:00", "method": "last", "num_layers": 4,
-           "removed": [1, 2], "kept": [0, 3], "merge_into": None, "has_transform": False,
-           "options": {"n": 2}, "selection": {}, "fit": {}, "savings": {},
-           "model": {"ref": "x", "num_layers": 4},
-           "calibration": {"name": "wiki", "n_tokens": 99, "n_windows": 3,
-                           "data": {"seq_len": 33}}}  # fmt: skip
+    old = {
+        "kind": "depthlens.cut_plan",
+        "schema_version": 1,
+        "version": "0.1.0",
+        "created": "2026-01-01T00:00:00+00:00",
+        "method": "last",
+        "num_layers": 4,
+        "removed": [1, 2],
+        "kept": [0, 3],
+        "merge_into": None,
+        "has_transform": False,
+        "options": {"n": 2},
+        "selection": {},
+        "fit": {},
+        "savings": {},
+        "model": {"ref": "x", "num_layers": 4},
+        "calibration": {"name": "wiki", "n_tokens": 99, "n_windows": 3, "data": {"seq_len": 33}},
+    }
     (tmp_path / "old.json").write_text(json.dumps(old))
     plan = load_plan(tmp_path / "old.json")
     assert plan.removed == (1, 2) and plan.tokens["calibration"] == 99
@@ -106,11 +117,27 @@ def test_cli_plan_writes_json_and_maps_and_refuses_to_overwrite(
 ) -> None:
     model, text = _setup(tmp_path)
     out = tmp_path / "p.json"
-    argv = ["plan", str(model), "--data", str(text), "--seq-len", str(SEQ), "--max-tokens",
-            str(TOKENS), "--remove", "1", "-o", str(out), "--quiet"]  # fmt: skip
+    argv = [
+        "plan",
+        str(model),
+        "--data",
+        str(text),
+        "--seq-len",
+        str(SEQ),
+        "--max-tokens",
+        str(TOKENS),
+        "--remove",
+        "1",
+        "-o",
+        str(out),
+        "--quiet",
+    ]
     assert main(argv) == 0
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
-        "p.T.safetensors", "p.json", "t.txt"]
+        "p.T.safetensors",
+        "p.json",
+        "t.txt",
+    ]
     plan = load_plan(out)
     assert plan.transform is not None and plan.method == "replaceme-ls"
     maps_path(out).unlink()  # only the maps are missing: still an existing output's twin

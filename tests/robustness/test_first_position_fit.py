@@ -17,8 +17,11 @@ def _naive_mz(lm, windows, start: int, n: int) -> tuple[torch.Tensor, torch.Tens
     h = mlp.register_forward_hook(lambda _m, _a, out: got.__setitem__("m", out))
     try:
         with torch.no_grad():
-            out = lm.model(input_ids=windows.input_ids, attention_mask=windows.attention_mask,
-                           output_hidden_states=True)  # fmt: skip
+            out = lm.model(
+                input_ids=windows.input_ids,
+                attention_mask=windows.attention_mask,
+                output_hidden_states=True,
+            )
     finally:
         h.remove()
     hs = out.hidden_states

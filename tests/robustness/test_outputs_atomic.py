@@ -47,8 +47,24 @@ def one_line(rc: int, err: str, message: str, code: int = 2) -> None:
 
 
 def prune_argv(model: Path, text: Path, out: Path, *extra: str) -> list[str]:
-    return ["prune", str(model), "--data", str(text), "--seq-len", "16", "--max-tokens", "64",
-            "--method", "last", "--remove", "1", "--quiet", "-o", str(out), *extra]  # fmt: skip
+    return [
+        "prune",
+        str(model),
+        "--data",
+        str(text),
+        "--seq-len",
+        "16",
+        "--max-tokens",
+        "64",
+        "--method",
+        "last",
+        "--remove",
+        "1",
+        "--quiet",
+        "-o",
+        str(out),
+        *extra,
+    ]
 
 
 _WRITER = """
@@ -86,8 +102,12 @@ def test_two_writers_without_overwrite_only_one_succeeds(tmp_path: Path) -> None
     import sys
 
     out, go = tmp_path / "o.json", tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(out), str(go), n],
-                              stdout=subprocess.PIPE, text=True) for n in ("a", "b")]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(out), str(go), n], stdout=subprocess.PIPE, text=True
+        )
+        for n in ("a", "b")
+    ]
     for p in procs:
         assert p.stdout is not None and p.stdout.readline().strip() == "checked"
     go.write_text("")
@@ -187,9 +207,13 @@ def _read_only(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
 
 @pytest.mark.parametrize("command", ["profile", "prune", "plan"])
 def test_unwritable_output_fails_before_loading(
-    capsys: Any, tmp_path: Path, model_dir: Path, text: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+    tmp_path: Path,
+    model_dir: Path,
+    text: Path,
+    monkeypatch: pytest.MonkeyPatch,
     command: str,
-) -> None:  # fmt: skip
+) -> None:
     import depthlens.models.loading
 
     def no_load(*_a: Any, **_k: Any) -> None:
@@ -217,6 +241,22 @@ def test_output_parent_is_a_file(capsys: Any, tmp_path: Path, model_dir: Path, t
     (tmp_path / "f").write_text("x")
     out = tmp_path / "f" / "o.json"
     capsys.readouterr()
-    rc = main(["plan", str(model_dir), "--data", str(text), "--seq-len", "16", "--remove", "1",
-               "--max-tokens", "64", "--method", "last", "-o", str(out)])  # fmt: skip
+    rc = main(
+        [
+            "plan",
+            str(model_dir),
+            "--data",
+            str(text),
+            "--seq-len",
+            "16",
+            "--remove",
+            "1",
+            "--max-tokens",
+            "64",
+            "--method",
+            "last",
+            "-o",
+            str(out),
+        ]
+    )
     one_line(rc, capsys.readouterr().err, "is a file")

@@ -43,8 +43,12 @@ def assert_error(rc: int, err: str, message: str) -> None:
 
 
 def test_plan_of_a_deeper_model(capsys: Any, tmp_path: Path, prof_path: Path) -> None:
-    bad = {"kind": "depthlens.cut_plan", "method": "angular", "num_layers": 44,
-           "removed": [40, 41, 42, 43]}  # fmt: skip
+    bad = {
+        "kind": "depthlens.cut_plan",
+        "method": "angular",
+        "num_layers": 44,
+        "removed": [40, 41, 42, 43],
+    }
     plan = _write(tmp_path / "plan.json", bad)
     rc, err = _report(capsys, str(prof_path), str(plan), "-o", str(tmp_path / "r.html"))
     assert_error(rc, err, "describe different models (num_layers 4 vs 44)")
@@ -52,8 +56,10 @@ def test_plan_of_a_deeper_model(capsys: Any, tmp_path: Path, prof_path: Path) ->
 
 
 def test_blocks_out_of_range_without_a_depth(capsys: Any, tmp_path: Path, prof_path: Path) -> None:
-    plan = _write(tmp_path / "plan.json", {"kind": "depthlens.cut_plan", "method": "angular",
-                                           "removed": [2, 3, 4, 5]})  # fmt: skip
+    plan = _write(
+        tmp_path / "plan.json",
+        {"kind": "depthlens.cut_plan", "method": "angular", "removed": [2, 3, 4, 5]},
+    )
     rc, err = _report(capsys, str(prof_path), str(plan), "-o", str(tmp_path / "r.html"))
     assert_error(rc, err, "removes blocks [4, 5] but the profiled model has 4 blocks")
 

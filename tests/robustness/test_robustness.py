@@ -53,9 +53,21 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 
 def profile_argv(model: Path | str, data: Path | str, out: Path, *extra: str) -> list[str]:
     return [
-        "profile", str(model), "--data", str(data), "--seq-len", "16", "--max-tokens", "64",
-        "--lens-kernel", "eager", "--quiet", "-o", str(out), *extra,
-    ]  # fmt: skip
+        "profile",
+        str(model),
+        "--data",
+        str(data),
+        "--seq-len",
+        "16",
+        "--max-tokens",
+        "64",
+        "--lens-kernel",
+        "eager",
+        "--quiet",
+        "-o",
+        str(out),
+        *extra,
+    ]
 
 
 def assert_error(rc: int, err: str, message: str) -> None:
@@ -290,9 +302,24 @@ def test_disk_full_saving_pruned_model(
 
     monkeypatch.setattr(PreTrainedModel, "save_pretrained", save_half)
     out = tmp_path / "pruned"
-    rc, err = cli(capsys, "prune", str(model_dir), "--data", str(text), "--seq-len", "16",
-                  "--max-tokens", "64", "--method", "last", "--remove", "1", "--quiet",
-                  "-o", str(out))  # fmt: skip
+    rc, err = cli(
+        capsys,
+        "prune",
+        str(model_dir),
+        "--data",
+        str(text),
+        "--seq-len",
+        "16",
+        "--max-tokens",
+        "64",
+        "--method",
+        "last",
+        "--remove",
+        "1",
+        "--quiet",
+        "-o",
+        str(out),
+    )
     assert_error(rc, err, f"disk full while writing {out}")
     assert files(tmp_path) == []  # neither the output nor its temporary directory
 
@@ -317,8 +344,9 @@ def test_checkpoint_of_another_run(
 def test_checkpoint_corrupted(capsys: Any, tmp_path: Path, model_dir: Path, text: Path) -> None:
     ckpt = tmp_path / "o.json.ckpt"
     ckpt.write_bytes(b"\x00garbage")
-    rc, err = cli(capsys, *profile_argv(model_dir, text, tmp_path / "o.json",
-                                        "--checkpoint-every", "1"))  # fmt: skip
+    rc, err = cli(
+        capsys, *profile_argv(model_dir, text, tmp_path / "o.json", "--checkpoint-every", "1")
+    )
     assert_error(rc, err, f"checkpoint {ckpt} is unreadable")
     assert files(tmp_path) == ["o.json.ckpt"]
 
@@ -370,8 +398,13 @@ def _interrupt_when(cmd: list[str], marker: str) -> tuple[int, str]:
     background commands (``pytest … &``) with SIGINT ignored, children inherit that, and
     Python then installs no KeyboardInterrupt handler, so the SIGINT would do nothing.
     """
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_default_sigint)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
+    )
     assert proc.stderr is not None
     seen = []
     for line in proc.stderr:
@@ -426,9 +459,23 @@ def test_ctrl_c_mid_run_exits_130_nothing_partial(
         argv = [*profile_argv(model_dir, data, tmp_path / "o.json"), "--batch-size", "1"]
         argv[argv.index("--max-tokens") + 1] = str(16 * 40)
     else:
-        argv = ["prune", str(model_dir), "--data", str(data), "--seq-len", "16",
-                "--max-tokens", str(16 * 40), "--method", "replaceme-cos", "--remove", "1",
-                "--quiet", "-o", str(tmp_path / "pruned")]  # fmt: skip
+        argv = [
+            "prune",
+            str(model_dir),
+            "--data",
+            str(data),
+            "--seq-len",
+            "16",
+            "--max-tokens",
+            str(16 * 40),
+            "--method",
+            "replaceme-cos",
+            "--remove",
+            "1",
+            "--quiet",
+            "-o",
+            str(tmp_path / "pruned"),
+        ]
     with _CtrlCAfter(200) as ctrl_c:
         rc, err = cli(capsys, *argv)
     assert ctrl_c.calls == 200  # interrupted mid-computation, not before or after it
@@ -456,9 +503,28 @@ def test_sigint_during_profile(tmp_path: Path, model_dir: Path) -> None:
 def test_sigint_during_prune(tmp_path: Path, model_dir: Path) -> None:
     data = write_text(tmp_path / "t.txt", 16 * 40)
     out = tmp_path / "pruned"
-    cmd = [sys.executable, "-m", "depthlens", "prune", str(model_dir), "--data", str(data),
-           "--seq-len", "16", "--max-tokens", str(16 * 40), "--method", "replaceme-cos",
-           "--cos-epochs", "100000", "--remove", "1", "--quiet", "-o", str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "depthlens",
+        "prune",
+        str(model_dir),
+        "--data",
+        str(data),
+        "--seq-len",
+        "16",
+        "--max-tokens",
+        str(16 * 40),
+        "--method",
+        "replaceme-cos",
+        "--cos-epochs",
+        "100000",
+        "--remove",
+        "1",
+        "--quiet",
+        "-o",
+        str(out),
+    ]
     rc, err = _interrupt_when(cmd, "planning")
     assert rc == 130, err
     assert err.strip().splitlines()[-1] == "depthlens: interrupted; nothing partial was written"

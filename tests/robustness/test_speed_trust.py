@@ -78,8 +78,17 @@ def test_interleaved_order_same_inputs_every_run_recorded(monkeypatch: pytest.Mo
     tb = [(0.1 * (n := next(noise)), 0.4 * n) for _ in range(8)]
     calls = _fake_runs(monkeypatch, {"tiny-llama": ta, "tiny-cut": tb})
     threads_before = torch.get_num_threads()
-    res = interleaved_speed([a, b], prompt_len=8, batch=2, decode_tokens=4, rounds=6,
-                            warmup=2, seed=0, threads=1, ideals=[1.0, 1.5])  # fmt: skip
+    res = interleaved_speed(
+        [a, b],
+        prompt_len=8,
+        batch=2,
+        decode_tokens=4,
+        rounds=6,
+        warmup=2,
+        seed=0,
+        threads=1,
+        ideals=[1.0, 1.5],
+    )
     assert torch.get_num_threads() == threads_before  # pinned only while measuring
     assert res.options["threads"] == 1 and res.options["warmup"] == 2
     # A B A B …: 2 warm-up rounds then 6 timed rounds, strictly alternating.
@@ -102,16 +111,26 @@ def test_interleaved_order_same_inputs_every_run_recorded(monkeypatch: pytest.Mo
 
 def test_interleaved_real_tiny_models_and_bad_options() -> None:
     a = wrap_tiny("llama")
-    res = interleaved_speed([a, wrap_tiny("llama")], prompt_len=4, batch=1, decode_tokens=2,
-                            rounds=3, warmup=1, seed=0, threads=1)  # fmt: skip
+    res = interleaved_speed(
+        [a, wrap_tiny("llama")],
+        prompt_len=4,
+        batch=1,
+        decode_tokens=2,
+        rounds=3,
+        warmup=1,
+        seed=0,
+        threads=1,
+    )
     assert len(res.models[0].prefill_s) == 3 and all(t > 0 for t in res.models[1].decode_s)
     assert res.prefill[1] is not None and res.prefill[1].ideal == pytest.approx(1.0)
     with pytest.raises(DepthlensError, match="rounds must be at least 1"):
-        interleaved_speed([a], prompt_len=4, batch=1, decode_tokens=2, rounds=0, warmup=0,
-                          seed=0, threads=1)  # fmt: skip
+        interleaved_speed(
+            [a], prompt_len=4, batch=1, decode_tokens=2, rounds=0, warmup=0, seed=0, threads=1
+        )
     with pytest.raises(DepthlensError, match="warmup must be at least 0"):
-        interleaved_speed([a], prompt_len=4, batch=1, decode_tokens=2, rounds=1, warmup=-1,
-                          seed=0, threads=1)  # fmt: skip
+        interleaved_speed(
+            [a], prompt_len=4, batch=1, decode_tokens=2, rounds=1, warmup=-1, seed=0, threads=1
+        )
 
 
 def test_compare_records_every_run_and_states_the_verdict() -> None:
@@ -121,9 +140,12 @@ def test_compare_records_every_run_and_states_the_verdict() -> None:
 
     a, b = wrap_tiny("llama"), wrap_tiny("llama")
     w = random_windows(n=2, seq_len=8)
-    res = compare([("orig", a), ("same", b)], w, batch_size=2,
-                  speed_options={"prompt_len": 4, "decode_tokens": 2, "rounds": 4,
-                                 "warmup": 1, "threads": 1})  # fmt: skip
+    res = compare(
+        [("orig", a), ("same", b)],
+        w,
+        batch_size=2,
+        speed_options={"prompt_len": 4, "decode_tokens": 2, "rounds": 4, "warmup": 1, "threads": 1},
+    )
     assert res.speed is not None
     runs = res.speed.models
     assert [len(m.prefill_s) for m in runs] == [4, 4] and res.speed.options["rounds"] == 4
@@ -142,14 +164,26 @@ def test_report_caption_states_interval_and_verdict() -> None:
     from depthlens.report import captions as cap
     from depthlens.report.inputs import _compare_rows
 
-    rows = _compare_rows({"models": [
-        {"label": "orig", "n_removed": 0, "ppl": 20.0, "prefill_speedup": 1.0},
-        {"label": "cut", "method": "replaceme-ls", "removed": [20, 21, 22, 23], "ppl": 27.0,
-         "prefill_speedup": 1.96, "prefill_ci95": [1.4, 2.3],
-         "prefill_verdict": "above ideal: suspicious", "decode_speedup": 0.98,
-         "decode_ci95": [0.7, 1.3], "decode_verdict": "no measurable difference",
-         "ideal_speedup": 1.12},
-    ]})  # fmt: skip
+    rows = _compare_rows(
+        {
+            "models": [
+                {"label": "orig", "n_removed": 0, "ppl": 20.0, "prefill_speedup": 1.0},
+                {
+                    "label": "cut",
+                    "method": "replaceme-ls",
+                    "removed": [20, 21, 22, 23],
+                    "ppl": 27.0,
+                    "prefill_speedup": 1.96,
+                    "prefill_ci95": [1.4, 2.3],
+                    "prefill_verdict": "above ideal: suspicious",
+                    "decode_speedup": 0.98,
+                    "decode_ci95": [0.7, 1.3],
+                    "decode_verdict": "no measurable difference",
+                    "ideal_speedup": 1.12,
+                },
+            ]
+        }
+    )
     s = cap.speed_caption(rows)
     assert "×1.96 (95% CI 1.40 to 2.30: above ideal: suspicious)" in s
     assert "decode ×0.98 (95% CI 0.70 to 1.30: no measurable difference)" in s

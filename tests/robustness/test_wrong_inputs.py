@@ -40,8 +40,22 @@ def assert_error(rc: int, err: str, message: str) -> str:
 
 
 def profile_argv(model: Path | str, data: Path | str, out: Path, *extra: str) -> list[str]:
-    return ["profile", str(model), "--data", str(data), "--seq-len", "16", "--max-tokens", "64",
-            "--lens-kernel", "eager", "--quiet", "-o", str(out), *extra]  # fmt: skip
+    return [
+        "profile",
+        str(model),
+        "--data",
+        str(data),
+        "--seq-len",
+        "16",
+        "--max-tokens",
+        "64",
+        "--lens-kernel",
+        "eager",
+        "--quiet",
+        "-o",
+        str(out),
+        *extra,
+    ]
 
 
 def _edit_config(model_dir: Path, dest: Path, **changes: Any) -> Path:
@@ -61,9 +75,14 @@ def _edit_config(model_dir: Path, dest: Path, **changes: Any) -> Path:
     ids=["config-more-layers", "config-fewer-layers"],
 )
 def test_weights_not_matching_config(
-    capsys: Any, tmp_path: Path, model_dir: Path, text: Path, changes: dict[str, Any],
-    message: str, names: str,
-) -> None:  # fmt: skip
+    capsys: Any,
+    tmp_path: Path,
+    model_dir: Path,
+    text: Path,
+    changes: dict[str, Any],
+    message: str,
+    names: str,
+) -> None:
     d = _edit_config(model_dir, tmp_path / "odd", **changes)
     rc, err = cli(capsys, *profile_argv(d, text, tmp_path / "o.json"))
     line = assert_error(rc, err, "do not match its config.json")
@@ -120,9 +139,13 @@ def _packaged_gguf() -> Path | None:
     ids=["no-magic", "truncated"],
 )
 def test_bad_gguf(
-    capsys: Any, tmp_path: Path, text: Path, monkeypatch: pytest.MonkeyPatch, head: Any,
+    capsys: Any,
+    tmp_path: Path,
+    text: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    head: Any,
     message: str,
-) -> None:  # fmt: skip
+) -> None:
     monkeypatch.setenv("DEPTHLENS_CACHE", str(tmp_path / "cache"))
     bad = tmp_path / "m.gguf"
     if isinstance(head, int):

@@ -31,8 +31,17 @@ def test_two_processes_follow_one_process_loss_curve(tmp_path: Path) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
     assert main(tiny_args(text, one)) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-           "2", "-m", "depthlens", *tiny_args(text, two)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "depthlens",
+        *tiny_args(text, two),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     a = json.loads((one / "train.json").read_text())

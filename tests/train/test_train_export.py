@@ -23,8 +23,16 @@ def tokenizer():  # noqa: ANN201
 
 def trained_like(scheme: str, vocab: int) -> LabForCausalLM:
     """A tiny lab model with every scale away from its init (as after training)."""
-    cfg = LabConfig(vocab_size=vocab, hidden_size=16, intermediate_size=64, num_hidden_layers=3,
-                    num_attention_heads=2, scheme=scheme, eos_token_id=0, bos_token_id=0)
+    cfg = LabConfig(
+        vocab_size=vocab,
+        hidden_size=16,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        scheme=scheme,
+        eos_token_id=0,
+        bos_token_id=0,
+    )
     m = LabForCausalLM(cfg)
     init_lab_weights_(m, 3)
     gen = torch.Generator().manual_seed(7)
@@ -77,6 +85,7 @@ def test_cut_lab_model_reloads_exactly(scheme: str, tokenizer, tmp_path: Path) -
     again = load_model(str(tmp_path / "cut"))
     ids = torch.randint(0, len(tokenizer), (1, 7), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        torch.testing.assert_close(again.model(input_ids=ids).logits,
-                                   lm.model(input_ids=ids).logits)
+        torch.testing.assert_close(
+            again.model(input_ids=ids).logits, lm.model(input_ids=ids).logits
+        )
     assert again.model.model.layers[1].attention.alpha == lab.model.layers[2].attention.alpha

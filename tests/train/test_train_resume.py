@@ -73,8 +73,10 @@ def test_sigkill_then_resume_gives_identical_weights(tmp_path: Path, capsys) -> 
     steps = 12
     assert main(tiny_args(text, ref, steps, **{"--checkpoint-every": 3})) == 0
     args = tiny_args(text, run, steps, **{"--checkpoint-every": 3})
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_RUN, str(torch.get_num_threads()),
-                             *args], env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_RUN, str(torch.get_num_threads()), *args],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     ckpt = checkpoint_path(run)
     deadline = time.time() + 120
     while not ckpt.is_file() and proc.poll() is None and time.time() < deadline:
@@ -126,7 +128,10 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path: Path, capsys, monkey
     ],
 )
 def test_bad_config_one_line_exit_2_before_work(
-    tmp_path: Path, capsys, over: dict[str, object], needle: str  # noqa: ANN001
+    tmp_path: Path,
+    capsys,
+    over: dict[str, object],
+    needle: str,  # noqa: ANN001
 ) -> None:
     out = tmp_path / "never"
     capsys.readouterr()

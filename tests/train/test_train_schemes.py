@@ -14,8 +14,15 @@ D, H, T, L = 16, 2, 5, 3
 
 
 def lab(scheme: str, drop: float = 0.0) -> LabForCausalLM:
-    cfg = LabConfig(vocab_size=40, hidden_size=D, intermediate_size=4 * D, num_hidden_layers=L,
-                    num_attention_heads=H, scheme=scheme, drop_path=drop)
+    cfg = LabConfig(
+        vocab_size=40,
+        hidden_size=D,
+        intermediate_size=4 * D,
+        num_hidden_layers=L,
+        num_attention_heads=H,
+        scheme=scheme,
+        drop_path=drop,
+    )
     m = LabForCausalLM(cfg)
     init_lab_weights_(m, 0)
     with torch.no_grad():  # non-trivial norm weights and ReZero gates
@@ -104,8 +111,14 @@ def test_deepnorm_init_gain() -> None:
 
 
 def test_rezero_starts_as_identity() -> None:
-    cfg = LabConfig(vocab_size=40, hidden_size=D, intermediate_size=4 * D, num_hidden_layers=2,
-                    num_attention_heads=H, scheme="rezero")
+    cfg = LabConfig(
+        vocab_size=40,
+        hidden_size=D,
+        intermediate_size=4 * D,
+        num_hidden_layers=2,
+        num_attention_heads=H,
+        scheme="rezero",
+    )
     m = LabForCausalLM(cfg)
     init_lab_weights_(m, 0)
     ids = torch.randint(0, 40, (1, T))

@@ -15,11 +15,43 @@ from depthlens.results import read_result
 def test_tiny_study_end_to_end(tmp_path: Path) -> None:
     text = write_text(tmp_path / "t.txt")
     out = tmp_path / "study"
-    rc = main(["study", "depth", "--depths", "1,2", "--schemes", "pre-ln,deepnorm",
-               "--width", "16", "--heads", "2", "--context", "16", "--batch-size", "4",
-               "--tokens", "256", "--vocab-size", "300", "--warmup", "1", "--data", str(text),
-               "--eval-data", str(text), "--measure-tokens", "128", "--jobs", "1",
-               "--device", "cpu", "-o", str(out), "--quiet"])
+    rc = main(
+        [
+            "study",
+            "depth",
+            "--depths",
+            "1,2",
+            "--schemes",
+            "pre-ln,deepnorm",
+            "--width",
+            "16",
+            "--heads",
+            "2",
+            "--context",
+            "16",
+            "--batch-size",
+            "4",
+            "--tokens",
+            "256",
+            "--vocab-size",
+            "300",
+            "--warmup",
+            "1",
+            "--data",
+            str(text),
+            "--eval-data",
+            str(text),
+            "--measure-tokens",
+            "128",
+            "--jobs",
+            "1",
+            "--device",
+            "cpu",
+            "-o",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     env, payload = read_result(out / "study.json", "study")
     assert env.options["depths"] == [1, 2] and env.tokens["trained_per_run"] == 256
@@ -57,11 +89,12 @@ def test_profile_prune_skip_report_on_trained_checkpoint(tmp_path: Path, scheme:
     skip = tmp_path / "skip.json"
     # post-norm sublayer modules output the whole stream: only whole-block skips apply
     sub = ["--sublayers", "none"] if scheme == "post-ln" else []
-    assert main(["skip", str(model), *common, *sub, "--lens-kernel", "eager",
-                 "-o", str(skip)]) == 0
+    assert main(["skip", str(model), *common, *sub, "--lens-kernel", "eager", "-o", str(skip)]) == 0
     pruned = tmp_path / "pruned"
-    assert main(["prune", str(model), *common, "--method", "last", "--remove", "1",
-                 "-o", str(pruned)]) == 0
+    assert (
+        main(["prune", str(model), *common, "--method", "last", "--remove", "1", "-o", str(pruned)])
+        == 0
+    )
     cfg = json.loads((pruned / "config.json").read_text())
     assert cfg["num_hidden_layers"] == 2
     html = tmp_path / "r.html"

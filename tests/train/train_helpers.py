@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-WORDS = ("the cat sat on the mat while a dog ran in the park and birds sang over quiet "
-         "hills near the old river where children played games every summer day").split()
+WORDS = (
+    "the cat sat on the mat while a dog ran in the park and birds sang over quiet "
+    "hills near the old river where children played games every summer day"
+).split()
 
 
 def write_text(path: Path, n_docs: int = 30, seed: int = 0) -> Path:
@@ -20,10 +22,20 @@ def write_text(path: Path, n_docs: int = 30, seed: int = 0) -> Path:
 
 def tiny_args(text: Path, out: Path, steps: int = 8, **over: object) -> list[str]:
     """``depthlens train`` arguments of a tiny run (depth 2, width 16, vocab 300)."""
-    opts: dict[str, object] = {"--depth": 2, "--width": 16, "--heads": 2, "--context": 16,
-                               "--batch-size": 4, "--tokens": 4 * 16 * steps,
-                               "--vocab-size": 300, "--warmup": 2, "--lr": 1e-2,
-                               "--data": text, "--eval-data": text, "--device": "cpu"}
+    opts: dict[str, object] = {
+        "--depth": 2,
+        "--width": 16,
+        "--heads": 2,
+        "--context": 16,
+        "--batch-size": 4,
+        "--tokens": 4 * 16 * steps,
+        "--vocab-size": 300,
+        "--warmup": 2,
+        "--lr": 1e-2,
+        "--data": text,
+        "--eval-data": text,
+        "--device": "cpu",
+    }
     opts.update({k: v for k, v in over.items()})
     args = ["train"]
     for k, v in opts.items():

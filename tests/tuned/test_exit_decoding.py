@@ -17,9 +17,14 @@ def test_a_rule_that_never_fires_equals_plain_greedy_generate() -> None:
     lm = wrap_tiny("llama")
     lens, _ = readout_for(lm, "logit")
     never = greedy_decode(lm, PROMPT, 12, lens, ExitRule("confidence", 1.0))
-    plain = lm.model.generate(input_ids=PROMPT, attention_mask=torch.ones_like(PROMPT),
-                              max_new_tokens=12, do_sample=False, pad_token_id=0)
-    assert never.tokens == plain[0, PROMPT.shape[1]:].tolist()
+    plain = lm.model.generate(
+        input_ids=PROMPT,
+        attention_mask=torch.ones_like(PROMPT),
+        max_new_tokens=12,
+        do_sample=False,
+        pad_token_id=0,
+    )
+    assert never.tokens == plain[0, PROMPT.shape[1] :].tolist()
     assert never.exit_depths == [lm.num_layers] * 12
     assert greedy_decode(lm, PROMPT, 12).tokens == never.tokens
 

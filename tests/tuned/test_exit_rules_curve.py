@@ -42,9 +42,16 @@ def _naive_depth(rule: ExitRule, r: Readings, i: int) -> int:
     return L
 
 
-@pytest.mark.parametrize("rule", [ExitRule("confidence", 0.8), ExitRule("entropy", 0.5),
-                                  ExitRule("settled", 1), ExitRule("settled", 2),
-                                  ExitRule("confidence", 0.5, min_depth=3)])
+@pytest.mark.parametrize(
+    "rule",
+    [
+        ExitRule("confidence", 0.8),
+        ExitRule("entropy", 0.5),
+        ExitRule("settled", 1),
+        ExitRule("settled", 2),
+        ExitRule("confidence", 0.5, min_depth=3),
+    ],
+)
 def test_exit_depth_matches_naive_loop(rule: ExitRule) -> None:
     r = _readings()
     got = exit_depth(rule, r.conf, r.entropy, r.top1)
@@ -64,8 +71,12 @@ def test_exit_depth_matches_naive_loop(rule: ExitRule) -> None:
 
 def test_rule_point_flops_agreement_and_perplexity() -> None:
     r = _readings(1)
-    costs = {"blocks": [10.0, 20.0, 30.0, 40.0, 50.0, 60.0], "head": 100.0, "readout": 7.0,
-             "total": 310.0}
+    costs = {
+        "blocks": [10.0, 20.0, 30.0, 40.0, 50.0, 60.0],
+        "head": 100.0,
+        "readout": 7.0,
+        "total": 310.0,
+    }
     rule = ExitRule("confidence", 0.7)
     p = rule_point(rule, r, costs)
     depth = [_naive_depth(rule, r, i) for i in range(N)]
@@ -92,11 +103,20 @@ def test_a_rule_that_never_fires_is_the_full_model() -> None:
         assert p["exit_perplexity"] == pytest.approx(curve["full_model"]["perplexity"])
 
 
-@pytest.mark.parametrize("rule", [ExitRule("confidence", 1.5), ExitRule("confidence", 0.0),
-                                  ExitRule("entropy", -0.1), ExitRule("entropy", 99.0),
-                                  ExitRule("settled", 0), ExitRule("settled", 2.5),
-                                  ExitRule("settled", 6), ExitRule("confidence", math.nan),
-                                  ExitRule("confidence", 0.5, min_depth=0)])
+@pytest.mark.parametrize(
+    "rule",
+    [
+        ExitRule("confidence", 1.5),
+        ExitRule("confidence", 0.0),
+        ExitRule("entropy", -0.1),
+        ExitRule("entropy", 99.0),
+        ExitRule("settled", 0),
+        ExitRule("settled", 2.5),
+        ExitRule("settled", 6),
+        ExitRule("confidence", math.nan),
+        ExitRule("confidence", 0.5, min_depth=0),
+    ],
+)
 def test_thresholds_out_of_range_are_refused(rule: ExitRule) -> None:
     with pytest.raises(DepthlensError):
         rule.check(n_layers=L, vocab=128)

@@ -46,8 +46,9 @@ def test_translator_is_added_to_the_stream_before_norm_and_unembedding() -> None
             want = (xn * norm.weight) @ lm.model.lm_head.weight.T
             torch.testing.assert_close(tuned.logits(h, l), want, rtol=1e-4, atol=1e-4)
         h_last = _states(lm)[-1]
-        assert torch.equal(tuned.logits(h_last, lm.num_layers),
-                           Lens.of(lm.model, lm.arch).logits(h_last))
+        assert torch.equal(
+            tuned.logits(h_last, lm.num_layers), Lens.of(lm.model, lm.arch).logits(h_last)
+        )
 
 
 def test_kl_from_logits_value_and_gradient_match_autograd() -> None:

@@ -53,8 +53,13 @@ def test_training_lowers_held_out_kl(optimizer: str) -> None:
 
 
 def test_train_options_out_of_range() -> None:
-    for bad in (TrainOptions(steps=-1), TrainOptions(lr=0.0), TrainOptions(momentum=1.0),
-                TrainOptions(warmup=1.5), TrainOptions(batch_size=0)):
+    for bad in (
+        TrainOptions(steps=-1),
+        TrainOptions(lr=0.0),
+        TrainOptions(momentum=1.0),
+        TrainOptions(warmup=1.5),
+        TrainOptions(batch_size=0),
+    ):
         with pytest.raises(DepthlensError):
             bad.validate()
 

@@ -29,15 +29,18 @@ def test_profile_with_tuned_lens_matches_direct_computation(tmp_path) -> None:
     data = random_windows(n=4, seq_len=12)
     tuned = _lens_dir(tmp_path, lm, bias=0.3)
     opts = dict(lens_tokens=None, lens_kernel="eager", batch_size=2)
-    prof_t = profile(lm, data, ProfileOptions(lens_readout=f"tuned:{tmp_path}", **opts),
-                     progress=False)
+    prof_t = profile(
+        lm, data, ProfileOptions(lens_readout=f"tuned:{tmp_path}", **opts), progress=False
+    )
     prof_l = profile(lm, data, ProfileOptions(**opts), progress=False)
-    direct = compare_lenses(lm, data, {"tuned": tuned, "logit": readout_for(lm, "logit")[0]},
-                            progress=False)["lenses"]
+    direct = compare_lenses(
+        lm, data, {"tuned": tuned, "logit": readout_for(lm, "logit")[0]}, progress=False
+    )["lenses"]
     for name, prof in (("tuned", prof_t), ("logit", prof_l)):
         for metric in ("lens_kl", "lens_top1_agree", "lens_ce"):
-            assert prof.metrics[metric] == pytest.approx(direct[name][metric], rel=1e-4,
-                                                         abs=1e-6), (name, metric)
+            assert prof.metrics[metric] == pytest.approx(
+                direct[name][metric], rel=1e-4, abs=1e-6
+            ), (name, metric)
     assert prof_t.metrics["lens_kl"] != pytest.approx(prof_l.metrics["lens_kl"])
     assert prof_t.summary["lens_readout"]["kind"] == "tuned"
     assert prof_t.options["lens_readout"] == f"tuned:{tmp_path}"

@@ -59,8 +59,9 @@ class SkipOptions:
         if self.batch_size < 1:
             raise DepthlensError(f"--batch-size must be ≥ 1, got {self.batch_size}")
         if self.lens_kernel not in ("auto", "compiled", "eager"):
-            raise DepthlensError(f"--lens-kernel must be auto, compiled or eager, got "
-                                 f"'{self.lens_kernel}'")
+            raise DepthlensError(
+                f"--lens-kernel must be auto, compiled or eager, got '{self.lens_kernel}'"
+            )
 
     @property
     def variants(self) -> tuple[Variant, ...]:
@@ -75,7 +76,6 @@ class SkipOptions:
 
 
 _TINY = torch.finfo(torch.float32).tiny
-
 
 
 @dataclass
@@ -108,6 +108,7 @@ class SkipSums(Accumulator):
     @classmethod
     def zeros(cls, n: int, variants: tuple[Variant, ...]) -> SkipSums:
         """Empty sums for the whole-block skip and the asked-for sublayer variants."""
+
         def part(v: Variant) -> VariantSums | None:
             return VariantSums.zeros(n) if v in variants else None
 
@@ -123,14 +124,21 @@ class SkipSums(Accumulator):
 class _SkipSweep:
     """The sweep's per-batch state (clean Δ_j and p_L) and its :class:`SkipSums`."""
 
-    def __init__(self, n_layers: int, variants: tuple[Variant, ...], lens: Lens,
-                 kernel: LensKernel, chunk: int | None) -> None:
+    def __init__(
+        self,
+        n_layers: int,
+        variants: tuple[Variant, ...],
+        lens: Lens,
+        kernel: LensKernel,
+        chunk: int | None,
+    ) -> None:
         self.n, self.lens, self.kernel = n_layers, lens, kernel
         self.chunk = chunk or default_chunk(lens)
         self.sums = SkipSums.zeros(n_layers, variants)
 
-    def begin_batch(self, states: list[torch.Tensor], sel: torch.Tensor,
-                    next_ids: torch.Tensor) -> None:
+    def begin_batch(
+        self, states: list[torch.Tensor], sel: torch.Tensor, next_ids: torch.Tensor
+    ) -> None:
         """Cache the clean Δ_j and p_L of the selected tokens of one batch."""
         self.sel = sel.to(states[0].device)  # (B, T) bool
         picked = [s[self.sel] for s in states]  # (N, d) each
@@ -177,8 +185,10 @@ class _SkipSweep:
         dloss = ratio(acc.ce, s.n_ce_tokens) - ratio(s.ce_clean, s.n_ce_tokens)
 
         def tri(t: torch.Tensor) -> list[list[float | None]]:
-            return [[clean_json(float(t[l, j])) if j > l else None for j in range(self.n)]
-                    for l in range(self.n)]
+            return [
+                [clean_json(float(t[l, j])) if j > l else None for j in range(self.n)]
+                for l in range(self.n)
+            ]
 
         return {
             "skip_out_kl_mean": clean_json(kl.tolist()),
@@ -220,12 +230,18 @@ def _check_supported(lm: LoadedModel, opts: SkipOptions) -> Lens:
     return Lens.of(lm.model, spec)
 
 
-def _sweep_batch_reuse(acc: _SkipSweep, model: nn.Module, spec: ArchSpec,
-                       variants: tuple[Variant, ...], ids: torch.Tensor,
-                       am: torch.Tensor, sel: torch.Tensor, nxt: torch.Tensor) -> None:
+def _sweep_batch_reuse(
+    acc: _SkipSweep,
+    model: nn.Module,
+    spec: ArchSpec,
+    variants: tuple[Variant, ...],
+    ids: torch.Tensor,
+    am: torch.Tensor,
+    sel: torch.Tensor,
+    nxt: torch.Tensor,
+) -> None:
     """One clean forward, then for each l re-run only the blocks after l."""
-    with capture_blocks(model, spec, attn=False) as trace, \
-            record_block_calls(model, spec) as calls:
+    with capture_blocks(model, spec, attn=False) as trace, record_block_calls(model, spec) as calls:
         run_forward(model, ids, am, **forward_kwargs(model))
     states = trace.all_states()
     acc.begin_batch(states, sel, nxt)
@@ -245,9 +261,16 @@ def _sweep_batch_reuse(acc: _SkipSweep, model: nn.Module, spec: ArchSpec,
             acc.add_output(v, l, h)
 
 
-def _sweep_batch_naive(acc: _SkipSweep, model: nn.Module, spec: ArchSpec,
-                       variants: tuple[Variant, ...], ids: torch.Tensor,
-                       am: torch.Tensor, sel: torch.Tensor, nxt: torch.Tensor) -> None:
+def _sweep_batch_naive(
+    acc: _SkipSweep,
+    model: nn.Module,
+    spec: ArchSpec,
+    variants: tuple[Variant, ...],
+    ids: torch.Tensor,
+    am: torch.Tensor,
+    sel: torch.Tensor,
+    nxt: torch.Tensor,
+) -> None:
     """Reference: one full forward of the whole model per (variant, l)."""
     blocks = blocks_of(model, spec)
     n = len(blocks)
@@ -265,8 +288,14 @@ def _sweep_batch_naive(acc: _SkipSweep, model: nn.Module, spec: ArchSpec,
             acc.add_output(v, l, st[n])
 
 
-def skip_sweep(lm: LoadedModel, data: TokenWindows, options: SkipOptions | None = None, *,
-               progress: bool = True, naive: bool = False) -> SkipResult:
+def skip_sweep(
+    lm: LoadedModel,
+    data: TokenWindows,
+    options: SkipOptions | None = None,
+    *,
+    progress: bool = True,
+    naive: bool = False,
+) -> SkipResult:
     """Run the skip sweep of SPEC "Causal metrics" over ``data``, streaming by batch.
 
     ``naive=True`` recomputes every skipped model with a full forward (L times the cost of
@@ -288,27 +317,51 @@ def skip_sweep(lm: LoadedModel, data: TokenWindows, options: SkipOptions | None 
     dev = lm.device
     with torch.inference_mode():
         for rows in batches:
-            run(acc, lm.model, lm.arch, opts.variants, data.input_ids[rows].to(dev),
-                data.attention_mask[rows].to(dev), valid[rows], next_ids[rows])
+            run(
+                acc,
+                lm.model,
+                lm.arch,
+                opts.variants,
+                data.input_ids[rows].to(dev),
+                data.attention_mask[rows].to(dev),
+                valid[rows],
+                next_ids[rows],
+            )
             bar.update(int(data.attention_mask[rows].sum()))
     bar.close()
     return _finalize(lm, data, opts, acc, kernel)
 
 
-def add_skip_sweep(prof: Profile, lm: LoadedModel, data: TokenWindows,
-                   options: SkipOptions | None = None, *, progress: bool = True) -> Profile:
+def add_skip_sweep(
+    prof: Profile,
+    lm: LoadedModel,
+    data: TokenWindows,
+    options: SkipOptions | None = None,
+    *,
+    progress: bool = True,
+) -> Profile:
     """``profile --causal``: the skip sweep on the profile's windows, under extra["causal"]."""
     return prof.with_extra("causal", skip_sweep(lm, data, options, progress=progress))
 
 
-def _finalize(lm: LoadedModel, data: TokenWindows, opts: SkipOptions, acc: _SkipSweep,
-              kernel: LensKernel) -> SkipResult:
+def _finalize(
+    lm: LoadedModel, data: TokenWindows, opts: SkipOptions, acc: _SkipSweep, kernel: LensKernel
+) -> SkipResult:
     block = acc.variant_dict("block")
     sub = {v: acc.variant_dict(v) for v in opts.sublayers}
     s = acc.sums
-    env = Envelope(kind=SkipResult.KIND, model=lm.identity(), data=data.identity,
-                   options={**opts.to_dict(), "lens_kernel_used": kernel.used},
-                   tokens={"skip": int(s.n_tokens), "ce": int(s.n_ce_tokens)})  # fmt: skip
-    return SkipResult(envelope=env, arch=lm.arch.to_dict(),
-                      loss=clean_json(float(ratio(s.ce_clean, s.n_ce_tokens))),
-                      attn_only=sub.get("attn"), mlp_only=sub.get("mlp"), **block)
+    env = Envelope(
+        kind=SkipResult.KIND,
+        model=lm.identity(),
+        data=data.identity,
+        options={**opts.to_dict(), "lens_kernel_used": kernel.used},
+        tokens={"skip": int(s.n_tokens), "ce": int(s.n_ce_tokens)},
+    )
+    return SkipResult(
+        envelope=env,
+        arch=lm.arch.to_dict(),
+        loss=clean_json(float(ratio(s.ce_clean, s.n_ce_tokens))),
+        attn_only=sub.get("attn"),
+        mlp_only=sub.get("mlp"),
+        **block,
+    )

@@ -46,8 +46,9 @@ class ThinkOptions:
 
             check_lens_arg(self.lens)
         if not 0.0 <= self.settle_threshold <= math.log(2.0):
-            raise DepthlensError(f"--settle-threshold must be in [0, ln 2], got "
-                                 f"{self.settle_threshold}")
+            raise DepthlensError(
+                f"--settle-threshold must be in [0, ln 2], got {self.settle_threshold}"
+            )
         if not 0.0 < self.deep_ratio <= 1.0:
             raise DepthlensError(f"--deep-ratio must be in (0, 1], got {self.deep_ratio}")
         if self.late_blocks is not None and self.late_blocks < 1:
@@ -66,8 +67,12 @@ def late_blocks(n_layers: int, k: int | None = None) -> list[int]:
     return list(range(max(n_layers - 1 - k, 0), n_layers - 1)) or [n_layers - 1]
 
 
-def depth_jsd(lm: LoadedModel, input_ids: torch.Tensor,
-              kernel: LensKernel | None = None, lens: Readout | None = None) -> torch.Tensor:
+def depth_jsd(
+    lm: LoadedModel,
+    input_ids: torch.Tensor,
+    kernel: LensKernel | None = None,
+    lens: Readout | None = None,
+) -> torch.Tensor:
     """(T, L) JSD(p_L(t), p(h_l)(t)) for l = 1..L blocks applied, one sequence ``(1, T)``.
 
     ``lens``: the logit lens by default, or a tuned lens (``depthlens.tuned``).
@@ -97,8 +102,11 @@ def token_depth(jsd: torch.Tensor, opts: ThinkOptions) -> dict[str, torch.Tensor
     below = jsd <= opts.settle_threshold
     below[:, -1] = True  # JSD(p_L, p_L) = 0: every token settles by depth L
     settling = below.float().argmax(dim=1) + 1  # first depth whose running min ≤ g
-    return {"reasoning_score": score, "settling_layer": settling,
-            "deep": settling >= opts.deep_ratio * n_layers}
+    return {
+        "reasoning_score": score,
+        "settling_layer": settling,
+        "deep": settling >= opts.deep_ratio * n_layers,
+    }
 
 
 @dataclass(frozen=True)
@@ -122,8 +130,13 @@ def _generate(lm: LoadedModel, ids: torch.Tensor, n: int) -> torch.Tensor:
     model: Any = lm.model  # a transformers PreTrainedModel: has generate()
     ids = ids.to(lm.device)  # the tokenizer gives CPU ids; generate runs where the model is
     with torch.inference_mode():
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                max_new_tokens=n, do_sample=False, pad_token_id=pad)
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=n,
+            do_sample=False,
+            pad_token_id=pad,
+        )
     return out.cpu()
 
 
@@ -137,7 +150,7 @@ def think(lm: LoadedModel, prompt: str, options: ThinkOptions | None = None) -> 
     opts = options or ThinkOptions()
     opts.validate()
     if not prompt.strip():
-        raise DepthlensError("the prompt is empty; pass some text, e.g. \"The capital of France\"")
+        raise DepthlensError('the prompt is empty; pass some text, e.g. "The capital of France"')
     if lm.tokenizer is None:
         raise DepthlensError(f"model {lm.ref} has no tokenizer; `think` needs one")
     if not lm.arch.has_lens:
@@ -147,8 +160,10 @@ def think(lm: LoadedModel, prompt: str, options: ThinkOptions | None = None) -> 
     full = _generate(lm, ids, opts.max_new_tokens) if opts.max_new_tokens else ids
     start = n_prompt if full.shape[1] > n_prompt else 1
     if start >= full.shape[1]:
-        raise DepthlensError("nothing to score: the prompt is one token and nothing was "
-                             "generated; use a longer prompt or --max-new-tokens > 0")
+        raise DepthlensError(
+            "nothing to score: the prompt is one token and nothing was "
+            "generated; use a longer prompt or --max-new-tokens > 0"
+        )
     readout: Readout | None = None
     if opts.lens != "logit":
         from depthlens.tuned.lens import readout_for
@@ -158,23 +173,34 @@ def think(lm: LoadedModel, prompt: str, options: ThinkOptions | None = None) -> 
     tokens = []
     for t in range(start, full.shape[1]):
         tid = int(full[0, t])
-        tokens.append({
-            "token": lm.tokenizer.decode([tid]),
-            "id": tid,
-            "reasoning_score": clean_json(float(d["reasoning_score"][t - 1])),
-            "settling_layer": int(d["settling_layer"][t - 1]),
-            "deep": bool(d["deep"][t - 1]),
-        })
+        tokens.append(
+            {
+                "token": lm.tokenizer.decode([tid]),
+                "id": tid,
+                "reasoning_score": clean_json(float(d["reasoning_score"][t - 1])),
+                "settling_layer": int(d["settling_layer"][t - 1]),
+                "deep": bool(d["deep"][t - 1]),
+            }
+        )
     sel = slice(start - 1, full.shape[1] - 1)
     n_layers = lm.num_layers
     scored = "generated" if start == n_prompt else "prompt"
     env = Envelope(
-        kind=ThinkResult.KIND, model=lm.identity(), data={"prompt": prompt},
-        options={**opts.to_dict(), "late_blocks_used": late_blocks(n_layers, opts.late_blocks),
-                 "num_layers": n_layers, "scored": scored},
-        tokens={"prompt": n_prompt, "generated": int(full.shape[1]) - n_prompt,
-                "scored": len(tokens)},
-    )  # fmt: skip
+        kind=ThinkResult.KIND,
+        model=lm.identity(),
+        data={"prompt": prompt},
+        options={
+            **opts.to_dict(),
+            "late_blocks_used": late_blocks(n_layers, opts.late_blocks),
+            "num_layers": n_layers,
+            "scored": scored,
+        },
+        tokens={
+            "prompt": n_prompt,
+            "generated": int(full.shape[1]) - n_prompt,
+            "scored": len(tokens),
+        },
+    )
     return ThinkResult(
         envelope=env,
         arch=lm.arch.to_dict(),

@@ -52,20 +52,44 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     # MODEL first, as everywhere; a lone argument is the prompt (for the default model),
     # never a prompt taken for a model name.
-    t.add_argument("model", nargs="?", default=DEFAULT_MODEL, metavar="MODEL",
-                   help=f"packaged name, local HF dir, .gguf or hub id ({DEFAULT_MODEL})")
+    t.add_argument(
+        "model",
+        nargs="?",
+        default=DEFAULT_MODEL,
+        metavar="MODEL",
+        help=f"packaged name, local HF dir, .gguf or hub id ({DEFAULT_MODEL})",
+    )
     t.add_argument("prompt", help="text to continue (with --max-new-tokens 0: text to score)")
     add_model_args(t, positional=False)
     g = t.add_argument_group("depth")
     g.add_argument("--max-new-tokens", type=int, default=32, help="tokens to generate (32)")
-    g.add_argument("--settle-threshold", type=float, default=0.5, metavar="G",
-                   help="JSD at which a token counts as settled (g = 0.5)")
-    g.add_argument("--deep-ratio", type=float, default=0.85, metavar="RHO",
-                   help="a token is deep when it settles at depth ≥ ρ·L (0.85)")
-    g.add_argument("--late-blocks", type=int, default=None, metavar="K",
-                   help="|J|: late blocks for the reasoning score (default ⌈L/4⌉)")
-    g.add_argument("--lens", default="logit", metavar="logit|tuned:DIR",
-                   help="read the depths with the logit lens (default) or a tuned lens")
+    g.add_argument(
+        "--settle-threshold",
+        type=float,
+        default=0.5,
+        metavar="G",
+        help="JSD at which a token counts as settled (g = 0.5)",
+    )
+    g.add_argument(
+        "--deep-ratio",
+        type=float,
+        default=0.85,
+        metavar="RHO",
+        help="a token is deep when it settles at depth ≥ ρ·L (0.85)",
+    )
+    g.add_argument(
+        "--late-blocks",
+        type=int,
+        default=None,
+        metavar="K",
+        help="|J|: late blocks for the reasoning score (default ⌈L/4⌉)",
+    )
+    g.add_argument(
+        "--lens",
+        default="logit",
+        metavar="logit|tuned:DIR",
+        help="read the depths with the logit lens (default) or a tuned lens",
+    )
     add_output_args(t, "write the think JSON here", quiet_help=None)
     t.set_defaults(func=run_think)
 
@@ -75,8 +99,11 @@ def add_skip_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("skip sweep")
     # The same names as every other command (the --skip-* spellings still work).
     add_batch_size_arg(g, default=2, aliases=("--skip-batch-size",))
-    g.add_argument("--sublayers", default="attn,mlp",
-                   help="sublayer-only variants: attn,mlp (default), attn, mlp or none")
+    g.add_argument(
+        "--sublayers",
+        default="attn,mlp",
+        help="sublayer-only variants: attn,mlp (default), attn, mlp or none",
+    )
     add_first_token_arg(g, aliases=("--skip-include-first-token",))
     add_lens_kernel_arg(g, "the KL reductions", aliases=("--skip-lens-kernel",))
 
@@ -103,8 +130,13 @@ def skip_table(res: Any) -> str:
     rows = []
     for l in range(n):
         fut = [v for v in res.skip_future[l] if v is not None]
-        row = [l, fmt(res.skip_out_kl_mean[l]), fmt(res.skip_out_kl_max[l]),
-               fmt(res.delta_loss[l]), fmt(sum(fut) / len(fut) if fut else None)]
+        row = [
+            l,
+            fmt(res.skip_out_kl_mean[l]),
+            fmt(res.skip_out_kl_max[l]),
+            fmt(res.delta_loss[l]),
+            fmt(sum(fut) / len(fut) if fut else None),
+        ]
         for sub in (res.attn_only, res.mlp_only):
             if sub is not None:
                 row.append(fmt(sub["skip_out_kl_mean"][l]))
@@ -148,8 +180,10 @@ def think_lines(res: Any, color: bool) -> list[str]:
     lines = [f"{'token':<18} {'R':>7} {'settle':>8}  deep"]
     for t in res.per_token:
         tok = safe_text(repr(t["token"])[1:-1])[:16]
-        line = f"{tok:<18} {fmt(t['reasoning_score'], 7)} {t['settling_layer']:>4}/{n:<3}  " \
-               f"{'deep' if t['deep'] else ''}"
+        line = (
+            f"{tok:<18} {fmt(t['reasoning_score'], 7)} {t['settling_layer']:>4}/{n:<3}  "
+            f"{'deep' if t['deep'] else ''}"
+        )
         if color:
             frac = t["settling_layer"] / n
             code = _COLORS[2] if t["deep"] else _COLORS[1] if frac >= 0.5 else _COLORS[0]
@@ -172,9 +206,13 @@ def run_think(args: argparse.Namespace) -> int:
     out = check_output_path(args.output, args.overwrite) if args.output else None
     if not args.prompt.strip():
         raise DepthlensError('the prompt is empty; pass some text, e.g. "The capital of France"')
-    opts = ThinkOptions(settle_threshold=args.settle_threshold, deep_ratio=args.deep_ratio,
-                        late_blocks=args.late_blocks, max_new_tokens=args.max_new_tokens,
-                        lens=args.lens)  # fmt: skip
+    opts = ThinkOptions(
+        settle_threshold=args.settle_threshold,
+        deep_ratio=args.deep_ratio,
+        late_blocks=args.late_blocks,
+        max_new_tokens=args.max_new_tokens,
+        lens=args.lens,
+    )
     opts.validate()
     lm = load_model_from_args(args)
     res = think(lm, args.prompt, opts)

@@ -23,8 +23,12 @@ def add_model_args(p: argparse.ArgumentParser, positional: bool = True) -> None:
             help=f"packaged name, local HF dir, .gguf file or hub id (default {DEFAULT_MODEL})",
         )
     g = p.add_argument_group("model loading")
-    g.add_argument("--dtype", default="float32", choices=DTYPE_CHOICES,
-                   help="weights' dtype: float32 (default), bfloat16 or float16")  # fmt: skip
+    g.add_argument(
+        "--dtype",
+        default="float32",
+        choices=DTYPE_CHOICES,
+        help="weights' dtype: float32 (default), bfloat16 or float16",
+    )
     g.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, mps")
     g.add_argument(
         "--device-map",
@@ -54,9 +58,14 @@ def add_data_args(p: argparse.ArgumentParser, default: str = "wiki-calib") -> No
     g.add_argument("--seed", type=int, default=0, help="seed for window and token sampling")
 
 
-def add_output_args(p: argparse.ArgumentParser, output_help: str, *, required: bool = False,
-                    quiet_help: str | None = "no progress bars",
-                    overwrite_help: str = "replace an existing output") -> None:
+def add_output_args(
+    p: argparse.ArgumentParser,
+    output_help: str,
+    *,
+    required: bool = False,
+    quiet_help: str | None = "no progress bars",
+    overwrite_help: str = "replace an existing output",
+) -> None:
     """-o/--output, --overwrite and (unless ``quiet_help`` is None) --quiet."""
     p.add_argument("-o", "--output", required=required, help=output_help)
     p.add_argument("--overwrite", action="store_true", help=overwrite_help)
@@ -64,27 +73,45 @@ def add_output_args(p: argparse.ArgumentParser, output_help: str, *, required: b
         p.add_argument("--quiet", action="store_true", help=quiet_help)
 
 
-def add_batch_size_arg(g: Any, default: int = 4, what: str = "windows per forward",
-                       aliases: tuple[str, ...] = ()) -> None:
+def add_batch_size_arg(
+    g: Any, default: int = 4, what: str = "windows per forward", aliases: tuple[str, ...] = ()
+) -> None:
     """--batch-size (``aliases``: older spellings that still work)."""
-    g.add_argument("--batch-size", *aliases, dest="batch_size", type=int, default=default,
-                   help=f"{what} ({default})")  # fmt: skip
+    g.add_argument(
+        "--batch-size",
+        *aliases,
+        dest="batch_size",
+        type=int,
+        default=default,
+        help=f"{what} ({default})",
+    )
 
 
-def add_first_token_arg(g: Any, where: str = "the statistics",
-                        aliases: tuple[str, ...] = ()) -> None:
+def add_first_token_arg(
+    g: Any, where: str = "the statistics", aliases: tuple[str, ...] = ()
+) -> None:
     """--include-first-token: keep position 0 (BOS / attention sink), left out by default."""
-    g.add_argument("--include-first-token", *aliases, dest="include_first_token",
-                   action="store_true",
-                   help=f"keep the first position (BOS / attention sink) in {where}")  # fmt: skip
+    g.add_argument(
+        "--include-first-token",
+        *aliases,
+        dest="include_first_token",
+        action="store_true",
+        help=f"keep the first position (BOS / attention sink) in {where}",
+    )
 
 
-def add_lens_kernel_arg(g: Any, what: str = "the lens reductions",
-                        aliases: tuple[str, ...] = ()) -> None:
+def add_lens_kernel_arg(
+    g: Any, what: str = "the lens reductions", aliases: tuple[str, ...] = ()
+) -> None:
     """--lens-kernel: the fused torch.compile KL kernel or the eager one."""
-    g.add_argument("--lens-kernel", *aliases, dest="lens_kernel",
-                   choices=("auto", "compiled", "eager"), default="auto",
-                   help=f"fused torch.compile kernel for {what} (auto)")  # fmt: skip
+    g.add_argument(
+        "--lens-kernel",
+        *aliases,
+        dest="lens_kernel",
+        choices=("auto", "compiled", "eager"),
+        default="auto",
+        help=f"fused torch.compile kernel for {what} (auto)",
+    )
 
 
 #: The loading options of :func:`add_model_args`, passed to ``load_model`` by name.
@@ -138,8 +165,9 @@ def check_model_limits(lm: Any, args: argparse.Namespace) -> None:
     ctx = model_context(lm)
     lengths = [("--seq-len", getattr(args, "seq_len", None))]
     if getattr(args, "prompt_len", None) and not getattr(args, "no_speed", False):
-        lengths.append(("--prompt-len + --decode-tokens",
-                        args.prompt_len + getattr(args, "decode_tokens", 0)))  # fmt: skip
+        lengths.append(
+            ("--prompt-len + --decode-tokens", args.prompt_len + getattr(args, "decode_tokens", 0))
+        )
     for flag, n in lengths:
         if ctx is not None and isinstance(n, int) and n > ctx:
             raise DepthlensError(

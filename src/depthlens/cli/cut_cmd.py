@@ -27,18 +27,28 @@ PRUNE_EXAMPLE = (
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``plan`` and ``prune``."""
-    p = sub.add_parser("plan", help="preview a depth cut: which blocks, why, what it saves",
-                       description="Choose blocks to remove and preview the cut (nothing is "
-                       "written unless -o).", epilog=PLAN_EXAMPLE)  # fmt: skip
+    p = sub.add_parser(
+        "plan",
+        help="preview a depth cut: which blocks, why, what it saves",
+        description="Choose blocks to remove and preview the cut (nothing is written unless -o).",
+        epilog=PLAN_EXAMPLE,
+    )
     _common(p, "write the plan JSON here")
     p.set_defaults(func=run_plan)
-    q = sub.add_parser("prune", help="cut blocks and save an ordinary checkpoint",
-                       description="Plan, apply and save a depth cut as a plain Hugging Face "
-                       "checkpoint (with depthlens.json).", epilog=PRUNE_EXAMPLE)  # fmt: skip
+    q = sub.add_parser(
+        "prune",
+        help="cut blocks and save an ordinary checkpoint",
+        description="Plan, apply and save a depth cut as a plain Hugging Face "
+        "checkpoint (with depthlens.json).",
+        epilog=PRUNE_EXAMPLE,
+    )
     _common(q, "checkpoint directory to write", with_plan=True)
-    q.add_argument("--eval-data", default=None,
-                   help="also print perplexity before/after on this text (must not overlap "
-                   "the calibration --data), e.g. wiki-eval")  # fmt: skip
+    q.add_argument(
+        "--eval-data",
+        default=None,
+        help="also print perplexity before/after on this text (must not overlap "
+        "the calibration --data), e.g. wiki-eval",
+    )
     q.add_argument("--eval-tokens", type=int, default=4096, help="tokens for --eval-data")
     q.set_defaults(func=run_prune)
 
@@ -48,62 +58,104 @@ def _common(p: argparse.ArgumentParser, output_help: str, with_plan: bool = Fals
     add_model_args(p)
     add_data_args(p, default="wiki-calib")
     _add_cut_args(p.add_argument_group("cut"), with_plan)
-    _add_multi_args(p.add_argument_group("multi-run methods (replaceme-multi, greedy-ls, "
-                                         "beam-ls)"))  # fmt: skip
+    _add_multi_args(p.add_argument_group("multi-run methods (replaceme-multi, greedy-ls, beam-ls)"))
     add_output_args(p, output_help, required=with_plan)
 
 
 def _add_cut_args(g: Any, with_plan: bool) -> None:
     from depthlens.cut import method_names
 
-    g.add_argument("--method", default="replaceme-ls", metavar="METHOD",
-                   help=f"selection/replacement method, one of {', '.join(method_names())} "
-                   "(replaceme-ls)")
+    g.add_argument(
+        "--method",
+        default="replaceme-ls",
+        metavar="METHOD",
+        help=f"selection/replacement method, one of {', '.join(method_names())} (replaceme-ls)",
+    )
     how = g.add_mutually_exclusive_group()
-    how.add_argument("--blocks", metavar="I,J,..",
-                     help="replaceme-multi: the removed blocks themselves, ascending "
-                     "(e.g. 12,13,20-23)")
+    how.add_argument(
+        "--blocks",
+        metavar="I,J,..",
+        help="replaceme-multi: the removed blocks themselves, ascending (e.g. 12,13,20-23)",
+    )
     how.add_argument("--remove", type=int, metavar="N", help="number of blocks to remove")
     how.add_argument("--ratio", type=float, help="fraction of blocks to remove, in (0, 1)")
     if with_plan:
-        how.add_argument("--plan", metavar="PLAN.json",
-                         help="apply this saved plan (written by `depthlens plan -o`, with its "
-                         ".T.safetensors beside it) instead of planning again")  # fmt: skip
+        how.add_argument(
+            "--plan",
+            metavar="PLAN.json",
+            help="apply this saved plan (written by `depthlens plan -o`, with its "
+            ".T.safetensors beside it) instead of planning again",
+        )
     add_batch_size_arg(g)
     add_first_token_arg(g, "the calibration statistics")
-    g.add_argument("--last-token-only", action="store_true",
-                   help="angular distance on the last token only (Gromov et al.)")
-    g.add_argument("--fit-exclude-first-token", action="store_true",
-                   help="leave the first position out of the ReplaceMe fit (not advised: "
-                   "T then acts on the attention sink unfitted)")
-    g.add_argument("--holdout-every", type=int, default=10,
-                   help="hold back every k-th calibration window to measure the fit (10)")
+    g.add_argument(
+        "--last-token-only",
+        action="store_true",
+        help="angular distance on the last token only (Gromov et al.)",
+    )
+    g.add_argument(
+        "--fit-exclude-first-token",
+        action="store_true",
+        help="leave the first position out of the ReplaceMe fit (not advised: "
+        "T then acts on the attention sink unfitted)",
+    )
+    g.add_argument(
+        "--holdout-every",
+        type=int,
+        default=10,
+        help="hold back every k-th calibration window to measure the fit (10)",
+    )
     g.add_argument("--ridge", type=float, default=0.0, help="ridge α of the LS solve (0)")
-    g.add_argument("--max-samples", type=int, default=8192,
-                   help="(M, Z) rows kept for replaceme-cos (8192)")
+    g.add_argument(
+        "--max-samples", type=int, default=8192, help="(M, Z) rows kept for replaceme-cos (8192)"
+    )
     g.add_argument("--cos-epochs", type=int, default=10, help="replaceme-cos Adam epochs (10)")
     g.add_argument("--cos-lr", type=float, default=1e-4, help="replaceme-cos Adam lr (1e-4)")
-    g.add_argument("--greedy-windows", type=int, default=4,
-                   help="calibration windows for greedy-loss (SLEB) (4)")
+    g.add_argument(
+        "--greedy-windows",
+        type=int,
+        default=4,
+        help="calibration windows for greedy-loss (SLEB) (4)",
+    )
 
 
 def _add_multi_args(m: Any) -> None:
-    m.add_argument("--multi-mode", default="sequential",
-                   help="targets of later runs: 'sequential' (on the model with earlier runs "
-                   "replaced) or 'joint' (one pass on the original) (sequential)")
+    m.add_argument(
+        "--multi-mode",
+        default="sequential",
+        help="targets of later runs: 'sequential' (on the model with earlier runs "
+        "replaced) or 'joint' (one pass on the original) (sequential)",
+    )
     m.add_argument("--beam", type=int, default=3, help="beam-ls width (3)")
-    m.add_argument("--score-windows", type=int, default=2,
-                   help="last calibration windows held back to score search candidates (2)")
-    m.add_argument("--objective", default="kl",
-                   help="search score: 'kl' to the original's next-token distribution or "
-                   "'nll' (kl)")
-    m.add_argument("--search-fit-tokens", type=int, default=16384,
-                   help="calibration tokens whose states the search caches for its LS fits")
-    m.add_argument("--prefilter", type=int, default=0,
-                   help="score only the N candidates per step with the smallest LS residual "
-                   "(no forward needed to rank them); 0 = score all (0)")
-    m.add_argument("--no-refit", action="store_true",
-                   help="keep the search's own maps instead of a final refit pass")
+    m.add_argument(
+        "--score-windows",
+        type=int,
+        default=2,
+        help="last calibration windows held back to score search candidates (2)",
+    )
+    m.add_argument(
+        "--objective",
+        default="kl",
+        help="search score: 'kl' to the original's next-token distribution or 'nll' (kl)",
+    )
+    m.add_argument(
+        "--search-fit-tokens",
+        type=int,
+        default=16384,
+        help="calibration tokens whose states the search caches for its LS fits",
+    )
+    m.add_argument(
+        "--prefilter",
+        type=int,
+        default=0,
+        help="score only the N candidates per step with the smallest LS residual "
+        "(no forward needed to rank them); 0 = score all (0)",
+    )
+    m.add_argument(
+        "--no-refit",
+        action="store_true",
+        help="keep the search's own maps instead of a final refit pass",
+    )
 
 
 def parse_blocks(text: str) -> tuple[int, ...]:
@@ -130,21 +182,22 @@ def _validate_numbers(args: argparse.Namespace) -> None:
     from depthlens.errors import DepthlensError
 
     check_data_args(args)
-    for flag, v, low in (("--batch-size", args.batch_size, 1), ("--ridge", args.ridge, 0.0),
-                         ("--holdout-every", args.holdout_every, 0),
-                         ("--max-samples", args.max_samples, 1),
-                         ("--cos-epochs", args.cos_epochs, 0),
-                         ("--greedy-windows", args.greedy_windows, 1),
-                         ("--eval-tokens", getattr(args, "eval_tokens", 1), 1)):  # fmt: skip
+    for flag, v, low in (
+        ("--batch-size", args.batch_size, 1),
+        ("--ridge", args.ridge, 0.0),
+        ("--holdout-every", args.holdout_every, 0),
+        ("--max-samples", args.max_samples, 1),
+        ("--cos-epochs", args.cos_epochs, 0),
+        ("--greedy-windows", args.greedy_windows, 1),
+        ("--eval-tokens", getattr(args, "eval_tokens", 1), 1),
+    ):
         if v < low:
             raise DepthlensError(f"{flag} must be ≥ {low}, got {v}")
     if not args.cos_lr > 0:
         raise DepthlensError(f"--cos-lr must be > 0, got {args.cos_lr}")
     out = getattr(args, "output", None)
     if out and Path(out).expanduser().resolve() == Path(args.model).expanduser().resolve():
-        raise DepthlensError(
-            f"-o {out} is the model being cut; write the result to another path"
-        )
+        raise DepthlensError(f"-o {out} is the model being cut; write the result to another path")
     load_text(args.data, text_field=args.text_field)  # a bad text fails now, not after loading
 
 
@@ -155,8 +208,9 @@ def _validate(args: argparse.Namespace) -> None:
     _validate_numbers(args)
     asked = (args.remove, args.ratio, getattr(args, "blocks", None), getattr(args, "plan", None))
     if all(a is None for a in asked):
-        raise DepthlensError("give --remove N, --ratio r or --blocks I,J,..; prune also takes "
-                             "--plan PLAN.json")  # fmt: skip
+        raise DepthlensError(
+            "give --remove N, --ratio r or --blocks I,J,..; prune also takes --plan PLAN.json"
+        )
     if args.remove is not None and args.remove <= 0:
         raise DepthlensError(f"--remove must be at least 1, got {args.remove}")
     if args.ratio is not None and not 0 < args.ratio < 1:
@@ -166,20 +220,26 @@ def _validate(args: argparse.Namespace) -> None:
     from depthlens.cut.search import OBJECTIVES
     from depthlens.metrics.registry import unknown_choice
 
-    for what, got, choices in (("--method", args.method, method_names()),
-                               ("--multi-mode", args.multi_mode, MULTI_MODES),
-                               ("--objective", args.objective, OBJECTIVES)):  # fmt: skip
+    for what, got, choices in (
+        ("--method", args.method, method_names()),
+        ("--multi-mode", args.multi_mode, MULTI_MODES),
+        ("--objective", args.objective, OBJECTIVES),
+    ):
         if got not in choices:
             raise DepthlensError(unknown_choice(what, got, list(choices)))
     if args.blocks is not None:
         if args.method != "replaceme-multi":
-            raise DepthlensError("--blocks names the removed set; use it with --method "
-                                 f"replaceme-multi, not {args.method}")  # fmt: skip
+            raise DepthlensError(
+                "--blocks names the removed set; use it with --method "
+                f"replaceme-multi, not {args.method}"
+            )
         blocks = parse_blocks(args.blocks)
         check_removed(blocks, max(blocks) + 3)  # order and repeats; range once loaded
         if blocks[0] == 0:
-            raise DepthlensError("--blocks includes block 0: replaceme-multi merges each run "
-                                 "into the block before it, and block 0 has none; keep it")
+            raise DepthlensError(
+                "--blocks includes block 0: replaceme-multi merges each run "
+                "into the block before it, and block 0 has none; keep it"
+            )
     if args.beam < 1:
         raise DepthlensError(f"--beam must be at least 1, got {args.beam}")
 
@@ -191,16 +251,26 @@ def make_plan(args: argparse.Namespace) -> tuple[Any, Any]:
     lm = load_model_from_args(args)
     windows = load_windows_from_args(args, lm.tokenizer)
     opts = CalibrationOptions(
-        include_first_token=args.include_first_token, holdout_every=args.holdout_every,
+        include_first_token=args.include_first_token,
+        holdout_every=args.holdout_every,
         fit_include_first_token=not args.fit_exclude_first_token,
-        ridge=args.ridge, batch_size=args.batch_size, max_samples=args.max_samples,
-        cos_epochs=args.cos_epochs, cos_lr=args.cos_lr, seed=args.seed,
-    )  # fmt: skip
+        ridge=args.ridge,
+        batch_size=args.batch_size,
+        max_samples=args.max_samples,
+        cos_epochs=args.cos_epochs,
+        cos_lr=args.cos_lr,
+        seed=args.seed,
+    )
     from depthlens.cut.search import SearchOptions
 
-    search = SearchOptions(beam=args.beam, score_windows=args.score_windows,
-                           fit_tokens=args.search_fit_tokens, objective=args.objective,
-                           prefilter=args.prefilter, refit=not args.no_refit)
+    search = SearchOptions(
+        beam=args.beam,
+        score_windows=args.score_windows,
+        fit_tokens=args.search_fit_tokens,
+        objective=args.objective,
+        prefilter=args.prefilter,
+        refit=not args.no_refit,
+    )
     blocks = parse_blocks(args.blocks) if args.blocks is not None else None
     status(f"planning {args.method} on {windows.n_tokens} calibration tokens …")
     plan = plan_cut(
@@ -269,8 +339,10 @@ def run_prune(args: argparse.Namespace) -> int:
     _validate(args)
     check_output_path(args.output, args.overwrite)
     if args.eval_data:
-        check_disjoint(load_text(args.data, text_field=args.text_field),
-                       load_text(args.eval_data, text_field=args.text_field))  # fmt: skip
+        check_disjoint(
+            load_text(args.data, text_field=args.text_field),
+            load_text(args.eval_data, text_field=args.text_field),
+        )
     t0 = time.perf_counter()
     lm, plan = _saved_plan(args) if args.plan else make_plan(args)
     if _rank() != 0:  # under torchrun the sums are all-reduced; rank 0 writes
@@ -278,15 +350,18 @@ def run_prune(args: argparse.Namespace) -> int:
     print(plan.preview())
     before = None
     if args.eval_data:
-        ev = load_windows_from_args(args, lm.tokenizer, data=args.eval_data,
-                                    max_tokens=args.eval_tokens)  # fmt: skip
+        ev = load_windows_from_args(
+            args, lm.tokenizer, data=args.eval_data, max_tokens=args.eval_tokens
+        )
         before = evaluate_perplexity(lm, ev, batch_size=args.batch_size)
     apply_cut_(lm, plan)
     out = save_pruned(lm, plan, args.output, overwrite=args.overwrite)
     if before is not None:
         after = evaluate_perplexity(lm, ev, batch_size=args.batch_size)
-        print(f"perplexity on {args.eval_data} ({after['n_tokens']} tokens): "
-              f"{before['ppl']:.2f} -> {after['ppl']:.2f} "
-              f"(x{after['ppl'] / before['ppl']:.2f})")  # fmt: skip
+        print(
+            f"perplexity on {args.eval_data} ({after['n_tokens']} tokens): "
+            f"{before['ppl']:.2f} -> {after['ppl']:.2f} "
+            f"(x{after['ppl'] / before['ppl']:.2f})"
+        )
     status(f"wrote {out} ({lm.num_layers} blocks) in {time.perf_counter() - t0:.1f} s")
     return 0

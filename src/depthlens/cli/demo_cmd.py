@@ -37,8 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: depthlens demo smollm2-135m --out out/demo --remove 4",
     )
     # MODEL first, as in every command; --model is the old spelling, still accepted.
-    p.add_argument("model", nargs="?", default=None, metavar="MODEL",
-                   help=f"packaged name, local HF dir, .gguf or hub id ({DEFAULT_MODEL})")
+    p.add_argument(
+        "model",
+        nargs="?",
+        default=None,
+        metavar="MODEL",
+        help=f"packaged name, local HF dir, .gguf or hub id ({DEFAULT_MODEL})",
+    )
     p.add_argument("--model", dest="model_opt", default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", default="out/demo", help="output folder (out/demo)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -57,8 +62,10 @@ def run_demo(args: argparse.Namespace) -> int:
     from depthlens.metrics.registry import unknown_choice
 
     if args.model and args.model_opt and args.model != args.model_opt:
-        raise DepthlensError(f"two models given ({args.model}, --model {args.model_opt}); "
-                             "pass one, first: depthlens demo MODEL")  # fmt: skip
+        raise DepthlensError(
+            f"two models given ({args.model}, --model {args.model_opt}); "
+            "pass one, first: depthlens demo MODEL"
+        )
     args.model = args.model or args.model_opt or DEFAULT_MODEL
     from depthlens.cut import method_names
 
@@ -91,8 +98,9 @@ def _steps(args: argparse.Namespace, tmp: Path, final: Path) -> None:
     check_disjoint(calib, held)
     windows = make_windows(calib, lm.tokenizer, seq_len=512, max_tokens=args.max_tokens)
     status(f"[2/6] profiling {windows.n_tokens} wiki-calib tokens …")
-    prof = profile(lm, windows, ProfileOptions(lens_tokens=args.lens_tokens),
-                   progress=not args.quiet)  # fmt: skip
+    prof = profile(
+        lm, windows, ProfileOptions(lens_tokens=args.lens_tokens), progress=not args.quiet
+    )
     prof.save(tmp / "profile.json")
     print(profile_table(prof))
     status(f"[3/6] planning: {args.method}, remove {args.remove} blocks …")
@@ -107,8 +115,12 @@ def _steps(args: argparse.Namespace, tmp: Path, final: Path) -> None:
     apply_cut_(lm, plan)
     save_pruned(lm, plan, tmp / "pruned")
     status("[5/6] reloading with plain transformers in a fresh process and generating …")
-    proc = subprocess.run([sys.executable, "-c", _RELOAD, str(tmp / "pruned")],
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", _RELOAD, str(tmp / "pruned")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"reloading the pruned checkpoint failed:\n{proc.stderr[-2000:]}")
     print(f"plain transformers reload: {proc.stdout.strip()}")
@@ -116,11 +128,17 @@ def _steps(args: argparse.Namespace, tmp: Path, final: Path) -> None:
     pruned = load_model(str(tmp / "pruned"))
     pruned.ref = str(final / "pruned")  # where it will be once the folder is renamed
     ev = make_windows(held, lm.tokenizer, seq_len=512, max_tokens=args.eval_tokens)
-    res = compare([("original", original), (f"{args.method}-{args.remove}", pruned)], ev,
-                  progress=not args.quiet)  # fmt: skip
+    res = compare(
+        [("original", original), (f"{args.method}-{args.remove}", pruned)],
+        ev,
+        progress=not args.quiet,
+    )
     res.save(tmp / "compare.json")
     head, rows = compare_table(res)
     print(render_table(head, rows))
-    write_report([tmp / "profile.json", tmp / "plan.json", tmp / "compare.json"],
-                 tmp / "report.html", overwrite=True)  # fmt: skip
+    write_report(
+        [tmp / "profile.json", tmp / "plan.json", tmp / "compare.json"],
+        tmp / "report.html",
+        overwrite=True,
+    )
     status(f"wrote {final}/report.html, profile.json, plan.json, compare.json, pruned/")

@@ -24,28 +24,40 @@ from depthlens.errors import DepthlensError
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``eval`` and ``compare``."""
-    e = sub.add_parser("eval", help="perplexity, speed and multiple choice of one model",
-                       description="Evaluate a model or a pruned checkpoint directory.",
-                       epilog="example: depthlens eval out/pruned --data wiki-eval")  # fmt: skip
+    e = sub.add_parser(
+        "eval",
+        help="perplexity, speed and multiple choice of one model",
+        description="Evaluate a model or a pruned checkpoint directory.",
+        epilog="example: depthlens eval out/pruned --data wiki-eval",
+    )
     add_model_args(e)
     _eval_args(e)
-    e.add_argument("--mc", nargs="*", default=None, metavar="TASK",
-                   help="BIG-bench multiple-choice tasks (needs bigbench installed); "
-                   "no TASK = the default two")  # fmt: skip
+    e.add_argument(
+        "--mc",
+        nargs="*",
+        default=None,
+        metavar="TASK",
+        help="BIG-bench multiple-choice tasks (needs bigbench installed); "
+        "no TASK = the default two",
+    )
     e.add_argument("--mc-examples", type=int, default=200, help="examples per task (200)")
     e.set_defaults(func=run_eval)
-    c = sub.add_parser("compare", help="compare models on the same windows, with ratios",
-                       description="Evaluate several models in one process on the same "
-                       "windows; ratios are to the first model. Speed is timed "
-                       "interleaved (A B A B …) and reported as the median ratio with a "
-                       "95%% interval and a verdict.",
-                       epilog="example: depthlens compare smollm2-135m out/pruned "
-                       "--data wiki-eval -o compare.json")  # fmt: skip
+    c = sub.add_parser(
+        "compare",
+        help="compare models on the same windows, with ratios",
+        description="Evaluate several models in one process on the same "
+        "windows; ratios are to the first model. Speed is timed "
+        "interleaved (A B A B …) and reported as the median ratio with a "
+        "95%% interval and a verdict.",
+        epilog="example: depthlens compare smollm2-135m out/pruned "
+        "--data wiki-eval -o compare.json",
+    )
     c.add_argument("models", nargs="+", metavar="MODEL", help="models; the first is the baseline")
     add_model_args(c, positional=False)
     _eval_args(c)
-    c.add_argument("--calib-data", default=None,
-                   help="refuse if this calibration text overlaps --data")
+    c.add_argument(
+        "--calib-data", default=None, help="refuse if this calibration text overlaps --data"
+    )
     c.set_defaults(func=run_compare)
 
 
@@ -56,18 +68,33 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-speed", action="store_true", help="skip the speed measurement")
     g.add_argument("--prompt-len", type=int, default=256, help="prefill tokens (256)")
     g.add_argument("--decode-tokens", type=int, default=32, help="greedy decode steps (32)")
-    g.add_argument("--rounds", "--repeats", dest="rounds", type=int, default=10,
-                   help="timed rounds, each timing every model once, interleaved (10)")
+    g.add_argument(
+        "--rounds",
+        "--repeats",
+        dest="rounds",
+        type=int,
+        default=10,
+        help="timed rounds, each timing every model once, interleaved (10)",
+    )
     g.add_argument("--warmup", type=int, default=2, help="untimed warm-up rounds (2)")
-    g.add_argument("--threads", type=int, default=None,
-                   help="pin torch to this many threads while timing (default: as is)")
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="pin torch to this many threads while timing (default: as is)",
+    )
     add_output_args(p, "write the JSON result here")
 
 
 def _speed_opts(args: argparse.Namespace) -> dict[str, Any]:
-    return {"prompt_len": args.prompt_len, "decode_tokens": args.decode_tokens,
-            "rounds": args.rounds, "warmup": args.warmup, "threads": args.threads,
-            "seed": args.seed}  # fmt: skip
+    return {
+        "prompt_len": args.prompt_len,
+        "decode_tokens": args.decode_tokens,
+        "rounds": args.rounds,
+        "warmup": args.warmup,
+        "threads": args.threads,
+        "seed": args.seed,
+    }
 
 
 def validate_eval_args(args: argparse.Namespace) -> Any:
@@ -78,10 +105,13 @@ def validate_eval_args(args: argparse.Namespace) -> Any:
     if args.batch_size < 1:
         raise DepthlensError(f"--batch-size must be ≥ 1, got {args.batch_size}")
     if not args.no_speed:
-        for flag, v, low in (("--prompt-len", args.prompt_len, 1),
-                             ("--decode-tokens", args.decode_tokens, 1),
-                             ("--rounds", args.rounds, 1), ("--warmup", args.warmup, 0),
-                             ("--threads", args.threads, 1)):  # fmt: skip
+        for flag, v, low in (
+            ("--prompt-len", args.prompt_len, 1),
+            ("--decode-tokens", args.decode_tokens, 1),
+            ("--rounds", args.rounds, 1),
+            ("--warmup", args.warmup, 0),
+            ("--threads", args.threads, 1),
+        ):
             if v is not None and v < low:
                 raise DepthlensError(f"{flag} must be ≥ {low}, got {v}")
     if getattr(args, "mc_examples", 1) < 1:
@@ -117,23 +147,34 @@ def run_eval(args: argparse.Namespace) -> int:
     source = validate_eval_args(args)
     tasks = _mc_paths(args)
     lm, windows = load_model_and_windows(args, source)
-    res = compare([(args.model, lm)], windows, speed=not args.no_speed,
-                  speed_options=_speed_opts(args), batch_size=args.batch_size,
-                  progress=not args.quiet)  # fmt: skip
+    res = compare(
+        [(args.model, lm)],
+        windows,
+        speed=not args.no_speed,
+        speed_options=_speed_opts(args),
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
     row = res.models[0]
-    print(f"{safe_text(args.model)}: {row.num_layers} blocks; perplexity {row.ppl:.3f} "
-          f"on {row.n_tokens} tokens of {safe_text(args.data)}")  # fmt: skip
+    print(
+        f"{safe_text(args.model)}: {row.num_layers} blocks; perplexity {row.ppl:.3f} "
+        f"on {row.n_tokens} tokens of {safe_text(args.data)}"
+    )
     if row.prefill_tok_s is not None:
-        print(f"prefill {row.prefill_tok_s:.0f} tok/s, decode {row.decode_tok_s:.1f} tok/s "
-              f"(median of {args.rounds} runs)")  # fmt: skip
+        print(
+            f"prefill {row.prefill_tok_s:.0f} tok/s, decode {row.decode_tok_s:.1f} tok/s "
+            f"(median of {args.rounds} runs)"
+        )
     out_json = res.to_dict()  # the compare JSON, with the multiple-choice scores beside it
     if tasks:
         out_json["mc"] = {}
         for task, path in tasks.items():
             r = evaluate_multiple_choice(lm, load_task_json(path, args.mc_examples))
             out_json["mc"][task] = r
-            print(f"{task}: accuracy {r['acc']:.3f} (chance {r['chance']:.3f}, "
-                  f"{r['n_examples']} examples)")  # fmt: skip
+            print(
+                f"{task}: accuracy {r['acc']:.3f} (chance {r['chance']:.3f}, "
+                f"{r['n_examples']} examples)"
+            )
     _write(out, out_json)
     return 0
 
@@ -151,10 +192,17 @@ def run_compare(args: argparse.Namespace) -> int:
         check_disjoint(load_text(args.calib_data, text_field=args.text_field), source)
     models = [(ref, load_model_from_args(args, ref)) for ref in args.models]
     windows = load_windows_from_args(args, models[0][1].tokenizer, source=source)
-    status(f"comparing {len(models)} models on {windows.n_tokens} tokens of "
-           f"{safe_text(args.data)} …")  # fmt: skip
-    res = compare(models, windows, speed=not args.no_speed, speed_options=_speed_opts(args),
-                  batch_size=args.batch_size, progress=not args.quiet)  # fmt: skip
+    status(
+        f"comparing {len(models)} models on {windows.n_tokens} tokens of {safe_text(args.data)} …"
+    )
+    res = compare(
+        models,
+        windows,
+        speed=not args.no_speed,
+        speed_options=_speed_opts(args),
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
     head, rows = compare_table(res)
     print(safe_text(render_table(head, [[str(c) for c in r] for r in rows])))
     _write(out, res.to_dict())

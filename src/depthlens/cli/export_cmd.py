@@ -11,18 +11,29 @@ EXAMPLE = "example: depthlens export out/pruned --gguf out/pruned-q8.gguf --type
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``export``."""
-    p = sub.add_parser("export", help="write a (cut) checkpoint as GGUF for llama.cpp",
-                       description="Write a Llama-family checkpoint directory (e.g. from "
-                       "`depthlens prune`) as one GGUF file with the tokenizer, with "
-                       "llama.cpp's tensor names and metadata.", epilog=EXAMPLE)  # fmt: skip
-    p.add_argument("model", metavar="PRUNED", help="checkpoint directory (config.json, "
-                   "safetensors, tokenizer.json)")  # fmt: skip
+    p = sub.add_parser(
+        "export",
+        help="write a (cut) checkpoint as GGUF for llama.cpp",
+        description="Write a Llama-family checkpoint directory (e.g. from "
+        "`depthlens prune`) as one GGUF file with the tokenizer, with "
+        "llama.cpp's tensor names and metadata.",
+        epilog=EXAMPLE,
+    )
+    p.add_argument(
+        "model",
+        metavar="PRUNED",
+        help="checkpoint directory (config.json, safetensors, tokenizer.json)",
+    )
     p.add_argument("--gguf", required=True, metavar="OUT.gguf", help="GGUF file to write")
-    p.add_argument("--type", default="f16", dest="kind",
-                   help="tensor type: f32 (exact), f16 (default) or q8_0")
-    p.add_argument("--tokenizer-pre", default=None,
-                   help="llama.cpp pre-tokenizer name (default: 'smollm' for SmolLM2 "
-                   "descendants, else 'default')")  # fmt: skip
+    p.add_argument(
+        "--type", default="f16", dest="kind", help="tensor type: f32 (exact), f16 (default) or q8_0"
+    )
+    p.add_argument(
+        "--tokenizer-pre",
+        default=None,
+        help="llama.cpp pre-tokenizer name (default: 'smollm' for SmolLM2 "
+        "descendants, else 'default')",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=run_export)
 
@@ -31,8 +42,11 @@ def run_export(args: argparse.Namespace) -> int:
     """Export and print a one-line summary."""
     from depthlens.export import export_gguf
 
-    info = export_gguf(args.model, args.gguf, kind=args.kind, overwrite=args.overwrite,
-                       pre=args.tokenizer_pre)  # fmt: skip
-    status(f"wrote {info['path']} ({info['type']}, {info['block_count']} blocks, "
-           f"{info['tensors']} tensors, {info['bytes'] / 2**20:.1f} MiB)")
+    info = export_gguf(
+        args.model, args.gguf, kind=args.kind, overwrite=args.overwrite, pre=args.tokenizer_pre
+    )
+    status(
+        f"wrote {info['path']} ({info['type']}, {info['block_count']} blocks, "
+        f"{info['tensors']} tensors, {info['bytes'] / 2**20:.1f} MiB)"
+    )
     return 0

@@ -6,18 +6,23 @@ import argparse
 
 from depthlens.cli.common import add_batch_size_arg, add_output_args, status
 
-EXAMPLE = ("example: depthlens heal out/pruned --teacher smollm2-135m --data wiki-calib "
-           "--steps 50 --eval-data wiki-eval -o out/healed")
+EXAMPLE = (
+    "example: depthlens heal out/pruned --teacher smollm2-135m --data wiki-calib "
+    "--steps 50 --eval-data wiki-eval -o out/healed"
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``heal``."""
-    p = sub.add_parser("heal", help="distil the original into a cut model (short, merged back)",
-                       description="Short distillation of a cut checkpoint towards the model "
-                       "it was cut from (KL on next-token distributions, optional MSE on the "
-                       "residual stream at the cut points), training LoRA adapters and/or the "
-                       "merged projections, merged back into an ordinary checkpoint.",
-                       epilog=EXAMPLE)  # fmt: skip
+    p = sub.add_parser(
+        "heal",
+        help="distil the original into a cut model (short, merged back)",
+        description="Short distillation of a cut checkpoint towards the model "
+        "it was cut from (KL on next-token distributions, optional MSE on the "
+        "residual stream at the cut points), training LoRA adapters and/or the "
+        "merged projections, merged back into an ordinary checkpoint.",
+        epilog=EXAMPLE,
+    )
     p.add_argument("model", metavar="PRUNED", help="cut checkpoint directory")
     p.add_argument("--teacher", required=True, help="the original model (REF)")
     p.add_argument("--data", default="wiki-calib", help="training text (wiki-calib)")
@@ -28,10 +33,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate (2e-4)")
     p.add_argument("--train", default="lora", help="lora (default), merged or both")
     p.add_argument("--lora-rank", type=int, default=8, help="LoRA rank (8)")
-    p.add_argument("--mse-weight", type=float, default=0.0,
-                   help="weight of the residual-stream MSE at the cut points (0 = KL only)")
-    p.add_argument("--eval-data", default=None,
-                   help="print held-out perplexity before/after on this text, e.g. wiki-eval")
+    p.add_argument(
+        "--mse-weight",
+        type=float,
+        default=0.0,
+        help="weight of the residual-stream MSE at the cut points (0 = KL only)",
+    )
+    p.add_argument(
+        "--eval-data",
+        default=None,
+        help="print held-out perplexity before/after on this text, e.g. wiki-eval",
+    )
     p.add_argument("--eval-tokens", type=int, default=4096, help="tokens for --eval-data")
     p.add_argument("--seed", type=int, default=0, help="seed for the window order")
     add_output_args(p, "healed checkpoint directory", required=True, quiet_help="no progress bar")
@@ -42,19 +54,38 @@ def run_heal(args: argparse.Namespace) -> int:
     """Heal, print before/after perplexity and the cost."""
     from depthlens.heal import HealOptions, heal_checkpoint
 
-    opts = HealOptions(steps=args.steps, lr=args.lr, train=args.train,
-                       lora_rank=args.lora_rank, mse_weight=args.mse_weight,
-                       batch_size=args.batch_size, seed=args.seed)  # fmt: skip
-    rec = heal_checkpoint(args.model, args.teacher, opts=opts, out=args.output, data=args.data,
-                          max_tokens=args.max_tokens, seq_len=args.seq_len,
-                          eval_data=args.eval_data, eval_tokens=args.eval_tokens,
-                          overwrite=args.overwrite, progress=not args.quiet)  # fmt: skip
+    opts = HealOptions(
+        steps=args.steps,
+        lr=args.lr,
+        train=args.train,
+        lora_rank=args.lora_rank,
+        mse_weight=args.mse_weight,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    rec = heal_checkpoint(
+        args.model,
+        args.teacher,
+        opts=opts,
+        out=args.output,
+        data=args.data,
+        max_tokens=args.max_tokens,
+        seq_len=args.seq_len,
+        eval_data=args.eval_data,
+        eval_tokens=args.eval_tokens,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
     ev = rec.get("eval")
     if ev:
-        print(f"perplexity on {ev['data']} ({ev['n_tokens']} tokens): {ev['ppl_before']:.2f} "
-              f"-> {ev['ppl_after']:.2f} after healing")
-    print(f"healing: {args.steps} steps, {rec['tokens']} tokens, {rec['seconds']:.1f} s, "
-          f"{rec['trainable_params']:,} trainable parameters; KL {rec['first_kl']:.4f} -> "
-          f"{rec['last_kl']:.4f}")
+        print(
+            f"perplexity on {ev['data']} ({ev['n_tokens']} tokens): {ev['ppl_before']:.2f} "
+            f"-> {ev['ppl_after']:.2f} after healing"
+        )
+    print(
+        f"healing: {args.steps} steps, {rec['tokens']} tokens, {rec['seconds']:.1f} s, "
+        f"{rec['trainable_params']:,} trainable parameters; KL {rec['first_kl']:.4f} -> "
+        f"{rec['last_kl']:.4f}"
+    )
     status(f"wrote {rec['path']}")
     return 0

@@ -18,9 +18,12 @@ from depthlens.cli.common import (
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``lens`` (with its own subcommands) and ``exit``."""
-    lens = sub.add_parser("lens", help="train and evaluate a tuned lens (Belrose et al. 2023)",
-                          description="Tuned lens: one affine translator per block, trained "
-                          "on KL(p_L ‖ p_l) of the frozen model.")
+    lens = sub.add_parser(
+        "lens",
+        help="train and evaluate a tuned lens (Belrose et al. 2023)",
+        description="Tuned lens: one affine translator per block, trained "
+        "on KL(p_L ‖ p_l) of the frozen model.",
+    )
     lsub = lens.add_subparsers(dest="lens_command", metavar="ACTION")
     _register_train(lsub)
     _register_eval(lsub)
@@ -49,7 +52,8 @@ def _outputs(p: argparse.ArgumentParser, what: str) -> None:
 
 def _register_train(lsub: argparse._SubParsersAction) -> None:
     t = lsub.add_parser(
-        "train", help="train a tuned lens on a frozen model",
+        "train",
+        help="train a tuned lens on a frozen model",
         epilog="example: depthlens lens train smollm2-135m --data wiki-calib --max-tokens 4096 "
         "--seq-len 128 --init lstsq --optimizer adam --steps 4 --batch-size 1 -o lens/",
     )
@@ -57,23 +61,33 @@ def _register_train(lsub: argparse._SubParsersAction) -> None:
     g = t.add_argument_group("training")
     g.add_argument("--steps", type=int, default=0, help="optimiser steps (0 = one pass)")
     add_batch_size_arg(g, default=1, what="windows per step")
-    g.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
-                   help="SGD with Nesterov momentum (reference default) or Adam")
-    g.add_argument("--lr", type=float, default=None,
-                   help="learning rate (default 1e-3 for SGD, 1e-4 for Adam)")
+    g.add_argument(
+        "--optimizer",
+        choices=("sgd", "adam"),
+        default="sgd",
+        help="SGD with Nesterov momentum (reference default) or Adam",
+    )
+    g.add_argument(
+        "--lr", type=float, default=None, help="learning rate (default 1e-3 for SGD, 1e-4 for Adam)"
+    )
     g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0.9)")
     g.add_argument("--weight-decay", type=float, default=1e-3, help="weight decay (1e-3)")
     g.add_argument("--warmup", type=float, default=0.1, help="share of warm-up steps (0.1)")
-    g.add_argument("--init", choices=("identity", "lstsq"), default="identity",
-                   help="identity (reference: step 0 = logit lens) or lstsq: a ridge fit "
-                   "h_L ≈ h_l + A_l h_l + b_l on all --max-tokens before the KL steps")
+    g.add_argument(
+        "--init",
+        choices=("identity", "lstsq"),
+        default="identity",
+        help="identity (reference: step 0 = logit lens) or lstsq: a ridge fit "
+        "h_L ≈ h_l + A_l h_l + b_l on all --max-tokens before the KL steps",
+    )
     _outputs(t, "lens folder")
     t.set_defaults(func=run_train)
 
 
 def _register_eval(lsub: argparse._SubParsersAction) -> None:
     e = lsub.add_parser(
-        "eval", help="per-block KL of the logit lens and a tuned lens on the same tokens",
+        "eval",
+        help="per-block KL of the logit lens and a tuned lens on the same tokens",
         epilog="example: depthlens lens eval smollm2-135m --lens tuned:lens/ --data wiki-eval "
         "--max-tokens 2048 -o kl_wiki.json",
     )
@@ -85,7 +99,8 @@ def _register_eval(lsub: argparse._SubParsersAction) -> None:
 
 def _register_report(lsub: argparse._SubParsersAction) -> None:
     r = lsub.add_parser(
-        "report", help="HTML page with the logit and tuned lens curves of lens-eval results",
+        "report",
+        help="HTML page with the logit and tuned lens curves of lens-eval results",
         epilog="example: depthlens lens report kl_wiki.json kl_news.json -o lens.html",
     )
     r.add_argument("results", nargs="+", help="lens-eval JSON files (same model)")
@@ -95,19 +110,32 @@ def _register_report(lsub: argparse._SubParsersAction) -> None:
 
 def _register_exit(sub: argparse._SubParsersAction) -> None:
     x = sub.add_parser(
-        "exit", help="early-exit quality/compute curves (CALM) from a lens",
+        "exit",
+        help="early-exit quality/compute curves (CALM) from a lens",
         description="For each rule and threshold: mean exit depth, FLOPs saved, agreement "
         "with the full model's top-1 and the perplexity of the exited predictions.",
         epilog="example: depthlens exit smollm2-135m --lens tuned:lens/ --data wiki-eval "
         "--max-tokens 2048 -o exit.json",
     )
     _lens_reader(x, "logit (default) or tuned:DIR")
-    x.add_argument("--confidence", default=None, metavar="T,T",
-                   help="top-1 probability thresholds in (0, 1] (default a sweep)")
-    x.add_argument("--entropy", default=None, metavar="T,T",
-                   help="entropy thresholds in nats, [0, ln V] (default a sweep)")
-    x.add_argument("--settled", default=None, metavar="K,K",
-                   help="top-1 unchanged over K layers, 1..L-1 (default a sweep)")
+    x.add_argument(
+        "--confidence",
+        default=None,
+        metavar="T,T",
+        help="top-1 probability thresholds in (0, 1] (default a sweep)",
+    )
+    x.add_argument(
+        "--entropy",
+        default=None,
+        metavar="T,T",
+        help="entropy thresholds in nats, [0, ln V] (default a sweep)",
+    )
+    x.add_argument(
+        "--settled",
+        default=None,
+        metavar="K,K",
+        help="top-1 unchanged over K layers, 1..L-1 (default a sweep)",
+    )
     x.add_argument("--min-depth", type=int, default=1, help="first depth that may exit (1)")
     _outputs(x, "exit JSON")
     x.set_defaults(func=run_exit_cmd)
@@ -119,19 +147,29 @@ def run_train(args: argparse.Namespace) -> int:
     from depthlens.tuned.train import TrainOptions, train_and_save
 
     check_output_path(args.output.rstrip("/") or args.output, args.overwrite)
-    opts = TrainOptions(steps=args.steps, optimizer=args.optimizer, lr=args.lr,
-                        momentum=args.momentum, weight_decay=args.weight_decay,
-                        warmup=args.warmup, batch_size=args.batch_size, init=args.init,
-                        seed=args.seed)
+    opts = TrainOptions(
+        steps=args.steps,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        warmup=args.warmup,
+        batch_size=args.batch_size,
+        init=args.init,
+        seed=args.seed,
+    )
     opts.validate()
     lm, windows = load_model_and_windows(args)
     status(f"training a tuned lens on {windows.n_tokens} tokens …")
-    rec = train_and_save(lm, windows, args.output, opts, overwrite=args.overwrite,
-                         progress=not args.quiet)
+    rec = train_and_save(
+        lm, windows, args.output, opts, overwrite=args.overwrite, progress=not args.quiet
+    )
     first, last = rec["loss_first_step"], rec["loss_last_steps"]
-    status(f"trained {rec['steps']} steps on {rec['tokens_seen']} tokens in "
-           f"{rec['seconds']:.0f} s; mean KL {sum(first) / len(first):.3f} (first step) / "
-           f"{sum(last) / len(last):.3f} nats (last steps; other windows); wrote {args.output}")
+    status(
+        f"trained {rec['steps']} steps on {rec['tokens_seen']} tokens in "
+        f"{rec['seconds']:.0f} s; mean KL {sum(first) / len(first):.3f} (first step) / "
+        f"{sum(last) / len(last):.3f} nats (last steps; other windows); wrote {args.output}"
+    )
     return 0
 
 
@@ -146,14 +184,21 @@ def run_eval(args: argparse.Namespace) -> int:
     check_lens_arg(args.lens)
     lm, windows = load_model_and_windows(args)
     t0 = time.perf_counter()
-    env, payload = evaluate_lens(lm, windows, args.lens, batch_size=args.batch_size,
-                                 kernel=args.lens_kernel, progress=not args.quiet)
+    env, payload = evaluate_lens(
+        lm,
+        windows,
+        args.lens,
+        batch_size=args.batch_size,
+        kernel=args.lens_kernel,
+        progress=not args.quiet,
+    )
     write_result(out, env, payload)
     for name, v in payload["lenses"].items():
         kl = ", ".join(f"{x:.2f}" for x in v["lens_kl"])
         print(f"{name:>6} KL per block: {kl}")
-    status(f"evaluated {payload['n_tokens']} tokens in {time.perf_counter() - t0:.0f} s; "
-           f"wrote {out}")
+    status(
+        f"evaluated {payload['n_tokens']} tokens in {time.perf_counter() - t0:.0f} s; wrote {out}"
+    )
     return 0
 
 
@@ -178,21 +223,28 @@ def run_exit_cmd(args: argparse.Namespace) -> int:
     from depthlens.tuned.lens import check_lens_arg
 
     out = check_output_path(args.output, args.overwrite)
-    sweeps: dict[str, tuple[float, ...]] = {
-        k: parse_thresholds(k, getattr(args, k)) for k in RULES
-    }
+    sweeps: dict[str, tuple[float, ...]] = {k: parse_thresholds(k, getattr(args, k)) for k in RULES}
     check_sweeps(sweeps, args.min_depth)
     check_lens_arg(args.lens)
     lm, windows = load_model_and_windows(args)
-    env, payload = run_exit(lm, windows, args.lens, sweeps, min_depth=args.min_depth,
-                            batch_size=args.batch_size, progress=not args.quiet)
+    env, payload = run_exit(
+        lm,
+        windows,
+        args.lens,
+        sweeps,
+        min_depth=args.min_depth,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
     write_result(out, env, payload)
     if not args.quiet:
         for points in payload["rules"].values():
             for p in points:
-                print(f"{p['label']:>18}  depth {p['mean_exit_depth']:5.2f}  saved "
-                      f"{100 * p['flops_saved']:5.1f}% (net {100 * p['flops_saved_net']:6.1f}%)"
-                      f"  agree {100 * p['exit_agreement']:5.1f}%  ppl "
-                      f"{p['exit_perplexity'] or float('nan'):.2f}")
+                print(
+                    f"{p['label']:>18}  depth {p['mean_exit_depth']:5.2f}  saved "
+                    f"{100 * p['flops_saved']:5.1f}% (net {100 * p['flops_saved_net']:6.1f}%)"
+                    f"  agree {100 * p['exit_agreement']:5.1f}%  ppl "
+                    f"{p['exit_perplexity'] or float('nan'):.2f}"
+                )
     status(f"wrote {out}")
     return 0

@@ -54,8 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"depthlens {__version__}")
-    parser.add_argument("--debug", dest="debug_global", action="store_true",
-                        help="show tracebacks (also after the subcommand)")  # fmt: skip
+    parser.add_argument(
+        "--debug",
+        dest="debug_global",
+        action="store_true",
+        help="show tracebacks (also after the subcommand)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         try:
@@ -98,10 +102,11 @@ def _unexpected(exc: BaseException) -> str:
         where = f" in {tb.tb_frame.f_code.co_name} ({Path(tb.tb_frame.f_code.co_filename).name})"
     msg = " ".join(str(exc).split())[:300] or "no message"
     if isinstance(exc, ImportError):
-        return (f"a dependency failed to import: {type(exc).__name__}: {msg}; reinstall with "
-                f"scripts/setup.sh (rerun with --debug for the traceback)")  # fmt: skip
-    return (f"unexpected {type(exc).__name__}{where}: {msg} (rerun with --debug for the "
-            f"traceback)")  # fmt: skip
+        return (
+            f"a dependency failed to import: {type(exc).__name__}: {msg}; reinstall with "
+            f"scripts/setup.sh (rerun with --debug for the traceback)"
+        )
+    return f"unexpected {type(exc).__name__}{where}: {msg} (rerun with --debug for the traceback)"
 
 
 @contextlib.contextmanager

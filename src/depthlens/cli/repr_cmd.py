@@ -19,32 +19,53 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     add_data_args(p, default="wiki-calib")
     p.set_defaults(seq_len=256, max_tokens=16384)
     g = p.add_argument_group("representations")
-    g.add_argument("--max-samples", type=int, default=2000,
-                   help="geometry sample (tokens) or probe-training examples (2000)")
-    g.add_argument("--test-samples", type=int, default=1000,
-                   help="held-out examples of labelled data; OOD splits corrupt them (1000)")
+    g.add_argument(
+        "--max-samples",
+        type=int,
+        default=2000,
+        help="geometry sample (tokens) or probe-training examples (2000)",
+    )
+    g.add_argument(
+        "--test-samples",
+        type=int,
+        default=1000,
+        help="held-out examples of labelled data; OOD splits corrupt them (1000)",
+    )
     add_batch_size_arg(g)
     g.add_argument("--cka-batch", type=int, default=256, help="examples per HSIC minibatch (256)")
     g.add_argument("--pool", default="mean", help="labelled text: mean (default), last, first")
-    g.add_argument("--corruptions", default=None,
-                   help="OOD corruptions, comma-separated (default: all for the data kind)")
-    g.add_argument("--image-size", type=int, default=None,
-                   help="vision: resize images to this many pixels (default the network's 224)")
-    g.add_argument("--probe", action="store_true",
-                   help="require linear probes (refuse data without labels)")
+    g.add_argument(
+        "--corruptions",
+        default=None,
+        help="OOD corruptions, comma-separated (default: all for the data kind)",
+    )
+    g.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="vision: resize images to this many pixels (default the network's 224)",
+    )
+    g.add_argument(
+        "--probe", action="store_true", help="require linear probes (refuse data without labels)"
+    )
     add_first_token_arg(g)
     m = p.add_argument_group("model loading")
     m.add_argument("--dtype", default="float32", help="float32 (default), bfloat16, float16")
     m.add_argument("--device", default="cpu", help="cpu (default), cuda, mps")
-    add_output_args(p, "write the result JSON here", quiet_help="no table on stdout",
-                    overwrite_help="replace existing outputs")  # fmt: skip
+    add_output_args(
+        p,
+        "write the result JSON here",
+        quiet_help="no table on stdout",
+        overwrite_help="replace existing outputs",
+    )
     p.add_argument("--html", help="also write the HTML page here")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``repr`` and ``similarity``."""
     r = sub.add_parser(
-        "repr", help="anisotropy, intrinsic dimension, CKA, probes and neural collapse per layer",
+        "repr",
+        help="anisotropy, intrinsic dimension, CKA, probes and neural collapse per layer",
         description="Representation metrics per layer of a causal LM, a text encoder "
         "(all-minilm-l6-v2) or a vision network (mobilenet-v2). A text (wiki-calib, news) "
         "gives token states; labelled data (text-domain, fashion-mnist, cifar10) adds linear "
@@ -52,17 +73,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n  depthlens repr smollm2-135m --data wiki-calib -o repr.json\n"
         "  depthlens repr mobilenet-v2 --data fashion-mnist --max-samples 2000 -o mnv2.json "
         "--html mnv2.html",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("model", metavar="REF",
-                   help="smollm2-135m, all-minilm-l6-v2, mobilenet-v2, a local HF dir or hub id")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    r.add_argument(
+        "model",
+        metavar="REF",
+        help="smollm2-135m, all-minilm-l6-v2, mobilenet-v2, a local HF dir or hub id",
+    )
     _add_common(r)
     r.set_defaults(func=run_repr)
     s = sub.add_parser(
-        "similarity", help="linear CKA between every layer of two models on the same inputs",
+        "similarity",
+        help="linear CKA between every layer of two models on the same inputs",
         description="Streamed linear CKA (unbiased minibatch HSIC, Nguyen et al. 2021) "
         "between each layer of model A and each layer of model B on the same inputs.",
         epilog="example: depthlens similarity smollm2-135m out/pruned --data wiki-eval "
-        "-o cka.json --html cka.html")
+        "-o cka.json --html cka.html",
+    )
     s.add_argument("model", metavar="A", help="first model")
     s.add_argument("model_b", metavar="B", help="second model (same tokenizer for text)")
     _add_common(s)
@@ -76,11 +103,18 @@ def options_from_args(args: argparse.Namespace) -> Any:
     corr = None
     if args.corruptions:
         corr = tuple(c.strip() for c in str(args.corruptions).split(",") if c.strip())
-    opts = ReprOptions(max_samples=args.max_samples, test_samples=args.test_samples,
-                       seed=args.seed, include_first_token=args.include_first_token,
-                       pool=args.pool, batch_size=args.batch_size, cka_batch=args.cka_batch,
-                       corruptions=corr, probe=args.probe,
-                       image_size=args.image_size)  # fmt: skip
+    opts = ReprOptions(
+        max_samples=args.max_samples,
+        test_samples=args.test_samples,
+        seed=args.seed,
+        include_first_token=args.include_first_token,
+        pool=args.pool,
+        batch_size=args.batch_size,
+        cka_batch=args.cka_batch,
+        corruptions=corr,
+        probe=args.probe,
+        image_size=args.image_size,
+    )
     opts.validate()
     return opts
 
@@ -103,7 +137,8 @@ def _prepare(args: argparse.Namespace, refs: list[str]) -> tuple[Any, Any, Any]:
         if opts.probe:
             raise DepthlensError(
                 f"linear probes need labelled data, and --data {args.data} has no labels; pass "
-                "--data text-domain (text), fashion-mnist or cifar10 (images)")
+                "--data text-domain (text), fashion-mnist or cifar10 (images)"
+            )
     data = load_data(args.data, opts) if labelled else None
     models = []
     for ref in refs:

@@ -39,4 +39,3 @@ def profile_table(p: Profile) -> str:
             f"(angular distance {best[2]:.3f})"
         )
     return "\n".join(lines)
-

@@ -23,23 +23,50 @@ def _add_shape_args(p: argparse.ArgumentParser, d: dict[str, object]) -> None:
     g = p.add_argument_group("model and training")
     g.add_argument("--width", type=int, default=d["width"], help=f"hidden size ({d['width']})")
     g.add_argument("--heads", type=int, default=d["heads"], help=f"attention heads ({d['heads']})")
-    g.add_argument("--context", type=int, default=d["context"],
-                   help=f"tokens per training sequence ({d['context']})")
-    g.add_argument("--drop-path", type=float, default=0.0,
-                   help="stochastic depth: drop rate rising linearly to P at the last block (0)")
-    g.add_argument("--vocab-size", type=int, default=d["vocab_size"],
-                   help=f"BPE vocabulary trained on --data ({d['vocab_size']})")
-    g.add_argument("--data", default="wiki-calib",
-                   help="training text: wiki, wiki-calib, news, a .txt/.jsonl file (wiki-calib)")
+    g.add_argument(
+        "--context",
+        type=int,
+        default=d["context"],
+        help=f"tokens per training sequence ({d['context']})",
+    )
+    g.add_argument(
+        "--drop-path",
+        type=float,
+        default=0.0,
+        help="stochastic depth: drop rate rising linearly to P at the last block (0)",
+    )
+    g.add_argument(
+        "--vocab-size",
+        type=int,
+        default=d["vocab_size"],
+        help=f"BPE vocabulary trained on --data ({d['vocab_size']})",
+    )
+    g.add_argument(
+        "--data",
+        default="wiki-calib",
+        help="training text: wiki, wiki-calib, news, a .txt/.jsonl file (wiki-calib)",
+    )
     g.add_argument("--eval-data", default="wiki-eval", help="held-out text (wiki-eval)")
     g.add_argument("--text-field", default="text", help="field of a .jsonl record (text)")
-    g.add_argument("--tokens", type=int, default=d["tokens"],
-                   help=f"training budget in tokens per run ({d['tokens']})")
+    g.add_argument(
+        "--tokens",
+        type=int,
+        default=d["tokens"],
+        help=f"training budget in tokens per run ({d['tokens']})",
+    )
     g.add_argument("--lr", type=float, default=d["lr"], help=f"peak learning rate ({d['lr']})")
-    g.add_argument("--warmup", type=int, default=d["warmup"],
-                   help=f"linear warmup steps, then cosine to lr/10 ({d['warmup']})")
-    g.add_argument("--batch-size", type=int, default=d["batch_size"],
-                   help=f"sequences per step over all processes ({d['batch_size']})")
+    g.add_argument(
+        "--warmup",
+        type=int,
+        default=d["warmup"],
+        help=f"linear warmup steps, then cosine to lr/10 ({d['warmup']})",
+    )
+    g.add_argument(
+        "--batch-size",
+        type=int,
+        default=d["batch_size"],
+        help=f"sequences per step over all processes ({d['batch_size']})",
+    )
     g.add_argument("--seed", type=int, default=0, help="seed of init, data order, drop-path (0)")
     g.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     add_output_args(p, "output folder", required=True, quiet_help="no progress bar")
@@ -51,33 +78,65 @@ def register(sub: argparse._SubParsersAction) -> None:
     from depthlens.train.config import TrainConfig
     from depthlens.train.study import StudyConfig
 
-    t = sub.add_parser("train", help="train a small LM with a residual scheme (pre-ln, lns, …)",
-                       description="Train a decoder-only LM from scratch with one residual "
-                       "scheme; saves a checkpoint every depthlens command reads.",
-                       epilog=TRAIN_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    t = sub.add_parser(
+        "train",
+        help="train a small LM with a residual scheme (pre-ln, lns, …)",
+        description="Train a decoder-only LM from scratch with one residual "
+        "scheme; saves a checkpoint every depthlens command reads.",
+        epilog=TRAIN_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     t.add_argument("--depth", type=int, default=TrainConfig.depth, help="blocks (4)")
-    t.add_argument("--scheme", default="pre-ln",
-                   help="pre-ln, post-ln, lns, deepnorm, rezero, scaled (pre-ln)")
-    t.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
-                   help="save a resumable checkpoint every N steps (rerun the command to resume)")
+    t.add_argument(
+        "--scheme", default="pre-ln", help="pre-ln, post-ln, lns, deepnorm, rezero, scaled (pre-ln)"
+    )
+    t.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="save a resumable checkpoint every N steps (rerun the command to resume)",
+    )
     _add_shape_args(t, dataclasses.asdict(TrainConfig()))
     t.set_defaults(func=run_train)
 
-    s = sub.add_parser("study", help="train every (scheme, depth) and measure how each uses depth",
-                       epilog=STUDY_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = sub.add_parser(
+        "study",
+        help="train every (scheme, depth) and measure how each uses depth",
+        epilog=STUDY_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ssub = s.add_subparsers(dest="study", metavar="STUDY", required=True)
-    d = ssub.add_parser("depth", help="the depth-scaling study (Curse of Depth)",
-                        epilog=STUDY_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = ssub.add_parser(
+        "depth",
+        help="the depth-scaling study (Curse of Depth)",
+        epilog=STUDY_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     base = StudyConfig()
-    d.add_argument("--depths", default=",".join(map(str, base.depths)),
-                   help=f"depths to train ({','.join(map(str, base.depths))})")
-    d.add_argument("--schemes", default=",".join(base.schemes),
-                   help=f"comma-separated schemes ({','.join(base.schemes)}); all six: "
-                   "pre-ln,lns,post-ln,deepnorm,rezero,scaled")
-    d.add_argument("--measure-tokens", type=int, default=base.measure_tokens,
-                   help=f"held-out tokens for profile and removal costs ({base.measure_tokens})")
-    d.add_argument("--jobs", type=int, default=2,
-                   help="runs trained at once in CPU worker processes (2; 1 = in this process)")
+    d.add_argument(
+        "--depths",
+        default=",".join(map(str, base.depths)),
+        help=f"depths to train ({','.join(map(str, base.depths))})",
+    )
+    d.add_argument(
+        "--schemes",
+        default=",".join(base.schemes),
+        help=f"comma-separated schemes ({','.join(base.schemes)}); all six: "
+        "pre-ln,lns,post-ln,deepnorm,rezero,scaled",
+    )
+    d.add_argument(
+        "--measure-tokens",
+        type=int,
+        default=base.measure_tokens,
+        help=f"held-out tokens for profile and removal costs ({base.measure_tokens})",
+    )
+    d.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="runs trained at once in CPU worker processes (2; 1 = in this process)",
+    )
     _add_shape_args(d, dataclasses.asdict(base.base))
     d.set_defaults(func=run_study_cmd)
 
@@ -86,10 +145,20 @@ def _train_config(args: argparse.Namespace, **extra: object) -> object:
     from depthlens.train.config import TrainConfig
 
     return TrainConfig(
-        width=args.width, heads=args.heads, context=args.context, drop_path=args.drop_path,
-        vocab_size=args.vocab_size, data=args.data, eval_data=args.eval_data,
-        text_field=args.text_field, tokens=args.tokens, lr=args.lr, warmup=args.warmup,
-        batch_size=args.batch_size, seed=args.seed, **extra,  # type: ignore[arg-type]
+        width=args.width,
+        heads=args.heads,
+        context=args.context,
+        drop_path=args.drop_path,
+        vocab_size=args.vocab_size,
+        data=args.data,
+        eval_data=args.eval_data,
+        text_field=args.text_field,
+        tokens=args.tokens,
+        lr=args.lr,
+        warmup=args.warmup,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        **extra,  # type: ignore[arg-type]
     )
 
 
@@ -100,12 +169,19 @@ def run_train(args: argparse.Namespace) -> int:
 
     cfg = _train_config(args, depth=args.depth, scheme=args.scheme)
     cfg.validate(rank_world()[1])  # type: ignore[attr-defined]
-    res = train(cfg, args.output, overwrite=args.overwrite,  # type: ignore[arg-type]
-                checkpoint_every=args.checkpoint_every, device=args.device,
-                progress=not args.quiet)
+    res = train(
+        cfg,
+        args.output,
+        overwrite=args.overwrite,  # type: ignore[arg-type]
+        checkpoint_every=args.checkpoint_every,
+        device=args.device,
+        progress=not args.quiet,
+    )
     if rank_world()[0] == 0 and not args.quiet:
-        status(f"saved {res.model_class} to {res.out}: held-out loss {res.eval_loss:.4f}, "
-               f"{res.tokens_per_s:,.0f} tokens/s")
+        status(
+            f"saved {res.model_class} to {res.out}: held-out loss {res.eval_loss:.4f}, "
+            f"{res.tokens_per_s:,.0f} tokens/s"
+        )
     return 0
 
 
@@ -115,23 +191,34 @@ def run_study_cmd(args: argparse.Namespace) -> int:
     from depthlens.train.study import StudyConfig, parse_depths, run_study
 
     schemes = tuple(s.name for s in parse_schemes(args.schemes))
-    study = StudyConfig(depths=parse_depths(args.depths), schemes=schemes,
-                        base=_train_config(args),  # type: ignore[arg-type]
-                        measure_tokens=args.measure_tokens)
+    study = StudyConfig(
+        depths=parse_depths(args.depths),
+        schemes=schemes,
+        base=_train_config(args),  # type: ignore[arg-type]
+        measure_tokens=args.measure_tokens,
+    )
     study.validate()
     if args.jobs < 1:
         from depthlens.errors import DepthlensError
 
         raise DepthlensError(f"--jobs must be at least 1, got {args.jobs}")
-    payload = run_study(study, args.output, overwrite=args.overwrite, device=args.device,
-                        progress=not args.quiet, jobs=args.jobs)
+    payload = run_study(
+        study,
+        args.output,
+        overwrite=args.overwrite,
+        device=args.device,
+        progress=not args.quiet,
+        jobs=args.jobs,
+    )
     if not args.quiet:
         for r in payload["runs"]:
             unused = r["unused_depth"]
             if r.get("diverged"):
                 status(f"{r['scheme']:>9} L={r['depth']:<3} diverged")
                 continue
-            status(f"{r['scheme']:>9} L={r['depth']:<3} held-out loss {r['eval_loss']:.4f}  "
-                   f"unused depth {'–' if unused is None else f'{100 * unused:.0f}%'}")
+            status(
+                f"{r['scheme']:>9} L={r['depth']:<3} held-out loss {r['eval_loss']:.4f}  "
+                f"unused depth {'–' if unused is None else f'{100 * unused:.0f}%'}"
+            )
         status(f"wrote {args.output}/study.json and {args.output}/report.html")
     return 0

@@ -75,13 +75,17 @@ def apply_cut_(lm: LoadedModel, plan: CutPlan) -> None:
         # Same depth is not the same model: a plan's T belongs to the weights it was fit on.
         check_same_model(planned_on, lm.identity(), "the plan and this model")
     if plan.merge_into is None and not plan.merges and plan.fit.get("runs"):
-        raise DepthlensError("this multi-run plan has no maps T; read a saved plan with "
-                             "load_plan (its .T.safetensors beside the JSON) or plan again")
+        raise DepthlensError(
+            "this multi-run plan has no maps T; read a saved plan with "
+            "load_plan (its .T.safetensors beside the JSON) or plan again"
+        )
     if plan.merge_into is not None:
         if plan.transform is None:
-            raise DepthlensError("this ReplaceMe plan has no matrix T; read a saved plan "
-                                 "with load_plan (its .T.safetensors beside the JSON) or "
-                                 "plan again")
+            raise DepthlensError(
+                "this ReplaceMe plan has no matrix T; read a saved plan "
+                "with load_plan (its .T.safetensors beside the JSON) or "
+                "plan again"
+            )
         if lm.arch.mlp_out_proj is None:
             raise DepthlensError(f"family '{lm.arch.family}' has no MLP output projection")
         block = blocks_of(lm.model, lm.arch)[plan.merge_into]
@@ -92,6 +96,9 @@ def apply_cut_(lm: LoadedModel, plan: CutPlan) -> None:
         block = blocks_of(lm.model, lm.arch)[i]
         merge_transform_(block.get_submodule(lm.arch.mlp_out_proj), t)
     remove_blocks_(lm, plan.removed)
-    lm.extra["depthlens_cut"] = {"method": plan.method, "removed": list(plan.removed),
-                                 "num_layers_original": plan.num_layers,
-                                 "base_fingerprint": plan.model.get("fingerprint")}
+    lm.extra["depthlens_cut"] = {
+        "method": plan.method,
+        "removed": list(plan.removed),
+        "num_layers_original": plan.num_layers,
+        "base_fingerprint": plan.model.get("fingerprint"),
+    }

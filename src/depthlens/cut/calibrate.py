@@ -98,9 +98,16 @@ def holdout_rows(n_windows: int, every: int) -> torch.Tensor:
     return held
 
 
-def stream_span_sums(lm: LoadedModel, windows: TokenWindows, start: int, n: int,
-                     opts: CalibrationOptions, *, progress: bool = False, sample_cap: int = 0,
-                     ) -> tuple[SpanSums, tuple[torch.Tensor, torch.Tensor] | None]:  # fmt: skip
+def stream_span_sums(
+    lm: LoadedModel,
+    windows: TokenWindows,
+    start: int,
+    n: int,
+    opts: CalibrationOptions,
+    *,
+    progress: bool = False,
+    sample_cap: int = 0,
+) -> tuple[SpanSums, tuple[torch.Tensor, torch.Tensor] | None]:
     """One stopped-early pass: float64 sums for fit and held-out windows (all-reduced).
 
     Returns the sums of the fit and held-out windows and, when ``sample_cap`` > 0, the
@@ -132,8 +139,12 @@ def stream_span_sums(lm: LoadedModel, windows: TokenWindows, start: int, n: int,
     ):
         for rows in batches:
             trace.clear()
-            run_forward(model, windows.input_ids[rows].to(lm.device),
-                        windows.attention_mask[rows].to(lm.device), **fkw)
+            run_forward(
+                model,
+                windows.input_ids[rows].to(lm.device),
+                windows.attention_mask[rows].to(lm.device),
+                **fkw,
+            )
             h_i1, h_end = trace.states[start], trace.states[start + n]
             if h_i1 is None or h_end is None or "m" not in got:
                 raise DepthlensError("the calibration forward did not reach the span's end")
@@ -150,9 +161,11 @@ def stream_span_sums(lm: LoadedModel, windows: TokenWindows, start: int, n: int,
     bar.close()
     sums.all_reduce()
     if float(sums.fit.n) < d:
-        raise DepthlensError(f"too little calibration text: {int(sums.fit.n)} fit tokens for a "
-                             f"{d}x{d} linear map (need at least {d}); raise --max-tokens or use "
-                             "a longer --data")  # fmt: skip
+        raise DepthlensError(
+            f"too little calibration text: {int(sums.fit.n)} fit tokens for a "
+            f"{d}x{d} linear map (need at least {d}); raise --max-tokens or use "
+            "a longer --data"
+        )
     return sums, samples.result()
 
 
@@ -222,8 +235,9 @@ def solve_ls(a: torch.Tensor, b: torch.Tensor, ridge: float = 0.0) -> tuple[torc
         if int(info) == 0:
             return torch.cholesky_solve(b, chol), alpha
         alpha = max(alpha * 10, 1e-8 * float(torch.trace(a)) / d + 1e-12)
-    raise DepthlensError("the calibration matrix A is singular even with a ridge; "
-                         "use more calibration tokens")
+    raise DepthlensError(
+        "the calibration matrix A is singular even with a ridge; use more calibration tokens"
+    )
 
 
 def relative_residual(t: torch.Tensor, sums: GramSums) -> float | None:
@@ -261,8 +275,14 @@ def fit_cosine(
     with torch.no_grad():
         final = (1 - torch.nn.functional.cosine_similarity(m @ t, z, dim=-1)).mean()
         start = (1 - torch.nn.functional.cosine_similarity(m, z, dim=-1)).mean()
-    info = {"steps": steps, "lr": opts.cos_lr, "epochs": opts.cos_epochs,
-            "batch": opts.cos_batch, "n_samples": int(m.shape[0]),
-            "cos_loss_identity": float(start), "cos_loss_fit": float(final),
-            "last_batch_loss": loss_val}  # fmt: skip
+    info = {
+        "steps": steps,
+        "lr": opts.cos_lr,
+        "epochs": opts.cos_epochs,
+        "batch": opts.cos_batch,
+        "n_samples": int(m.shape[0]),
+        "cos_loss_identity": float(start),
+        "cos_loss_fit": float(final),
+        "last_batch_loss": loss_val,
+    }
     return t.detach().double(), info

@@ -64,9 +64,7 @@ def check_removed(removed: tuple[int, ...] | list[int], num_layers: int) -> None
         if b == a:
             raise DepthlensError(f"the removed set {r} repeats block {a}; list each block once")
         if b < a:
-            raise DepthlensError(
-                f"the removed set {r} is not ascending ({a} before {b}); sort it"
-            )
+            raise DepthlensError(f"the removed set {r} is not ascending ({a} before {b}); sort it")
     if r[0] < 0 or r[-1] >= num_layers:
         raise DepthlensError(
             f"the removed set {r} names blocks outside 0..{num_layers - 1} of this model"
@@ -121,13 +119,21 @@ def mlp_transform_hooks(model: Any, spec: Any, merges: tuple[tuple[int, torch.Te
 
         return on_mlp
 
-    return lambda: [blocks[i].get_submodule(spec.mlp).register_forward_hook(make(t))
-                    for i, t in merges]  # fmt: skip
+    return lambda: [
+        blocks[i].get_submodule(spec.mlp).register_forward_hook(make(t)) for i, t in merges
+    ]
 
 
-def _pass(lm: LoadedModel, windows: TokenWindows, runs: list[Run], sums: list[RunSums],
-          opts: CalibrationOptions, applied: tuple[tuple[int, torch.Tensor], ...],
-          skipped: tuple[int, ...], progress: bool) -> None:  # fmt: skip
+def _pass(
+    lm: LoadedModel,
+    windows: TokenWindows,
+    runs: list[Run],
+    sums: list[RunSums],
+    opts: CalibrationOptions,
+    applied: tuple[tuple[int, torch.Tensor], ...],
+    skipped: tuple[int, ...],
+    progress: bool,
+) -> None:
     """One forward over ``windows`` stopped after the last run's end, feeding every run."""
     from depthlens.dist import rank_world
 
@@ -154,15 +160,23 @@ def _pass(lm: LoadedModel, windows: TokenWindows, runs: list[Run], sums: list[Ru
         hooks(mlp_transform_hooks(model, spec, applied)),
         skip_blocks(model, spec, skipped),
         capture_blocks(model, spec, attn=False, stop_after=stop) as trace,
-        hooks(lambda: [blocks[s - 1].get_submodule(spec.mlp).register_forward_hook(make(s - 1))
-                       for s, _ in runs]),  # fmt: skip
+        hooks(
+            lambda: [
+                blocks[s - 1].get_submodule(spec.mlp).register_forward_hook(make(s - 1))
+                for s, _ in runs
+            ]
+        ),
         torch.inference_mode(),
     ):
         for rows in batches:
             trace.clear()
             got.clear()
-            run_forward(model, windows.input_ids[rows].to(lm.device),
-                        windows.attention_mask[rows].to(lm.device), **forward_kwargs(model))
+            run_forward(
+                model,
+                windows.input_ids[rows].to(lm.device),
+                windows.attention_mask[rows].to(lm.device),
+                **forward_kwargs(model),
+            )
             for (s, e), acc in zip(runs, sums, strict=True):
                 h_s, h_e, m = trace.states[s], trace.states[e], got.get(s - 1)
                 if h_s is None or h_e is None or m is None:
@@ -233,21 +247,35 @@ def _solve(acc: RunSums, d: int, ridge: float) -> tuple[torch.Tensor, float]:
     return solve_ls(acc.fit.A, acc.fit.B, ridge)
 
 
-def _fit_report(runs: list[Run], sums: list[RunSums], merges: list[tuple[int, torch.Tensor]],
-                alphas: list[float], mode: str, d: int) -> dict[str, Any]:  # fmt: skip
+def _fit_report(
+    runs: list[Run],
+    sums: list[RunSums],
+    merges: list[tuple[int, torch.Tensor]],
+    alphas: list[float],
+    mode: str,
+    d: int,
+) -> dict[str, Any]:
     eye = torch.eye(d, dtype=torch.float64)
     per_run: list[dict[str, Any]] = []
     for (s, e), acc, (i, t), alpha in zip(runs, sums, merges, alphas, strict=True):
-        per_run.append({
-            "run": [s, e], "merge_into": i, "ridge_used": alpha,
-            "fit_tokens": int(acc.fit.n), "heldout_tokens": int(acc.held.n),
-            "rel_residual_identity_heldout": relative_residual(eye, acc.held),
-            "rel_residual_ls_fit": relative_residual(t, acc.fit),
-            "rel_residual_ls_heldout": relative_residual(t, acc.held),
-        })  # fmt: skip
-    fit: dict[str, Any] = {"mode": mode, "runs": per_run,
-                           "fit_tokens": per_run[0]["fit_tokens"],
-                           "heldout_tokens": per_run[0]["heldout_tokens"]}  # fmt: skip
+        per_run.append(
+            {
+                "run": [s, e],
+                "merge_into": i,
+                "ridge_used": alpha,
+                "fit_tokens": int(acc.fit.n),
+                "heldout_tokens": int(acc.held.n),
+                "rel_residual_identity_heldout": relative_residual(eye, acc.held),
+                "rel_residual_ls_fit": relative_residual(t, acc.fit),
+                "rel_residual_ls_heldout": relative_residual(t, acc.held),
+            }
+        )
+    fit: dict[str, Any] = {
+        "mode": mode,
+        "runs": per_run,
+        "fit_tokens": per_run[0]["fit_tokens"],
+        "heldout_tokens": per_run[0]["heldout_tokens"],
+    }
     if per_run[0]["fit_tokens"] < 10 * d:
         fit["warning"] = (
             f"only {per_run[0]['fit_tokens']} fit tokens for a {d}x{d} map: the least-squares "

@@ -23,9 +23,13 @@ PLAN_KIND = "depthlens.cut_plan"
 
 def plan_envelope(lm: Any, windows: Any, options: dict[str, Any]) -> Envelope:
     """The header of a plan of ``lm`` calibrated on ``windows`` (a LoadedModel, TokenWindows)."""
-    return Envelope(kind=PLAN_KIND, model=lm.identity(), data=windows.identity,
-                    options=options,
-                    tokens={"calibration": windows.n_tokens, "windows": len(windows)})
+    return Envelope(
+        kind=PLAN_KIND,
+        model=lm.identity(),
+        data=windows.identity,
+        options=options,
+        tokens={"calibration": windows.n_tokens, "windows": len(windows)},
+    )
 
 
 @dataclass(frozen=True)
@@ -60,8 +64,11 @@ class CutPlan(Enveloped):
     def calibration(self) -> dict[str, Any]:
         """Name and size of the calibration data (from the envelope)."""
         src = self.data.get("source") or {}
-        return {"name": src.get("name"), "n_tokens": self.tokens.get("calibration"),
-                "n_windows": self.tokens.get("windows")}  # fmt: skip
+        return {
+            "name": src.get("name"),
+            "n_tokens": self.tokens.get("calibration"),
+            "n_windows": self.tokens.get("windows"),
+        }
 
     def maps(self) -> dict[int, torch.Tensor]:
         """Every linear map the plan merges, by the block whose MLP absorbs it."""
@@ -73,12 +80,17 @@ class CutPlan(Enveloped):
     def payload(self) -> dict[str, Any]:
         """JSON form (the maps T go to a safetensors file beside it: :mod:`cut.plan_io`)."""
         return {
-            "method": self.method, "num_layers": self.num_layers,
-            "removed": list(self.removed), "kept": list(self.kept),
-            "merge_into": self.merge_into, "merge_blocks": [i for i, _ in self.merges],
-            "has_transform": bool(self.maps()), "selection": self.selection,
-            "fit": self.fit, "savings": self.savings,
-        }  # fmt: skip
+            "method": self.method,
+            "num_layers": self.num_layers,
+            "removed": list(self.removed),
+            "kept": list(self.kept),
+            "merge_into": self.merge_into,
+            "merge_blocks": [i for i, _ in self.merges],
+            "has_transform": bool(self.maps()),
+            "selection": self.selection,
+            "fit": self.fit,
+            "savings": self.savings,
+        }
 
     @classmethod
     def _from_parts(cls, env: Envelope, d: dict[str, Any]) -> CutPlan:
@@ -92,11 +104,15 @@ class CutPlan(Enveloped):
         if missing:
             raise DepthlensError(f"cut plan JSON lacks {', '.join(missing)}")
         return cls(
-            envelope=env, method=d["method"], num_layers=int(d["num_layers"]),
-            removed=tuple(int(i) for i in d["removed"]), merge_into=d.get("merge_into"),
-            selection=dict(d.get("selection") or {}), fit=dict(d.get("fit") or {}),
+            envelope=env,
+            method=d["method"],
+            num_layers=int(d["num_layers"]),
+            removed=tuple(int(i) for i in d["removed"]),
+            merge_into=d.get("merge_into"),
+            selection=dict(d.get("selection") or {}),
+            fit=dict(d.get("fit") or {}),
             savings=dict(d.get("savings") or {}),
-        )  # fmt: skip
+        )
 
     def preview(self) -> str:
         """Human-readable summary: which blocks, why, what it saves, how well T fits."""
@@ -119,11 +135,15 @@ class CutPlan(Enveloped):
                 f"{s['context']}; ideal speed-up {s['ideal_speedup']:.3f}x"
             )
         if self.merge_into is not None:
-            lines.append(f"replacement: linear map T merged into block {self.merge_into}'s MLP "
-                         "output projection")
+            lines.append(
+                f"replacement: linear map T merged into block {self.merge_into}'s MLP "
+                "output projection"
+            )
         if self.merges:
-            lines.append(f"replacement: one linear map per run, merged into the MLP output "
-                         f"projections of blocks {[i for i, _ in self.merges]}")
+            lines.append(
+                f"replacement: one linear map per run, merged into the MLP output "
+                f"projections of blocks {[i for i, _ in self.merges]}"
+            )
         lines.extend(fit_quality_lines(self.fit))
         for key, val in self.fit.items():
             lines.append(f"  fit {key}: {_fmt(val)}")
@@ -141,8 +161,10 @@ def _trace_lines(trace: Any, top: int = 3) -> list[str]:
     for st in trace:
         best = sorted(st["candidates"], key=lambda c: c[2])[:top]
         cands = ", ".join(f"{c[1]}:{c[2]:.4f}" for c in best)
-        lines.append(f"  {st['step']:>2}: {st['kept'][0]['removed']} <- {cands} "
-                     f"({len(st['candidates'])} scored)")
+        lines.append(
+            f"  {st['step']:>2}: {st['kept'][0]['removed']} <- {cands} "
+            f"({len(st['candidates'])} scored)"
+        )
     return lines
 
 
@@ -156,8 +178,10 @@ def fit_quality_lines(fit: dict[str, Any]) -> list[str]:
         return []
     held = fit.get("heldout_tokens") or 0
     if held == 0:
-        return ["fit quality: not measured (no held-back windows: --holdout-every 0, or too "
-                "few calibration windows); the residual on the fit tokens is not a test"]
+        return [
+            "fit quality: not measured (no held-back windows: --holdout-every 0, or too "
+            "few calibration windows); the residual on the fit tokens is not a test"
+        ]
     lines = []
     for name in ("ls", "cos"):
         r = fit.get(f"rel_residual_{name}_heldout")

@@ -33,12 +33,19 @@ def save_plan(plan: CutPlan, path: str | Path) -> list[Path]:
     written = []
     if maps:
         side = maps_path(path)
-        blob = save({f"T.{i}": t.detach().to("cpu", torch.float64).contiguous()
-                     for i, t in sorted(maps.items())})  # fmt: skip
+        blob = save(
+            {
+                f"T.{i}": t.detach().to("cpu", torch.float64).contiguous()
+                for i, t in sorted(maps.items())
+            }
+        )
         atomic_write_bytes(side, blob)
         written.append(side)
-        payload["transforms"] = {"file": side.name, "sha256": hashlib.sha256(blob).hexdigest(),
-                                 "blocks": sorted(maps)}  # fmt: skip
+        payload["transforms"] = {
+            "file": side.name,
+            "sha256": hashlib.sha256(blob).hexdigest(),
+            "blocks": sorted(maps),
+        }
     write_result(path, plan.envelope, payload)
     return [Path(path), *written]
 
@@ -53,17 +60,23 @@ def load_plan(path: str | Path) -> CutPlan:
     info = payload.get("transforms")
     if not info:
         if payload.get("has_transform"):
-            raise DepthlensError(f"plan {path} merges a map T but was written without it "
-                                 "(schema 1); plan again and write it with -o")  # fmt: skip
+            raise DepthlensError(
+                f"plan {path} merges a map T but was written without it "
+                "(schema 1); plan again and write it with -o"
+            )
         return plan
     side = Path(path).with_name(str(info.get("file")))
     if not side.is_file():
-        raise DepthlensError(f"the maps of plan {path} are missing: {side} not found; keep "
-                             "the .T.safetensors file beside the plan JSON")  # fmt: skip
+        raise DepthlensError(
+            f"the maps of plan {path} are missing: {side} not found; keep "
+            "the .T.safetensors file beside the plan JSON"
+        )
     blob = side.read_bytes()
     if hashlib.sha256(blob).hexdigest() != info.get("sha256"):
-        raise DepthlensError(f"{side} does not match plan {path} (sha256 differs); it was "
-                             "changed or belongs to another plan")  # fmt: skip
+        raise DepthlensError(
+            f"{side} does not match plan {path} (sha256 differs); it was "
+            "changed or belongs to another plan"
+        )
     tensors = load(blob)
     maps = {int(k.removeprefix("T.")): t for k, t in tensors.items()}
     transform = maps.pop(plan.merge_into) if plan.merge_into is not None else None

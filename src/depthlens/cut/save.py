@@ -21,8 +21,13 @@ from depthlens.results import Envelope, write_result
 
 def manifest(lm: LoadedModel, plan: CutPlan) -> tuple[Envelope, dict[str, Any]]:
     """The ``depthlens.json`` content: the cut model's envelope and what was cut."""
-    env = Envelope(kind=MANIFEST_KIND, model=lm.identity(), data=plan.data,
-                   options=plan.options, tokens=plan.tokens)  # fmt: skip
+    env = Envelope(
+        kind=MANIFEST_KIND,
+        model=lm.identity(),
+        data=plan.data,
+        options=plan.options,
+        tokens=plan.tokens,
+    )
     return env, {
         "method": plan.method,
         "removed": list(plan.removed),
@@ -53,4 +58,3 @@ def save_pruned(
             gen.save_pretrained(tmp)
         write_result(tmp / MANIFEST, *manifest(lm, plan))
     return out
-

@@ -132,7 +132,7 @@ class StateCache:
 
             def pre(_mod: Any, args: tuple, kwargs: dict) -> None:
                 if i == 0:
-                    h[0] = (kwargs.get("hidden_states", args[0] if args else None))
+                    h[0] = kwargs.get("hidden_states", args[0] if args else None)
                 if record_calls:
                     calls[i] = (args[1:], dict(kwargs))
 
@@ -142,14 +142,19 @@ class StateCache:
             def on_mlp(_mod: Any, _a: tuple, out: Any) -> None:
                 m[i] = added_by(spec, out)  # M: what the MLP adds
 
-            return [blk.register_forward_pre_hook(pre, with_kwargs=True),
-                    blk.register_forward_hook(post, with_kwargs=True),
-                    blk.get_submodule(spec.mlp).register_forward_hook(on_mlp)]  # fmt: skip
+            return [
+                blk.register_forward_pre_hook(pre, with_kwargs=True),
+                blk.register_forward_hook(post, with_kwargs=True),
+                blk.get_submodule(spec.mlp).register_forward_hook(on_mlp),
+            ]
 
         kw = forward_kwargs(model)
         with hooks(lambda: [x for i in range(n) for x in make(i)]):
-            model(input_ids=windows.input_ids[rows].to(self.lm.device),
-                  attention_mask=windows.attention_mask[rows].to(self.lm.device), **kw)
+            model(
+                input_ids=windows.input_ids[rows].to(self.lm.device),
+                attention_mask=windows.attention_mask[rows].to(self.lm.device),
+                **kw,
+            )
         h = [t.float() for t in h]
         return h, [t.float() for t in m], calls
 
@@ -186,8 +191,9 @@ class StateCache:
         return total
 
     @torch.inference_mode()
-    def tail(self, removed: tuple[int, ...], start: int, h_start: torch.Tensor,
-             record: bool) -> tuple[dict[str, float], list[torch.Tensor | None]]:  # fmt: skip
+    def tail(
+        self, removed: tuple[int, ...], start: int, h_start: torch.Tensor, record: bool
+    ) -> tuple[dict[str, float], list[torch.Tensor | None]]:
         """Run blocks start..L−1 of the cut model from state ``h_start``; score the output."""
         runs = runs_of(removed)
         merges = tuple((s - 1, self.transform((s, e))) for s, e in runs if s - 1 >= start)
@@ -237,24 +243,31 @@ def search_removed(
     t0 = time.perf_counter()
     cache = StateCache(lm, windows, opts)
     fl = flops_per_token(lm, windows.seq_len)
-    cost = {"cache_pass": float(windows.n_tokens * fl["total"]), "candidates": 0.0,
-            "seconds_cache": time.perf_counter() - t0}  # fmt: skip
+    cost = {
+        "cache_pass": float(windows.n_tokens * fl["total"]),
+        "candidates": 0.0,
+        "seconds_cache": time.perf_counter() - t0,
+    }
     beam = [_Entry((), {"kl": 0.0, "nll": float("nan")}, list(cache.score_h))]
     trace: list[dict[str, Any]] = []
     best_by_n: dict[int, list[int]] = {}
     maps_by_n: dict[int, Any] = {}
-    bar = progress_bar(sum(cache.n_layers - 1 - k for k in range(n)) * opts.beam, "search",
-                       enabled=progress)  # fmt: skip
+    bar = progress_bar(
+        sum(cache.n_layers - 1 - k for k in range(n)) * opts.beam, "search", enabled=progress
+    )
     for step in range(n):
         scored = _score_children(cache, beam, opts, fl, cost, bar)
         ranked = sorted(scored.items(), key=lambda kv: kv[1][0][opts.objective])
-        new_beam = [_child(cache, beam[p_idx], cand, sc, fl, cost)
-                    for cand, (sc, p_idx, _c) in ranked[: opts.beam]]  # fmt: skip
+        new_beam = [
+            _child(cache, beam[p_idx], cand, sc, fl, cost)
+            for cand, (sc, p_idx, _c) in ranked[: opts.beam]
+        ]
         trace.append(_trace_step(step, beam, scored, new_beam))
         beam = new_beam
         best_by_n[step + 1] = list(beam[0].removed)
-        maps_by_n[step + 1] = tuple((s - 1, cache.transform((s, e)))
-                                    for s, e in runs_of(beam[0].removed))  # fmt: skip
+        maps_by_n[step + 1] = tuple(
+            (s - 1, cache.transform((s, e))) for s, e in runs_of(beam[0].removed)
+        )
     bar.close()
     cost["seconds"] = time.perf_counter() - t0
     selection = {
@@ -262,14 +275,23 @@ def search_removed(
         f"each adding the block whose removal, with every run replaced by its refitted LS "
         f"map, gives the lowest {opts.objective} on {cache.n_score_tokens} held-back "
         "calibration tokens",
-        "objective": opts.objective, "score": beam[0].score, "best_by_n": best_by_n,
-        "trace": trace, "cost": _cost_report(cache, windows, fl, cost, trace),
-    }  # fmt: skip
+        "objective": opts.objective,
+        "score": beam[0].score,
+        "best_by_n": best_by_n,
+        "trace": trace,
+        "cost": _cost_report(cache, windows, fl, cost, trace),
+    }
     return beam[0].removed, selection, maps_by_n
 
 
-def _score_children(cache: StateCache, beam: list[_Entry], opts: SearchOptions,
-                    fl: dict[str, Any], cost: dict[str, float], bar: Any) -> dict:  # fmt: skip
+def _score_children(
+    cache: StateCache,
+    beam: list[_Entry],
+    opts: SearchOptions,
+    fl: dict[str, Any],
+    cost: dict[str, float],
+    bar: Any,
+) -> dict:
     """Every set one block larger than a beam entry, scored from its parent's stream."""
     scored: dict[tuple[int, ...], tuple[dict[str, float], int, int]] = {}
     for p_idx, parent in enumerate(beam):
@@ -288,8 +310,14 @@ def _score_children(cache: StateCache, beam: list[_Entry], opts: SearchOptions,
     return scored
 
 
-def _child(cache: StateCache, parent: _Entry, cand: tuple[int, ...], score: dict[str, float],
-           fl: dict[str, Any], cost: dict[str, float]) -> _Entry:  # fmt: skip
+def _child(
+    cache: StateCache,
+    parent: _Entry,
+    cand: tuple[int, ...],
+    score: dict[str, float],
+    fl: dict[str, Any],
+    cost: dict[str, float],
+) -> _Entry:
     """A kept set with its stream at every block (recomputed from its first merge block)."""
     start = runs_of(cand)[0][0] - 1
     h_start = parent.states[start]
@@ -300,7 +328,10 @@ def _child(cache: StateCache, parent: _Entry, cand: tuple[int, ...], score: dict
 
 
 def _cost_report(
-    cache: StateCache, windows: TokenWindows, fl: dict[str, Any], cost: dict[str, float],
+    cache: StateCache,
+    windows: TokenWindows,
+    fl: dict[str, Any],
+    cost: dict[str, float],
     trace: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """Forward-equivalents: FLOPs over those of one full forward on the calibration tokens."""
@@ -311,10 +342,12 @@ def _cost_report(
         "candidates_fe": cost["candidates"] / denom,
         "candidates_scored": sum(len(t["candidates"]) for t in trace),
         "ls_maps_fitted": len(cache._t),
-        "fit_tokens": cache.n_fit_tokens, "score_tokens": cache.n_score_tokens,
+        "fit_tokens": cache.n_fit_tokens,
+        "score_tokens": cache.n_score_tokens,
         "calibration_tokens": windows.n_tokens,
-        "seconds_cache": cost["seconds_cache"], "seconds": cost["seconds"],
-    }  # fmt: skip
+        "seconds_cache": cost["seconds_cache"],
+        "seconds": cost["seconds"],
+    }
 
 
 def _candidates(cache: StateCache, removed: tuple[int, ...], prefilter: int) -> list[int]:
@@ -328,8 +361,9 @@ def _candidates(cache: StateCache, removed: tuple[int, ...], prefilter: int) -> 
 
 def _tail_flops(fl: dict[str, Any], removed: tuple[int, ...], start: int) -> float:
     gone = set(removed)
-    return float(sum(f for j, f in enumerate(fl["blocks"]) if j >= start and j not in gone)
-                 + fl["head"])  # fmt: skip
+    return float(
+        sum(f for j, f in enumerate(fl["blocks"]) if j >= start and j not in gone) + fl["head"]
+    )
 
 
 def _trace_step(step: int, beam: list[_Entry], scored: dict, new_beam: list[_Entry]) -> dict:
@@ -337,7 +371,8 @@ def _trace_step(step: int, beam: list[_Entry], scored: dict, new_beam: list[_Ent
     return {
         "step": step + 1,
         "parents": [list(e.removed) for e in beam],
-        "candidates": [[p, c, round(sc["kl"], 6), round(sc["nll"], 6)]
-                       for sc, p, c in scored.values()],  # fmt: skip
+        "candidates": [
+            [p, c, round(sc["kl"], 6), round(sc["nll"], 6)] for sc, p, c in scored.values()
+        ],
         "kept": [{"removed": list(e.removed), **e.score} for e in new_beam],
     }

@@ -28,8 +28,9 @@ def skip_blocks(model: nn.Module, spec: ArchSpec, indices: tuple[int, ...]) -> I
     def on_block(_m: nn.Module, args: tuple, kwargs: dict, out: Any) -> Any:
         return replace_first(out, block_input(args, kwargs))
 
-    with hooks(lambda: [blocks[i].register_forward_hook(on_block, with_kwargs=True)
-                        for i in indices]):  # fmt: skip
+    with hooks(
+        lambda: [blocks[i].register_forward_hook(on_block, with_kwargs=True) for i in indices]
+    ):
         yield
 
 
@@ -78,8 +79,9 @@ def select_random(num_layers: int, n: int, seed: int) -> tuple[tuple[int, ...], 
     return chosen, {"why": f"baseline: random blocks (seed {seed})", "seed": seed}
 
 
-def calibration_loss(lm: LoadedModel, windows: TokenWindows, skip: tuple[int, ...],
-                     batch_size: int) -> float:  # fmt: skip
+def calibration_loss(
+    lm: LoadedModel, windows: TokenWindows, skip: tuple[int, ...], batch_size: int
+) -> float:
     """Mean next-token NLL on ``windows`` with blocks ``skip`` made identity."""
     total, count = 0.0, 0
     with skip_blocks(lm.model, lm.arch, skip), torch.inference_mode():
@@ -91,15 +93,18 @@ def calibration_loss(lm: LoadedModel, windows: TokenWindows, skip: tuple[int, ..
 
 
 def select_greedy_loss(
-    lm: LoadedModel, windows: TokenWindows, n: int, *, batch_size: int = 4,
+    lm: LoadedModel,
+    windows: TokenWindows,
+    n: int,
+    *,
+    batch_size: int = 4,
     progress: bool = False,
-) -> tuple[tuple[int, ...], dict]:  # fmt: skip
+) -> tuple[tuple[int, ...], dict]:
     """SLEB: n rounds, each removing the block whose removal raises the loss least."""
     removed: list[int] = []
     rounds = []
     base = calibration_loss(lm, windows, (), batch_size)
-    bar = progress_bar(sum(lm.num_layers - r for r in range(n)), "greedy-loss",
-                       enabled=progress)  # fmt: skip
+    bar = progress_bar(sum(lm.num_layers - r for r in range(n)), "greedy-loss", enabled=progress)
     for _ in range(n):
         losses = {}
         for cand in range(lm.num_layers):
@@ -109,8 +114,13 @@ def select_greedy_loss(
             bar.update(1)
         best = min(losses, key=lambda c: losses[c])
         removed.append(best)
-        rounds.append({"removed": best, "loss": losses[best],
-                       "candidates": [[c, v] for c, v in losses.items()]})  # the trace
+        rounds.append(
+            {
+                "removed": best,
+                "loss": losses[best],
+                "candidates": [[c, v] for c, v in losses.items()],
+            }
+        )  # the trace
     bar.close()
     return tuple(sorted(removed)), {
         "why": f"{n} greedy rounds, each removing the block that raises the calibration "

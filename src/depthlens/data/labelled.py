@@ -30,10 +30,30 @@ from depthlens.paths import default_cache_dir
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_INSTALL = "apt-get install dataset-fashion-mnist (as root), or scripts/setup-datasets.sh"
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                   "Sneaker", "Bag", "Ankle boot")  # fmt: skip
-CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                 "ship", "truck")  # fmt: skip
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+CIFAR_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 BIGBENCH_INSTALL = "bash scripts/setup-bigbench.sh"
 
 
@@ -61,8 +81,9 @@ class LabelledSet:
         texts = tuple(self.texts[i] for i in idx.tolist()) if self.texts is not None else None
         images = self.images[idx] if self.images is not None else None
         ident = {**self.identity, "n": int(idx.numel()), **info}
-        return LabelledSet(name or self.name, self.labels[idx], images, texts,
-                           self.class_names, ident)  # fmt: skip
+        return LabelledSet(
+            name or self.name, self.labels[idx], images, texts, self.class_names, ident
+        )
 
 
 @dataclass(frozen=True)
@@ -75,8 +96,11 @@ class LabelledSplits:
 
     def to_dict(self) -> dict[str, Any]:
         """Identities of every split (never the examples)."""
-        return {"train": self.train.identity, "test": self.test.identity,
-                "ood": {k: v.identity for k, v in self.ood.items()}}  # fmt: skip
+        return {
+            "train": self.train.identity,
+            "test": self.test.identity,
+            "ood": {k: v.identity for k, v in self.ood.items()},
+        }
 
 
 # --------------------------------------------------------------------------- Fashion-MNIST
@@ -183,10 +207,15 @@ def load_text_domain(seed: int = 0, test_docs: float = 0.3) -> tuple[LabelledSet
         rows = _balance(rows, seed)
         texts = tuple(t for t, _ in rows)
         labels = torch.tensor([y for _, y in rows], dtype=torch.long)
-        ident = {"name": "text-domain", "split": split, "n_total": len(rows), "seed": seed,
-                 "rule": f"documents shuffled with seed; last {test_docs:.0%} of each domain -> "
-                         "test; sentences of 8-60 words; classes balanced by a seeded "
-                         "subset of the larger one"}  # fmt: skip
+        ident = {
+            "name": "text-domain",
+            "split": split,
+            "n_total": len(rows),
+            "seed": seed,
+            "rule": f"documents shuffled with seed; last {test_docs:.0%} of each domain -> "
+            "test; sentences of 8-60 words; classes balanced by a seeded "
+            "subset of the larger one",
+        }
         sets.append(LabelledSet("text-domain", labels, None, texts, ("wiki", "news"), ident))
     return sets[0], sets[1]
 
@@ -195,19 +224,27 @@ def load_text_domain(seed: int = 0, test_docs: float = 0.3) -> tuple[LabelledSet
 
 LABELLED: dict[str, dict[str, str]] = {
     "fashion-mnist": {
-        "kind": "image", "size": "60,000 train + 10,000 test, 28x28 grey, 10 classes",
-        "licence": "MIT (Zalando Research)", "install": FASHION_INSTALL,
-        "description": "Fashion-MNIST (Debian dataset-fashion-mnist)"},
+        "kind": "image",
+        "size": "60,000 train + 10,000 test, 28x28 grey, 10 classes",
+        "licence": "MIT (Zalando Research)",
+        "install": FASHION_INSTALL,
+        "description": "Fashion-MNIST (Debian dataset-fashion-mnist)",
+    },
     "cifar10": {
-        "kind": "image", "size": "10,000 test, 32x32 RGB, 10 classes",
-        "licence": "Krizhevsky 2009; via BIG-bench (Apache-2.0)", "install": BIGBENCH_INSTALL,
-        "description": "CIFAR-10 test images inside BIG-bench (optional)"},
+        "kind": "image",
+        "size": "10,000 test, 32x32 RGB, 10 classes",
+        "licence": "Krizhevsky 2009; via BIG-bench (Apache-2.0)",
+        "install": BIGBENCH_INSTALL,
+        "description": "CIFAR-10 test images inside BIG-bench (optional)",
+    },
     "text-domain": {
-        "kind": "text", "size": "~3.6k train + ~1.5k test sentences, balanced, 2 classes",
+        "kind": "text",
+        "size": "~3.6k train + ~1.5k test sentences, balanced, 2 classes",
         "licence": "wiki CC BY-SA 3.0; news: gensim test data (LGPL-2.1)",
         "install": "pip install --no-deps gensim==4.4.0",
-        "description": "sentence domain: wiki vs news, split by document"},
-}  # fmt: skip
+        "description": "sentence domain: wiki vs news, split by document",
+    },
+}
 
 
 def _take(ds: LabelledSet, n: int, seed: int, what: str, offset: int = 0) -> LabelledSet:
@@ -223,8 +260,10 @@ def _take(ds: LabelledSet, n: int, seed: int, what: str, offset: int = 0) -> Lab
 
 def _base_splits(name: str, n_train: int, n_test: int, seed: int) -> tuple[LabelledSet, ...]:
     if name == "fashion-mnist":
-        return (_take(load_fashion_mnist("train"), n_train, seed, "train"),
-                _take(load_fashion_mnist("test"), n_test, seed, "test"))  # fmt: skip
+        return (
+            _take(load_fashion_mnist("train"), n_train, seed, "train"),
+            _take(load_fashion_mnist("test"), n_test, seed, "test"),
+        )
     if name == "cifar10":
         full = load_cifar10()
         return _take(full, n_train, seed, "train"), _take(full, n_test, seed, "test", n_train)
@@ -254,13 +293,15 @@ def load_labelled(
         if image:
             assert test.images is not None
             imgs = corrupt.corrupt_images(test.images, c, seed + 1 + k)
-            ood[c] = LabelledSet(name, test.labels, imgs, None, test.class_names,
-                                 {**test.identity, **info})  # fmt: skip
+            ood[c] = LabelledSet(
+                name, test.labels, imgs, None, test.class_names, {**test.identity, **info}
+            )
         else:
             assert test.texts is not None
             txt = corrupt.corrupt_texts(test.texts, c, seed + 1 + k)
-            ood[c] = LabelledSet(name, test.labels, None, txt, test.class_names,
-                                 {**test.identity, **info})  # fmt: skip
+            ood[c] = LabelledSet(
+                name, test.labels, None, txt, test.class_names, {**test.identity, **info}
+            )
     return LabelledSplits(train, test, ood)
 
 

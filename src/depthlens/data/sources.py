@@ -140,8 +140,11 @@ def _wiki_articles(cache_dir: Path | None) -> tuple[Path, str, list[tuple[str, s
     articles = _read_wiki_cache(cache, source_sha)
     if articles is None:
         articles = clean_wiki_articles(path, WIKI_MIN_CHARS)
-        obj = {"source_sha256": source_sha, "clean_version": WIKI_CLEAN_VERSION,
-               "articles": articles}  # fmt: skip
+        obj = {
+            "source_sha256": source_sha,
+            "clean_version": WIKI_CLEAN_VERSION,
+            "articles": articles,
+        }
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_json(cache, obj)
@@ -220,9 +223,11 @@ def _parse_jsonl(path: Path, text: str, text_field: str) -> list[str]:
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        record = parse_json_object(line, f"{path} line {lineno}",
-                                   "each line of a .jsonl file must be one JSON object, "
-                                   f'like {{"{text_field}": "..."}}')  # fmt: skip
+        record = parse_json_object(
+            line,
+            f"{path} line {lineno}",
+            f'each line of a .jsonl file must be one JSON object, like {{"{text_field}": "..."}}',
+        )
         if text_field not in record:
             keys = ", ".join(map(repr, record)) or "none"
             raise DepthlensError(
@@ -355,8 +360,14 @@ def list_data(cache_dir: Path | None = None) -> list[dict[str, Any]]:
     """
     rows = []
     for name, (filename, description) in _PACKAGED.items():
-        row: dict[str, Any] = {"name": name, "description": description, "n_docs": None,
-                               "n_chars": None, "available": False, "path": None}  # fmt: skip
+        row: dict[str, Any] = {
+            "name": name,
+            "description": description,
+            "n_docs": None,
+            "n_chars": None,
+            "available": False,
+            "path": None,
+        }
         try:
             row["path"] = str(_gensim_data_file(filename))
             source = load_text(name, cache_dir=cache_dir)

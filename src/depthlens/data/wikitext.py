@@ -23,9 +23,23 @@ _INTERWIKI_RE = re.compile(r"^[a-z][a-z\-]{1,11}:\S.{0,80}$")
 # Lines left over from table markup mwparserfromhell could not parse.
 _TABLE_LINE_RE = re.compile(r"^(\{\||\|\}|\|-|\|\+|\||!)")
 _DROP_TAGS = {
-    "ref", "references", "table", "gallery", "math", "timeline", "imagemap", "score",
-    "syntaxhighlight", "source", "code", "chem", "ce", "hiero", "graph", "mapframe",
-}  # fmt: skip
+    "ref",
+    "references",
+    "table",
+    "gallery",
+    "math",
+    "timeline",
+    "imagemap",
+    "score",
+    "syntaxhighlight",
+    "source",
+    "code",
+    "chem",
+    "ce",
+    "hiero",
+    "graph",
+    "mapframe",
+}
 
 
 def clean_wikitext(text: str) -> str:

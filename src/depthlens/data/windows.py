@@ -164,12 +164,17 @@ def make_windows(
     identity = {
         "source": source.to_dict(),
         "tokenizer": str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__),
-        "seq_len": seq_len, "max_tokens": max_tokens, "seed": seed,
-        "add_bos": bos is not None, "eos_separator": tokenizer.eos_token_id,
-        "n_text_tokens": int(stream.numel()), "n_windows_available": n_all,
-        "n_windows": int(input_ids.shape[0]), "n_tokens": int(mask.sum()),
+        "seq_len": seq_len,
+        "max_tokens": max_tokens,
+        "seed": seed,
+        "add_bos": bos is not None,
+        "eos_separator": tokenizer.eos_token_id,
+        "n_text_tokens": int(stream.numel()),
+        "n_windows_available": n_all,
+        "n_windows": int(input_ids.shape[0]),
+        "n_tokens": int(mask.sum()),
         "ids_sha256": hashlib.sha256(input_ids.numpy().tobytes()).hexdigest(),
-    }  # fmt: skip
+    }
     return TokenWindows(input_ids, mask, identity)
 
 

@@ -79,12 +79,18 @@ class CompareRow:
     def from_dict(cls, d: dict[str, Any]) -> CompareRow:
         """Inverse of :meth:`to_dict`."""
         names = {f.name for f in fields(cls)} - {"ppl_extra"}
-        missing = [f.name for f in fields(cls) if f.name in names and f.name not in d
-                   and f.default is MISSING]  # fmt: skip
+        missing = [
+            f.name
+            for f in fields(cls)
+            if f.name in names and f.name not in d and f.default is MISSING
+        ]
         if missing:
             raise DepthlensError(f"compare JSON: a model row lacks {', '.join(missing)}")
-        extra = {k.removeprefix("ppl_"): v for k, v in d.items()
-                 if k.startswith("ppl_") and k not in names}  # fmt: skip
+        extra = {
+            k.removeprefix("ppl_"): v
+            for k, v in d.items()
+            if k.startswith("ppl_") and k not in names
+        }
         return cls(**{k: v for k, v in d.items() if k in names}, ppl_extra=extra)
 
 
@@ -100,17 +106,22 @@ class CompareResult(Enveloped):
 
     def payload(self) -> dict[str, Any]:
         """JSON form of the rows and runs (the envelope's keys stand beside it)."""
-        return {"extra_data": self.extra_data, "models": [r.to_dict() for r in self.models],
-                "speed": None if self.speed is None else self.speed.to_dict()}  # fmt: skip
+        return {
+            "extra_data": self.extra_data,
+            "models": [r.to_dict() for r in self.models],
+            "speed": None if self.speed is None else self.speed.to_dict(),
+        }
 
     @classmethod
     def _from_parts(cls, env: Envelope, d: dict[str, Any]) -> CompareResult:
         if not isinstance(d.get("models"), list):
             raise DepthlensError("compare JSON lacks models")
-        return cls(envelope=env, extra_data=dict(d.get("extra_data") or {}),
-                   models=[CompareRow.from_dict(m) for m in d["models"]],
-                   speed=None if d.get("speed") is None
-                   else SpeedComparison.from_dict(d["speed"]))  # fmt: skip
+        return cls(
+            envelope=env,
+            extra_data=dict(d.get("extra_data") or {}),
+            models=[CompareRow.from_dict(m) for m in d["models"]],
+            speed=None if d.get("speed") is None else SpeedComparison.from_dict(d["speed"]),
+        )
 
 
 def compare(
@@ -131,46 +142,76 @@ def compare(
         raise DepthlensError("compare needs at least one model")
     check_same_tokenizer(models)
     sopts = full_speed_options(speed_options)
-    measured = [_measure(lm, windows, batch_size, progress, extra_data or {})
-                for _, lm in models]  # fmt: skip
+    measured = [_measure(lm, windows, batch_size, progress, extra_data or {}) for _, lm in models]
     base = measured[0]
     rows = [
-        CompareRow(label=label, ppl_ratio=m["ppl"] / base["ppl"],
-                   ideal_speedup=base["flops_per_token"] / m["flops_per_token"], **m)
+        CompareRow(
+            label=label,
+            ppl_ratio=m["ppl"] / base["ppl"],
+            ideal_speedup=base["flops_per_token"] / m["flops_per_token"],
+            **m,
+        )
         for (label, _), m in zip(models, measured, strict=True)
-    ]  # fmt: skip
+    ]
     sp = _speed(models, rows, sopts, progress) if speed else None
     if sp is not None:
         rows = [dataclasses.replace(r, **_speed_fields(sp, i)) for i, r in enumerate(rows)]
     env = Envelope(
-        kind=COMPARE_KIND, model=models[0][1].identity(), data=windows.identity,
-        options={"speed": speed, "speed_options": sopts, "batch_size": batch_size,
-                 "baseline": rows[0].label},
+        kind=COMPARE_KIND,
+        model=models[0][1].identity(),
+        data=windows.identity,
+        options={
+            "speed": speed,
+            "speed_options": sopts,
+            "batch_size": batch_size,
+            "baseline": rows[0].label,
+        },
         tokens={"eval": windows.n_tokens},
-    )  # fmt: skip
+    )
     return CompareResult(
-        envelope=env, extra_data={k: w.identity for k, w in (extra_data or {}).items()},
-        models=rows, speed=sp,
-    )  # fmt: skip
+        envelope=env,
+        extra_data={k: w.identity for k, w in (extra_data or {}).items()},
+        models=rows,
+        speed=sp,
+    )
 
 
-def _measure(lm: LoadedModel, windows: TokenWindows, batch_size: int, progress: bool,
-             extra_data: dict[str, TokenWindows]) -> dict[str, Any]:
+def _measure(
+    lm: LoadedModel,
+    windows: TokenWindows,
+    batch_size: int,
+    progress: bool,
+    extra_data: dict[str, TokenWindows],
+) -> dict[str, Any]:
     """The row fields of one model that do not depend on the others."""
     ppl = evaluate_perplexity(lm, windows, batch_size=batch_size, progress=progress)
     info = cut_info(lm)
     return {
-        "ref": lm.ref, "fingerprint": lm.identity()["fingerprint"], "method": info["method"],
-        "removed": info["removed"], "num_layers": lm.num_layers, "ppl": ppl["ppl"],
-        "nll": ppl["nll"], "n_tokens": ppl["n_tokens"],
+        "ref": lm.ref,
+        "fingerprint": lm.identity()["fingerprint"],
+        "method": info["method"],
+        "removed": info["removed"],
+        "num_layers": lm.num_layers,
+        "ppl": ppl["ppl"],
+        "nll": ppl["nll"],
+        "n_tokens": ppl["n_tokens"],
         "flops_per_token": flops_per_token(lm, windows.seq_len)["total"],
-        "ppl_extra": {name: evaluate_perplexity(lm, w, batch_size=batch_size)["ppl"]
-                      for name, w in extra_data.items()},
-    }  # fmt: skip
+        "ppl_extra": {
+            name: evaluate_perplexity(lm, w, batch_size=batch_size)["ppl"]
+            for name, w in extra_data.items()
+        },
+    }
 
 
-SPEED_DEFAULTS = {"prompt_len": 256, "batch": 1, "decode_tokens": 32, "rounds": 10,
-                  "warmup": 2, "seed": 0, "threads": None}  # fmt: skip
+SPEED_DEFAULTS = {
+    "prompt_len": 256,
+    "batch": 1,
+    "decode_tokens": 32,
+    "rounds": 10,
+    "warmup": 2,
+    "seed": 0,
+    "threads": None,
+}
 
 
 def full_speed_options(options: dict[str, Any] | None) -> dict[str, Any]:
@@ -193,9 +234,13 @@ def _speed(
     progress: bool = False,
 ) -> SpeedComparison:
     """Time all models interleaved, each ratio against its ideal (FLOP) speed-up."""
-    return interleaved_speed([lm for _, lm in models], labels=[lab for lab, _ in models],
-                             ideals=[r.ideal_speedup for r in rows], progress=progress,
-                             **sopts)  # fmt: skip
+    return interleaved_speed(
+        [lm for _, lm in models],
+        labels=[lab for lab, _ in models],
+        ideals=[r.ideal_speedup for r in rows],
+        progress=progress,
+        **sopts,
+    )
 
 
 def _speed_fields(sp: SpeedComparison, i: int) -> dict[str, Any]:
@@ -249,16 +294,35 @@ def ratio_text(row: CompareRow, k: str) -> str:
 
 def compare_table(result: CompareResult) -> tuple[list[str], list[list[Any]]]:
     """Header and rows for printing a compare result (speed: median [95% CI] verdict)."""
-    head = ["model", "method", "blocks", "ppl", "ppl ratio", "prefill tok/s", "decode tok/s",
-            "prefill ×, 95% CI, verdict", "decode ×, 95% CI, verdict", "ideal ×"]  # fmt: skip
+    head = [
+        "model",
+        "method",
+        "blocks",
+        "ppl",
+        "ppl ratio",
+        "prefill tok/s",
+        "decode tok/s",
+        "prefill ×, 95% CI, verdict",
+        "decode ×, 95% CI, verdict",
+        "ideal ×",
+    ]
 
     def f(v: Any, p: str = ".3f") -> str:
         return "-" if v is None else format(v, p)
 
     rows = [
-        [r.label, r.method or "-", r.num_layers, f(r.ppl, ".2f"), f(r.ppl_ratio),
-         f(r.prefill_tok_s, ".0f"), f(r.decode_tok_s, ".1f"), ratio_text(r, "prefill"),
-         ratio_text(r, "decode"), f(r.ideal_speedup)]
+        [
+            r.label,
+            r.method or "-",
+            r.num_layers,
+            f(r.ppl, ".2f"),
+            f(r.ppl_ratio),
+            f(r.prefill_tok_s, ".0f"),
+            f(r.decode_tok_s, ".1f"),
+            ratio_text(r, "prefill"),
+            ratio_text(r, "decode"),
+            f(r.ideal_speedup),
+        ]
         for r in result.models
-    ]  # fmt: skip
+    ]
     return head, rows

@@ -32,8 +32,13 @@ def flops_per_token(lm: LoadedModel, context: int = 512) -> dict[str, Any]:
     blocks = [2 * _matmul_params(b) + attn for b in blocks_of(lm.model, lm.arch)]
     vocab = int(getattr(cfg, "vocab_size", 0) or 0)
     head = 2 * d * vocab if lm.arch.unembed else 0
-    return {"blocks": blocks, "embed": 0, "head": head, "context": context,
-            "total": sum(blocks) + head}  # fmt: skip
+    return {
+        "blocks": blocks,
+        "embed": 0,
+        "head": head,
+        "context": context,
+        "total": sum(blocks) + head,
+    }
 
 
 def cut_savings(lm: LoadedModel, removed: tuple[int, ...], context: int = 512) -> dict[str, Any]:

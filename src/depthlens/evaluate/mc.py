@@ -84,7 +84,9 @@ def load_task_json(path: str | Path, max_examples: int | None = None) -> list[MC
 
 
 def continuation_logprobs(
-    model: torch.nn.Module, context: list[int], choices: list[list[int]],
+    model: torch.nn.Module,
+    context: list[int],
+    choices: list[list[int]],
     device: torch.device | str = "cpu",
 ) -> list[tuple[float, int]]:
     """(sum log p, n tokens) of each choice's tokens after ``context``, one batch.
@@ -94,8 +96,9 @@ def continuation_logprobs(
     """
     ids, mask = pad_batch([context + c for c in choices])
     with torch.inference_mode():
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                       use_cache=False).logits  # fmt: skip
+        logits = model(
+            input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False
+        ).logits
     out = []
     for i, c in enumerate(choices):
         pos = torch.arange(len(context) - 1, len(context) - 1 + len(c))
@@ -124,5 +127,9 @@ def evaluate_multiple_choice(lm: LoadedModel, examples: list[MCExample]) -> dict
         )
         chance += 1 / len(chs)
     n = len(examples)
-    return {"acc": hits_sum / n, "acc_mean_logp": hits_mean / n, "chance": chance / n,
-            "n_examples": n}  # fmt: skip
+    return {
+        "acc": hits_sum / n,
+        "acc_mean_logp": hits_mean / n,
+        "chance": chance / n,
+        "n_examples": n,
+    }

@@ -24,9 +24,7 @@ def batch_nll(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> 
     logits = out.logits[:, :-1].float()  # (B, T-1, V)
     target = ids[:, 1:]
     keep = (mask[:, 1:] * mask[:, :-1]).bool()  # (B, T-1): both positions real
-    nll = torch.nn.functional.cross_entropy(
-        logits[keep], target[keep], reduction="none"
-    )  # (N,)
+    nll = torch.nn.functional.cross_entropy(logits[keep], target[keep], reduction="none")  # (N,)
     return float(host_sum(nll)), int(keep.sum())
 
 

@@ -102,7 +102,7 @@ def measure_speed(
             "decode_tokens": decode_tokens,
             "repeats": repeats,
             "threads": torch.get_num_threads(),
-        },  # fmt: skip
+        },
     }
 
 
@@ -151,16 +151,19 @@ class SpeedComparison:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SpeedComparison:
         """Inverse of :meth:`to_dict` (JSON lists back to tuples)."""
+
         def tuples(x: dict[str, Any]) -> dict[str, Any]:
             return {k: tuple(v) if isinstance(v, list) else v for k, v in x.items()}
 
         def stats(r: dict[str, Any] | None) -> RatioStats | None:
             return None if r is None else RatioStats(**tuples(r))
 
-        return cls(models=tuple(ModelSpeed(**tuples(m)) for m in d["models"]),
-                   prefill=tuple(stats(r) for r in d["prefill"]),
-                   decode=tuple(stats(r) for r in d["decode"]),
-                   options=dict(d.get("options") or {}))  # fmt: skip
+        return cls(
+            models=tuple(ModelSpeed(**tuples(m)) for m in d["models"]),
+            prefill=tuple(stats(r) for r in d["prefill"]),
+            decode=tuple(stats(r) for r in d["decode"]),
+            options=dict(d.get("options") or {}),
+        )
 
 
 def _quantile(xs: Sequence[float], q: float) -> float:
@@ -199,9 +202,13 @@ def ratio_stats(
     ratios = [b / o for b, o in zip(base, other, strict=True)]
     ci = bootstrap_median_ci(ratios, seed)
     return RatioStats(
-        median=statistics.median(ratios), iqr=(_quantile(ratios, 0.25), _quantile(ratios, 0.75)),
-        ci95=ci, ideal=ideal, verdict=verdict(ci, ideal), ratios=tuple(ratios),
-    )  # fmt: skip
+        median=statistics.median(ratios),
+        iqr=(_quantile(ratios, 0.25), _quantile(ratios, 0.75)),
+        ci95=ci,
+        ideal=ideal,
+        verdict=verdict(ci, ideal),
+        ratios=tuple(ratios),
+    )
 
 
 @contextlib.contextmanager
@@ -257,8 +264,15 @@ def interleaved_speed(
     measurement. ``ideals`` (default: the FLOP-count ideal at ``prompt_len``) decides the
     "above ideal: suspicious" verdict. The bootstrap is seeded with ``seed``.
     """
-    _check(models, prompt_len=prompt_len, batch=batch, decode_tokens=decode_tokens,
-           rounds=rounds, warmup=warmup, threads=threads if threads is not None else 1)  # fmt: skip
+    _check(
+        models,
+        prompt_len=prompt_len,
+        batch=batch,
+        decode_tokens=decode_tokens,
+        rounds=rounds,
+        warmup=warmup,
+        threads=threads if threads is not None else 1,
+    )
     vocab = min(int(m.model.config.get_text_config().vocab_size) for m in models)  # type: ignore[operator,union-attr]
     ids = _prompt(models[0], batch, prompt_len, seed, vocab)  # the same ids for every model
     times: list[list[tuple[float, float]]] = [[] for _ in models]
@@ -281,11 +295,24 @@ def interleaved_speed(
     bar.close()
     names = list(labels) if labels is not None else [m.ref for m in models]
     ideal: list[float | None] = list(ideals if ideals is not None else _ideals(models, prompt_len))
-    return _summarise(models, names, ideal, times, order, {
-        "prompt_len": prompt_len, "batch": batch, "decode_tokens": decode_tokens,
-        "rounds": rounds, "warmup": warmup, "seed": seed, "threads": n_threads,
-        "order": "interleaved ABAB", "bootstrap_samples": BOOTSTRAP_SAMPLES,
-    })  # fmt: skip
+    return _summarise(
+        models,
+        names,
+        ideal,
+        times,
+        order,
+        {
+            "prompt_len": prompt_len,
+            "batch": batch,
+            "decode_tokens": decode_tokens,
+            "rounds": rounds,
+            "warmup": warmup,
+            "seed": seed,
+            "threads": n_threads,
+            "order": "interleaved ABAB",
+            "bootstrap_samples": BOOTSTRAP_SAMPLES,
+        },
+    )
 
 
 def _summarise(
@@ -303,11 +330,16 @@ def _summarise(
     for i, _lm in enumerate(models):
         ps = tuple(t[0] for t in times[i])
         ds = tuple(t[1] for t in times[i])
-        speeds.append(ModelSpeed(
-            label=names[i], prefill_s=ps, decode_s=ds, order=tuple(order[i]),
-            prefill_tok_s=statistics.median(b * p / t for t in ps),
-            decode_tok_s=statistics.median(b * d / t for t in ds),
-        ))  # fmt: skip
+        speeds.append(
+            ModelSpeed(
+                label=names[i],
+                prefill_s=ps,
+                decode_s=ds,
+                order=tuple(order[i]),
+                prefill_tok_s=statistics.median(b * p / t for t in ps),
+                decode_tok_s=statistics.median(b * d / t for t in ds),
+            )
+        )
         if i == 0:
             pre.append(None)
             dec.append(None)
@@ -315,5 +347,6 @@ def _summarise(
         base = speeds[0]
         pre.append(ratio_stats(base.prefill_s, ps, ideal[i], opts["seed"] + i))
         dec.append(ratio_stats(base.decode_s, ds, ideal[i], opts["seed"] + 1000 + i))
-    return SpeedComparison(models=tuple(speeds), prefill=tuple(pre), decode=tuple(dec),
-                           options=opts)  # fmt: skip
+    return SpeedComparison(
+        models=tuple(speeds), prefill=tuple(pre), decode=tuple(dec), options=opts
+    )

@@ -14,17 +14,28 @@ from depthlens.tuned.lens import readout_for
 EXIT_KIND = "depthlens.exit"
 
 
-def check_sweeps(sweeps: dict[str, tuple[float, ...]], min_depth: int,
-                 n_layers: int | None = None, vocab: int | None = None) -> None:
+def check_sweeps(
+    sweeps: dict[str, tuple[float, ...]],
+    min_depth: int,
+    n_layers: int | None = None,
+    vocab: int | None = None,
+) -> None:
     """Refuse any threshold outside its rule's range (before or after loading the model)."""
     for kind, values in sweeps.items():
         for t in values:
             ExitRule(kind, t, min_depth).check(n_layers, vocab)  # type: ignore[arg-type]
 
 
-def run_exit(lm: LoadedModel, data: TokenWindows, lens: str,
-             sweeps: dict[str, tuple[float, ...]], *, min_depth: int = 1,
-             batch_size: int = 4, progress: bool = True) -> tuple[Envelope, dict[str, Any]]:
+def run_exit(
+    lm: LoadedModel,
+    data: TokenWindows,
+    lens: str,
+    sweeps: dict[str, tuple[float, ...]],
+    *,
+    min_depth: int = 1,
+    batch_size: int = 4,
+    progress: bool = True,
+) -> tuple[Envelope, dict[str, Any]]:
     """Read every block output of ``data`` with ``lens`` and evaluate every rule."""
     cfg: Any = lm.model.config
     vocab = int(cfg.get_text_config().vocab_size)
@@ -34,12 +45,24 @@ def run_exit(lm: LoadedModel, data: TokenWindows, lens: str,
     costs = flop_costs(lm, data.seq_len)
     payload = exit_curve(readings, sweeps, costs, min_depth)
     payload["lens_used"] = info
-    payload["flops_per_token"] = {"blocks": costs["blocks"], "head": costs["head"],
-                                  "readout": costs["readout"], "total": costs["total"],
-                                  "context": costs["context"]}
-    env = Envelope(kind=EXIT_KIND, model=lm.identity(), data=data.identity,
-                   options={"lens": lens, "sweeps": {k: list(v) for k, v in sweeps.items()},
-                            "min_depth": min_depth, "batch_size": batch_size,
-                            "depth": "e = blocks applied, 1..L; L = the full model"},
-                   tokens={"exit": payload["n_tokens"], "ce": payload["n_ce_tokens"]})
+    payload["flops_per_token"] = {
+        "blocks": costs["blocks"],
+        "head": costs["head"],
+        "readout": costs["readout"],
+        "total": costs["total"],
+        "context": costs["context"],
+    }
+    env = Envelope(
+        kind=EXIT_KIND,
+        model=lm.identity(),
+        data=data.identity,
+        options={
+            "lens": lens,
+            "sweeps": {k: list(v) for k, v in sweeps.items()},
+            "min_depth": min_depth,
+            "batch_size": batch_size,
+            "depth": "e = blocks applied, 1..L; L = the full model",
+        },
+        tokens={"exit": payload["n_tokens"], "ce": payload["n_ce_tokens"]},
+    )
     return env, payload

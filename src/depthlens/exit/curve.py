@@ -44,8 +44,9 @@ class Readings:
         return int(self.top1.shape[1])
 
 
-def _read_chunk(lens: Readout, states: list[torch.Tensor],
-                nxt: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _read_chunk(
+    lens: Readout, states: list[torch.Tensor], nxt: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     """Readings of one chunk; ``states``: h_1..h_L, each (c, d)."""
     cols: list[tuple[torch.Tensor, ...]] = []
     has = nxt >= 0
@@ -58,20 +59,28 @@ def _read_chunk(lens: Readout, states: list[torch.Tensor],
     return tuple(torch.stack(c, dim=1) for c in zip(*cols, strict=True))
 
 
-def collect_readings(lm: LoadedModel, data: TokenWindows, lens: Readout, *,
-                     batch_size: int = 4, chunk: int = 128,
-                     progress: bool = True) -> Readings:
+def collect_readings(
+    lm: LoadedModel,
+    data: TokenWindows,
+    lens: Readout,
+    *,
+    batch_size: int = 4,
+    chunk: int = 128,
+    progress: bool = True,
+) -> Readings:
     """Run the model over ``data`` and read every block output with ``lens``."""
     valid = train_positions(data, include_first=False)
     nxt_all = next_token_ids(data)
     parts: list[tuple[torch.Tensor, ...]] = []
-    for rows, all_states in stream_states(lm, data, batch_size, valid, label="exit readings",
-                                          progress=progress):  # fmt: skip
+    for rows, all_states in stream_states(
+        lm, data, batch_size, valid, label="exit readings", progress=progress
+    ):
         states = all_states[1:]  # block outputs h_1..h_L
         nxt = nxt_all[rows][valid[rows]]
         for c0 in range(0, nxt.shape[0], chunk):
-            parts.append(_read_chunk(lens, [h[c0:c0 + chunk] for h in states],
-                                     nxt[c0:c0 + chunk]))
+            parts.append(
+                _read_chunk(lens, [h[c0 : c0 + chunk] for h in states], nxt[c0 : c0 + chunk])
+            )
     top1, conf, ent, nll = (torch.cat(p) for p in zip(*parts, strict=True))
     return Readings(top1, conf.double(), ent.double(), nll.double())
 
@@ -114,8 +123,9 @@ def rule_point(rule: ExitRule, r: Readings, costs: dict[str, Any]) -> dict[str, 
     }
 
 
-def exit_curve(r: Readings, rules: dict[str, tuple[float, ...]], costs: dict[str, Any],
-               min_depth: int = 1) -> dict[str, Any]:
+def exit_curve(
+    r: Readings, rules: dict[str, tuple[float, ...]], costs: dict[str, Any], min_depth: int = 1
+) -> dict[str, Any]:
     """Every rule × threshold point, plus the full model's own perplexity."""
     final = r.nll[:, -1]
     has = ~torch.isnan(final)
@@ -124,8 +134,10 @@ def exit_curve(r: Readings, rules: dict[str, tuple[float, ...]], costs: dict[str
         for kind, thresholds in rules.items()
     }
     return {
-        "full_model": {"perplexity": math.exp(float(final[has].mean())) if bool(has.any())
-                       else None, "depth": r.n_layers},
+        "full_model": {
+            "perplexity": math.exp(float(final[has].mean())) if bool(has.any()) else None,
+            "depth": r.n_layers,
+        },
         "rules": curve,
         "n_tokens": int(r.top1.shape[0]),
         "n_ce_tokens": int(has.sum()),

@@ -60,8 +60,10 @@ def resolve_kv_fill(blocks: list[nn.Module], kv_fill: KvFill) -> str:
     """``attention`` where every block has ``input_layernorm`` and ``self_attn``."""
     can = all(hasattr(b, "input_layernorm") and hasattr(b, "self_attn") for b in blocks)
     if kv_fill == "attention" and not can:
-        raise DepthlensError("--kv-fill attention needs blocks with input_layernorm and "
-                             "self_attn; use --kv-fill block for this architecture")
+        raise DepthlensError(
+            "--kv-fill attention needs blocks with input_layernorm and "
+            "self_attn; use --kv-fill block for this architecture"
+        )
     if kv_fill == "auto":
         return "attention" if can else "block"
     return kv_fill
@@ -78,8 +80,11 @@ class _ExitHooks:
 
     def register(self) -> list[Any]:
         last = len(self.blocks) - 1  # after the last block the model's own head answers
-        return [b.register_forward_hook(self._make(l), with_kwargs=True)
-                for l, b in enumerate(self.blocks) if l < last]
+        return [
+            b.register_forward_hook(self._make(l), with_kwargs=True)
+            for l, b in enumerate(self.blocks)
+            if l < last
+        ]
 
     def _make(self, l: int) -> Any:
         def on_block(_m: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
@@ -112,9 +117,14 @@ class _ExitHooks:
             self.filling = False
 
 
-def greedy_decode(lm: LoadedModel, prompt_ids: torch.Tensor, max_new_tokens: int,
-                  lens: Readout | None = None, rule: ExitRule | None = None,
-                  kv_fill: KvFill = "auto") -> DecodeResult:
+def greedy_decode(
+    lm: LoadedModel,
+    prompt_ids: torch.Tensor,
+    max_new_tokens: int,
+    lens: Readout | None = None,
+    rule: ExitRule | None = None,
+    kv_fill: KvFill = "auto",
+) -> DecodeResult:
     """Greedy decoding of ``prompt_ids`` (1, T); with ``lens`` and ``rule``, early exit."""
     from transformers import DynamicCache
 

@@ -48,18 +48,22 @@ class ExitRule:
         if not math.isfinite(t):
             raise DepthlensError(f"{name} threshold {t} is not a finite number")
         if self.kind == "confidence" and not 0 < t <= 1:
-            raise DepthlensError(f"{name} threshold {t} is outside (0, 1]: it is a top-1 "
-                                 f"probability, e.g. 0.9")
+            raise DepthlensError(
+                f"{name} threshold {t} is outside (0, 1]: it is a top-1 probability, e.g. 0.9"
+            )
         if self.kind == "entropy":
             top = math.log(vocab) if vocab else math.inf
             if not 0 <= t <= top:
-                raise DepthlensError(f"{name} threshold {t} is outside [0, ln V = {top:.3g}] "
-                                     f"nats, e.g. 0.5")
+                raise DepthlensError(
+                    f"{name} threshold {t} is outside [0, ln V = {top:.3g}] nats, e.g. 0.5"
+                )
         if self.kind == "settled":
             hi = (n_layers - 1) if n_layers else None
             if t != int(t) or t < 1 or (hi is not None and t > hi):
-                raise DepthlensError(f"{name} k={t} must be a whole number of layers in "
-                                     f"1..{hi if hi is not None else 'L-1'}, e.g. 3")
+                raise DepthlensError(
+                    f"{name} k={t} must be a whole number of layers in "
+                    f"1..{hi if hi is not None else 'L-1'}, e.g. 3"
+                )
         if self.min_depth < 1 or (n_layers is not None and self.min_depth > n_layers):
             raise DepthlensError(f"--min-depth {self.min_depth} must be in 1..L")
 
@@ -69,8 +73,9 @@ class ExitRule:
         return f"{self.kind}{sym}{self.threshold:g}" if sym else f"settled k={int(self.threshold)}"
 
 
-def fires(rule: ExitRule, conf: torch.Tensor, ent: torch.Tensor,
-          top1: torch.Tensor) -> torch.Tensor:
+def fires(
+    rule: ExitRule, conf: torch.Tensor, ent: torch.Tensor, top1: torch.Tensor
+) -> torch.Tensor:
     """(N, L) bool: the rule fires at depth e (column e-1), given per-depth readings.
 
     ``conf``, ``ent``: (N, L) top-1 probability and entropy; ``top1``: (N, L) token ids.
@@ -93,14 +98,14 @@ def fires(rule: ExitRule, conf: torch.Tensor, ent: torch.Tensor,
     return out
 
 
-def exit_depth(rule: ExitRule, conf: torch.Tensor, ent: torch.Tensor,
-               top1: torch.Tensor) -> torch.Tensor:
+def exit_depth(
+    rule: ExitRule, conf: torch.Tensor, ent: torch.Tensor, top1: torch.Tensor
+) -> torch.Tensor:
     """(N,) the first depth (1..L) where ``rule`` fires."""
     return fires(rule, conf, ent, top1).float().argmax(dim=1) + 1
 
 
-def fires_now(rule: ExitRule, depth: int, conf: float, ent: float,
-              history: list[int]) -> bool:
+def fires_now(rule: ExitRule, depth: int, conf: float, ent: float, history: list[int]) -> bool:
     """The same rule for one token during decoding; ``history``: top-1 at depths 1..depth."""
     if depth < rule.min_depth:
         return False
@@ -109,7 +114,7 @@ def fires_now(rule: ExitRule, depth: int, conf: float, ent: float,
     if rule.kind == "entropy":
         return ent <= rule.threshold
     k = int(rule.threshold)
-    return len(history) >= k + 1 and len(set(history[-(k + 1):])) == 1
+    return len(history) >= k + 1 and len(set(history[-(k + 1) :])) == 1
 
 
 def parse_thresholds(kind: str, text: str | None) -> tuple[float, ...]:
@@ -121,6 +126,8 @@ def parse_thresholds(kind: str, text: str | None) -> tuple[float, ...]:
     except ValueError as exc:
         raise DepthlensError(f"--{kind} takes comma-separated numbers, got '{text}'") from exc
     if not values:
-        raise DepthlensError(f"--{kind} got no threshold; pass e.g. --{kind} "
-                             f"{','.join(f'{v:g}' for v in DEFAULT_SWEEPS[kind][:3])}")
+        raise DepthlensError(
+            f"--{kind} got no threshold; pass e.g. --{kind} "
+            f"{','.join(f'{v:g}' for v in DEFAULT_SWEEPS[kind][:3])}"
+        )
     return values

@@ -49,19 +49,26 @@ def check_exportable(config: Any) -> None:
         )
     for flag in ("attention_bias", "mlp_bias"):
         if getattr(config, flag, False):
-            raise DepthlensError(f"GGUF export: this Llama config sets {flag}=True, which the "
-                                 "llama GGUF layout has no tensor for")  # fmt: skip
+            raise DepthlensError(
+                f"GGUF export: this Llama config sets {flag}=True, which the "
+                "llama GGUF layout has no tensor for"
+            )
     rs = getattr(config, "rope_scaling", None) or {}
     kind = rs.get("rope_type", rs.get("type", "default")) if isinstance(rs, dict) else "default"
     if kind not in (None, "default"):
-        raise DepthlensError(f"GGUF export: rope scaling '{kind}' is not written by this "
-                             "exporter; use llama.cpp's convert_hf_to_gguf.py")  # fmt: skip
+        raise DepthlensError(
+            f"GGUF export: rope scaling '{kind}' is not written by this "
+            "exporter; use llama.cpp's convert_hf_to_gguf.py"
+        )
 
 
 def permute_qk(w: torch.Tensor, n_head: int) -> torch.Tensor:
     """convert_hf_to_gguf's ``permute``: interleave each head's two rotary halves."""
-    return (w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
-            .swapaxes(1, 2).reshape(w.shape))  # fmt: skip
+    return (
+        w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(w.shape)
+    )
 
 
 def _tensors(model: Any, cfg: Any) -> list[tuple[str, torch.Tensor]]:
@@ -124,18 +131,22 @@ def _add_tokenizer(w: Any, ckpt: Path, vocab_size: int, pre: str) -> None:
 
     tj = ckpt / "tokenizer.json"
     if not tj.is_file():
-        raise DepthlensError(f"GGUF export needs {tj} (a fast BPE tokenizer) to embed the "
-                             "tokenizer; save the tokenizer with the checkpoint")  # fmt: skip
+        raise DepthlensError(
+            f"GGUF export needs {tj} (a fast BPE tokenizer) to embed the "
+            "tokenizer; save the tokenizer with the checkpoint"
+        )
     spec = json.loads(tj.read_text(encoding="utf-8"))
     if spec.get("model", {}).get("type") != "BPE":
-        raise DepthlensError(f"GGUF export writes BPE tokenizers; {tj} is "
-                             f"{spec.get('model', {}).get('type')}")  # fmt: skip
+        raise DepthlensError(
+            f"GGUF export writes BPE tokenizers; {tj} is {spec.get('model', {}).get('type')}"
+        )
     by_id: dict[int, str] = {i: t for t, i in spec["model"]["vocab"].items()}
     types = {i: gguf.TokenType.NORMAL for i in by_id}
     for tok in spec.get("added_tokens", []):
         by_id[int(tok["id"])] = tok["content"]
-        types[int(tok["id"])] = (gguf.TokenType.CONTROL if tok.get("special")
-                                 else gguf.TokenType.USER_DEFINED)  # fmt: skip
+        types[int(tok["id"])] = (
+            gguf.TokenType.CONTROL if tok.get("special") else gguf.TokenType.USER_DEFINED
+        )
     n = max(vocab_size, max(by_id) + 1)
     tokens = [by_id.get(i, f"[PAD{i}]") for i in range(n)]
     ttypes = [int(types.get(i, gguf.TokenType.UNUSED)) for i in range(n)]
@@ -158,8 +169,14 @@ def default_pre(ckpt: Path) -> str:
     return "smollm" if any("smollm" in s.lower() for s in names) else "default"
 
 
-def export_gguf(ckpt: str | Path, out: str | Path, *, kind: str = "f16",
-                overwrite: bool = False, pre: str | None = None) -> dict[str, Any]:  # fmt: skip
+def export_gguf(
+    ckpt: str | Path,
+    out: str | Path,
+    *,
+    kind: str = "f16",
+    overwrite: bool = False,
+    pre: str | None = None,
+) -> dict[str, Any]:
     """Write checkpoint directory ``ckpt`` to GGUF file ``out``; returns a summary."""
     if kind not in TYPES:
         from depthlens.metrics.registry import unknown_choice
@@ -168,8 +185,10 @@ def export_gguf(ckpt: str | Path, out: str | Path, *, kind: str = "f16",
     src = Path(ckpt)
     cfg_file = src / "config.json"
     if not cfg_file.is_file():
-        raise DepthlensError(f"{src} is not a checkpoint directory (no config.json); pass the "
-                             "directory written by `depthlens prune`")  # fmt: skip
+        raise DepthlensError(
+            f"{src} is not a checkpoint directory (no config.json); pass the "
+            "directory written by `depthlens prune`"
+        )
     from transformers import AutoConfig
 
     cfg = AutoConfig.from_pretrained(src)
@@ -205,5 +224,11 @@ def _write(model: Any, cfg: Any, src: Path, dst: Path, kind: str, pre: str) -> d
     finally:
         if tmp.exists():
             tmp.unlink()
-    return {"path": str(dst), "type": kind, "tensors": len(tensors), "bytes": dst.stat().st_size,
-            "block_count": int(cfg.num_hidden_layers), "tokenizer_pre": pre}  # fmt: skip
+    return {
+        "path": str(dst),
+        "type": kind,
+        "tensors": len(tensors),
+        "bytes": dst.stat().st_size,
+        "block_count": int(cfg.num_hidden_layers),
+        "tokenizer_pre": pre,
+    }

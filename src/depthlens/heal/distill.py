@@ -46,8 +46,10 @@ class HealOptions:
 def check_options(opts: HealOptions) -> None:
     """Refuse options that cannot train (before any model is loaded)."""
     if opts.steps < 1:
-        raise DepthlensError(f"--steps must be at least 1, got {opts.steps}; healing with no "
-                             "step would only copy the checkpoint")  # fmt: skip
+        raise DepthlensError(
+            f"--steps must be at least 1, got {opts.steps}; healing with no "
+            "step would only copy the checkpoint"
+        )
     if opts.train not in TRAIN_CHOICES:
         from depthlens.metrics.registry import unknown_choice
 
@@ -101,13 +103,20 @@ def _trainable(lm: LoadedModel, opts: HealOptions, merge_blocks: list[int]) -> A
     if opts.train in ("lora", "both"):
         from peft import LoraConfig, get_peft_model
 
-        cfg = LoraConfig(r=opts.lora_rank, lora_alpha=opts.lora_alpha, lora_dropout=0.0,
-                         target_modules=list(LORA_TARGETS), bias="none")  # fmt: skip
+        cfg = LoraConfig(
+            r=opts.lora_rank,
+            lora_alpha=opts.lora_alpha,
+            lora_dropout=0.0,
+            target_modules=list(LORA_TARGETS),
+            bias="none",
+        )
         model = get_peft_model(model, cfg)
     if opts.train in ("merged", "both"):
         if not merge_blocks or lm.arch.mlp_out_proj is None:
-            raise DepthlensError("--train merged needs a cut with merged ReplaceMe maps "
-                                 "(replaceme-ls, replaceme-multi, greedy-ls, beam-ls)")
+            raise DepthlensError(
+                "--train merged needs a cut with merged ReplaceMe maps "
+                "(replaceme-ls, replaceme-multi, greedy-ls, beam-ls)"
+            )
         blocks = blocks_of(lm.model, lm.arch)
         for i in merge_blocks:
             proj = blocks[i].get_submodule(lm.arch.mlp_out_proj)
@@ -118,15 +127,21 @@ def _trainable(lm: LoadedModel, opts: HealOptions, merge_blocks: list[int]) -> A
 
 
 def _loss(
-    student: Any, teacher: Any, ids: torch.Tensor, mask: torch.Tensor,
-    points: list[tuple[int, int]], mse_weight: float,
-) -> tuple[torch.Tensor, dict]:  # fmt: skip
+    student: Any,
+    teacher: Any,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    points: list[tuple[int, int]],
+    mse_weight: float,
+) -> tuple[torch.Tensor, dict]:
     want_h = mse_weight > 0 and bool(points)
     with torch.no_grad():
-        t_out = teacher(input_ids=ids, attention_mask=mask, use_cache=False,
-                        output_hidden_states=want_h)  # fmt: skip
-    s_out = student(input_ids=ids, attention_mask=mask, use_cache=False,
-                    output_hidden_states=want_h)  # fmt: skip
+        t_out = teacher(
+            input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=want_h
+        )
+    s_out = student(
+        input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=want_h
+    )
     keep = mask.bool()
     t_logp = torch.log_softmax(t_out.logits.float()[keep], dim=-1)  # (N, V)
     s_logp = torch.log_softmax(s_out.logits.float()[keep], dim=-1)
@@ -134,20 +149,26 @@ def _loss(
     parts = {"kl": float(kl.detach())}
     loss = kl
     if want_h:
-        mse = torch.stack([
-            ((s_out.hidden_states[i + 1][keep] - t_out.hidden_states[e][keep]) ** 2).sum()
-            / (t_out.hidden_states[e][keep] ** 2).sum()
-            for i, e in points
-        ]).mean()  # fmt: skip
+        mse = torch.stack(
+            [
+                ((s_out.hidden_states[i + 1][keep] - t_out.hidden_states[e][keep]) ** 2).sum()
+                / (t_out.hidden_states[e][keep] ** 2).sum()
+                for i, e in points
+            ]
+        ).mean()
         parts["mse"] = float(mse.detach())
         loss = loss + mse_weight * mse
     return loss, parts
 
 
 def heal_(
-    lm: LoadedModel, teacher: LoadedModel, windows: TokenWindows, opts: HealOptions,
-    manifest: dict[str, Any] | None = None, progress: bool = False,
-) -> dict[str, Any]:  # fmt: skip
+    lm: LoadedModel,
+    teacher: LoadedModel,
+    windows: TokenWindows,
+    opts: HealOptions,
+    manifest: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Distil ``teacher`` into ``lm`` in place for ``opts.steps`` steps; merge LoRA back."""
     from depthlens.progress import progress_bar
 
@@ -182,6 +203,13 @@ def heal_(
         lm.model = model.merge_and_unload()  # same class as before, LoRA folded into W
     for p in lm.model.parameters():
         p.requires_grad_(False)
-    return {"options": asdict(opts), "trainable_params": sum(p.numel() for p in params),
-            "tokens": tokens, "seconds": time.perf_counter() - t0, "cut_points": points,
-            "first_kl": log[0]["kl"], "last_kl": log[-1]["kl"], "log": log}  # fmt: skip
+    return {
+        "options": asdict(opts),
+        "trainable_params": sum(p.numel() for p in params),
+        "tokens": tokens,
+        "seconds": time.perf_counter() - t0,
+        "cut_points": points,
+        "first_kl": log[0]["kl"],
+        "last_kl": log[-1]["kl"],
+        "log": log,
+    }

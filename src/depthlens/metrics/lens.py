@@ -227,8 +227,13 @@ class LensSums(Accumulator):
     def zeros(cls, n_layers: int) -> LensSums:
         """Every lens accumulator with its final shape."""
         per_depth = {name: zeros(n_layers) for name in (*LENS_METRICS, "lens_ce")}
-        return cls(**per_depth, final_ce=zeros(), prediction_depth_hist=zeros(n_layers + 1),
-                   n_lens_tokens=zeros(), n_ce_tokens=zeros())  # fmt: skip
+        return cls(
+            **per_depth,
+            final_ce=zeros(),
+            prediction_depth_hist=zeros(n_layers + 1),
+            n_lens_tokens=zeros(),
+            n_ce_tokens=zeros(),
+        )
 
     def add_depth(self, i: int, st: dict[str, torch.Tensor]) -> None:
         """Add one depth's per-token statistics (from :func:`layer_stats`)."""
@@ -238,7 +243,6 @@ class LensSums(Accumulator):
         self.lens_top1_agree[i] += host_sum(st["lens_top1_agree"])
         self.lens_top5_overlap[i] += host_sum(st["lens_top5_overlap"])
         self.lens_entropy[i] += host_sum(st["lens_entropy"])
-
 
 
 def accumulate_lens(

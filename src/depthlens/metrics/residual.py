@@ -37,9 +37,13 @@ class ResidualSums(Accumulator):
     @classmethod
     def zeros(cls, n_layers: int, n_max: int) -> ResidualSums:
         """Every accumulator with its final shape (all ranks agree)."""
-        return cls(per_block=zeros(len(block_metric_names()), n_layers),
-                   resid_norm=zeros(n_layers + 1), angular_distance=zeros(n_layers, n_max),
-                   n_tokens=zeros(), n_angular_tokens=zeros())  # fmt: skip
+        return cls(
+            per_block=zeros(len(block_metric_names()), n_layers),
+            resid_norm=zeros(n_layers + 1),
+            angular_distance=zeros(n_layers, n_max),
+            n_tokens=zeros(),
+            n_angular_tokens=zeros(),
+        )
 
     def block_sums(self) -> dict[str, torch.Tensor]:
         """{metric: (L,) sum over tokens} for every streamed per-block record."""
@@ -56,8 +60,13 @@ def check_finite(norms: torch.Tensor, layer: int, what: str) -> None:
 
 
 def accumulate_block(
-    sums: ResidualSums, l: int, h: torch.Tensor, out: torch.Tensor, a: torch.Tensor,
-    *, parallel: bool = False,
+    sums: ResidualSums,
+    l: int,
+    h: torch.Tensor,
+    out: torch.Tensor,
+    a: torch.Tensor,
+    *,
+    parallel: bool = False,
 ) -> None:
     """Add block ``l``'s per-token metrics for states ``h`` -> ``out`` with attention add ``a``.
 
@@ -94,4 +103,3 @@ def accumulate_states(sums: ResidualSums, states: list[torch.Tensor], n_max: int
     for n in range(1, n_max + 1):
         idx = torch.arange(0, n_states - n)
         acc[idx, n - 1] += ang[idx, idx + n]
-

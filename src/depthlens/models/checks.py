@@ -64,8 +64,10 @@ def check_loading_info(path: Path, info: dict[str, Any]) -> None:
     """Weights that do not match the config are an error, never random initialisation."""
     missing = sorted(info.get("missing_keys") or [])
     unexpected = sorted(info.get("unexpected_keys") or [])
-    mismatched = sorted(str(m[0]) if isinstance(m, list | tuple) else str(m)
-                        for m in info.get("mismatched_keys") or [])  # fmt: skip
+    mismatched = sorted(
+        str(m[0]) if isinstance(m, list | tuple) else str(m)
+        for m in info.get("mismatched_keys") or []
+    )
     parts = []
     if missing:
         parts.append(f"{len(missing)} weights missing (would be random): {_names(missing)}")
@@ -80,8 +82,14 @@ def check_loading_info(path: Path, info: dict[str, Any]) -> None:
         )
 
 
-_TRUNCATED = ("cannot reshape array", "unpack_from requires a buffer", "buffer is smaller",
-              "not enough data", "unexpected end", "mmap length is greater")  # fmt: skip
+_TRUNCATED = (
+    "cannot reshape array",
+    "unpack_from requires a buffer",
+    "buffer is smaller",
+    "not enough data",
+    "unexpected end",
+    "mmap length is greater",
+)
 
 
 def gguf_problem(path: Path, exc: Exception) -> str:
@@ -96,6 +104,8 @@ def gguf_problem(path: Path, exc: Exception) -> str:
         return f"{path} is not a GGUF file (it does not start with 'GGUF'); check the path"
     first = " ".join(str(exc).split())[:200]
     if any(s in first for s in _TRUNCATED):
-        return (f"the GGUF file {path} is truncated ({size:,} bytes; its tensors run past the "
-                f"end: {first}); download or copy it again")  # fmt: skip
+        return (
+            f"the GGUF file {path} is truncated ({size:,} bytes; its tensors run past the "
+            f"end: {first}); download or copy it again"
+        )
     return f"could not read the GGUF file {path}: {first}"

@@ -145,7 +145,8 @@ def _looks_like_path(ref: str) -> bool:
         or ref.endswith(".gguf")
         or os.path.exists(ref)
         or ref.count("/") > 1
-        or os.sep == "\\" and "\\" in ref
+        or os.sep == "\\"
+        and "\\" in ref
     )
 
 
@@ -168,9 +169,7 @@ def load_model(
     needed for checkpoints that only have pickle weights (``pytorch_model.bin``).
     """
     cache = cache_dir or default_cache_dir()
-    placement = dict(
-        device_map=device_map, max_memory=max_memory, offload_folder=offload_folder
-    )
+    placement = dict(device_map=device_map, max_memory=max_memory, offload_folder=offload_folder)
     opts = _LoadOptions(parse_dtype(dtype), placement, trust_remote_code, allow_pickle, arch)
     ours = replace(opts, allow_pickle=False)  # files we made: safetensors only
     if ref in PACKAGED:
@@ -250,8 +249,11 @@ def _load_dir(path: Path, ref: str, source: str, opts: _LoadOptions) -> LoadedMo
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         # Only an unknown model type is a --trust-remote-code matter.
         custom = "model type" in first or "trust_remote_code" in first
-        fix = ("if this is a custom architecture you trust, pass --trust-remote-code" if custom
-               else "check or re-download config.json")  # fmt: skip
+        fix = (
+            "if this is a custom architecture you trust, pass --trust-remote-code"
+            if custom
+            else "check or re-download config.json"
+        )
         raise DepthlensError(f"cannot read the config in {path}: {first}; {fix}") from exc
     kwargs: dict[str, Any] = dict(
         dtype=opts.dtype,
@@ -347,8 +349,11 @@ def ensure_packaged(pm: PackagedModel, cache: Path) -> Path:
         )
     pkg_dir = Path(list(spec.submodule_search_locations)[0])
     gguf_path = pm.locate(pkg_dir, cache)
-    print(f"first use of {pm.name}: dequantizing its GGUF once into {out} (~20-60 s) …",
-          file=sys.stderr, flush=True)
+    print(
+        f"first use of {pm.name}: dequantizing its GGUF once into {out} (~20-60 s) …",
+        file=sys.stderr,
+        flush=True,
+    )
     _dequantize_gguf(gguf_path.parent, gguf_path.name, out)
     return out
 

@@ -65,8 +65,15 @@ class InvertedResidual(nn.Module):
 
 
 #: (expansion t, channels c, repeats n, first stride s) of Sandler et al., Table 2.
-MOBILENET_V2_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
-                         (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))  # fmt: skip
+MOBILENET_V2_SETTINGS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 class MobileNetV2(nn.Module):
@@ -131,15 +138,24 @@ class VisionModel:
     def identity(self) -> dict[str, Any]:
         """JSON-able description written into every output (same keys as LoadedModel's)."""
         return {
-            "ref": self.ref, "source": "vision", "path": self.path,
-            "class": type(self.model).__name__, "model_type": self.spec.name,
-            "family": "vision", "num_layers": self.num_layers, "hidden_size": None,
+            "ref": self.ref,
+            "source": "vision",
+            "path": self.path,
+            "class": type(self.model).__name__,
+            "model_type": self.spec.name,
+            "family": "vision",
+            "num_layers": self.num_layers,
+            "hidden_size": None,
             "n_params": sum(p.numel() for p in self.model.parameters()),
             "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
-            "config": {"layers": list(self.spec.layers), "input_size": self.spec.input_size,
-                       "mean": list(self.spec.mean), "std": list(self.spec.std)},
+            "config": {
+                "layers": list(self.spec.layers),
+                "input_size": self.spec.input_size,
+                "mean": list(self.spec.mean),
+                "std": list(self.spec.std),
+            },
             **self.extra,
-        }  # fmt: skip
+        }
 
 
 def wrap_vision(
@@ -209,8 +225,9 @@ def preprocess(images: torch.Tensor, spec: VisionSpec, size: int | None = None) 
         x = x.expand(-1, 3, -1, -1)  # grey -> RGB by repetition
     s = size or spec.input_size
     if x.shape[-2:] != (s, s):
-        x = nn.functional.interpolate(x, size=(s, s), mode="bilinear", align_corners=False,
-                                      antialias=True)
+        x = nn.functional.interpolate(
+            x, size=(s, s), mode="bilinear", align_corners=False, antialias=True
+        )
     mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
     std = torch.tensor(spec.std).view(1, 3, 1, 1)
     return (x - mean) / std

@@ -63,13 +63,12 @@ class ProfileSums(Accumulator):
     @classmethod
     def zeros(cls, n_layers: int, n_max: int, with_lens: bool) -> ProfileSums:
         """Accumulators with their final shapes (all ranks agree)."""
-        return cls(ResidualSums.zeros(n_layers, n_max),
-                   LensSums.zeros(n_layers) if with_lens else None)  # fmt: skip
+        return cls(
+            ResidualSums.zeros(n_layers, n_max), LensSums.zeros(n_layers) if with_lens else None
+        )
 
 
-def run_identity(
-    lm: LoadedModel, data: TokenWindows, opts: ProfileOptions, world: int = 1
-) -> str:
+def run_identity(lm: LoadedModel, data: TokenWindows, opts: ProfileOptions, world: int = 1) -> str:
     """Hash of what determines the result; a checkpoint resumes only a run with the same.
 
     The world size is part of it: a rank's checkpoint holds the sums of its own shard.
@@ -128,8 +127,17 @@ def profile(
     with capture_blocks(lm.model, lm.arch) as trace, torch.inference_mode():
         for b, rows in batches[done:]:
             _forward_batch(lm, data, rows, trace)
-            _accumulate_batch(sums, trace, masks, rows, lens, kernel, opts, n_max,
-                              parallel=lm.arch.wiring.parallel)
+            _accumulate_batch(
+                sums,
+                trace,
+                masks,
+                rows,
+                lens,
+                kernel,
+                opts,
+                n_max,
+                parallel=lm.arch.wiring.parallel,
+            )
             trace.clear()
             bar.update(1)
             if saver:
@@ -148,8 +156,12 @@ def profile(
 def _forward_batch(lm: LoadedModel, data: TokenWindows, rows: torch.Tensor, trace: Any) -> None:
     """One forward of windows ``rows`` on the model's device; ``trace`` captures it."""
     trace.clear()
-    run_forward(lm.model, data.input_ids[rows].to(lm.device),
-                data.attention_mask[rows].to(lm.device), **forward_kwargs(lm.model))
+    run_forward(
+        lm.model,
+        data.input_ids[rows].to(lm.device),
+        data.attention_mask[rows].to(lm.device),
+        **forward_kwargs(lm.model),
+    )
 
 
 def _accumulate_batch(
@@ -174,8 +186,9 @@ def _accumulate_batch(
     states = [pick(s, valid) for s in trace.states]
     res = sums.residual
     for l in range(n_layers):
-        residual.accumulate_block(res, l, states[l], states[l + 1], pick(trace.attn[l], valid),
-                                  parallel=parallel)
+        residual.accumulate_block(
+            res, l, states[l], states[l + 1], pick(trace.attn[l], valid), parallel=parallel
+        )
     res.n_tokens += float(valid.sum())
     ang = masks.angular[rows]
     ang_states = [pick(s, ang) for s in trace.states] if opts.last_token_only else states
@@ -215,23 +228,37 @@ def finalize(
     metrics["resid_norm"] = _means(res.resid_norm, res.n_tokens)
     ang = ratio(res.angular_distance, res.n_angular_tokens)
     angular = [
-        [clean_json(ang[l, n - 1].item()) if l + n <= n_layers else None
-         for n in range(1, n_max + 1)]
+        [
+            clean_json(ang[l, n - 1].item()) if l + n <= n_layers else None
+            for n in range(1, n_max + 1)
+        ]
         for l in range(n_layers)
-    ]  # fmt: skip
+    ]
     tokens = {"residual": int(res.n_tokens), "angular": int(res.n_angular_tokens), "lens": 0}
     depth: dict[str, Any] = {}
     summary: dict[str, Any] = {}
     if sums.lens is not None:
         depth, summary = _finalize_lens(sums.lens, metrics, tokens, n_layers)
-    env = Envelope(kind=Profile.KIND, model=lm.identity(), data=data.identity,
-                   options={**opts.to_dict(), "n_max": n_max}, tokens=tokens)  # fmt: skip
-    return Profile(envelope=env, arch=lm.arch.to_dict(), metrics=metrics,
-                   angular_distance=angular, prediction_depth=depth, summary=summary)
+    env = Envelope(
+        kind=Profile.KIND,
+        model=lm.identity(),
+        data=data.identity,
+        options={**opts.to_dict(), "n_max": n_max},
+        tokens=tokens,
+    )
+    return Profile(
+        envelope=env,
+        arch=lm.arch.to_dict(),
+        metrics=metrics,
+        angular_distance=angular,
+        prediction_depth=depth,
+        summary=summary,
+    )
 
 
-def _finalize_lens(lens: LensSums, metrics: dict[str, list[float | None]],
-                   tokens: dict[str, int], n_layers: int) -> tuple[dict, dict]:  # fmt: skip
+def _finalize_lens(
+    lens: LensSums, metrics: dict[str, list[float | None]], tokens: dict[str, int], n_layers: int
+) -> tuple[dict, dict]:
     """Lens means into ``metrics``/``tokens``; returns (prediction depth, summary)."""
     for name in lens_metrics.LENS_METRICS:
         metrics[name] = _means(getattr(lens, name), lens.n_lens_tokens)

@@ -48,19 +48,26 @@ def _update_plots(p: Profile) -> list[Callable[[], Plot]]:
     out: list[Callable[[], Plot]] = []
     rc = _series(p, ("rel_contrib_attn", "rel_contrib_mlp", "rel_contrib_block"))
     if rc:
-        out.append(lambda: Plot(
-            "rel-contrib", "Relative contribution per block",
-            plots.lines_plot(rc, "‖update‖ / ‖stream‖ (%, log scale)", percent=True, log=True),
-            cap.rel_contrib_caption(_m(p, "rel_contrib_block") or []),
-        ))
+        out.append(
+            lambda: Plot(
+                "rel-contrib",
+                "Relative contribution per block",
+                plots.lines_plot(rc, "‖update‖ / ‖stream‖ (%, log scale)", percent=True, log=True),
+                cap.rel_contrib_caption(_m(p, "rel_contrib_block") or []),
+            )
+        )
     cs = _series(p, ("cos_attn", "cos_mlp", "cos_block"))
     if cs:
-        out.append(lambda: Plot(
-            "cosine", "Cosine of each update to the residual stream",
-            plots.lines_plot(cs, "cosine (−1..1; < 0 erases)", hline=0.0),
-            cap.cosine_caption(_m(p, "cos_block") or [], _m(p, "cos_attn") or [],
-                               _m(p, "cos_mlp") or []),
-        ))
+        out.append(
+            lambda: Plot(
+                "cosine",
+                "Cosine of each update to the residual stream",
+                plots.lines_plot(cs, "cosine (−1..1; < 0 erases)", hline=0.0),
+                cap.cosine_caption(
+                    _m(p, "cos_block") or [], _m(p, "cos_attn") or [], _m(p, "cos_mlp") or []
+                ),
+            )
+        )
     return out
 
 
@@ -69,19 +76,28 @@ def _lens_plots(p: Profile) -> list[Callable[[], Plot]]:
     out: list[Callable[[], Plot]] = []
     kl, top1 = _m(p, "lens_kl"), _m(p, "lens_top1_agree")
     if kl and top1:
-        out.append(lambda: Plot(
-            "lens", "Logit lens against depth",
-            plots.lens_plot(kl, _m(p, "lens_kl_rev"), _m(p, "lens_jsd"), top1,
-                            _m(p, "lens_top5_overlap")),
-            cap.lens_caption(kl, top1),
-        ))
+        out.append(
+            lambda: Plot(
+                "lens",
+                "Logit lens against depth",
+                plots.lens_plot(
+                    kl, _m(p, "lens_kl_rev"), _m(p, "lens_jsd"), top1, _m(p, "lens_top5_overlap")
+                ),
+                cap.lens_caption(kl, top1),
+            )
+        )
     hist = p.prediction_depth.get("histogram") if isinstance(p.prediction_depth, dict) else None
     h = [int(num(x) or 0) for x in hist] if isinstance(hist, list) else []
     if sum(h) > 0:
         mean = p.prediction_depth.get("mean")
-        out.append(lambda: Plot("prediction-depth", "Prediction depth",
-                                plots.depth_plot(h, mean),
-                                cap.depth_caption(h, mean, p.n_layers)))
+        out.append(
+            lambda: Plot(
+                "prediction-depth",
+                "Prediction depth",
+                plots.depth_plot(h, mean),
+                cap.depth_caption(h, mean, p.n_layers),
+            )
+        )
     return out
 
 
@@ -92,25 +108,38 @@ def _stream_plots(p: Profile, inp: ReportInputs) -> list[Callable[[], Plot]]:
     norm = _m(p, "resid_norm")
     if norm:
         growth = _m(p, "resid_rms_growth")
-        out.append(lambda: Plot("resid-norm", "Residual norm growth",
-                                plots.norm_plot(norm, growth),
-                                cap.norm_caption(norm, growth or [])))
+        out.append(
+            lambda: Plot(
+                "resid-norm",
+                "Residual norm growth",
+                plots.norm_plot(norm, growth),
+                cap.norm_caption(norm, growth or []),
+            )
+        )
     if any(v is not None for row in p.angular_distance for v in row):
         span = p.cheapest_span()
         mark = plots.mark_of(inp.plan, span)
         label = "plan's span" if inp.plan else "cheapest span (n = L/8)"
-        out.append(lambda: Plot("angular", "Angular distance between h_l and h_l+n",
-                                plots.angular_plot(p.angular_distance, mark, label),
-                                cap.angular_caption(span, inp.plan, L)))
+        out.append(
+            lambda: Plot(
+                "angular",
+                "Angular distance between h_l and h_l+n",
+                plots.angular_plot(p.angular_distance, mark, label),
+                cap.angular_caption(span, inp.plan, L),
+            )
+        )
     bi = _m(p, "block_influence")
     if bi:
         k = max(1, L // 8)
         low = sorted(range(L), key=lambda i: (bi[i] is None, bi[i] or 0.0))[:k]
-        out.append(lambda: Plot(
-            "block-influence", "Block influence (ShortGPT)",
-            plots.bars_plot(bi, "block influence 1 − cos(h_l, h_l+1)", "block influence", low),
-            cap.influence_caption(bi, k),
-        ))
+        out.append(
+            lambda: Plot(
+                "block-influence",
+                "Block influence (ShortGPT)",
+                plots.bars_plot(bi, "block influence 1 − cos(h_l, h_l+1)", "block influence", low),
+                cap.influence_caption(bi, k),
+            )
+        )
     return out
 
 
@@ -247,7 +276,9 @@ def build_report(
     today = today or _dt.date.today().isoformat()
     L = profile.n_layers
     builders = [
-        *_profile_plots(profile, inp), *generic_plots(profile.metrics), *_extra_plots(inp, L)
+        *_profile_plots(profile, inp),
+        *generic_plots(profile.metrics),
+        *_extra_plots(inp, L),
     ]
     bar = progress_bar(len(builders), "drawing plots", enabled=progress)
     figs = []
@@ -320,11 +351,7 @@ def headline_rows(profile: Profile, results: Sequence[Any] = ()) -> list[list[An
             [
                 f"best cut of {best.n}",
                 f"{best.method}: ppl {best.ppl:.2f}"
-                + (
-                    f", prefill {cap.speed_text(best, 'prefill')}"
-                    if best.prefill_speedup
-                    else ""
-                ),
+                + (f", prefill {cap.speed_text(best, 'prefill')}" if best.prefill_speedup else ""),
             ]
         )
     return rows

@@ -94,8 +94,13 @@ def lines_plot(
         n = max(len(v) for _, v in series)
         scale = 100.0 if percent else 1.0
         for label, vals in series:
-            ax.plot(range(len(vals)), [x * scale for x in nan_floats(vals)], marker="o", ms=3,
-                    label=label)
+            ax.plot(
+                range(len(vals)),
+                [x * scale for x in nan_floats(vals)],
+                marker="o",
+                ms=3,
+                label=label,
+            )
         if hline is not None:
             ax.axhline(hline, color="grey", lw=0.8, ls="--")
         if log:
@@ -127,8 +132,13 @@ def lens_plot(
             range(n), [100 * x for x in nan_floats(top1)], marker="o", ms=3, label="top-1 agreement"
         )
         if top5:
-            right.plot(range(n), [100 * x for x in nan_floats(top5)], marker="s", ms=3,
-                       label="top-5 overlap")
+            right.plot(
+                range(n),
+                [100 * x for x in nan_floats(top5)],
+                marker="s",
+                ms=3,
+                label="top-5 overlap",
+            )
         right.set_ylim(-2, 102)
         right.set_ylabel("agreement with the output (% of tokens)")
         _block_axis(right, n)
@@ -211,8 +221,9 @@ def _mark_cell(ax: Any, mark: tuple[int, int] | None, label: str) -> None:
         return
     from matplotlib.patches import Rectangle
 
-    cell = Rectangle((mark[0] - 0.5, mark[1] - 0.5), 1, 1, fill=False, edgecolor="#ff3030",
-                     lw=2.2, label=label)  # fmt: skip
+    cell = Rectangle(
+        (mark[0] - 0.5, mark[1] - 0.5), 1, 1, fill=False, edgecolor="#ff3030", lw=2.2, label=label
+    )
     ax.add_patch(cell)
     ax.legend(fontsize=8, loc="upper right")
 

@@ -15,12 +15,28 @@ from depthlens.report import plots
 from depthlens.report.page import Plot, esc
 
 #: Metrics drawn by a dedicated figure in :mod:`depthlens.report.build`.
-DEDICATED = frozenset({
-    "rel_contrib_attn", "rel_contrib_mlp", "rel_contrib_block", "cos_attn", "cos_mlp",
-    "cos_block", "lens_kl", "lens_kl_rev", "lens_jsd", "lens_top1_agree", "lens_top5_overlap",
-    "resid_norm", "resid_rms_growth", "block_influence", "angular_distance",
-    "prediction_depth", "skip_out_kl", "skip_future",
-})
+DEDICATED = frozenset(
+    {
+        "rel_contrib_attn",
+        "rel_contrib_mlp",
+        "rel_contrib_block",
+        "cos_attn",
+        "cos_mlp",
+        "cos_block",
+        "lens_kl",
+        "lens_kl_rev",
+        "lens_jsd",
+        "lens_top1_agree",
+        "lens_top5_overlap",
+        "resid_norm",
+        "resid_rms_growth",
+        "block_influence",
+        "angular_distance",
+        "prediction_depth",
+        "skip_out_kl",
+        "skip_future",
+    }
+)
 
 
 def generic_plots(metrics: dict[str, list[float | None]]) -> list[Callable[[], Plot]]:
@@ -39,8 +55,10 @@ def generic_plots(metrics: dict[str, list[float | None]]) -> list[Callable[[], P
 def _line(rec: MetricRecord, vals: list[float | None]) -> Callable[[], Plot]:
     axis = f"{rec.short} ({rec.unit})" if rec.unit else rec.short
     return lambda: Plot(
-        rec.name.replace("_", "-"), f"{rec.short}: {rec.definition}",
-        plots.lines_plot([(rec.short, vals)], axis), rec.caption,
+        rec.name.replace("_", "-"),
+        f"{rec.short}: {rec.definition}",
+        plots.lines_plot([(rec.short, vals)], axis),
+        rec.caption,
     )
 
 
@@ -57,6 +75,6 @@ def definitions_html(names: Iterable[str]) -> str:
         for r in rows
     )
     return (
-        "<h2>Definitions</h2><table class=\"meta defs\"><tr><th>metric</th><th>definition</th>"
+        '<h2>Definitions</h2><table class="meta defs"><tr><th>metric</th><th>definition</th>'
         f"<th>source</th><th>depthlens deviates</th></tr>{body}</table>"
     )

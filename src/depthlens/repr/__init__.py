@@ -14,5 +14,11 @@ from depthlens.repr.api import (
 )
 from depthlens.repr.run import ReprOptions
 
-__all__ = ["ReprOptions", "ReprResult", "analyse_repr", "load_data", "load_repr_model",
-           "similarity"]
+__all__ = [
+    "ReprOptions",
+    "ReprResult",
+    "analyse_repr",
+    "load_data",
+    "load_repr_model",
+    "similarity",
+]

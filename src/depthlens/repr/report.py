@@ -18,8 +18,14 @@ from depthlens.report.text import fmt, render_table
 Series = Sequence[tuple[str, Sequence[float | None]]]
 
 
-def layer_plot(series: Series, ylabel: str, names: Sequence[str], *, log: bool = False,
-               marks: Sequence[tuple[int, str]] = ()) -> bytes:
+def layer_plot(
+    series: Series,
+    ylabel: str,
+    names: Sequence[str],
+    *,
+    log: bool = False,
+    marks: Sequence[tuple[int, str]] = (),
+) -> bytes:
     """One line per series against layer index; ``marks`` = (layer, label) vertical lines."""
     with plot_style():
         fig = new_figure()
@@ -34,8 +40,7 @@ def layer_plot(series: Series, ylabel: str, names: Sequence[str], *, log: bool =
         from matplotlib.ticker import MaxNLocator
 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel(f"layer index (0 = {plain(names[0])}, {len(names) - 1} = "
-                      f"{plain(names[-1])})")
+        ax.set_xlabel(f"layer index (0 = {plain(names[0])}, {len(names) - 1} = {plain(names[-1])})")
         ax.set_ylabel(ylabel)
         ax.legend(loc="best", fontsize=8)
         return png_bytes(fig)
@@ -55,29 +60,69 @@ def repr_plots(payload: dict[str, Any]) -> list[Plot]:
     """The per-layer figures of a ``repr`` result."""
     m, names = payload["metrics"], payload["layers"]
     plots = [
-        Plot("anisotropy", "Anisotropy", layer_plot(
-            [("mean cosine", m["anisotropy"]), ("centred", m["anisotropy_centred"])],
-            "mean pairwise cosine", names),
-            "Mean cosine between sampled states; the centred curve removes the common "
-            "direction."),
-        Plot("intrinsic-dim", "Intrinsic dimension", layer_plot(
-            [("TwoNN", m["intrinsic_dim"]), ("TwoNN MLE", m["intrinsic_dim_mle"]),
-             ("PCA 90%", m["pca_dim"])], "dimension", names, log=True),
-            "TwoNN (Facco et al. 2017) is the local dimension; PCA 90% the linear one."),
+        Plot(
+            "anisotropy",
+            "Anisotropy",
+            layer_plot(
+                [("mean cosine", m["anisotropy"]), ("centred", m["anisotropy_centred"])],
+                "mean pairwise cosine",
+                names,
+            ),
+            "Mean cosine between sampled states; the centred curve removes the common direction.",
+        ),
+        Plot(
+            "intrinsic-dim",
+            "Intrinsic dimension",
+            layer_plot(
+                [
+                    ("TwoNN", m["intrinsic_dim"]),
+                    ("TwoNN MLE", m["intrinsic_dim_mle"]),
+                    ("PCA 90%", m["pca_dim"]),
+                ],
+                "dimension",
+                names,
+                log=True,
+            ),
+            "TwoNN (Facco et al. 2017) is the local dimension; PCA 90% the linear one.",
+        ),
     ]
     if "probe_acc" in m:
         s = payload.get("summary", {})
         series = [("held out", m["probe_acc"])] + [
-            (f"OOD {k}", v) for k, v in m["probe_acc_ood"].items()]
-        plots.append(Plot("probe", "Linear probe accuracy", layer_plot(
-            series, "accuracy", names, marks=_probe_marks(s)), probe_caption(payload)))
-        plots.append(Plot("nc1", "Neural collapse (NC1)", layer_plot(
-            [("NC1 = tr(Σ_W Σ_B⁺)/C", m["nc1"])], "NC1", names, log=True),
-            "Lower: examples of a class cluster tighter around their class mean."))
-        plots.append(Plot("nc2", "Neural collapse (NC2)", layer_plot(
-            [("equinorm (CV)", m["nc2_equinorm"]), ("equiangular (std cos)",
-              m["nc2_equiangular"]), ("|cos + 1/(C-1)|", m["nc2_max_angle"])], "", names),
-            "0 for class means that form a simplex equiangular tight frame."))
+            (f"OOD {k}", v) for k, v in m["probe_acc_ood"].items()
+        ]
+        plots.append(
+            Plot(
+                "probe",
+                "Linear probe accuracy",
+                layer_plot(series, "accuracy", names, marks=_probe_marks(s)),
+                probe_caption(payload),
+            )
+        )
+        plots.append(
+            Plot(
+                "nc1",
+                "Neural collapse (NC1)",
+                layer_plot([("NC1 = tr(Σ_W Σ_B⁺)/C", m["nc1"])], "NC1", names, log=True),
+                "Lower: examples of a class cluster tighter around their class mean.",
+            )
+        )
+        plots.append(
+            Plot(
+                "nc2",
+                "Neural collapse (NC2)",
+                layer_plot(
+                    [
+                        ("equinorm (CV)", m["nc2_equinorm"]),
+                        ("equiangular (std cos)", m["nc2_equiangular"]),
+                        ("|cos + 1/(C-1)|", m["nc2_max_angle"]),
+                    ],
+                    "",
+                    names,
+                ),
+                "0 for class means that form a simplex equiangular tight frame.",
+            )
+        )
     plots.append(cka_plot(m["cka"], "layer (this model)", "layer (this model)"))
     return plots
 
@@ -85,8 +130,12 @@ def repr_plots(payload: dict[str, Any]) -> list[Plot]:
 def cka_plot(matrix: Sequence[Sequence[float | None]], xlabel: str, ylabel: str) -> Plot:
     """The CKA heatmap (rows = first model's layers, columns = second's)."""
     png = heatmap_plot(matrix, xlabel, ylabel, "linear CKA")
-    return Plot("cka", "Linear CKA between layers", png,
-                "Linear CKA (streamed unbiased minibatch HSIC); bright = similar layers.")
+    return Plot(
+        "cka",
+        "Linear CKA between layers",
+        png,
+        "Linear CKA (streamed unbiased minibatch HSIC); bright = similar layers.",
+    )
 
 
 def probe_caption(payload: dict[str, Any]) -> str:
@@ -96,8 +145,10 @@ def probe_caption(payload: dict[str, Any]) -> str:
     bt, bo = s.get("probe_best_test"), (s.get("probe_best_ood") or {}).get("mean")
     parts = []
     if bt is not None:
-        parts.append(f"held out: best layer {bt} ({m['probe_acc'][bt]:.3f}) vs last layer "
-                     f"{last} ({m['probe_acc'][last]:.3f})")
+        parts.append(
+            f"held out: best layer {bt} ({m['probe_acc'][bt]:.3f}) vs last layer "
+            f"{last} ({m['probe_acc'][last]:.3f})"
+        )
     if bo is not None:
         ood = m["probe_acc_ood"]["mean"]
         parts.append(f"OOD mean: best layer {bo} ({ood[bo]:.3f}) vs last ({ood[last]:.3f})")
@@ -108,9 +159,15 @@ def summary_lines(kind: str, payload: dict[str, Any]) -> list[str]:
     """A per-layer table for the terminal."""
     m = payload["metrics"]
     if kind == "similarity":
-        rows = [[j, name, max(range(len(m["cka"])), key=lambda i: m["cka"][i][j] or -1.0),
-                 fmt(max((r[j] or 0.0) for r in m["cka"]))]
-                for j, name in enumerate(payload["layers_b"])]  # fmt: skip
+        rows = [
+            [
+                j,
+                name,
+                max(range(len(m["cka"])), key=lambda i: m["cka"][i][j] or -1.0),
+                fmt(max((r[j] or 0.0) for r in m["cka"])),
+            ]
+            for j, name in enumerate(payload["layers_b"])
+        ]
         return [render_table(["B layer", "name", "closest A layer", "CKA"], rows)]
     head = ["layer", "aniso", "aniso_c", "ID", "PCA90"]
     labelled = "probe_acc" in m
@@ -118,8 +175,13 @@ def summary_lines(kind: str, payload: dict[str, Any]) -> list[str]:
         head += ["probe", "probe OOD", "NC1"]
     rows = []
     for l, name in enumerate(payload["layers"]):
-        row = [name, fmt(m["anisotropy"][l]), fmt(m["anisotropy_centred"][l]),
-               fmt(m["intrinsic_dim"][l]), m["pca_dim"][l]]  # fmt: skip
+        row = [
+            name,
+            fmt(m["anisotropy"][l]),
+            fmt(m["anisotropy_centred"][l]),
+            fmt(m["intrinsic_dim"][l]),
+            m["pca_dim"][l],
+        ]
         if labelled:
             ood = m["probe_acc_ood"].get("mean", [None] * len(m["probe_acc"]))
             row += [fmt(m["probe_acc"][l]), fmt(ood[l]), fmt(m["nc1"][l])]
@@ -134,9 +196,11 @@ def _definitions(payload: dict[str, Any]) -> str:
     items = []
     for name, rec in (payload.get("definitions") or {}).items():
         cites = "; ".join(
-            f"{p['authors']} ({p['year']}), {p['title']}" for p in rec.get("papers", []))
-        items.append(f"<li><b>{esc(name)}</b>: {esc(rec.get('definition', ''))} "
-                     f"<i>({esc(cites)})</i></li>")
+            f"{p['authors']} ({p['year']}), {p['title']}" for p in rec.get("papers", [])
+        )
+        items.append(
+            f"<li><b>{esc(name)}</b>: {esc(rec.get('definition', ''))} <i>({esc(cites)})</i></li>"
+        )
     return f"<h2>Definitions</h2><ul>{''.join(items)}</ul>"
 
 
@@ -144,17 +208,24 @@ def repr_page(res: Any) -> str:
     """The whole HTML document for a ReprResult (or its JSON dict form)."""
     model, payload = res.model, res.payload
     title = f"depthlens {res.kind}: {model.get('ref')}"
-    meta = [("model", model.get("ref")), ("class", model.get("class")),
-            ("data", res.data.get("name") or (res.data.get("train") or {}).get("name")),
-            ("tokens / examples", res.tokens), ("options", res.options),
-            ("samples", payload.get("samples"))]  # fmt: skip
+    meta = [
+        ("model", model.get("ref")),
+        ("class", model.get("class")),
+        ("data", res.data.get("name") or (res.data.get("train") or {}).get("name")),
+        ("tokens / examples", res.tokens),
+        ("options", res.options),
+        ("samples", payload.get("samples")),
+    ]
     if res.kind == "similarity":
         meta.insert(1, ("model B", payload["model_b"].get("ref")))
         plots = [cka_plot(payload["metrics"]["cka"], "layer of B", "layer of A")]
     else:
         plots = repr_plots(payload)
-    body = (f"<h1>{esc(title)}</h1>{meta_table(meta)}"
-            + "".join(plot_html(p) for p in plots) + _definitions(payload))
+    body = (
+        f"<h1>{esc(title)}</h1>{meta_table(meta)}"
+        + "".join(plot_html(p) for p in plots)
+        + _definitions(payload)
+    )
     return page(title, body)
 
 

@@ -53,8 +53,10 @@ class ReprOptions:
         if self.test_samples < 1:
             raise DepthlensError(f"--test-samples must be at least 1, got {self.test_samples}")
         if self.cka_batch < MIN_BATCH:
-            raise DepthlensError(f"--cka-batch must be at least {MIN_BATCH} (HSIC_1 divides by "
-                                 f"n(n−3)), got {self.cka_batch}")
+            raise DepthlensError(
+                f"--cka-batch must be at least {MIN_BATCH} (HSIC_1 divides by "
+                f"n(n−3)), got {self.cka_batch}"
+            )
         if self.pool not in POOLS:
             from depthlens.metrics.registry import unknown_choice
 
@@ -64,8 +66,9 @@ class ReprOptions:
         if self.batch_size < 1:
             raise DepthlensError(f"--batch-size must be at least 1, got {self.batch_size}")
         if not 0.0 < self.pca_threshold <= 1.0 or not 0.0 <= self.twonn_discard < 1.0:
-            raise DepthlensError("--pca-threshold must be in (0, 1] and the TwoNN discard "
-                                 "fraction in [0, 1)")
+            raise DepthlensError(
+                "--pca-threshold must be in (0, 1] and the TwoNN discard fraction in [0, 1)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -107,9 +110,17 @@ class CkaBuffer:
 
 def geometry_of(sample: Sequence[torch.Tensor], opts: ReprOptions) -> dict[str, list[Any]]:
     """Anisotropy, TwoNN and PCA dimension of each layer's sample (n, d)."""
-    out: dict[str, list[Any]] = {k: [] for k in ("anisotropy", "anisotropy_centred",
-                                                 "intrinsic_dim", "intrinsic_dim_mle",
-                                                 "pca_dim", "twonn_duplicates")}  # fmt: skip
+    out: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "anisotropy",
+            "anisotropy_centred",
+            "intrinsic_dim",
+            "intrinsic_dim_mle",
+            "pca_dim",
+            "twonn_duplicates",
+        )
+    }
     for x in sample:
         out["anisotropy"].append(geometry.anisotropy(x))
         out["anisotropy_centred"].append(geometry.anisotropy(x, centred=True))
@@ -146,8 +157,10 @@ def token_pass(
         feats = [token_features(ex, ids, mask, opts.include_first_token) for ex in exs]
         n = int(feats[0][0].shape[0])
         if len(exs) > 1 and int(feats[1][0].shape[0]) != n:
-            raise DepthlensError("the two models see different numbers of tokens; compare "
-                                 "models that share a tokenizer")
+            raise DepthlensError(
+                "the two models see different numbers of tokens; compare "
+                "models that share a tokenizer"
+            )
         buf.add(feats[0], feats[1] if len(exs) > 1 else None)
         local = pick[(pick >= offset) & (pick < offset + n)] - offset
         for m, f in enumerate(feats):
@@ -161,7 +174,9 @@ def token_pass(
 
 
 def probe_table(
-    train: Sequence[torch.Tensor], y_train: torch.Tensor, evals: dict[str, tuple[Any, Any]],
+    train: Sequence[torch.Tensor],
+    y_train: torch.Tensor,
+    evals: dict[str, tuple[Any, Any]],
     opts: ReprOptions,
 ) -> dict[str, list[float]]:
     """Per layer: a probe fitted on ``train``, its accuracy on every named eval split."""
@@ -177,8 +192,12 @@ def probe_table(
 
 def collapse_of(train: Sequence[torch.Tensor], y: torch.Tensor) -> dict[str, list[float]]:
     """NC1 and NC2 per layer on the training features."""
-    out: dict[str, list[float]] = {"nc1": [], "nc2_equinorm": [], "nc2_equiangular": [],
-                                   "nc2_max_angle": []}  # fmt: skip
+    out: dict[str, list[float]] = {
+        "nc1": [],
+        "nc2_equinorm": [],
+        "nc2_equiangular": [],
+        "nc2_max_angle": [],
+    }
     for x in train:
         c = nc.collapse(x, y)
         out["nc1"].append(c.nc1)

@@ -36,7 +36,10 @@ def checkpoint_path(out: Path) -> Path:
 
 
 def save_checkpoint(
-    out: Path, model: torch.nn.Module, optim: torch.optim.Optimizer, state: TrainState,
+    out: Path,
+    model: torch.nn.Module,
+    optim: torch.optim.Optimizer,
+    state: TrainState,
     identity: dict[str, Any],
 ) -> None:
     """Write the checkpoint through a temporary file and a rename (never half-written)."""
@@ -83,5 +86,9 @@ def load_checkpoint(
         )
     model.load_state_dict(blob["model"])
     optim.load_state_dict(blob["optim"])
-    return TrainState(int(blob["step"]), [float(x) for x in blob["losses"]],
-                      float(blob.get("seconds", 0.0)), float(blob.get("cpu_seconds", 0.0)))
+    return TrainState(
+        int(blob["step"]),
+        [float(x) for x in blob["losses"]],
+        float(blob.get("seconds", 0.0)),
+        float(blob.get("cpu_seconds", 0.0)),
+    )

@@ -48,8 +48,12 @@ class TrainConfig:
     def validate(self, world: int = 1) -> None:
         """Refuse a configuration that cannot train, with the value and the fix."""
         get_scheme(self.scheme)
-        ints = {"--depth": self.depth, "--width": self.width, "--heads": self.heads,
-                "--batch-size": self.batch_size}  # fmt: skip
+        ints = {
+            "--depth": self.depth,
+            "--width": self.width,
+            "--heads": self.heads,
+            "--batch-size": self.batch_size,
+        }
         for opt, v in ints.items():
             if v < 1:
                 raise DepthlensError(f"{opt} must be at least 1, got {v}")

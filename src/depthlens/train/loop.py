@@ -74,8 +74,10 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
     """AdamW; weight decay on matrices only (not norms, gates or biases)."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     keep = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": keep, "weight_decay": 0.0}]  # fmt: skip
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": keep, "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)
 
 
@@ -108,8 +110,13 @@ class LoopHooks:
 
 
 def train_loop(
-    model: torch.nn.Module, optim: torch.optim.Optimizer, chunks: Chunks, cfg: TrainConfig,
-    state: TrainState, hooks: LoopHooks, device: torch.device,
+    model: torch.nn.Module,
+    optim: torch.optim.Optimizer,
+    chunks: Chunks,
+    cfg: TrainConfig,
+    state: TrainState,
+    hooks: LoopHooks,
+    device: torch.device,
 ) -> TrainState:
     """Run steps ``state.step .. cfg.steps-1``; returns the final state."""
     rank, world = rank_world()
@@ -143,8 +150,12 @@ def train_loop(
         every = hooks.checkpoint_every
         if every and hooks.out is not None and state.step % every == 0 and state.step < cfg.steps:
             if rank == 0:
-                saved = TrainState(state.step, state.losses, state.seconds + elapsed,
-                                   state.cpu_seconds + time.process_time() - c0)
+                saved = TrainState(
+                    state.step,
+                    state.losses,
+                    state.seconds + elapsed,
+                    state.cpu_seconds + time.process_time() - c0,
+                )
                 save_checkpoint(hooks.out, model, optim, saved, hooks.identity)
             if world > 1:
                 import torch.distributed as dist
@@ -160,5 +171,7 @@ def _nan_message(value: float, step: int, out: Path | None) -> str:
     if out is not None and checkpoint_path(out).is_file():
         blob = torch.load(checkpoint_path(out), map_location="cpu", weights_only=True)
         where = f"the last good checkpoint (step {blob['step']}) stays in {out / 'checkpoint'}"
-    return (f"the training loss is {value} at step {step + 1}; stopped, {where}; "
-            "lower --lr or raise --warmup")
+    return (
+        f"the training loss is {value} at step {step + 1}; stopped, {where}; "
+        "lower --lr or raise --warmup"
+    )

@@ -78,8 +78,9 @@ class RMSNorm(nn.Module):
 
 def rope_cos_sin(t: int, head_dim: int, theta: float, device: torch.device) -> tuple[Any, Any]:
     """cos, sin of RoPE for positions 0..t-1, each (T, head_dim) (Llama's half layout)."""
-    inv = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float, device=device)
-                           / head_dim))
+    inv = 1.0 / (
+        theta ** (torch.arange(0, head_dim, 2, dtype=torch.float, device=device) / head_dim)
+    )
     freqs = torch.arange(t, device=device, dtype=torch.float)[:, None] * inv  # (T, hd/2)
     emb = torch.cat((freqs, freqs), dim=-1)  # (T, hd)
     return emb.cos(), emb.sin()
@@ -253,8 +254,9 @@ class LabForCausalLM(PreTrainedModel):
         logits = self.lm_head(h[:, -logits_to_keep:] if logits_to_keep else h)
         loss = None
         if labels is not None:  # HF convention: labels are the inputs, shifted here
-            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(),
-                                   labels[:, 1:].flatten(), ignore_index=-100)
+            loss = F.cross_entropy(
+                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100
+            )
         return CausalLMOutputWithPast(loss=loss, logits=logits)
 
 
@@ -268,7 +270,11 @@ def init_lab_weights_(model: LabForCausalLM, seed: int) -> None:
             if p.dim() >= 2:
                 p.copy_(torch.randn(p.shape, generator=gen) * cfg.initializer_range)
                 if beta != 1.0 and name.split(".")[-2] in (
-                    "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"
+                    "v_proj",
+                    "o_proj",
+                    "gate_proj",
+                    "up_proj",
+                    "down_proj",
                 ):
                     p.mul_(beta)
             elif name.endswith(".gate"):

@@ -34,8 +34,12 @@ def loss_plot(runs: Sequence[dict[str, Any]]) -> bytes:
         fig = new_figure()
         ax = fig.add_subplot()
         for scheme, rs in by_scheme(runs).items():
-            ax.plot([r["depth"] for r in rs], nan_floats([r["eval_loss"] for r in rs]),
-                    marker="o", label=plain(scheme))
+            ax.plot(
+                [r["depth"] for r in rs],
+                nan_floats([r["eval_loss"] for r in rs]),
+                marker="o",
+                label=plain(scheme),
+            )
         ax.set_xscale("log", base=2)
         ax.set_xlabel("depth L (blocks)")
         ax.set_ylabel("held-out loss (nats/token)")
@@ -52,8 +56,13 @@ def rms_plot(runs: Sequence[dict[str, Any]]) -> bytes:
             r = rs[-1]
             vals = nan_floats(r.get("resid_rms") or [])
             n = max(1, len(vals) - 1)
-            ax.plot([i / n for i in range(len(vals))], vals, marker="o", ms=3,
-                    label=plain(f"{scheme} (L={r['depth']})"))
+            ax.plot(
+                [i / n for i in range(len(vals))],
+                vals,
+                marker="o",
+                ms=3,
+                label=plain(f"{scheme} (L={r['depth']})"),
+            )
         ax.set_yscale("log")
         ax.set_xlabel("relative depth ℓ/L (0 = embedding output)")
         ax.set_ylabel("residual RMS ‖h_ℓ‖/√d")
@@ -78,15 +87,27 @@ def heatmap(rs: Sequence[dict[str, Any]], scheme: str) -> bytes:
     """ΔP(ℓ)/loss (%) by relative depth (x) and depth L (y), for one scheme."""
     import numpy as np
 
-    arr = np.array([[np.nan if v is None else 100 * v
-                     for v in binned_costs(r.get("removal_cost_rel") or [])] for r in rs])
+    arr = np.array(
+        [
+            [
+                np.nan if v is None else 100 * v
+                for v in binned_costs(r.get("removal_cost_rel") or [])
+            ]
+            for r in rs
+        ]
+    )
     with plot_style():
         fig = new_figure(7.0, 1.2 + 0.45 * len(rs))
         ax = fig.add_subplot()
         ax.grid(False)
-        im = ax.imshow(np.ma.masked_invalid(arr), origin="lower", aspect="auto",
-                       cmap="magma_r", interpolation="nearest",
-                       extent=(0.0, 1.0, -0.5, len(rs) - 0.5))
+        im = ax.imshow(
+            np.ma.masked_invalid(arr),
+            origin="lower",
+            aspect="auto",
+            cmap="magma_r",
+            interpolation="nearest",
+            extent=(0.0, 1.0, -0.5, len(rs) - 0.5),
+        )
         fig.colorbar(im, ax=ax, label="ΔP(ℓ) / loss (%)")
         ax.set_yticks(range(len(rs)), [str(r["depth"]) for r in rs])
         ax.set_xlabel("relative depth of the deleted block ℓ/L")
@@ -101,16 +122,29 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 def summary_table(runs: Sequence[dict[str, Any]]) -> str:
     """One row per run: loss, RMS growth, unused depth."""
-    head = ("scheme", "L", "held-out loss", "train loss (last 10%)", "RMS last/first",
-            "unused depth (ΔP < 1%)", "saved as")
+    head = (
+        "scheme",
+        "L",
+        "held-out loss",
+        "train loss (last 10%)",
+        "RMS last/first",
+        "unused depth (ΔP < 1%)",
+        "saved as",
+    )
     rows = []
     for r in runs:
         rms = [v for v in (r.get("resid_rms") or []) if v is not None]
         growth = rms[-1] / rms[0] if len(rms) > 1 and rms[0] else None
         unused = r.get("unused_depth")
-        cells = (r["scheme"], r["depth"], _fmt(r.get("eval_loss")),
-                 _fmt(r.get("train_loss_last")), _fmt(growth, 2),
-                 "–" if unused is None else f"{100 * unused:.0f}%", r.get("saved_as"))
+        cells = (
+            r["scheme"],
+            r["depth"],
+            _fmt(r.get("eval_loss")),
+            _fmt(r.get("train_loss_last")),
+            _fmt(growth, 2),
+            "–" if unused is None else f"{100 * unused:.0f}%",
+            r.get("saved_as"),
+        )
         rows.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
     th = "".join(f"<th>{esc(h)}</th>" for h in head)
     return f'<table class="meta"><tr>{th}</tr>{"".join(rows)}</table>'
@@ -122,29 +156,51 @@ def build_study_page(env: Any, payload: dict[str, Any]) -> str:
     opts = env.options
     base = opts.get("base", {})
     plots = [
-        Plot("loss", "Held-out loss vs depth", loss_plot(runs),
-             "Held-out loss of every (scheme, depth) trained on the same tokens and budget."),
-        Plot("rms", "Residual RMS per layer", rms_plot(runs),
-             "RMS of the residual stream entering each block (the last point is the final "
-             "stream), deepest model of each scheme: Pre-LN's growth is the Curse of Depth."),
+        Plot(
+            "loss",
+            "Held-out loss vs depth",
+            loss_plot(runs),
+            "Held-out loss of every (scheme, depth) trained on the same tokens and budget.",
+        ),
+        Plot(
+            "rms",
+            "Residual RMS per layer",
+            rms_plot(runs),
+            "RMS of the residual stream entering each block (the last point is the final "
+            "stream), deepest model of each scheme: Pre-LN's growth is the Curse of Depth.",
+        ),
     ]
-    plots += [Plot(f"heat-{s}", f"Removal cost, {s}", heatmap(rs, s),
-                   f"{s}: loss increase when one block is deleted, as % of the loss, by the "
-                   "block's relative depth (binned) and the model's depth.")
-              for s, rs in by_scheme(runs).items()]
-    meta = meta_table([
-        ("depths", ", ".join(map(str, opts.get("depths", [])))),
-        ("schemes", ", ".join(opts.get("schemes", []))),
-        ("width / heads / context", f"{base.get('width')} / {base.get('heads')} / "
-                                    f"{base.get('context')}"),
-        ("training tokens per run", env.tokens.get("trained_per_run")),
-        ("data / held-out", f"{base.get('data')} / {base.get('eval_data')}"),
-        ("seed", base.get("seed")), ("wall time (s)", _fmt(payload.get("seconds"), 0)),
-        ("depthlens", env.version), ("created", env.created),
-    ])
-    body = (f"<h1>depthlens depth study</h1><p class=\"sub\">{esc(len(runs))} runs</p>{meta}"
-            f"<h2>Summary</h2>{summary_table(runs)}<h2>Figures</h2>"
-            + "".join(plot_html(p) for p in plots))
+    plots += [
+        Plot(
+            f"heat-{s}",
+            f"Removal cost, {s}",
+            heatmap(rs, s),
+            f"{s}: loss increase when one block is deleted, as % of the loss, by the "
+            "block's relative depth (binned) and the model's depth.",
+        )
+        for s, rs in by_scheme(runs).items()
+    ]
+    meta = meta_table(
+        [
+            ("depths", ", ".join(map(str, opts.get("depths", [])))),
+            ("schemes", ", ".join(opts.get("schemes", []))),
+            (
+                "width / heads / context",
+                f"{base.get('width')} / {base.get('heads')} / {base.get('context')}",
+            ),
+            ("training tokens per run", env.tokens.get("trained_per_run")),
+            ("data / held-out", f"{base.get('data')} / {base.get('eval_data')}"),
+            ("seed", base.get("seed")),
+            ("wall time (s)", _fmt(payload.get("seconds"), 0)),
+            ("depthlens", env.version),
+            ("created", env.created),
+        ]
+    )
+    body = (
+        f'<h1>depthlens depth study</h1><p class="sub">{esc(len(runs))} runs</p>{meta}'
+        f"<h2>Summary</h2>{summary_table(runs)}<h2>Figures</h2>"
+        + "".join(plot_html(p) for p in plots)
+    )
     return page("depthlens depth study", body)
 
 

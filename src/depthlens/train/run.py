@@ -46,11 +46,18 @@ class TrainResult:
 def lab_config(cfg: TrainConfig, vocab_size: int, eos: int) -> LabConfig:
     """The model shape a :class:`TrainConfig` asks for."""
     return LabConfig(
-        vocab_size=vocab_size, hidden_size=cfg.width, intermediate_size=cfg.mlp_ratio * cfg.width,
-        num_hidden_layers=cfg.depth, num_attention_heads=cfg.heads,
-        max_position_embeddings=cfg.context, scheme=cfg.scheme, drop_path=cfg.drop_path,
-        scheme_depth=cfg.depth, block_index=list(range(1, cfg.depth + 1)),
-        bos_token_id=eos, eos_token_id=eos,
+        vocab_size=vocab_size,
+        hidden_size=cfg.width,
+        intermediate_size=cfg.mlp_ratio * cfg.width,
+        num_hidden_layers=cfg.depth,
+        num_attention_heads=cfg.heads,
+        max_position_embeddings=cfg.context,
+        scheme=cfg.scheme,
+        drop_path=cfg.drop_path,
+        scheme_depth=cfg.depth,
+        block_index=list(range(1, cfg.depth + 1)),
+        bos_token_id=eos,
+        eos_token_id=eos,
     )
 
 
@@ -65,14 +72,18 @@ def prepare_output(out: Path, cfg: TrainConfig, overwrite: bool) -> None:
         if overwrite:
             shutil.rmtree(out)
         elif finished:
-            raise DepthlensError(f"output {out} holds a finished run; pass --overwrite or "
-                                 "choose another -o")
+            raise DepthlensError(
+                f"output {out} holds a finished run; pass --overwrite or choose another -o"
+            )
         elif not same:
-            raise DepthlensError(f"output {out} exists and is not an unfinished run with these "
-                                 "settings; pass --overwrite or choose another -o")
+            raise DepthlensError(
+                f"output {out} exists and is not an unfinished run with these "
+                "settings; pass --overwrite or choose another -o"
+            )
     if not out.parent.exists():
-        raise DepthlensError(f"the folder for output {out} does not exist; create "
-                             f"{out.parent} first")
+        raise DepthlensError(
+            f"the folder for output {out} does not exist; create {out.parent} first"
+        )
     out.mkdir(exist_ok=True)
     marker.write_text(json.dumps(cfg.identity(), sort_keys=True))
 
@@ -119,15 +130,24 @@ def eval_loss(model: torch.nn.Module, tokenizer: Any, cfg: TrainConfig, device: 
         for b in chunks.split(cfg.batch_size):
             b = b.to(device)
             logits = model(input_ids=b[:, :-1]).logits.float()
-            total += float(torch.nn.functional.cross_entropy(
-                logits.flatten(0, 1), b[:, 1:].flatten(), reduction="sum").double())
+            total += float(
+                torch.nn.functional.cross_entropy(
+                    logits.flatten(0, 1), b[:, 1:].flatten(), reduction="sum"
+                ).double()
+            )
             n += b[:, 1:].numel()
     return total / n
 
 
 def train(
-    cfg: TrainConfig, out: str | Path, *, overwrite: bool = False, checkpoint_every: int = 0,
-    device: str | None = None, tokenizer: Any = None, progress: bool = True,
+    cfg: TrainConfig,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    checkpoint_every: int = 0,
+    device: str | None = None,
+    tokenizer: Any = None,
+    progress: bool = True,
 ) -> TrainResult:
     """Train one lab model on ``cfg.data`` and save it into ``out`` (resuming if unfinished).
 
@@ -163,8 +183,9 @@ def train(
     finally:
         bar.close()
     held_out = eval_loss(model, tok, cfg, dev)
-    result = TrainResult(out, state.losses, held_out,
-                         cfg.steps * cfg.tokens_per_step / max(state.seconds, 1e-9), "")
+    result = TrainResult(
+        out, state.losses, held_out, cfg.steps * cfg.tokens_per_step / max(state.seconds, 1e-9), ""
+    )
     if rank == 0:
         result.model_class = _finish(out, model, tok, cfg, source, state, held_out)
     _barrier(world)
@@ -177,8 +198,9 @@ class _Bar:
     def __init__(self, cfg: TrainConfig, initial: int, enabled: bool) -> None:
         from depthlens.progress import progress_bar
 
-        self.bar = progress_bar(cfg.steps, f"train {cfg.scheme} L={cfg.depth}",
-                                enabled=enabled, initial=initial)
+        self.bar = progress_bar(
+            cfg.steps, f"train {cfg.scheme} L={cfg.depth}", enabled=enabled, initial=initial
+        )
 
     def update(self, step: int, loss: float, tps: float) -> None:
         set_postfix = getattr(self.bar, "set_postfix_str", None)
@@ -190,8 +212,15 @@ class _Bar:
         self.bar.close()
 
 
-def _finish(out: Path, model: LabForCausalLM, tok: Any, cfg: TrainConfig, source: Any,
-            state: TrainState, held_out: float) -> str:
+def _finish(
+    out: Path,
+    model: LabForCausalLM,
+    tok: Any,
+    cfg: TrainConfig,
+    source: Any,
+    state: TrainState,
+    held_out: float,
+) -> str:
     """Export the model, write train.json last, drop the resume files."""
     from depthlens.results import Envelope, write_result
 
@@ -204,16 +233,32 @@ def _finish(out: Path, model: LabForCausalLM, tok: Any, cfg: TrainConfig, source
     for f in tmp.iterdir():
         f.replace(out / f.name)
     tmp.rmdir()
-    ident = {"ref": str(out), "class": cls, "model_type": model.config.model_type,
-             "scheme": cfg.scheme, "num_layers": cfg.depth, "hidden_size": cfg.width,
-             "n_params": sum(p.numel() for p in model.parameters())}  # fmt: skip
-    env = Envelope(kind="depthlens.train", model=ident, data=source.to_dict(),
-                   options=cfg.to_dict(), tokens={"trained": cfg.steps * cfg.tokens_per_step})
-    payload = {"losses": state.losses, "eval_loss": held_out,
-               "eval_ppl": math.exp(held_out) if held_out < 700 else None,
-               "seconds": state.seconds, "cpu_seconds": state.cpu_seconds, "steps": cfg.steps,
-               "tokens_per_s": cfg.steps * cfg.tokens_per_step / max(state.seconds, 1e-9),
-               "saved_as": cls}  # fmt: skip
+    ident = {
+        "ref": str(out),
+        "class": cls,
+        "model_type": model.config.model_type,
+        "scheme": cfg.scheme,
+        "num_layers": cfg.depth,
+        "hidden_size": cfg.width,
+        "n_params": sum(p.numel() for p in model.parameters()),
+    }
+    env = Envelope(
+        kind="depthlens.train",
+        model=ident,
+        data=source.to_dict(),
+        options=cfg.to_dict(),
+        tokens={"trained": cfg.steps * cfg.tokens_per_step},
+    )
+    payload = {
+        "losses": state.losses,
+        "eval_loss": held_out,
+        "eval_ppl": math.exp(held_out) if held_out < 700 else None,
+        "seconds": state.seconds,
+        "cpu_seconds": state.cpu_seconds,
+        "steps": cfg.steps,
+        "tokens_per_s": cfg.steps * cfg.tokens_per_step / max(state.seconds, 1e-9),
+        "saved_as": cls,
+    }
     write_result(out / RESULT, env, payload)
     shutil.rmtree(out / "checkpoint", ignore_errors=True)
     shutil.rmtree(out / "tokenizer", ignore_errors=True)

@@ -47,8 +47,13 @@ class Scheme:
 
     def to_dict(self) -> dict[str, object]:
         """JSON form written into results."""
-        return {"name": self.name, "formula": self.formula, "norm": self.norm,
-                "paper": self.paper, "exports_as_llama": self.exports_as_llama}
+        return {
+            "name": self.name,
+            "formula": self.formula,
+            "norm": self.norm,
+            "paper": self.paper,
+            "exports_as_llama": self.exports_as_llama,
+        }
 
 
 SCHEMES: dict[str, Scheme] = {
@@ -56,14 +61,34 @@ SCHEMES: dict[str, Scheme] = {
     for s in (
         Scheme("pre-ln", "h + F(N(h))", "pre", "GPT-2 / Llama (Xiong et al. 2020)", True),
         Scheme("post-ln", "N(h + F(h))", "post", "Vaswani et al. 2017", False),
-        Scheme("lns", "h + F(N(h)/√ℓ)", "pre",
-               "LayerNorm Scaling, Sun et al. 2025 (The Curse of Depth in LLMs)", True),
-        Scheme("deepnorm", "N(α·h + F(h)), α=(2L)^¼, β=(8L)^-¼", "post",
-               "DeepNet, Wang et al. 2022", False),
-        Scheme("rezero", "h + α_ℓ·F(h), α_ℓ learned, init 0", "none",
-               "ReZero, Bachlechner et al. 2020", True),
-        Scheme("scaled", "h + F(N(h))/√L", "pre",
-               "depth-µP, Yang et al. 2023; Bordelon et al. 2023", True),
+        Scheme(
+            "lns",
+            "h + F(N(h)/√ℓ)",
+            "pre",
+            "LayerNorm Scaling, Sun et al. 2025 (The Curse of Depth in LLMs)",
+            True,
+        ),
+        Scheme(
+            "deepnorm",
+            "N(α·h + F(h)), α=(2L)^¼, β=(8L)^-¼",
+            "post",
+            "DeepNet, Wang et al. 2022",
+            False,
+        ),
+        Scheme(
+            "rezero",
+            "h + α_ℓ·F(h), α_ℓ learned, init 0",
+            "none",
+            "ReZero, Bachlechner et al. 2020",
+            True,
+        ),
+        Scheme(
+            "scaled",
+            "h + F(N(h))/√L",
+            "pre",
+            "depth-µP, Yang et al. 2023; Bordelon et al. 2023",
+            True,
+        ),
     )
 }
 

@@ -39,8 +39,16 @@ class StudyConfig:
     # The paper's comparison; the other four schemes are one --schemes away (each adds
     # ~7 min of CPU time at this size).
     schemes: tuple[str, ...] = ("pre-ln", "lns")
-    base: TrainConfig = TrainConfig(width=64, heads=4, context=64, tokens=614_400,
-                                    batch_size=16, lr=3e-3, warmup=30, vocab_size=2048)
+    base: TrainConfig = TrainConfig(
+        width=64,
+        heads=4,
+        context=64,
+        tokens=614_400,
+        batch_size=16,
+        lr=3e-3,
+        warmup=30,
+        vocab_size=2048,
+    )
     measure_tokens: int = 8192
 
     def validate(self) -> None:
@@ -52,19 +60,28 @@ class StudyConfig:
         for cfg in self.runs():
             cfg.validate()
         if self.measure_tokens < self.base.context:
-            raise DepthlensError(f"--measure-tokens {self.measure_tokens} is smaller than one "
-                                 f"--context {self.base.context} window")
+            raise DepthlensError(
+                f"--measure-tokens {self.measure_tokens} is smaller than one "
+                f"--context {self.base.context} window"
+            )
 
     def runs(self) -> list[TrainConfig]:
         """One config per (scheme, depth), schemes outer."""
-        return [dataclasses.replace(self.base, scheme=s, depth=d)
-                for s in self.schemes for d in self.depths]
+        return [
+            dataclasses.replace(self.base, scheme=s, depth=d)
+            for s in self.schemes
+            for d in self.depths
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {"depths": list(self.depths), "schemes": list(self.schemes),
-                "base": self.base.to_dict(), "measure_tokens": self.measure_tokens,
-                "unused_threshold": UNUSED_THRESHOLD}  # fmt: skip
+        return {
+            "depths": list(self.depths),
+            "schemes": list(self.schemes),
+            "base": self.base.to_dict(),
+            "measure_tokens": self.measure_tokens,
+            "unused_threshold": UNUSED_THRESHOLD,
+        }
 
 
 def parse_depths(text: str) -> tuple[int, ...]:
@@ -72,8 +89,9 @@ def parse_depths(text: str) -> tuple[int, ...]:
     try:
         vals = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError as exc:
-        raise DepthlensError(f"--depths must be integers separated by commas, got {text!r}") \
-            from exc
+        raise DepthlensError(
+            f"--depths must be integers separated by commas, got {text!r}"
+        ) from exc
     if not vals or min(vals) < 1:
         raise DepthlensError(f"--depths needs depths ≥ 1, got {text!r}; pass e.g. 4,8,16")
     return vals
@@ -114,14 +132,20 @@ def measure(path: Path, cfg: TrainConfig, measure_tokens: int) -> dict[str, Any]
     from depthlens.profiling import ProfileOptions, profile
 
     lm = load_model(str(path))
-    windows = make_windows(load_text(cfg.eval_data, text_field=cfg.text_field), lm.tokenizer,
-                           seq_len=cfg.context, max_tokens=measure_tokens, seed=cfg.seed)
+    windows = make_windows(
+        load_text(cfg.eval_data, text_field=cfg.text_field),
+        lm.tokenizer,
+        seq_len=cfg.context,
+        max_tokens=measure_tokens,
+        seed=cfg.seed,
+    )
     opts = ProfileOptions(batch_size=cfg.batch_size, seed=cfg.seed, lens_kernel="eager", n_max=1)
     prof = profile(lm, windows, opts, progress=False)
     base = evaluate_perplexity(lm, windows, batch_size=cfg.batch_size)["nll"]
     costs = removal_costs(lm, windows, base, cfg.batch_size)
-    rms = [None if v is None else v / math.sqrt(cfg.width)
-           for v in prof.metrics.get("resid_norm", [])]
+    rms = [
+        None if v is None else v / math.sqrt(cfg.width) for v in prof.metrics.get("resid_norm", [])
+    ]
     rel = [None if c is None else c / base for c in costs]
     unused = [r < UNUSED_THRESHOLD for r in rel if r is not None]
     return {
@@ -145,12 +169,25 @@ def _train_one(cfg: TrainConfig, d: Path, tdir: Path, threads: int) -> None:
     from depthlens.train.tokenizer import load_tokenizer
 
     torch.set_num_threads(threads)
-    train(cfg, d, overwrite=(d / RESULT).is_file(), tokenizer=load_tokenizer(tdir),
-          device="cpu", progress=False)
+    train(
+        cfg,
+        d,
+        overwrite=(d / RESULT).is_file(),
+        tokenizer=load_tokenizer(tdir),
+        device="cpu",
+        progress=False,
+    )
 
 
-def _train_all(todo: list[TrainConfig], out: Path, tdir: Path, tok: Any, jobs: int,
-               device: str | None, progress: bool) -> dict[tuple[str, int], str]:
+def _train_all(
+    todo: list[TrainConfig],
+    out: Path,
+    tdir: Path,
+    tok: Any,
+    jobs: int,
+    device: str | None,
+    progress: bool,
+) -> dict[tuple[str, int], str]:
     """Train the runs in ``todo``: in this process, or ``jobs`` CPU worker processes.
 
     Returns the runs whose loss became NaN/inf (scheme, depth) → message: a diverged run
@@ -166,8 +203,14 @@ def _train_all(todo: list[TrainConfig], out: Path, tdir: Path, tok: Any, jobs: i
         for i, cfg in enumerate(todo):
             say(f"training {cfg.scheme} L={cfg.depth} ({i + 1}/{len(todo)})")
             try:
-                train(cfg, run_dir(out, cfg), overwrite=(run_dir(out, cfg) / RESULT).is_file(),
-                      tokenizer=tok, device=device, progress=progress)
+                train(
+                    cfg,
+                    run_dir(out, cfg),
+                    overwrite=(run_dir(out, cfg) / RESULT).is_file(),
+                    tokenizer=tok,
+                    device=device,
+                    progress=progress,
+                )
             except NonFiniteLossError as exc:
                 failed[(cfg.scheme, cfg.depth)] = str(exc)
                 say(f"{cfg.scheme} L={cfg.depth} diverged: {exc}")
@@ -192,9 +235,15 @@ def _train_all(todo: list[TrainConfig], out: Path, tdir: Path, tok: Any, jobs: i
     return failed
 
 
-def run_study(study: StudyConfig, out: str | Path, *, overwrite: bool = False,
-              device: str | None = None, progress: bool = True,
-              jobs: int = 1) -> dict[str, Any]:
+def run_study(
+    study: StudyConfig,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+    jobs: int = 1,
+) -> dict[str, Any]:
     """Train and measure every (scheme, depth); write ``study.json`` and ``report.html``.
 
     ``jobs`` > 1 trains that many runs at once in CPU worker processes (each run is
@@ -229,25 +278,45 @@ def run_study(study: StudyConfig, out: str | Path, *, overwrite: bool = False,
     for cfg in study.runs():
         d = run_dir(out, cfg)
         if (cfg.scheme, cfg.depth) in failed:
-            rows.append({"scheme": cfg.scheme, "depth": cfg.depth, "run": str(d.relative_to(out)),
-                         "diverged": failed[(cfg.scheme, cfg.depth)], "eval_loss": None,
-                         "unused_depth": None})
+            rows.append(
+                {
+                    "scheme": cfg.scheme,
+                    "depth": cfg.depth,
+                    "run": str(d.relative_to(out)),
+                    "diverged": failed[(cfg.scheme, cfg.depth)],
+                    "eval_loss": None,
+                    "unused_depth": None,
+                }
+            )
             continue
         trained = json.loads((d / RESULT).read_text())
-        row = {"scheme": cfg.scheme, "depth": cfg.depth, "run": str(d.relative_to(out)),
-               "train_loss_last": _tail_mean(trained["losses"]),
-               "saved_as": trained["saved_as"], "train_seconds": trained["seconds"],
-               "train_cpu_seconds": trained.get("cpu_seconds")}
+        row = {
+            "scheme": cfg.scheme,
+            "depth": cfg.depth,
+            "run": str(d.relative_to(out)),
+            "train_loss_last": _tail_mean(trained["losses"]),
+            "saved_as": trained["saved_as"],
+            "train_seconds": trained["seconds"],
+            "train_cpu_seconds": trained.get("cpu_seconds"),
+        }
         w0, c0 = time.perf_counter(), time.process_time()
         row.update(measure(d, cfg, study.measure_tokens))
-        row.update(measure_seconds=time.perf_counter() - w0,
-                   measure_cpu_seconds=time.process_time() - c0)
+        row.update(
+            measure_seconds=time.perf_counter() - w0, measure_cpu_seconds=time.process_time() - c0
+        )
         rows.append(row)
-    payload = {"runs": rows, "schemes": {s: SCHEMES[s].to_dict() for s in study.schemes},
-               "seconds": time.perf_counter() - t0}
-    env = Envelope(kind="depthlens.study", model={"ref": "depthlens train (lab models)"},
-                   data=source.to_dict(), options=study.to_dict(),
-                   tokens={"trained_per_run": study.base.steps * study.base.tokens_per_step})
+    payload = {
+        "runs": rows,
+        "schemes": {s: SCHEMES[s].to_dict() for s in study.schemes},
+        "seconds": time.perf_counter() - t0,
+    }
+    env = Envelope(
+        kind="depthlens.study",
+        model={"ref": "depthlens train (lab models)"},
+        data=source.to_dict(),
+        options=study.to_dict(),
+        tokens={"trained_per_run": study.base.steps * study.base.tokens_per_step},
+    )
     write_result(out / "study.json", env, payload)
     write_study_report(out / "study.json", out / "report.html")
     return payload

@@ -38,7 +38,10 @@ def train_tokenizer(docs: Sequence[str], vocab_size: int = 4096) -> Any:
     )
     tok.train_from_iterator(list(docs), trainer)
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=EOS, eos_token=EOS, pad_token=EOS,
+        tokenizer_object=tok,
+        bos_token=EOS,
+        eos_token=EOS,
+        pad_token=EOS,
         model_max_length=1 << 30,
     )
 

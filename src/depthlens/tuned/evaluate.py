@@ -30,8 +30,13 @@ def _zeros(n_layers: int) -> dict[str, torch.Tensor]:
     return {m: torch.zeros(n_layers, dtype=torch.float64) for m in EVAL_METRICS}
 
 
-def _add_chunk(sums: dict[str, torch.Tensor], lens: Readout, states: list[torch.Tensor],
-               nxt: torch.Tensor, kernel: LensKernel) -> None:
+def _add_chunk(
+    sums: dict[str, torch.Tensor],
+    lens: Readout,
+    states: list[torch.Tensor],
+    nxt: torch.Tensor,
+    kernel: LensKernel,
+) -> None:
     """Add one chunk of tokens: ``states`` = h_0..h_L, each (c, d); ``nxt`` (c,) or -1."""
     n_layers = len(states) - 1
     fin = FinalDist.of(lens.logits(states[n_layers], n_layers))
@@ -46,9 +51,16 @@ def _add_chunk(sums: dict[str, torch.Tensor], lens: Readout, states: list[torch.
         sums["lens_ce"][l - 1] += host_sum(ce[has])
 
 
-def compare_lenses(lm: LoadedModel, data: TokenWindows, lenses: dict[str, Readout], *,
-                   batch_size: int = 4, chunk: int = 64, kernel: str = "eager",
-                   progress: bool = True) -> dict[str, Any]:
+def compare_lenses(
+    lm: LoadedModel,
+    data: TokenWindows,
+    lenses: dict[str, Readout],
+    *,
+    batch_size: int = 4,
+    chunk: int = 64,
+    kernel: str = "eager",
+    progress: bool = True,
+) -> dict[str, Any]:
     """Per-block-output metrics of every lens in ``lenses`` on the same tokens.
 
     ``kernel``: "eager", or "auto" for the fused torch.compile reductions of the profile.
@@ -61,13 +73,14 @@ def compare_lenses(lm: LoadedModel, data: TokenWindows, lenses: dict[str, Readou
     valid = train_positions(data, include_first=False)
     nxt_all = next_token_ids(data)
     n_tok = n_ce = 0
-    for rows, states in stream_states(lm, data, batch_size, valid, label="lens eval",
-                                      progress=progress):  # fmt: skip
+    for rows, states in stream_states(
+        lm, data, batch_size, valid, label="lens eval", progress=progress
+    ):
         nxt = nxt_all[rows][valid[rows]]
         for c0 in range(0, states[0].shape[0], chunk):
-            part = [t[c0:c0 + chunk] for t in states]
+            part = [t[c0 : c0 + chunk] for t in states]
             for name, lens in lenses.items():
-                _add_chunk(sums[name], lens, part, nxt[c0:c0 + chunk], fused)
+                _add_chunk(sums[name], lens, part, nxt[c0 : c0 + chunk], fused)
         n_tok += int(nxt.shape[0])
         n_ce += int((nxt >= 0).sum())
     out: dict[str, Any] = {}
@@ -77,15 +90,25 @@ def compare_lenses(lm: LoadedModel, data: TokenWindows, lenses: dict[str, Readou
             "lens_top1_agree": (acc["lens_top1_agree"] / n_tok).tolist(),
             "lens_ce": (acc["lens_ce"] / max(n_ce, 1)).tolist(),
         }
-    return {"lenses": out, "n_tokens": n_tok, "n_ce_tokens": n_ce,
-            "depth": "l = 1..L blocks applied (block outputs)"}
+    return {
+        "lenses": out,
+        "n_tokens": n_tok,
+        "n_ce_tokens": n_ce,
+        "depth": "l = 1..L blocks applied (block outputs)",
+    }
 
 
-def eval_envelope(lm: LoadedModel, data: TokenWindows, options: dict[str, Any],
-                  n_tokens: int) -> Envelope:
+def eval_envelope(
+    lm: LoadedModel, data: TokenWindows, options: dict[str, Any], n_tokens: int
+) -> Envelope:
     """The header of a lens-eval result."""
-    return Envelope(kind=EVAL_KIND, model=lm.identity(), data=data.identity, options=options,
-                    tokens={"lens": n_tokens})
+    return Envelope(
+        kind=EVAL_KIND,
+        model=lm.identity(),
+        data=data.identity,
+        options=options,
+        tokens={"lens": n_tokens},
+    )
 
 
 def load_evals(paths: list[str]) -> list[tuple[Envelope, dict[str, Any]]]:
@@ -96,9 +119,15 @@ def load_evals(paths: list[str]) -> list[tuple[Envelope, dict[str, Any]]]:
     return results
 
 
-def evaluate_lens(lm: LoadedModel, data: TokenWindows, lens: str, *, batch_size: int = 4,
-                  kernel: str = "auto",
-                  progress: bool = True) -> tuple[Envelope, dict[str, Any]]:
+def evaluate_lens(
+    lm: LoadedModel,
+    data: TokenWindows,
+    lens: str,
+    *,
+    batch_size: int = 4,
+    kernel: str = "auto",
+    progress: bool = True,
+) -> tuple[Envelope, dict[str, Any]]:
     """The logit lens and ``lens`` (``tuned:DIR``) on the same tokens of ``data``."""
     from depthlens.tuned.lens import readout_for
 
@@ -106,9 +135,14 @@ def evaluate_lens(lm: LoadedModel, data: TokenWindows, lens: str, *, batch_size:
     info: dict[str, Any] = {"kind": "logit"}
     if lens != "logit":
         readouts["tuned"], info = readout_for(lm, lens)
-    payload = compare_lenses(lm, data, readouts, batch_size=batch_size, kernel=kernel,
-                             progress=progress)
+    payload = compare_lenses(
+        lm, data, readouts, batch_size=batch_size, kernel=kernel, progress=progress
+    )
     payload["lens_used"] = info
-    env = eval_envelope(lm, data, {"lens": lens, "batch_size": batch_size,
-                                   "include_first_token": False}, payload["n_tokens"])
+    env = eval_envelope(
+        lm,
+        data,
+        {"lens": lens, "batch_size": batch_size, "include_first_token": False},
+        payload["n_tokens"],
+    )
     return env, payload

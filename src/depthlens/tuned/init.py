@@ -18,8 +18,14 @@ from depthlens.models.loading import LoadedModel
 from depthlens.tuned.lens import TunedLens
 
 
-def lstsq_init_(lens: TunedLens, lm: LoadedModel, data: TokenWindows, valid: torch.Tensor,
-                batch_size: int = 4, ridge: float = 1e-3) -> int:
+def lstsq_init_(
+    lens: TunedLens,
+    lm: LoadedModel,
+    data: TokenWindows,
+    valid: torch.Tensor,
+    batch_size: int = 4,
+    ridge: float = 1e-3,
+) -> int:
     """Set every translator to the ridge fit of h_L on h_l; returns the tokens used.
 
     Sums per layer: G = Σ [h_l, 1]ᵀ[h_l, 1] and B = Σ [h_l, 1]ᵀ h_L in float64 (O(d²)

@@ -79,18 +79,23 @@ class TunedLens(nn.Module):
         return lens.to(lm.device)
 
 
-def save_lens(lens: TunedLens, out: str | Path, envelope: Envelope,
-              training: dict[str, Any]) -> None:
+def save_lens(
+    lens: TunedLens, out: str | Path, envelope: Envelope, training: dict[str, Any]
+) -> None:
     """Write ``translators.safetensors`` and ``lens.json`` into the folder ``out``."""
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in lens.state_dict().items()}
     save_file(tensors, str(Path(out) / WEIGHTS), metadata={"format": "pt"})
-    payload = {"lens": {"n_layers": lens.n_layers, "d_model": lens.d_model,
-                        "reads": "translator l reads h_l, the stream entering block l; "
-                                 "h_L is read without one",
-                        "form": "softmax(U · final_norm(h + A_l h + b_l))"},
-               "training": training}
+    payload = {
+        "lens": {
+            "n_layers": lens.n_layers,
+            "d_model": lens.d_model,
+            "reads": "translator l reads h_l, the stream entering block l; h_L is read without one",
+            "form": "softmax(U · final_norm(h + A_l h + b_l))",
+        },
+        "training": training,
+    }
     write_result(Path(out) / META, envelope, payload)
 
 
@@ -98,12 +103,16 @@ def lens_dir_check(spec: str) -> Path:
     """Validate ``tuned:DIR`` before any model is loaded; returns DIR."""
     path = Path(spec.removeprefix("tuned:"))
     if not path.is_dir():
-        raise DepthlensError(f"tuned lens folder {path} not found; train one with "
-                             f"`depthlens lens train REF -o {path}`")
+        raise DepthlensError(
+            f"tuned lens folder {path} not found; train one with "
+            f"`depthlens lens train REF -o {path}`"
+        )
     for name in (META, WEIGHTS):
         if not (path / name).is_file():
-            raise DepthlensError(f"tuned lens folder {path} lacks {name}; it is not a "
-                                 f"`depthlens lens train` output (retrain it)")
+            raise DepthlensError(
+                f"tuned lens folder {path} lacks {name}; it is not a "
+                f"`depthlens lens train` output (retrain it)"
+            )
     return path
 
 
@@ -120,20 +129,29 @@ def load_lens(path: str | Path, lm: LoadedModel) -> tuple[TunedLens, dict[str, A
         for part in ("weight", "bias"):
             key = f"translators.{l}.{part}"
             if key not in state:
-                raise DepthlensError(f"tuned lens {folder} lacks the translator of layer {l} "
-                                     f"({key}); the folder is incomplete: retrain it")
+                raise DepthlensError(
+                    f"tuned lens {folder} lacks the translator of layer {l} "
+                    f"({key}); the folder is incomplete: retrain it"
+                )
     extra = sorted(set(state) - set(lens.state_dict()))
     if extra:
-        raise DepthlensError(f"tuned lens {folder} has unexpected tensors {extra[:3]}; it was "
-                             f"trained for a model with more blocks")
+        raise DepthlensError(
+            f"tuned lens {folder} has unexpected tensors {extra[:3]}; it was "
+            f"trained for a model with more blocks"
+        )
     try:
         lens.load_state_dict(state)
     except RuntimeError as exc:
         raise DepthlensError(f"tuned lens {folder} does not fit this model: {exc}") from exc
     lens.to(lm.device)
-    info = {"kind": "tuned", "dir": str(folder), "fingerprint": env.fingerprint,
-            "data": env.data, "tokens": env.tokens,
-            "steps": payload.get("training", {}).get("steps")}
+    info = {
+        "kind": "tuned",
+        "dir": str(folder),
+        "fingerprint": env.fingerprint,
+        "data": env.data,
+        "tokens": env.tokens,
+        "steps": payload.get("training", {}).get("steps"),
+    }
     return lens, info
 
 

@@ -141,8 +141,13 @@ def make_optimizer(lens: TunedLens, opts: TrainOptions, steps: int) -> tuple[Any
     params = list(lens.translators.parameters())
     opt: torch.optim.Optimizer
     if opts.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=opts.lr_used, momentum=opts.momentum, nesterov=True,
-                              weight_decay=opts.weight_decay)
+        opt = torch.optim.SGD(
+            params,
+            lr=opts.lr_used,
+            momentum=opts.momentum,
+            nesterov=True,
+            weight_decay=opts.weight_decay,
+        )
     else:
         opt = torch.optim.AdamW(params, lr=opts.lr_used, weight_decay=opts.weight_decay)
     warm = max(1, math.ceil(opts.warmup * steps)) if opts.warmup > 0 else 0
@@ -184,8 +189,13 @@ def default_token_chunk(lens: TunedLens) -> int:
     return max(1, 2**25 // max(1, lens.n_layers * vocab))
 
 
-def train_lens(lm: LoadedModel, data: TokenWindows, options: TrainOptions | None = None,
-               *, progress: bool = True) -> tuple[TunedLens, dict[str, Any]]:
+def train_lens(
+    lm: LoadedModel,
+    data: TokenWindows,
+    options: TrainOptions | None = None,
+    *,
+    progress: bool = True,
+) -> tuple[TunedLens, dict[str, Any]]:
     """Train a tuned lens for ``lm`` on ``data``; returns it and its training record."""
     opts = options or TrainOptions()
     opts.validate()
@@ -199,8 +209,10 @@ def train_lens(lm: LoadedModel, data: TokenWindows, options: TrainOptions | None
 
         init_tokens = lstsq_init_(lens, lm, data, valid, opts.batch_size)
     init_seconds = time.perf_counter() - t0
-    batches = [torch.arange(s, min(s + opts.batch_size, len(data)))
-               for s in range(0, len(data), opts.batch_size)]
+    batches = [
+        torch.arange(s, min(s + opts.batch_size, len(data)))
+        for s in range(0, len(data), opts.batch_size)
+    ]
     steps = opts.steps or len(batches)
     opt, sched = make_optimizer(lens, opts, steps)
     chunk = opts.token_chunk or default_token_chunk(lens)
@@ -212,8 +224,12 @@ def train_lens(lm: LoadedModel, data: TokenWindows, options: TrainOptions | None
             rows = batches[step % len(batches)]  # more steps than batches: cycle the data
             trace.clear()
             with torch.no_grad():
-                run_forward(lm.model, data.input_ids[rows].to(lm.device),
-                            data.attention_mask[rows].to(lm.device), **fkw)
+                run_forward(
+                    lm.model,
+                    data.input_ids[rows].to(lm.device),
+                    data.attention_mask[rows].to(lm.device),
+                    **fkw,
+                )
             sel = valid[rows]
             states = [s[sel.to(s.device)].detach() for s in trace.all_states()]
             trace.clear()
@@ -243,18 +259,30 @@ def train_lens(lm: LoadedModel, data: TokenWindows, options: TrainOptions | None
     return lens, record
 
 
-def train_and_save(lm: LoadedModel, data: TokenWindows, out: str | Path,
-                   options: TrainOptions | None = None, *, overwrite: bool = False,
-                   progress: bool = True) -> dict[str, Any]:
+def train_and_save(
+    lm: LoadedModel,
+    data: TokenWindows,
+    out: str | Path,
+    options: TrainOptions | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Train a tuned lens and write it to the folder ``out`` (atomically)."""
     opts = options or TrainOptions()
     opts.validate()
     if Path(out).exists() and not overwrite:
-        raise DepthlensError(f"output {out} already exists; pass --overwrite or choose another "
-                             f"folder")
+        raise DepthlensError(
+            f"output {out} already exists; pass --overwrite or choose another folder"
+        )
     lens, record = train_lens(lm, data, opts, progress=progress)
-    env = Envelope(kind=LENS_KIND, model=lm.identity(), data=data.identity,
-                   options=opts.to_dict(), tokens={"train": record["tokens_seen"]})
+    env = Envelope(
+        kind=LENS_KIND,
+        model=lm.identity(),
+        data=data.identity,
+        options=opts.to_dict(),
+        tokens={"train": record["tokens_seen"]},
+    )
     with atomic_dir(out, overwrite=overwrite) as tmp:
         save_lens(lens, tmp, env, record)
     return record

@@ -14,37 +14,104 @@ _MEAN = "float64 sum of per-token values over the lens tokens + count, all-reduc
 _FIN = "sum / count"
 
 
-def _lens(name: str, definition: str, label: str, caption: str, papers: tuple, *,
-          unit: str = "", table: bool = False, finalize: str = _FIN) -> MetricRecord:
-    return metric(MetricRecord(
-        name=name, family="lens", definition=definition, papers=papers, shape="block",
-        accumulate=_MEAN, finalize=finalize, caption=caption, label=label, unit=unit,
-        table=table))
+def _lens(
+    name: str,
+    definition: str,
+    label: str,
+    caption: str,
+    papers: tuple,
+    *,
+    unit: str = "",
+    table: bool = False,
+    finalize: str = _FIN,
+) -> MetricRecord:
+    return metric(
+        MetricRecord(
+            name=name,
+            family="lens",
+            definition=definition,
+            papers=papers,
+            shape="block",
+            accumulate=_MEAN,
+            finalize=finalize,
+            caption=caption,
+            label=label,
+            unit=unit,
+            table=table,
+        )
+    )
 
 
-LENS_KL = _lens("lens_kl", "KL(p_L ‖ p(h_l)) in nats", "lensKL",
-                "How far block l's readout is from the model's output (0 = identical).",
-                (TUNED_LENS, LOGIT_LENS), unit="nats", table=True)
-LENS_KL_REV = _lens("lens_kl_rev", "KL(p(h_l) ‖ p_L) in nats", "revKL",
-                    "Reverse KL, the Csordás et al. convention.", (CSORDAS,), unit="nats")
-LENS_JSD = _lens("lens_jsd", "JSD(p_L, p(h_l)), natural log, in [0, ln 2]", "JSD",
-                 "Symmetric, bounded distance between readout and output.", (REASONING,),
-                 unit="nats", table=True)
-LENS_TOP1 = _lens("lens_top1_agree", "share of tokens with argmax p(h_l) = argmax p_L",
-                  "top1", "Share of tokens whose top-1 guess at block l is already the "
-                  "model's final answer.", (CSORDAS,), table=True)
-LENS_TOP5 = _lens("lens_top5_overlap", "|top5(p(h_l)) ∩ top5(p_L)| / 5", "top5",
-                  "Overlap of the five most likely tokens with the output's.", (CSORDAS,))
-LENS_ENTROPY = _lens("lens_entropy", "H(p(h_l)) in nats", "H",
-                     "Entropy of the readout: how undecided block l's guess is.",
-                     (TUNED_LENS,), unit="nats")
-LENS_CE = _lens("lens_ce", "cross-entropy of p(h_l) on the actual next token", "CE",
-                "Loss of predicting the next token from block l's readout.", (TUNED_LENS,),
-                unit="nats", finalize="sum / count of tokens that have a next token")
-PREDICTION_DEPTH = metric(MetricRecord(
-    name="prediction_depth", family="lens",
-    definition="per token: smallest l with argmax p(h_{l'}) = argmax p_L for every l' ≥ l "
-               "(0..L blocks applied)",
-    papers=(CSORDAS,), shape="token", accumulate="float64 histogram over 0..L, all-reduced",
-    finalize="histogram and its mean", plot="hist", label="pred. depth",
-    caption="How many blocks a token needs before its top-1 prediction stops changing."))
+LENS_KL = _lens(
+    "lens_kl",
+    "KL(p_L ‖ p(h_l)) in nats",
+    "lensKL",
+    "How far block l's readout is from the model's output (0 = identical).",
+    (TUNED_LENS, LOGIT_LENS),
+    unit="nats",
+    table=True,
+)
+LENS_KL_REV = _lens(
+    "lens_kl_rev",
+    "KL(p(h_l) ‖ p_L) in nats",
+    "revKL",
+    "Reverse KL, the Csordás et al. convention.",
+    (CSORDAS,),
+    unit="nats",
+)
+LENS_JSD = _lens(
+    "lens_jsd",
+    "JSD(p_L, p(h_l)), natural log, in [0, ln 2]",
+    "JSD",
+    "Symmetric, bounded distance between readout and output.",
+    (REASONING,),
+    unit="nats",
+    table=True,
+)
+LENS_TOP1 = _lens(
+    "lens_top1_agree",
+    "share of tokens with argmax p(h_l) = argmax p_L",
+    "top1",
+    "Share of tokens whose top-1 guess at block l is already the model's final answer.",
+    (CSORDAS,),
+    table=True,
+)
+LENS_TOP5 = _lens(
+    "lens_top5_overlap",
+    "|top5(p(h_l)) ∩ top5(p_L)| / 5",
+    "top5",
+    "Overlap of the five most likely tokens with the output's.",
+    (CSORDAS,),
+)
+LENS_ENTROPY = _lens(
+    "lens_entropy",
+    "H(p(h_l)) in nats",
+    "H",
+    "Entropy of the readout: how undecided block l's guess is.",
+    (TUNED_LENS,),
+    unit="nats",
+)
+LENS_CE = _lens(
+    "lens_ce",
+    "cross-entropy of p(h_l) on the actual next token",
+    "CE",
+    "Loss of predicting the next token from block l's readout.",
+    (TUNED_LENS,),
+    unit="nats",
+    finalize="sum / count of tokens that have a next token",
+)
+PREDICTION_DEPTH = metric(
+    MetricRecord(
+        name="prediction_depth",
+        family="lens",
+        definition="per token: smallest l with argmax p(h_{l'}) = argmax p_L for every l' ≥ l "
+        "(0..L blocks applied)",
+        papers=(CSORDAS,),
+        shape="token",
+        accumulate="float64 histogram over 0..L, all-reduced",
+        finalize="histogram and its mean",
+        plot="hist",
+        label="pred. depth",
+        caption="How many blocks a token needs before its top-1 prediction stops changing.",
+    )
+)
