@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import TYPE_CHECKING, Any
 
 from depthlens.cli.common import add_output_args, status
+
+if TYPE_CHECKING:
+    from depthlens.train.config import TrainConfig
 
 TRAIN_EXAMPLE = """examples:
   depthlens train --depth 8 --width 128 --scheme lns --tokens 2000000 -o runs/lns-L8
@@ -141,7 +145,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=run_study_cmd)
 
 
-def _train_config(args: argparse.Namespace, **extra: object) -> object:
+def _train_config(args: argparse.Namespace, **extra: Any) -> TrainConfig:
     from depthlens.train.config import TrainConfig
 
     return TrainConfig(
@@ -158,7 +162,7 @@ def _train_config(args: argparse.Namespace, **extra: object) -> object:
         warmup=args.warmup,
         batch_size=args.batch_size,
         seed=args.seed,
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
 
 
@@ -168,11 +172,11 @@ def run_train(args: argparse.Namespace) -> int:
     from depthlens.train.run import train
 
     cfg = _train_config(args, depth=args.depth, scheme=args.scheme)
-    cfg.validate(rank_world()[1])  # type: ignore[attr-defined]
+    cfg.validate(rank_world()[1])
     res = train(
         cfg,
         args.output,
-        overwrite=args.overwrite,  # type: ignore[arg-type]
+        overwrite=args.overwrite,
         checkpoint_every=args.checkpoint_every,
         device=args.device,
         progress=not args.quiet,

@@ -149,24 +149,43 @@ def stream_span_sums(
             if h_i1 is None or h_end is None or "m" not in got:
                 raise DepthlensError("the calibration forward did not reach the span's end")
             m = got.pop("m")
-            z = h_end - (h_i1 - m)  # (B, T, d): Z = h_{s+n} − Y
-            for part, mask in zip((sums.fit, sums.held, sums.held_first), masks, strict=True):
-                sel = mask[rows]  # (B, T)
-                mm, zz = m[sel.to(m.device)], z[sel.to(z.device)]  # (N, d), model device
-                part.add(mm, zz)
-                if part is sums.fit:
-                    samples.add(mm, zz)
+            _add_batch(sums, samples, masks, rows, m, h_end - (h_i1 - m))
             trace.clear()
             bar.update(1)
     bar.close()
     sums.all_reduce()
+    _check_enough_fit_tokens(sums, d)
+    return sums, samples.result()
+
+
+def _add_batch(
+    sums: SpanSums,
+    samples: _Samples,
+    masks: tuple[torch.Tensor, ...],
+    rows: Any,
+    m: torch.Tensor,
+    z: torch.Tensor,
+) -> None:
+    """Route one batch's (M, Z) rows to the fit / held-out / held-out-first sums.
+
+    ``z`` is Z = h_{s+n} − Y, (B, T, d); only the fit rows feed the replaceme-cos sample.
+    """
+    for part, mask in zip((sums.fit, sums.held, sums.held_first), masks, strict=True):
+        sel = mask[rows]  # (B, T)
+        mm, zz = m[sel.to(m.device)], z[sel.to(z.device)]  # (N, d), model device
+        part.add(mm, zz)
+        if part is sums.fit:
+            samples.add(mm, zz)
+
+
+def _check_enough_fit_tokens(sums: SpanSums, d: int) -> None:
+    # A d x d least-squares map is underdetermined with fewer than d fit rows.
     if float(sums.fit.n) < d:
         raise DepthlensError(
             f"too little calibration text: {int(sums.fit.n)} fit tokens for a "
             f"{d}x{d} linear map (need at least {d}); raise --max-tokens or use "
             "a longer --data"
         )
-    return sums, samples.result()
 
 
 def _part_masks(windows: TokenWindows, opts: CalibrationOptions) -> tuple[torch.Tensor, ...]:

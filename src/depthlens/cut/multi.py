@@ -177,17 +177,34 @@ def _pass(
                 windows.attention_mask[rows].to(lm.device),
                 **forward_kwargs(model),
             )
-            for (s, e), acc in zip(runs, sums, strict=True):
-                h_s, h_e, m = trace.states[s], trace.states[e], got.get(s - 1)
-                if h_s is None or h_e is None or m is None:
-                    raise DepthlensError("the calibration forward did not reach the run's end")
-                z = h_e - (h_s - m)  # (B, T, d): Z = h_e − Y
-                for part, keep in ((acc.fit, ~held[rows]), (acc.held, held[rows])):
-                    sel = (valid[rows] & keep[:, None]).to(m.device)  # (B, T)
-                    if bool(sel.any()):
-                        part.add(m[sel], z[sel])
+            for run, acc in zip(runs, sums, strict=True):
+                _add_run(acc, run, trace.states, got, valid[rows], held[rows])
             bar.update(1)
     bar.close()
+
+
+def _add_run(
+    acc: RunSums,
+    run: Run,
+    states: Any,
+    got: dict[int, torch.Tensor],
+    valid: torch.Tensor,
+    held: torch.Tensor,
+) -> None:
+    """Feed one batch's (M, Z) rows of run ``(s, e)`` to its fit or held-out sums.
+
+    ``valid`` is the batch's (B, T) mask of positions that count, ``held`` its (B,) mask of
+    held-out windows.
+    """
+    s, e = run
+    h_s, h_e, m = states[s], states[e], got.get(s - 1)
+    if h_s is None or h_e is None or m is None:
+        raise DepthlensError("the calibration forward did not reach the run's end")
+    z = h_e - (h_s - m)  # (B, T, d): Z = h_e − Y
+    for part, keep in ((acc.fit, ~held), (acc.held, held)):
+        sel = (valid & keep[:, None]).to(m.device)  # (B, T)
+        if bool(sel.any()):
+            part.add(m[sel], z[sel])
 
 
 def fit_runs(

