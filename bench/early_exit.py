@@ -29,7 +29,7 @@ def _rule(text: str):  # noqa: ANN202
     from depthlens.exit.rules import ExitRule
 
     kind, _, value = text.partition(":")
-    return ExitRule(kind, float(value))  # type: ignore[arg-type]
+    return ExitRule(kind, float(value))
 
 
 def _ideal(costs: dict[str, Any], depths: list[int], fill: float) -> dict[str, float]:

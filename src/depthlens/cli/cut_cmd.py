@@ -218,7 +218,7 @@ def _validate(args: argparse.Namespace) -> None:
     from depthlens.cut import method_names
     from depthlens.cut.multi import MULTI_MODES, check_removed
     from depthlens.cut.search import OBJECTIVES
-    from depthlens.metrics.registry import unknown_choice
+    from depthlens.registry import unknown_choice
 
     for what, got, choices in (
         ("--method", args.method, method_names()),

@@ -118,24 +118,10 @@ def _register_exit(sub: argparse._SubParsersAction) -> None:
         "--max-tokens 2048 -o exit.json",
     )
     _lens_reader(x, "logit (default) or tuned:DIR")
-    x.add_argument(
-        "--confidence",
-        default=None,
-        metavar="T,T",
-        help="top-1 probability thresholds in (0, 1] (default a sweep)",
-    )
-    x.add_argument(
-        "--entropy",
-        default=None,
-        metavar="T,T",
-        help="entropy thresholds in nats, [0, ln V] (default a sweep)",
-    )
-    x.add_argument(
-        "--settled",
-        default=None,
-        metavar="K,K",
-        help="top-1 unchanged over K layers, 1..L-1 (default a sweep)",
-    )
+    from depthlens.exit.rules import EXIT_RULES
+
+    for rule in EXIT_RULES.values():
+        x.add_argument(f"--{rule.name}", default=None, metavar=rule.metavar, help=rule.help)
     x.add_argument("--min-depth", type=int, default=1, help="first depth that may exit (1)")
     _outputs(x, "exit JSON")
     x.set_defaults(func=run_exit_cmd)
@@ -217,13 +203,15 @@ def run_report(args: argparse.Namespace) -> int:
 def run_exit_cmd(args: argparse.Namespace) -> int:
     """Validate (thresholds first), load, sweep, write."""
     from depthlens.exit.api import check_sweeps, run_exit
-    from depthlens.exit.rules import RULES, parse_thresholds
+    from depthlens.exit.rules import EXIT_RULES, parse_thresholds
     from depthlens.io import check_output_path
     from depthlens.results import write_result
     from depthlens.tuned.lens import check_lens_arg
 
     out = check_output_path(args.output, args.overwrite)
-    sweeps: dict[str, tuple[float, ...]] = {k: parse_thresholds(k, getattr(args, k)) for k in RULES}
+    sweeps: dict[str, tuple[float, ...]] = {
+        k: parse_thresholds(k, getattr(args, k)) for k in EXIT_RULES
+    }
     check_sweeps(sweeps, args.min_depth)
     check_lens_arg(args.lens)
     lm, windows = load_model_and_windows(args)

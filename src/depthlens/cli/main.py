@@ -84,7 +84,7 @@ def _add_shared_flags(sub: argparse._SubParsersAction) -> None:
 
 def _check_command(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     """'did you mean …?' for a mistyped subcommand (argparse only lists the choices)."""
-    from depthlens.metrics.registry import unknown_choice
+    from depthlens.registry import unknown_choice
 
     first = next((a for a in argv if not a.startswith("-")), None)
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

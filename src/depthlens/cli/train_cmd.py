@@ -80,6 +80,7 @@ def _add_shape_args(p: argparse.ArgumentParser, d: dict[str, object]) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``train`` and ``study``."""
     from depthlens.train.config import TrainConfig
+    from depthlens.train.schemes import SCHEMES
     from depthlens.train.study import StudyConfig
 
     t = sub.add_parser(
@@ -91,9 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     t.add_argument("--depth", type=int, default=TrainConfig.depth, help="blocks (4)")
-    t.add_argument(
-        "--scheme", default="pre-ln", help="pre-ln, post-ln, lns, deepnorm, rezero, scaled (pre-ln)"
-    )
+    t.add_argument("--scheme", default="pre-ln", help=f"{', '.join(SCHEMES)} (pre-ln)")
     t.add_argument(
         "--checkpoint-every",
         type=int,
@@ -126,8 +125,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument(
         "--schemes",
         default=",".join(base.schemes),
-        help=f"comma-separated schemes ({','.join(base.schemes)}); all six: "
-        "pre-ln,lns,post-ln,deepnorm,rezero,scaled",
+        help=f"comma-separated schemes ({','.join(base.schemes)}); all: {','.join(SCHEMES)}",
     )
     d.add_argument(
         "--measure-tokens",

@@ -235,7 +235,7 @@ def search_removed(
     (block, T) per run of its best k-block set (k = 1..n).
     """
     if opts.objective not in OBJECTIVES:
-        from depthlens.metrics.registry import unknown_choice
+        from depthlens.registry import unknown_choice
 
         raise DepthlensError(unknown_choice("--objective", opts.objective, list(OBJECTIVES)))
     if opts.beam < 1:

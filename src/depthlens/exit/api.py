@@ -23,7 +23,7 @@ def check_sweeps(
     """Refuse any threshold outside its rule's range (before or after loading the model)."""
     for kind, values in sweeps.items():
         for t in values:
-            ExitRule(kind, t, min_depth).check(n_layers, vocab)  # type: ignore[arg-type]
+            ExitRule(kind, t, min_depth).check(n_layers, vocab)
 
 
 def run_exit(

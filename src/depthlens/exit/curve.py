@@ -130,7 +130,7 @@ def exit_curve(
     final = r.nll[:, -1]
     has = ~torch.isnan(final)
     curve = {
-        kind: [rule_point(ExitRule(kind, t, min_depth), r, costs) for t in thresholds]  # type: ignore[arg-type]
+        kind: [rule_point(ExitRule(kind, t, min_depth), r, costs) for t in thresholds]
         for kind, thresholds in rules.items()
     }
     return {

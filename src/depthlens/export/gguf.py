@@ -179,7 +179,7 @@ def export_gguf(
 ) -> dict[str, Any]:
     """Write checkpoint directory ``ckpt`` to GGUF file ``out``; returns a summary."""
     if kind not in TYPES:
-        from depthlens.metrics.registry import unknown_choice
+        from depthlens.registry import unknown_choice
 
         raise DepthlensError(unknown_choice("--type", kind, list(TYPES)))
     src = Path(ckpt)

@@ -51,7 +51,7 @@ def check_options(opts: HealOptions) -> None:
             "step would only copy the checkpoint"
         )
     if opts.train not in TRAIN_CHOICES:
-        from depthlens.metrics.registry import unknown_choice
+        from depthlens.registry import unknown_choice
 
         raise DepthlensError(unknown_choice("--train", opts.train, list(TRAIN_CHOICES)))
     if opts.lr <= 0 or opts.lora_rank < 1 or opts.batch_size < 1 or opts.mse_weight < 0:

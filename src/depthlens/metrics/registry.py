@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib
 
 from depthlens.metrics.records import METRICS, MetricRecord, Paper, metric
-from depthlens.registry import unknown_choice
 
 __all__ = [
     "FAMILY_MODULES",
@@ -26,7 +25,6 @@ __all__ = [
     "get_metric",
     "metric",
     "streamed_block_records",
-    "unknown_choice",
 ]
 
 #: Modules that declare records; imported by :func:`all_metrics` so the registry is complete.

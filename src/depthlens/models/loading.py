@@ -294,7 +294,7 @@ def _load_hub(ref: str, opts: _LoadOptions) -> LoadedModel:
     if ref.count("/") != 1:
         import difflib
 
-        from depthlens.metrics.registry import unknown_choice
+        from depthlens.registry import unknown_choice
 
         if difflib.get_close_matches(ref, list(PACKAGED), n=1, cutoff=0.6):
             raise DepthlensError(unknown_choice("model", ref, list(PACKAGED)))

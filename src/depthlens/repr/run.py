@@ -58,7 +58,7 @@ class ReprOptions:
                 f"n(n−3)), got {self.cka_batch}"
             )
         if self.pool not in POOLS:
-            from depthlens.metrics.registry import unknown_choice
+            from depthlens.registry import unknown_choice
 
             raise DepthlensError(unknown_choice("--pool", self.pool, list(POOLS)))
         if self.image_size is not None and not 16 <= self.image_size <= 1024:

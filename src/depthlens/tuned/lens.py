@@ -24,8 +24,8 @@ from torch import nn
 
 from depthlens.errors import DepthlensError
 from depthlens.metrics.lens import Lens, Readout
-from depthlens.metrics.registry import unknown_choice
 from depthlens.models.loading import LoadedModel
+from depthlens.registry import unknown_choice
 from depthlens.results import Envelope, check_same_model, read_result, write_result
 
 LENS_KIND = "depthlens.tuned_lens"
