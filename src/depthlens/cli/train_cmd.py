@@ -92,7 +92,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     t.add_argument("--depth", type=int, default=TrainConfig.depth, help="blocks (4)")
-    t.add_argument("--scheme", default="pre-ln", help=f"{', '.join(SCHEMES)} (pre-ln)")
+    t.add_argument(
+        "--scheme", default=TrainConfig.scheme, help=f"{', '.join(SCHEMES)} ({TrainConfig.scheme})"
+    )
     t.add_argument(
         "--checkpoint-every",
         type=int,

@@ -19,7 +19,7 @@ from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from depthlens.train.schemes import SCHEMES, Scheme, drop_path, drop_rates
+from depthlens.train.schemes import DEFAULT_SCHEME, SCHEMES, Scheme, drop_path, drop_rates
 
 MODEL_TYPE = "depthlens_lab"
 
@@ -48,7 +48,7 @@ class LabConfig(PreTrainedConfig):
     rms_norm_eps: float = 1e-6
     rope_theta: float = 10000.0
     initializer_range: float = 0.02
-    scheme: str = "pre-ln"
+    scheme: str = DEFAULT_SCHEME
     drop_path: float = 0.0
     # The L and the ℓ of each block that the scheme constants use (α = (2L)^¼, 1/√ℓ, …),
     # fixed at training time: cutting blocks shortens block_index and keeps scheme_depth,

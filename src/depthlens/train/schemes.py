@@ -78,11 +78,17 @@ def _check(s: Scheme) -> None:
         )
 
 
+#: The scheme of ``depthlens train`` without ``--scheme`` (and of a lab config without one).
+DEFAULT_SCHEME = "pre-ln"
+
 SCHEMES: Registry[Scheme] = Registry(
     "--scheme",
     check=_check,
     columns=(
-        ("`--scheme`", lambda s: f"`{s.name}`" + (" (default)" if s.name == "pre-ln" else "")),
+        (
+            "`--scheme`",
+            lambda s: f"`{s.name}`" + (" (default)" if s.name == DEFAULT_SCHEME else ""),
+        ),
         ("sublayer h → h′", lambda s: s.formula),
         ("constants", lambda s: s.constants),
         ("saved as", lambda s: "`LlamaForCausalLM`" if s.exports_as_llama else "`LabForCausalLM`"),
