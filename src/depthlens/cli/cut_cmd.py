@@ -215,7 +215,7 @@ def _validate(args: argparse.Namespace) -> None:
         raise DepthlensError(f"--remove must be at least 1, got {args.remove}")
     if args.ratio is not None and not 0 < args.ratio < 1:
         raise DepthlensError(f"--ratio must be strictly between 0 and 1, got {args.ratio}")
-    from depthlens.cut import method_names
+    from depthlens.cut import CUT_METHODS, method_names
     from depthlens.cut.multi import MULTI_MODES, check_removed
     from depthlens.cut.search import OBJECTIVES
     from depthlens.registry import unknown_choice
@@ -228,10 +228,11 @@ def _validate(args: argparse.Namespace) -> None:
         if got not in choices:
             raise DepthlensError(unknown_choice(what, got, list(choices)))
     if args.blocks is not None:
-        if args.method != "replaceme-multi":
+        takers = [m.name for m in CUT_METHODS.values() if m.takes_blocks]
+        if not CUT_METHODS[args.method].takes_blocks:
             raise DepthlensError(
                 "--blocks names the removed set; use it with --method "
-                f"replaceme-multi, not {args.method}"
+                f"{' or '.join(takers)}, not {args.method}"
             )
         blocks = parse_blocks(args.blocks)
         check_removed(blocks, max(blocks) + 3)  # order and repeats; range once loaded

@@ -55,6 +55,7 @@ class CutMethod:
     replacement: Literal["none", "ls", "cos"] = "none"  # what stands in for removed blocks
     kind: str = "drop"  # a label for docs and listings: drop | span | multi | …
     plan: Callable[[CutMethod, CutRequest], CutPlan] = plan_drop
+    takes_blocks: bool = False  # accepts --blocks (the removed set itself)
 
     def make_plan(self, req: CutRequest) -> CutPlan:
         """The plan of this method for ``req``."""
@@ -176,6 +177,7 @@ for _m in (
         replacement="ls",
         kind="multi",
         plan=plan_given_or_lowest,
+        takes_blocks=True,
     ),
     CutMethod(
         "greedy-ls",
