@@ -122,3 +122,10 @@ def test_lower_subpackage_never_imports_upper(lower: str, upper: str) -> None:
         if t.startswith(f"depthlens.{upper}.") or t == f"depthlens.{upper}"
     ]
     assert not bad, f"{lower}/ sits below {upper}/:\n" + "\n".join(bad)
+
+
+def test_exit_reads_the_tuned_lens_only() -> None:
+    """Early exit uses a trained lens as a readout; it does not reach into lens training."""
+    graph = module_graph()
+    used = {t for m in graph if m.startswith("depthlens.exit") for t in graph[m]}
+    assert {t for t in used if t.startswith("depthlens.tuned")} <= {"depthlens.tuned.lens"}
