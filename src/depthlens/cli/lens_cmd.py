@@ -203,15 +203,13 @@ def run_report(args: argparse.Namespace) -> int:
 def run_exit_cmd(args: argparse.Namespace) -> int:
     """Validate (thresholds first), load, sweep, write."""
     from depthlens.exit.api import check_sweeps, run_exit
-    from depthlens.exit.rules import EXIT_RULES, parse_thresholds
+    from depthlens.exit.rules import RULES, parse_thresholds
     from depthlens.io import check_output_path
     from depthlens.results import write_result
     from depthlens.tuned.lens import check_lens_arg
 
     out = check_output_path(args.output, args.overwrite)
-    sweeps: dict[str, tuple[float, ...]] = {
-        k: parse_thresholds(k, getattr(args, k)) for k in EXIT_RULES
-    }
+    sweeps: dict[str, tuple[float, ...]] = {k: parse_thresholds(k, getattr(args, k)) for k in RULES}
     check_sweeps(sweeps, args.min_depth)
     check_lens_arg(args.lens)
     lm, windows = load_model_and_windows(args)

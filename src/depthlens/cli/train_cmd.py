@@ -7,6 +7,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from depthlens.cli.common import add_output_args, status
+from depthlens.train.schemes import SCHEMES  # light: the records, no torch
 
 if TYPE_CHECKING:
     from depthlens.train.config import TrainConfig
@@ -80,7 +81,6 @@ def _add_shape_args(p: argparse.ArgumentParser, d: dict[str, object]) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``train`` and ``study``."""
     from depthlens.train.config import TrainConfig
-    from depthlens.train.schemes import SCHEMES
     from depthlens.train.study import StudyConfig
 
     t = sub.add_parser(

@@ -153,6 +153,9 @@ EXIT_RULES.register(
     )
 )
 
+#: The rule names, read live (iterating the registry gives its names in registration order).
+RULES: Registry[RuleKind] = EXIT_RULES
+
 
 @dataclass(frozen=True)
 class ExitRule:
