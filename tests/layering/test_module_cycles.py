@@ -10,6 +10,7 @@ from a package (``from depthlens.cut import plan_cut``) is an edge to its ``__in
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,12 @@ def module_graph(src: Path = SRC) -> dict[str, dict[str, list[str]]]:
     return graph
 
 
+@functools.cache
+def src_graph() -> dict[str, dict[str, list[str]]]:
+    """The module graph of depthlens itself (parsed once per test session)."""
+    return module_graph(SRC)
+
+
 def test_graph_sees_function_level_and_type_checking_imports(tmp_path: Path) -> None:
     pkg = tmp_path / "pkg"
     (pkg / "sub").mkdir(parents=True)
@@ -82,7 +89,7 @@ def test_graph_sees_function_level_and_type_checking_imports(tmp_path: Path) -> 
 
 
 def test_no_module_import_cycle() -> None:
-    graph = module_graph()
+    graph = src_graph()
     assert {"depthlens.cut.methods", "depthlens.arch.spec", "depthlens.registry"} <= set(graph)
     cycle = find_cycle(graph)
     if cycle:
@@ -113,7 +120,7 @@ LAYERED = [
 
 @pytest.mark.parametrize(("lower", "upper"), LAYERED)
 def test_lower_subpackage_never_imports_upper(lower: str, upper: str) -> None:
-    graph = module_graph()
+    graph = src_graph()
     bad = [
         f"{graph[m][t][0]} imports {t}"
         for m in graph
@@ -126,6 +133,6 @@ def test_lower_subpackage_never_imports_upper(lower: str, upper: str) -> None:
 
 def test_exit_reads_the_tuned_lens_only() -> None:
     """Early exit uses a trained lens as a readout; it does not reach into lens training."""
-    graph = module_graph()
+    graph = src_graph()
     used = {t for m in graph if m.startswith("depthlens.exit") for t in graph[m]}
     assert {t for t in used if t.startswith("depthlens.tuned")} <= {"depthlens.tuned.lens"}
