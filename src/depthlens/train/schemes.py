@@ -1,13 +1,14 @@
 """The residual schemes of the lab, as records, and stochastic depth (drop-path).
 
 A scheme is one :class:`Scheme` record in :data:`SCHEMES` (a
-:class:`~depthlens.registry.Registry`): where the block normalises (before the branch, after the add, or nowhere), its ``forward``
-(the sublayer's equation, see :mod:`depthlens.train.wiring`) and its numbers as functions of
-ℓ (the 1-based block index) and L (the depth): a scale on the normalised branch input, a
-scale on the branch output, a multiplier on the skip path and an init gain for the branch
-weights. The lab model, its Llama export, ``depthlens train --scheme``, ``study depth`` and
-the table of docs/TRAIN.md all read the record, so a new scheme is one
-:func:`register_scheme` call plus its test (see docs/ADDING.md). N is RMSNorm throughout.
+:class:`~depthlens.registry.Registry`): where the block normalises (before the branch,
+after the add, or nowhere), its ``forward`` (the sublayer's equation, see
+:mod:`depthlens.train.wiring`) and its numbers as functions of ℓ (the 1-based block index)
+and L (the depth): a scale on the normalised branch input, a scale on the branch output, a
+multiplier on the skip path and an init gain for the branch weights. The lab model, its
+Llama export, ``depthlens train --scheme``, ``study depth`` and the table of docs/TRAIN.md
+all read the record, so a new scheme is one :func:`register_scheme` call plus its test (see
+docs/ADDING.md). N is RMSNorm throughout.
 """
 
 from __future__ import annotations
