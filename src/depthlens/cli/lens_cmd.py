@@ -176,15 +176,15 @@ def run_train(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     """Validate, load, compare the lenses, write."""
     from depthlens.io import check_output_path
-    from depthlens.results import write_result
+    from depthlens.metrics.catalog.lens import LENS_KL
+    from depthlens.metrics.readout import check_lens_arg
     from depthlens.tuned.evaluate import evaluate_lens
-    from depthlens.tuned.lens import check_lens_arg
 
     out = check_output_path(args.output, args.overwrite)
     check_lens_arg(args.lens)
     lm, windows = load_model_and_windows(args)
     t0 = time.perf_counter()
-    env, payload = evaluate_lens(
+    result = evaluate_lens(
         lm,
         windows,
         args.lens,
@@ -192,13 +192,11 @@ def run_eval(args: argparse.Namespace) -> int:
         kernel=args.lens_kernel,
         progress=not args.quiet,
     )
-    write_result(out, env, payload)
-    for name, v in payload["lenses"].items():
-        kl = ", ".join(f"{x:.2f}" for x in v["lens_kl"])
+    result.save(out)
+    for name, v in result.lenses.items():
+        kl = ", ".join(f"{x:.2f}" if x is not None else "-" for x in v[LENS_KL.name])
         print(f"{name:>6} KL per block: {kl}")
-    status(
-        f"evaluated {payload['n_tokens']} tokens in {time.perf_counter() - t0:.0f} s; wrote {out}"
-    )
+    status(f"evaluated {result.n_tokens} tokens in {time.perf_counter() - t0:.0f} s; wrote {out}")
     return 0
 
 
@@ -219,8 +217,8 @@ def run_exit_cmd(args: argparse.Namespace) -> int:
     from depthlens.exit.api import check_sweeps, run_exit
     from depthlens.exit.rules import RULES, parse_thresholds
     from depthlens.io import check_output_path
+    from depthlens.metrics.readout import check_lens_arg
     from depthlens.results import write_result
-    from depthlens.tuned.lens import check_lens_arg
 
     out = check_output_path(args.output, args.overwrite)
     sweeps: dict[str, tuple[float, ...]] = {k: parse_thresholds(k, getattr(args, k)) for k in RULES}

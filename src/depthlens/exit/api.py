@@ -7,9 +7,9 @@ from typing import Any
 from depthlens.data.windows import TokenWindows
 from depthlens.exit.curve import collect_readings, exit_curve, flop_costs
 from depthlens.exit.rules import ExitRule
+from depthlens.metrics.readout import readout_for
 from depthlens.models.loading import LoadedModel
 from depthlens.results import Envelope
-from depthlens.tuned.lens import readout_for
 
 EXIT_KIND = "depthlens.exit"
 

@@ -20,13 +20,12 @@ from typing import Any
 import torch
 
 from depthlens.capture.stream import stream_states
-from depthlens.data.masks import next_token_ids
+from depthlens.data.masks import next_token_ids, real_positions
 from depthlens.data.windows import TokenWindows
 from depthlens.evaluate.flops import flops_per_token
 from depthlens.exit.rules import ExitRule, exit_depth
 from depthlens.metrics.lens import Readout
 from depthlens.models.loading import LoadedModel
-from depthlens.tuned.train import train_positions
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ def collect_readings(
     progress: bool = True,
 ) -> Readings:
     """Run the model over ``data`` and read every block output with ``lens``."""
-    valid = train_positions(data, include_first=False)
+    valid = real_positions(data.attention_mask, include_first_token=False)
     nxt_all = next_token_ids(data)
     parts: list[tuple[torch.Tensor, ...]] = []
     for rows, all_states in stream_states(
