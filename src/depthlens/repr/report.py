@@ -205,8 +205,8 @@ def _definitions(payload: dict[str, Any]) -> str:
 
 
 def repr_page(res: Any) -> str:
-    """The whole HTML document for a ReprResult (or its JSON dict form)."""
-    model, payload = res.model, res.payload
+    """The whole HTML document for a ReprResult or a SimilarityResult."""
+    model, payload = res.model, res.payload()
     title = f"depthlens {res.kind}: {model.get('ref')}"
     meta = [
         ("model", model.get("ref")),
