@@ -74,6 +74,7 @@ class MetricRecord:
         d = asdict(self)
         d.pop("per_token")
         d.pop("per_lens_token")
+        d["papers"] = list(d["papers"])  # as JSON reads it back
         return d
 
     def source(self) -> str:
