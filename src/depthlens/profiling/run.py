@@ -17,6 +17,7 @@ from depthlens.dist import rank_world
 from depthlens.errors import DepthlensError
 from depthlens.metrics import residual
 from depthlens.metrics.accumulate import Accumulator, ratio
+from depthlens.metrics.catalog.residual import RESID_NORM
 from depthlens.metrics.lens import LensKernel, Readout
 from depthlens.metrics.lens_sums import LensSums, accumulate_lens
 from depthlens.metrics.readout import readout_for
@@ -257,7 +258,7 @@ def finalize(
     metrics: dict[str, list[float | None]] = {
         name: _means(total, res.n_tokens) for name, total in res.block_sums().items()
     }
-    metrics["resid_norm"] = _means(res.resid_norm, res.n_tokens)
+    metrics[RESID_NORM.name] = _means(res.resid_norm, res.n_tokens)
     ang = ratio(res.angular_distance, res.n_angular_tokens)
     angular = [
         [

@@ -45,7 +45,7 @@ class SimilarityResult(Enveloped):
     layers_a: list[str]
     layers_b: list[str]
     model_b: dict[str, Any]  # identity of model B (model A is the envelope's)
-    metrics: dict[str, Any]  # {"cka": [layer of A][layer of B]}
+    metrics: dict[str, Any]  # {the CKA record's name: [layer of A][layer of B]}
     samples: dict[str, Any]
     definitions: dict[str, Any]
     KIND: ClassVar[str] = "depthlens.similarity"
