@@ -97,9 +97,11 @@ def get_cut_method(name: str) -> CutMethod:
 
 def _block_influence(ctx: SelectContext) -> Selection:
     from depthlens.cut.select import select_lowest
+    from depthlens.metrics.catalog.residual import BLOCK_INFLUENCE
 
     prof = ctx.selection_profile()
-    return select_lowest(prof.metrics["block_influence"], ctx.n, "block_influence")
+    name = BLOCK_INFLUENCE.name
+    return select_lowest(prof.metrics[name], ctx.n, name)
 
 
 def _greedy_loss(ctx: SelectContext) -> Selection:
