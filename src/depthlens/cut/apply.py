@@ -133,15 +133,29 @@ def kept_sublayers(plan: CutPlan) -> list[str]:
     return [f"{k}:{kept.index(i)}" for k, i in plan.sublayers]
 
 
+def _cut_sublayers(lm: LoadedModel) -> list[tuple[nn.Module, Any]]:
+    """(block, part) of each sublayer ``apply_cut_`` removed, by the cut model's indices."""
+    subs = list(lm.extra.get("depthlens_cut", {}).get("sublayers") or [])
+    blocks = blocks_of(lm.model, lm.arch)
+    out = []
+    for text in subs:
+        part, _, idx = text.partition(":")
+        out.append((blocks[int(idx)], "attn" if part == "attn" else "mlp"))
+    return out
+
+
+def rezero_removed_sublayers_(lm: LoadedModel) -> None:
+    """Zero again the sublayers of the cut (after training that may have touched them)."""
+    for block, part in _cut_sublayers(lm):
+        zero_sublayer_(block, lm.arch, part)
+
+
 def skip_removed_sublayers_(lm: LoadedModel) -> list[str]:
     """Swap the sublayers ``apply_cut_`` zeroed for modules that compute nothing (speed).
 
     The model then computes exactly what it did, faster, but can no longer be saved as a
     plain checkpoint (save first). Returns the skipped units ("attn:I", cut indices).
     """
-    subs = list(lm.extra.get("depthlens_cut", {}).get("sublayers") or [])
-    blocks = blocks_of(lm.model, lm.arch)
-    for text in subs:
-        part, _, idx = text.partition(":")
-        skip_sublayer_(blocks[int(idx)], lm.arch, "attn" if part == "attn" else "mlp")
-    return subs
+    for block, part in _cut_sublayers(lm):
+        skip_sublayer_(block, lm.arch, part)
+    return list(lm.extra.get("depthlens_cut", {}).get("sublayers") or [])

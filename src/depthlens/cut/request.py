@@ -42,6 +42,7 @@ class CutOptions:
     multi_mode: str = "sequential"
     budget: Any = None  # units-ls: a depthlens.cut.units.Budget (instead of n / ratio)
     timing: Any = None  # units-ls with a speed-up budget: measured UnitTime (else measured)
+    units: tuple[tuple[str, int], ...] | None = None  # units-ls: the units themselves
 
     @property
     def cal(self) -> CalibrationOptions:
