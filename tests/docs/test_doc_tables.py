@@ -17,7 +17,8 @@ def test_every_docs_table_is_current() -> None:
         if splice_tables(p.read_text("utf-8")) != p.read_text("utf-8")
     ]
     assert not stale, (
-        f"stale registry tables in {stale}: run `python -m depthlens.doc_tables docs/*.md README.md`"
+        f"stale registry tables in {stale}: "
+        "run `python -m depthlens.doc_tables docs/*.md README.md`"
     )
 
 

@@ -25,11 +25,7 @@ __all__ = [
     "get_metric",
     "metric",
     "streamed_block_records",
-<<<<<<< HEAD
-=======
     "streamed_lens_records",
-    "unknown_choice",
->>>>>>> typed
 ]
 
 #: Modules that declare records; imported by :func:`all_metrics` so the registry is complete.
