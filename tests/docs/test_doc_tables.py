@@ -16,8 +16,10 @@ def test_every_docs_table_is_current() -> None:
         for p in [*sorted(DOCS.glob("*.md")), ROOT / "README.md"]
         if splice_tables(p.read_text("utf-8")) != p.read_text("utf-8")
     ]
-    fix = "python -m depthlens.doc_tables docs/*.md README.md"
-    assert not stale, f"stale registry tables in {stale}: run `{fix}`"
+    assert not stale, (
+        f"stale registry tables in {stale}: "
+        "run `python -m depthlens.doc_tables docs/*.md README.md`"
+    )
 
 
 def test_the_scheme_and_exit_rule_tables_are_in_the_docs() -> None:

@@ -6,6 +6,7 @@ import argparse
 import time
 from typing import Any
 
+from depthlens.cli.budget_args import add_budget_args, budget_options, check_budget_args
 from depthlens.cli.common import (
     add_batch_size_arg,
     add_data_args,
@@ -59,6 +60,7 @@ def _common(p: argparse.ArgumentParser, output_help: str, with_plan: bool = Fals
     add_data_args(p, default="wiki-calib")
     _add_cut_args(p.add_argument_group("cut"), with_plan)
     _add_multi_args(p.add_argument_group("multi-run methods (replaceme-multi, greedy-ls, beam-ls)"))
+    add_budget_args(p)
     add_output_args(p, output_help, required=with_plan)
 
 
@@ -206,8 +208,9 @@ def _validate(args: argparse.Namespace) -> None:
     from depthlens.errors import DepthlensError
 
     _validate_numbers(args)
+    check_budget_args(args)
     asked = (args.remove, args.ratio, getattr(args, "blocks", None), getattr(args, "plan", None))
-    if all(a is None for a in asked):
+    if args.method != "units-ls" and all(a is None for a in asked):
         raise DepthlensError(
             "give --remove N, --ratio r or --blocks I,J,..; prune also takes --plan PLAN.json"
         )
@@ -271,6 +274,7 @@ def make_plan(args: argparse.Namespace) -> tuple[Any, Any]:
         objective=args.objective,
         prefilter=args.prefilter,
         refit=not args.no_refit,
+        rescore=args.rescore,
     )
     blocks = parse_blocks(args.blocks) if args.blocks is not None else None
     status(f"planning {args.method} on {windows.n_tokens} calibration tokens …")
@@ -288,6 +292,7 @@ def make_plan(args: argparse.Namespace) -> tuple[Any, Any]:
             search=search,
             blocks=blocks,
             multi_mode=args.multi_mode,
+            **budget_options(args, windows.seq_len),
         ),
         progress=not args.quiet,
     )

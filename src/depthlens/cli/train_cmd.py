@@ -183,7 +183,7 @@ def run_train(args: argparse.Namespace) -> int:
     )
     if rank_world()[0] == 0 and not args.quiet:
         status(
-            f"saved {res.model_class} to {res.out}: held-out loss {res.eval_loss:.4f}, "
+            f"saved {res.saved_as} to {res.out}: held-out loss {res.eval_loss:.4f}, "
             f"{res.tokens_per_s:,.0f} tokens/s"
         )
     return 0
@@ -206,7 +206,7 @@ def run_study_cmd(args: argparse.Namespace) -> int:
         from depthlens.errors import DepthlensError
 
         raise DepthlensError(f"--jobs must be at least 1, got {args.jobs}")
-    payload = run_study(
+    result = run_study(
         study,
         args.output,
         overwrite=args.overwrite,
@@ -215,7 +215,7 @@ def run_study_cmd(args: argparse.Namespace) -> int:
         jobs=args.jobs,
     )
     if not args.quiet:
-        for r in payload["runs"]:
+        for r in result.runs:
             unused = r["unused_depth"]
             if r.get("diverged"):
                 status(f"{r['scheme']:>9} L={r['depth']:<3} diverged")

@@ -27,6 +27,7 @@ from depthlens.cut.search import SearchOptions, search_removed
 from depthlens.cut.select import select_lowest
 from depthlens.errors import DepthlensError
 from depthlens.evaluate.flops import cut_savings
+from depthlens.metrics.catalog.residual import BLOCK_INFLUENCE
 from depthlens.results import clean_json
 
 
@@ -121,9 +122,9 @@ def _given_or_lowest(
         progress=req.progress,
         profile=req.profile,
     )
-    values = list(ctx.selection_profile().metrics["block_influence"])
+    values = list(ctx.selection_profile().metrics[BLOCK_INFLUENCE.name])
     values[0] = None  # keep block 0: its run would have no block to merge into
-    removed, selection = select_lowest(values, n, "block_influence")
+    removed, selection = select_lowest(values, n, BLOCK_INFLUENCE.name)
     selection["why"] += " among blocks 1..L-1 (ShortGPT), each run replaced by its LS map"
     return Chosen(removed, selection)
 

@@ -28,7 +28,8 @@ class CutOptions:
     ``n`` / ``ratio``: exactly one (``--remove N`` or ``--ratio r``), except that
     ``replaceme-multi`` may take ``blocks`` (the removed set itself) instead.
     ``greedy_windows``: windows greedy-loss scores on; ``search``: greedy-ls / beam-ls;
-    ``multi_mode``: "sequential" | "joint" fit of the multi-run maps.
+    ``multi_mode``: "sequential" | "joint" fit of the multi-run maps. ``budget``:
+    ``units-ls``'s target (:class:`~depthlens.cut.units.Budget`), given instead of ``n``.
     """
 
     n: int | None = None
@@ -40,6 +41,9 @@ class CutOptions:
     search: SearchOptions | None = None
     blocks: tuple[int, ...] | None = None
     multi_mode: str = "sequential"
+    budget: Any = None  # units-ls: a depthlens.cut.units.Budget (instead of n / ratio)
+    timing: Any = None  # units-ls with a speed-up budget: measured UnitTime (else measured)
+    units: tuple[tuple[str, int], ...] | None = None  # units-ls: the units themselves
 
     @property
     def cal(self) -> CalibrationOptions:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from depthlens.arch.removed import is_removed
+from depthlens.cut.apply import kept_sublayers
 from depthlens.cut.plan import CutPlan
 from depthlens.errors import DepthlensError
 from depthlens.io import atomic_dir, check_output_path
@@ -31,6 +33,8 @@ def manifest(lm: LoadedModel, plan: CutPlan) -> tuple[Envelope, dict[str, Any]]:
     return env, {
         "method": plan.method,
         "removed": list(plan.removed),
+        # removed sublayers, by the saved model's block index (read by depthlens's loader)
+        "sublayers": kept_sublayers(plan),
         "num_layers_original": plan.num_layers,
         "num_layers": lm.num_layers,
         "base_model": plan.model,
@@ -48,6 +52,12 @@ def save_pruned(
             f"the model has {lm.num_layers} blocks; apply the plan (apply_cut_) before saving"
         )
     model: Any = lm.model
+    if any(is_removed(m) for m in model.modules()):
+        raise DepthlensError(
+            "this model has skipped sublayers (modules that compute nothing have no weights "
+            "to save); save the cut model right after apply_cut_ (zeroed form), before "
+            "skip_removed_sublayers_"
+        )
     with atomic_dir(out, overwrite=overwrite) as tmp:
         with quiet_transformers():  # no "Writing model shards" bar in our output
             model.save_pretrained(tmp, safe_serialization=True)

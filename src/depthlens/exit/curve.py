@@ -24,6 +24,13 @@ from depthlens.data.masks import next_token_ids, real_positions
 from depthlens.data.windows import TokenWindows
 from depthlens.evaluate.flops import flops_per_token
 from depthlens.exit.rules import ExitRule, exit_depth
+from depthlens.metrics.catalog.exit import (
+    EXIT_AGREE,
+    EXIT_DEPTH,
+    EXIT_FLOPS,
+    EXIT_FLOPS_NET,
+    EXIT_PPL,
+)
 from depthlens.metrics.lens import Readout
 from depthlens.models.loading import LoadedModel
 
@@ -111,12 +118,12 @@ def rule_point(rule: ExitRule, r: Readings, costs: dict[str, Any]) -> dict[str, 
     return {
         "threshold": rule.threshold,
         "label": rule.label(),
-        "mean_exit_depth": float(depth.double().mean()),
-        "flops_saved": skipped / total,
-        "flops_saved_net": (skipped - checks * costs["readout"]) / total,
+        EXIT_DEPTH.name: float(depth.double().mean()),
+        EXIT_FLOPS.name: skipped / total,
+        EXIT_FLOPS_NET.name: (skipped - checks * costs["readout"]) / total,
         "ideal_speedup": total / (total - skipped),
-        "exit_agreement": float((exited_top1 == r.top1[:, -1]).double().mean()),
-        "exit_perplexity": math.exp(mean_nll) if math.isfinite(mean_nll) else None,
+        EXIT_AGREE.name: float((exited_top1 == r.top1[:, -1]).double().mean()),
+        EXIT_PPL.name: math.exp(mean_nll) if math.isfinite(mean_nll) else None,
         "exited_early": float((depth < n_layers).double().mean()),
         "exit_histogram": [int(v) for v in hist],
     }

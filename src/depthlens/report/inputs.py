@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from depthlens.errors import DepthlensError
+from depthlens.metrics.catalog.causal import SKIP_FUTURE
+from depthlens.metrics.catalog.lens import PREDICTION_DEPTH
+from depthlens.metrics.catalog.residual import ANGULAR_DISTANCE
 from depthlens.profiling.result import Profile
 from depthlens.results import read_json
 
@@ -167,7 +170,7 @@ def _add_causal(inp: ReportInputs, d: dict[str, Any]) -> None:
     kl = _num_list(d.get("skip_out_kl_mean"))
     if kl is not None:
         inp.skip_out_kl = kl
-    fut = _matrix(d.get("skip_future"))
+    fut = _matrix(d.get(SKIP_FUTURE.name))
     if fut is not None:
         inp.skip_future = fut
     toks = d.get("per_token", d.get("tokens"))  # "tokens" in schema 1
@@ -242,12 +245,13 @@ def load_files(paths: list[str | Path]) -> tuple[Profile, list[Any], list[str]]:
 def sanitize(p: Profile) -> Profile:
     """A copy whose numbers are floats or None and whose header fields are dicts."""
     d = p.to_dict()
-    for key in ("model", "arch", "data", "options", "tokens", "prediction_depth", "summary"):
+    depth, angular = PREDICTION_DEPTH.name, ANGULAR_DISTANCE.name  # their keys in the JSON
+    for key in ("model", "arch", "data", "options", "tokens", depth, "summary"):
         if not isinstance(d.get(key), dict):
             d[key] = {}
     d["metrics"] = {str(k): [num(x) for x in v] for k, v in d["metrics"].items()}
-    d["angular_distance"] = [[num(x) for x in r] for r in d["angular_distance"]]
-    pdm = d["prediction_depth"]
+    d[angular] = [[num(x) for x in r] for r in d[angular]]
+    pdm = d[depth]
     pdm["mean"] = num(pdm.get("mean"))
     hist = pdm.get("histogram")
     pdm["histogram"] = [int(num(x) or 0) for x in hist] if isinstance(hist, list) else []

@@ -13,7 +13,6 @@ import json
 import math
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +25,11 @@ from depthlens.train.config import TrainConfig
 from depthlens.train.export import export_model
 from depthlens.train.loop import Chunks, LoopHooks, make_optimizer, train_loop
 from depthlens.train.model import LabConfig, LabForCausalLM, init_lab_weights_
+from depthlens.train.result import TrainResult
 from depthlens.train.tokenizer import load_tokenizer, token_stream, train_tokenizer
 
 RESULT = "train.json"
 MARKER = "train-run.json"  # the config of an unfinished run, for resuming
-
-
-@dataclass
-class TrainResult:
-    """What a finished run produced."""
-
-    out: Path
-    losses: list[float]
-    eval_loss: float
-    tokens_per_s: float
-    model_class: str
 
 
 def lab_config(cfg: TrainConfig, vocab_size: int, eos: int) -> LabConfig:
@@ -183,11 +172,10 @@ def train(
     finally:
         bar.close()
     held_out = eval_loss(model, tok, cfg, dev)
-    result = TrainResult(
-        out, state.losses, held_out, cfg.steps * cfg.tokens_per_step / max(state.seconds, 1e-9), ""
-    )
+    saved_as = _export(out, model, tok) if rank == 0 else ""
+    result = _result(out, model, cfg, source, state, held_out, saved_as)
     if rank == 0:
-        result.model_class = _finish(out, model, tok, cfg, source, state, held_out)
+        _finish(out, result)
     _barrier(world)
     return result
 
@@ -212,18 +200,8 @@ class _Bar:
         self.bar.close()
 
 
-def _finish(
-    out: Path,
-    model: LabForCausalLM,
-    tok: Any,
-    cfg: TrainConfig,
-    source: Any,
-    state: TrainState,
-    held_out: float,
-) -> str:
-    """Export the model, write train.json last, drop the resume files."""
-    from depthlens.results import Envelope, write_result
-
+def _export(out: Path, model: LabForCausalLM, tok: Any) -> str:
+    """Save the trained model and its tokenizer into ``out``; returns the class saved as."""
     torch.nn.Module.to(model, "cpu")
     model.float().eval()
     tmp = out / ".export-tmp"
@@ -233,9 +211,24 @@ def _finish(
     for f in tmp.iterdir():
         f.replace(out / f.name)
     tmp.rmdir()
+    return cls
+
+
+def _result(
+    out: Path,
+    model: LabForCausalLM,
+    cfg: TrainConfig,
+    source: Any,
+    state: TrainState,
+    held_out: float,
+    saved_as: str,
+) -> TrainResult:
+    """What ``train.json`` holds."""
+    from depthlens.results import Envelope
+
     ident = {
         "ref": str(out),
-        "class": cls,
+        "class": saved_as,
         "model_type": model.config.model_type,
         "scheme": cfg.scheme,
         "num_layers": cfg.depth,
@@ -243,24 +236,28 @@ def _finish(
         "n_params": sum(p.numel() for p in model.parameters()),
     }
     env = Envelope(
-        kind="depthlens.train",
+        kind=TrainResult.KIND,
         model=ident,
         data=source.to_dict(),
         options=cfg.to_dict(),
         tokens={"trained": cfg.steps * cfg.tokens_per_step},
     )
-    payload = {
-        "losses": state.losses,
-        "eval_loss": held_out,
-        "eval_ppl": math.exp(held_out) if held_out < 700 else None,
-        "seconds": state.seconds,
-        "cpu_seconds": state.cpu_seconds,
-        "steps": cfg.steps,
-        "tokens_per_s": cfg.steps * cfg.tokens_per_step / max(state.seconds, 1e-9),
-        "saved_as": cls,
-    }
-    write_result(out / RESULT, env, payload)
+    return TrainResult(
+        envelope=env,
+        losses=list(state.losses),
+        eval_loss=held_out,
+        eval_ppl=math.exp(held_out) if held_out < 700 else None,
+        seconds=state.seconds,
+        cpu_seconds=state.cpu_seconds,
+        steps=cfg.steps,
+        tokens_per_s=cfg.steps * cfg.tokens_per_step / max(state.seconds, 1e-9),
+        saved_as=saved_as,
+    )
+
+
+def _finish(out: Path, result: TrainResult) -> None:
+    """Write train.json last (it marks the run finished), drop the resume files."""
+    result.save(out / RESULT)
     shutil.rmtree(out / "checkpoint", ignore_errors=True)
     shutil.rmtree(out / "tokenizer", ignore_errors=True)
     (out / MARKER).unlink(missing_ok=True)
-    return cls
