@@ -106,15 +106,7 @@ LAYERED = [
     ("metrics", "tuned"),
     ("capture", "tuned"),
     ("arch", "tuned"),
-    pytest.param(
-        "profiling",
-        "tuned",
-        marks=pytest.mark.xfail(
-            strict=False,
-            reason="pending (issue 18.5): the logit lens moves into metrics and the profile "
-            "stops reaching it through tuned/",
-        ),
-    ),
+    ("profiling", "tuned"),
 ]
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from depthlens.capture.hooks import hooks
 from depthlens.cut.multi import MultiFit, fit_runs, runs_of
 from depthlens.cut.plan import CutPlan, plan_envelope
-from depthlens.cut.request import CutRequest, check_enough_tokens
+from depthlens.cut.request import CutRequest, PlannedMethod, check_enough_tokens
 from depthlens.cut.search import SearchOptions
 from depthlens.cut.search_units import search_units
 from depthlens.cut.units import (
@@ -31,11 +31,8 @@ from depthlens.cut.units import (
 from depthlens.errors import DepthlensError
 from depthlens.results import clean_json
 
-if TYPE_CHECKING:
-    from depthlens.cut.methods import CutMethod
 
-
-def plan_units(method: CutMethod, req: CutRequest) -> CutPlan:
+def plan_units(method: PlannedMethod, req: CutRequest) -> CutPlan:
     """units-ls: search the units under ``req.options.budget``, then fit the block maps."""
     lm, windows, o = req.lm, req.windows, req.options
     budget = o.budget
