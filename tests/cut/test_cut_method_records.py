@@ -17,3 +17,12 @@ def test_only_the_records_that_take_blocks_accept_blocks(
     assert main(["prune", "no-such-model", "--method", "last", "--blocks", "3", "-o", "x"]) == 2
     err = capsys.readouterr().err
     assert "use it with --method replaceme-multi, not last" in err and err.count("\n") == 1
+
+
+def test_only_the_records_that_take_a_budget_accept_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert [m.name for m in CUT_METHODS.values() if m.takes_budget] == ["units-ls"]
+    argv = ["prune", "no-such-model", "--method", "last", "--budget-flops", "0.8", "-o", "x"]
+    assert main(argv) == 2
+    assert "go with --method units-ls, not last" in capsys.readouterr().err
+    assert main(["prune", "no-such-model", "--method", "units-ls", "-o", "x"]) == 2
+    assert "--method units-ls needs --budget-flops F" in capsys.readouterr().err

@@ -67,18 +67,21 @@ def budget_options(args: argparse.Namespace, seq_len: int) -> dict[str, Any]:
 
 def check_budget_args(args: argparse.Namespace) -> None:
     """A budget goes with units-ls, and units-ls needs one (before any model is loaded)."""
+    from depthlens.cut import CUT_METHODS
     from depthlens.errors import DepthlensError
 
     has = any(
         getattr(args, k, None) is not None
         for k in ("budget_flops", "budget_params", "budget_speedup", "units")
     )
-    if has and args.method != "units-ls":
-        raise DepthlensError(f"--budget-* and --units go with --method units-ls, not {args.method}")
-    if args.method == "units-ls" and not has and not getattr(args, "plan", None):
+    takers = " or ".join(m.name for m in CUT_METHODS.values() if m.takes_budget)
+    budgeted = CUT_METHODS[args.method].takes_budget
+    if has and not budgeted:
+        raise DepthlensError(f"--budget-* and --units go with --method {takers}, not {args.method}")
+    if budgeted and not has and not getattr(args, "plan", None):
         raise DepthlensError(
-            "--method units-ls needs --budget-flops F, --budget-params P, --budget-speedup S "
-            "or --units U,.."
+            f"--method {args.method} needs --budget-flops F, --budget-params P, "
+            "--budget-speedup S or --units U,.."
         )
     budget_options(args, seq_len=1)  # values and unit names, before the model loads
     if args.rescore < 0:

@@ -205,12 +205,13 @@ def _validate_numbers(args: argparse.Namespace) -> None:
 
 def _validate(args: argparse.Namespace) -> None:
     """Checks that need no model, so bad input fails before a slow load."""
+    from depthlens.cut import CUT_METHODS
     from depthlens.errors import DepthlensError
 
     _validate_numbers(args)
     check_budget_args(args)
     asked = (args.remove, args.ratio, getattr(args, "blocks", None), getattr(args, "plan", None))
-    if args.method != "units-ls" and all(a is None for a in asked):
+    if not CUT_METHODS[args.method].takes_budget and all(a is None for a in asked):
         raise DepthlensError(
             "give --remove N, --ratio r or --blocks I,J,..; prune also takes --plan PLAN.json"
         )
@@ -218,7 +219,7 @@ def _validate(args: argparse.Namespace) -> None:
         raise DepthlensError(f"--remove must be at least 1, got {args.remove}")
     if args.ratio is not None and not 0 < args.ratio < 1:
         raise DepthlensError(f"--ratio must be strictly between 0 and 1, got {args.ratio}")
-    from depthlens.cut import CUT_METHODS, method_names
+    from depthlens.cut import method_names
     from depthlens.cut.multi import MULTI_MODES, check_removed
     from depthlens.cut.search import OBJECTIVES
     from depthlens.registry import unknown_choice

@@ -59,6 +59,7 @@ class CutMethod:
     kind: str = "drop"  # a label for docs and listings: drop | span | multi | …
     plan: Callable[[CutMethod, CutRequest], CutPlan] = plan_drop
     takes_blocks: bool = False  # accepts --blocks (the removed set itself)
+    takes_budget: bool = False  # plans under --budget-* / --units instead of --remove N
 
     def make_plan(self, req: CutRequest) -> CutPlan:
         """The plan of this method for ``req``."""
@@ -208,6 +209,7 @@ for _m in (
         replacement="ls",
         kind="units",
         plan=plan_units,
+        takes_budget=True,
     ),
 ):
     register_cut_method(_m)
