@@ -60,6 +60,8 @@ class CutMethod:
     plan: Callable[[CutMethod, CutRequest], CutPlan] = plan_drop
     takes_blocks: bool = False  # accepts --blocks (the removed set itself)
     takes_budget: bool = False  # plans under --budget-* / --units instead of --remove N
+    # True: a family without an MLP output projection is cut without maps, not refused
+    maps_optional: bool = False
 
     def make_plan(self, req: CutRequest) -> CutPlan:
         """The plan of this method for ``req``."""
@@ -210,6 +212,7 @@ for _m in (
         kind="units",
         plan=plan_units,
         takes_budget=True,
+        maps_optional=True,
     ),
 ):
     register_cut_method(_m)

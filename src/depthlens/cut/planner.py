@@ -18,10 +18,11 @@ __all__ = ["CutOptions", "check_method", "plan_cut", "resolve_n"]
 def check_method(method: str, lm: LoadedModel) -> None:
     """Refuse an unknown method, or ReplaceMe on a family without an MLP output projection.
 
-    ``units-ls`` cuts such a family without maps (its block runs are plain removals).
+    A method with ``maps_optional`` (``units-ls``) cuts such a family without maps (its
+    block runs are plain removals).
     """
     m = get_cut_method(method)
-    if m.replacement != "none" and m.kind != "units" and lm.arch.mlp_out_proj is None:
+    if m.replacement != "none" and not m.maps_optional and lm.arch.mlp_out_proj is None:
         raise DepthlensError(_no_proj_message(lm))
 
 
