@@ -26,3 +26,18 @@ def test_only_the_records_that_take_a_budget_accept_one(capsys: pytest.CaptureFi
     assert "go with --method units-ls, not last" in capsys.readouterr().err
     assert main(["prune", "no-such-model", "--method", "units-ls", "-o", "x"]) == 2
     assert "--method units-ls needs --budget-flops F" in capsys.readouterr().err
+
+
+def test_a_family_without_an_mlp_output_projection_by_the_record() -> None:
+    from conftest import wrap_tiny
+
+    from depthlens.cut.planner import check_method
+    from depthlens.errors import DepthlensError
+
+    lm = wrap_tiny("bert")  # BERT: the MLP output is normalised after the add
+    assert lm.arch.mlp_out_proj is None
+    assert [m.name for m in CUT_METHODS.values() if m.maps_optional] == ["units-ls"]
+    check_method("units-ls", lm)  # cuts without maps
+    check_method("last", lm)  # no replacement: nothing to merge
+    with pytest.raises(DepthlensError):
+        check_method("replaceme-ls", lm)
