@@ -25,7 +25,7 @@ from depthlens.cut import (
     save_plan,
     save_pruned,
 )
-from depthlens.cut.apply import skip_removed_sublayers_
+from depthlens.cut.apply import rezero_removed_sublayers_, skip_removed_sublayers_
 from depthlens.cut.plan import plan_envelope
 from depthlens.cut.search import SearchOptions
 from depthlens.cut.unit_time import measure_unit_time
@@ -210,3 +210,14 @@ def test_units_ls_needs_a_budget_and_post_norm_is_refused():
         plan_cut(wrap_tiny("llama"), w, "units-ls", CutOptions(n=1))
     with pytest.raises(DepthlensError, match="post-norm"):
         plan_cut(wrap_tiny("lab_post_ln"), w, "units-ls", CutOptions(budget=Budget("flops", 0.2)))
+
+
+def test_rezero_after_training_restores_the_removed_sublayers():
+    lm = wrap_tiny("llama")
+    w = random_windows(n=4, seq_len=16)
+    apply_cut_(lm, _plan(lm, w, subs=(("attn", 1),)))
+    proj = blocks_of(lm.model, lm.arch)[1].self_attn.o_proj
+    with torch.no_grad():
+        proj.weight.add_(0.1)  # what a heal's LoRA merge may do to a removed projection
+    rezero_removed_sublayers_(lm)
+    assert not proj.weight.any()
