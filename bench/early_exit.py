@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     from depthlens.data import load_text, make_windows
     from depthlens.exit.curve import flop_costs
     from depthlens.models import load_model
-    from depthlens.tuned.lens import readout_for
+    from depthlens.metrics.readout import readout_for
 
     rules = [
         dataclasses.replace(_rule(r), min_depth=args.min_depth)

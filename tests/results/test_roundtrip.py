@@ -92,6 +92,17 @@ def make_plan(tmp: Path) -> Made:
     return plan, tmp / "plan.json", type(plan)
 
 
+def make_pruned(tmp: Path) -> Made:
+    from depthlens.cut import CutOptions, apply_cut_, plan_cut, save_pruned
+    from depthlens.models.manifest import MANIFEST, PrunedManifest
+
+    lm = wrap_tiny("llama")
+    plan = plan_cut(lm, random_windows(n=20, seq_len=16), "replaceme-ls", CutOptions(n=1))
+    apply_cut_(lm, plan)
+    save_pruned(lm, plan, tmp / "pruned")
+    return None, tmp / "pruned" / MANIFEST, PrunedManifest
+
+
 def make_repr(tmp: Path) -> Made:
     from depthlens.repr import ReprOptions, analyse_repr
 
@@ -158,6 +169,7 @@ KINDS: list[tuple[str, Callable[[Path], Made]]] = [
     ("think", make_think),
     ("compare", make_compare),
     ("cut_plan", make_plan),
+    ("pruned", make_pruned),
     ("repr", make_repr),
     ("similarity", make_similarity),
     ("lens_eval", make_lens_eval),

@@ -17,11 +17,11 @@ from depthlens.cut.plan import CutPlan
 from depthlens.errors import DepthlensError
 from depthlens.io import atomic_dir, check_output_path
 from depthlens.models.loading import LoadedModel, quiet_transformers
-from depthlens.models.manifest import MANIFEST, MANIFEST_KIND
-from depthlens.results import Envelope, write_result
+from depthlens.models.manifest import MANIFEST, MANIFEST_KIND, PrunedManifest
+from depthlens.results import Envelope
 
 
-def manifest(lm: LoadedModel, plan: CutPlan) -> tuple[Envelope, dict[str, Any]]:
+def manifest(lm: LoadedModel, plan: CutPlan) -> PrunedManifest:
     """The ``depthlens.json`` content: the cut model's envelope and what was cut."""
     env = Envelope(
         kind=MANIFEST_KIND,
@@ -30,16 +30,16 @@ def manifest(lm: LoadedModel, plan: CutPlan) -> tuple[Envelope, dict[str, Any]]:
         options=plan.options,
         tokens=plan.tokens,
     )
-    return env, {
-        "method": plan.method,
-        "removed": list(plan.removed),
-        # removed sublayers, by the saved model's block index (read by depthlens's loader)
-        "sublayers": kept_sublayers(plan),
-        "num_layers_original": plan.num_layers,
-        "num_layers": lm.num_layers,
-        "base_model": plan.model,
-        "plan": plan.to_dict(),
-    }
+    return PrunedManifest(
+        envelope=env,
+        method=plan.method,
+        removed=list(plan.removed),
+        sublayers=kept_sublayers(plan),
+        num_layers_original=plan.num_layers,
+        num_layers=lm.num_layers,
+        base_model=plan.model,
+        plan=plan.to_dict(),
+    )
 
 
 def save_pruned(
@@ -66,5 +66,5 @@ def save_pruned(
         gen = getattr(lm.model, "generation_config", None)
         if gen is not None and not (tmp / "generation_config.json").exists():
             gen.save_pretrained(tmp)
-        write_result(tmp / MANIFEST, *manifest(lm, plan))
+        manifest(lm, plan).save(tmp / MANIFEST)
     return out
