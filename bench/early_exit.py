@@ -138,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from depthlens.data import load_text, make_windows
     from depthlens.exit.curve import flop_costs
-    from depthlens.models import load_model
     from depthlens.metrics.readout import readout_for
+    from depthlens.models import load_model
 
     rules = [
         dataclasses.replace(_rule(r), min_depth=args.min_depth)
