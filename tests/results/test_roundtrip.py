@@ -83,6 +83,18 @@ def make_compare(tmp: Path) -> Made:
     return _saved(res, tmp / "compare.json")
 
 
+def make_eval(tmp: Path) -> Made:
+    """``depthlens eval --mc``: a comparison of one model with multiple-choice scores."""
+    import dataclasses
+
+    from depthlens.evaluate.compare import compare
+
+    lm, w = wrap_tiny("llama"), random_windows(n=3, seq_len=10)
+    res = compare([("a", lm)], w, speed=False, batch_size=2)
+    mc = {"task": {"acc": 0.5, "chance": 0.25, "n_examples": 4}}
+    return _saved(dataclasses.replace(res, mc=mc), tmp / "eval.json")
+
+
 def make_plan(tmp: Path) -> Made:
     from depthlens.cut import CutOptions, plan_cut, save_plan
 
@@ -168,6 +180,7 @@ KINDS: list[tuple[str, Callable[[Path], Made]]] = [
     ("skip", make_skip),
     ("think", make_think),
     ("compare", make_compare),
+    ("compare", make_eval),
     ("cut_plan", make_plan),
     ("pruned", make_pruned),
     ("repr", make_repr),

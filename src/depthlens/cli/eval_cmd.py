@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from depthlens.cli.common import (
     add_batch_size_arg,
@@ -20,6 +21,9 @@ from depthlens.cli.common import (
     status,
 )
 from depthlens.errors import DepthlensError
+
+if TYPE_CHECKING:
+    from depthlens.evaluate.compare import CompareResult
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -128,12 +132,9 @@ def _mc_paths(args: argparse.Namespace) -> dict[str, Path]:
     return {task: bigbench_task_path(task) for task in (args.mc or DEFAULT_TASKS)}
 
 
-def _write(out: Path | None, res: dict[str, Any]) -> None:
-    from depthlens.io import atomic_write_json
-    from depthlens.results import clean_json
-
+def _write(out: Path | None, res: CompareResult) -> None:
     if out:
-        atomic_write_json(out, clean_json(json.loads(json.dumps(res, default=str))))
+        res.save(out)
         status(f"wrote {out}")
 
 
@@ -165,17 +166,15 @@ def run_eval(args: argparse.Namespace) -> int:
             f"prefill {row.prefill_tok_s:.0f} tok/s, decode {row.decode_tok_s:.1f} tok/s "
             f"(median of {args.rounds} runs)"
         )
-    out_json = res.to_dict()  # the compare JSON, with the multiple-choice scores beside it
-    if tasks:
-        out_json["mc"] = {}
-        for task, path in tasks.items():
-            r = evaluate_multiple_choice(lm, load_task_json(path, args.mc_examples))
-            out_json["mc"][task] = r
-            print(
-                f"{task}: accuracy {r['acc']:.3f} (chance {r['chance']:.3f}, "
-                f"{r['n_examples']} examples)"
-            )
-    _write(out, out_json)
+    mc = {}  # the multiple-choice scores, written beside the comparison
+    for task, path in tasks.items():
+        r = evaluate_multiple_choice(lm, load_task_json(path, args.mc_examples))
+        mc[task] = json.loads(json.dumps(r, default=str))
+        print(
+            f"{task}: accuracy {r['acc']:.3f} (chance {r['chance']:.3f}, "
+            f"{r['n_examples']} examples)"
+        )
+    _write(out, dataclasses.replace(res, mc=mc))
     return 0
 
 
@@ -205,5 +204,5 @@ def run_compare(args: argparse.Namespace) -> int:
     )
     head, rows = compare_table(res)
     print(safe_text(render_table(head, [[str(c) for c in r] for r in rows])))
-    _write(out, res.to_dict())
+    _write(out, res)
     return 0

@@ -73,12 +73,16 @@ def _split(spec: str) -> tuple[ReadoutSource, str]:
 
 def check_lens_arg(spec: str) -> None:
     """Fail fast on ``--lens`` before any model is loaded."""
+    if spec == "logit":  # the default: no plugin (and its imports) needed to accept it
+        return
     source, arg = _split(spec)
     source.check(arg)
 
 
 def readout_for(lm: Any, spec: str = "logit") -> tuple[Readout, dict[str, Any]]:
     """The lens named by ``--lens`` (``logit`` or ``tuned:DIR``) for the loaded model ``lm``."""
+    if spec == "logit":
+        return _logit(lm, "")
     source, arg = _split(spec)
     source.check(arg)
     return source.load(lm, arg)
