@@ -212,6 +212,17 @@ class _Bar:
         self.bar.close()
 
 
+def _saved_digest(model: LabForCausalLM) -> str | None:
+    """Weights digest of the checkpoint as saved (the Llama form where there is one)."""
+    from depthlens.models.digest import weights_digest
+    from depthlens.train.export import to_llama
+    from depthlens.train.schemes import SCHEMES
+
+    return weights_digest(
+        to_llama(model) if SCHEMES[model.config.scheme].exports_as_llama else model
+    )
+
+
 def _finish(
     out: Path,
     model: LabForCausalLM,
@@ -241,6 +252,7 @@ def _finish(
         "num_layers": cfg.depth,
         "hidden_size": cfg.width,
         "n_params": sum(p.numel() for p in model.parameters()),
+        "weights": _saved_digest(model),
     }
     env = Envelope(
         kind="depthlens.train",
