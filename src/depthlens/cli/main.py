@@ -90,7 +90,7 @@ def _check_command(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None
     """
     from depthlens.metrics.registry import unknown_choice
 
-    rest, typed = list(argv), []
+    rest, typed = list(argv), list[str]()
     while (sub := _subcommands(parser)) is not None:
         first = next((a for a in rest if not a.startswith("-")), None)
         if first is None:
