@@ -72,6 +72,29 @@ def _umask() -> int:
     return mask
 
 
+def follow_umask_(path: str | Path) -> None:
+    """Give ``path`` (a file, or a folder and everything in it) the modes the umask asks for.
+
+    Some writers ignore the umask: ``mkstemp`` and safetensors create files 0600,
+    ``mkdtemp`` folders 0700. An output must read like any file the user makes (0644 and
+    0755 at umask 022), so it is set once, before it is published.
+    """
+    mask = _umask()
+    p = Path(path)
+    if p.is_symlink():
+        return
+    if not p.is_dir():
+        os.chmod(p, 0o666 & ~mask)
+        return
+    for root, dirs, files in os.walk(p):
+        os.chmod(root, 0o777 & ~mask)
+        for f in files:
+            fp = os.path.join(root, f)
+            if not os.path.islink(fp):
+                os.chmod(fp, 0o666 & ~mask)
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+
+
 def _publish_file(tmp: str, p: Path) -> None:
     """Move ``tmp`` to ``p``; never over an existing file when ``p`` was claimed."""
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the umask
@@ -155,7 +178,7 @@ def atomic_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs follow the umask
+        follow_umask_(tmp)  # mkdtemp makes 0700, safetensors 0600; outputs follow the umask
         if target.exists() or target.is_symlink():
             if not overwrite:
                 raise DepthlensError(f"output {target} already exists; pass --overwrite")

@@ -15,6 +15,7 @@ frozen, and the result is an ordinary checkpoint of the same class.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -110,7 +111,11 @@ def _trainable(lm: LoadedModel, opts: HealOptions, merge_blocks: list[int]) -> A
             target_modules=list(LORA_TARGETS),
             bias="none",
         )
-        model = get_peft_model(model, cfg)
+        with warnings.catch_warnings():
+            # peft reads transformers' deprecated `is_gradient_checkpointing` alias: a
+            # FutureWarning about their code, not the user's input.
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+            model = get_peft_model(model, cfg)
     if opts.train in ("merged", "both"):
         if not merge_blocks or lm.arch.mlp_out_proj is None:
             raise DepthlensError(

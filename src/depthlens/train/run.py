@@ -261,6 +261,7 @@ def _finish(
     held_out: float,
 ) -> str:
     """Export the model, write train.json last, drop the resume files."""
+    from depthlens.io import follow_umask_
     from depthlens.results import Envelope, write_result
 
     torch.nn.Module.to(model, "cpu")
@@ -303,4 +304,5 @@ def _finish(
     shutil.rmtree(out / "checkpoint", ignore_errors=True)
     shutil.rmtree(out / "tokenizer", ignore_errors=True)
     (out / MARKER).unlink(missing_ok=True)
+    follow_umask_(out)  # save_pretrained writes model.safetensors 0600
     return cls

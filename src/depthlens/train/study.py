@@ -285,6 +285,7 @@ def _run_grid(
     jobs: int,
 ) -> dict[str, Any]:
     """Train what is not finished yet, measure every run, write the study and its page."""
+    from depthlens.io import follow_umask_
     from depthlens.results import Envelope, write_result
     from depthlens.train.report import write_study_report
     from depthlens.train.tokenizer import load_tokenizer, train_tokenizer
@@ -316,6 +317,7 @@ def _run_grid(
     )
     write_result(out / "study.json", env, payload)
     write_study_report(out / "study.json", out / "report.html")
+    follow_umask_(out)  # the runs' and the tokenizer's files, whoever wrote them
     return payload
 
 
