@@ -38,3 +38,36 @@ def test_think_with_the_prompt_forgotten(capsys: Any, tmp_path: Path, lone: str)
         Path(ref).mkdir()
     line = _error(capsys, ["think", ref])
     assert "is a model, not a prompt" in line and f'depthlens think {ref} "' in line
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from fixtures_saved import save_tiny, write_text
+
+    root = tmp_path_factory.mktemp("careful")
+    return save_tiny(root / "m"), write_text(root / "t.txt", 600)
+
+
+def test_default_seq_len_adapts_to_the_model_context(
+    capsys: Any, tmp_path: Path, tiny_dir: tuple[Path, Path]
+) -> None:
+    model, text = tiny_dir  # a context of 64 tokens, below the default --seq-len 512
+    argv = ["profile", str(model), "--data", str(text), "--lens-kernel", "eager", "--quiet"]
+    capsys.readouterr()
+    assert main([*argv, "--max-tokens", "256", "-o", str(tmp_path / "p.json")]) == 0
+    err = capsys.readouterr().err
+    assert "--seq-len 512 (the default) is longer than" in err and "using --seq-len 64" in err
+    line = _error(capsys, [*argv, "--seq-len", "512"])  # a typed value is not changed
+    assert "--seq-len 512 is longer than" in line and "use at most 64" in line
+    line = _error(capsys, [*argv, "--max-tokens", "32"])  # below one adapted window
+    assert "--max-tokens 32 is smaller than one window (--seq-len 64)" in line
+
+
+def test_default_max_samples_adapts_to_the_tokens(capsys: Any, tiny_dir: tuple[Path, Path]) -> None:
+    model, text = tiny_dir
+    argv = ["repr", str(model), "--data", str(text), "--seq-len", "32", "--max-tokens", "256"]
+    capsys.readouterr()
+    assert main([*argv, "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "--max-samples 2000 (the default) is more than the" in err and "sampling all" in err
+    assert "fewer than --max-samples 2000" in _error(capsys, [*argv, "--max-samples", "2000"])

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from depthlens.cli.common import (
+    Default,
     add_batch_size_arg,
     add_data_args,
     add_first_token_arg,
@@ -42,7 +43,7 @@ def _register_skip(sub: argparse._SubParsersAction) -> None:
     )
     add_model_args(s)
     add_data_args(s)
-    s.set_defaults(seq_len=256, max_tokens=4096)
+    s.set_defaults(seq_len=Default(256), max_tokens=4096)
     add_skip_args(s)
     add_output_args(s, "write the skip JSON here", quiet_help="no progress bar or table")
     s.set_defaults(func=run_skip)
