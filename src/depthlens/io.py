@@ -29,12 +29,13 @@ def _key(p: Path) -> Path:
     return Path(os.path.abspath(p))
 
 
-def check_output_path(path: str | Path, overwrite: bool) -> Path:
+def check_output_path(path: str | Path, overwrite: bool, option: str = "-o") -> Path:
     """Refuse an existing output unless ``overwrite``; check that it can be created, now.
 
     Called before any work: the folder must exist and accept a new file (a read-only or
     unwritable location fails here, not after the run). Without ``overwrite`` the path is
     claimed: the write at the end refuses to replace a file that appeared meanwhile.
+    ``option`` names the flag the messages point to (``--gguf`` for export).
     """
     p = Path(path)
     if p.exists() and not overwrite:
@@ -45,7 +46,7 @@ def check_output_path(path: str | Path, overwrite: bool) -> Path:
         raise DepthlensError(
             f"the folder for output {p} is a file: {p.parent}; choose another path"
         )
-    check_writable(p)
+    check_writable(p, option)
     if overwrite:
         _EXCLUSIVE.discard(_key(p))
     else:
@@ -53,7 +54,7 @@ def check_output_path(path: str | Path, overwrite: bool) -> Path:
     return p
 
 
-def check_writable(p: Path) -> None:
+def check_writable(p: Path, option: str = "-o") -> None:
     """Create and remove a probe file next to ``p``: the folder takes new files."""
     try:
         fd, probe = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".probe")
@@ -62,7 +63,7 @@ def check_writable(p: Path) -> None:
     except OSError as exc:
         raise DepthlensError(
             f"cannot write output {p}: {exc.strerror or exc} in {p.parent}; choose a "
-            f"writable folder with -o"
+            f"writable folder with {option}"
         ) from exc
 
 
@@ -153,13 +154,18 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def json_msg(exc: json.JSONDecodeError) -> str:
+    """The decoder's message without its own trailing "at" (else: "… character at at line 2")."""
+    return exc.msg.removesuffix(" at")
+
+
 def parse_json_object(text: str, where: str, fix: str) -> dict[str, Any]:
     """``text`` as a JSON object, or a one-line error saying which file (``where``) and ``fix``."""
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         at = f"column {exc.colno}" if exc.lineno == 1 else f"line {exc.lineno}, column {exc.colno}"
-        raise DepthlensError(f"{where} is not valid JSON ({exc.msg} at {at}); {fix}") from exc
+        raise DepthlensError(f"{where} is not valid JSON ({json_msg(exc)} at {at}); {fix}") from exc
     if not isinstance(obj, dict):
         raise DepthlensError(f"{where} is a JSON {type(obj).__name__}, not an object; {fix}")
     return obj

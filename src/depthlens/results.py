@@ -19,7 +19,7 @@ from typing import Any, ClassVar, TypeVar
 
 from depthlens._version import SCHEMA_VERSION, __version__
 from depthlens.errors import DepthlensError
-from depthlens.io import atomic_write_json
+from depthlens.io import atomic_write_json, json_msg
 
 
 def now_utc() -> str:
@@ -176,7 +176,9 @@ def read_json(path: str | Path) -> Any:
     except UnicodeDecodeError as exc:
         raise DepthlensError(f"{p} is not UTF-8 text") from exc
     except json.JSONDecodeError as exc:
-        raise DepthlensError(f"{p} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+        raise DepthlensError(
+            f"{p} is not valid JSON: {json_msg(exc)} at line {exc.lineno}"
+        ) from exc
 
 
 def read_result(path: str | Path, kind: str) -> tuple[Envelope, dict[str, Any]]:

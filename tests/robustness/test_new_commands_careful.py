@@ -71,3 +71,43 @@ def test_default_max_samples_adapts_to_the_tokens(capsys: Any, tiny_dir: tuple[P
     err = capsys.readouterr().err
     assert "--max-samples 2000 (the default) is more than the" in err and "sampling all" in err
     assert "fewer than --max-samples 2000" in _error(capsys, [*argv, "--max-samples", "2000"])
+
+
+def test_messages_read_right(tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
+    """ "at at", "ln V = inf", "k=40.0", an unfilled "1..L", "-o" for --gguf (issue 20.10)."""
+    import errno
+    import tempfile
+
+    from depthlens.errors import DepthlensError
+    from depthlens.exit.rules import ExitRule
+    from depthlens.results import read_json
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"a": "x\x01"}')
+    with pytest.raises(DepthlensError) as exc:
+        read_json(bad)
+    assert "at at" not in str(exc.value) and "control character at line 1" in str(exc.value)
+    for rule, kw, want in [
+        (ExitRule("entropy", -1.0), {}, "outside [0, ln V] nats"),
+        (ExitRule("settled", 40.0), {"n_layers": 30}, "k=40 must be"),
+        (ExitRule("confidence", 0.9, min_depth=31), {"n_layers": 30}, "must be in 1..30"),
+    ]:
+        with pytest.raises(DepthlensError) as exc:
+            rule.check(**kw)
+        assert want in str(exc.value) and "inf" not in str(exc.value)
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    real = tempfile.mkstemp
+
+    def read_only(*a: Any, dir: Any = None, **k: Any) -> Any:  # noqa: A002
+        if dir is not None and Path(dir) == folder:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*a, dir=dir, **k)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    from fixtures_saved import save_tiny
+
+    model = save_tiny(tmp_path / "m")
+    line = _error(capsys, ["export", str(model), "--gguf", str(folder / "m.gguf")])
+    assert "choose a writable folder with --gguf" in line

@@ -72,6 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "gives token states; labelled data (text-domain, fashion-mnist, cifar10) adds linear "
         "probes (held-out and OOD accuracy) and neural collapse.",
         epilog="examples:\n  depthlens repr smollm2-135m --data wiki-calib -o repr.json\n"
+        "  bash scripts/setup-datasets.sh   # once: Fashion-MNIST and sample photos (Debian)\n"
         "  depthlens repr mobilenet-v2 --data fashion-mnist --max-samples 2000 -o mnv2.json "
         "--html mnv2.html",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -54,18 +54,20 @@ class ExitRule:
         if self.kind == "entropy":
             top = math.log(vocab) if vocab else math.inf
             if not 0 <= t <= top:
+                bound = f"ln V = {top:.3g}" if vocab else "ln V"  # V unknown: no "ln V = inf"
                 raise DepthlensError(
-                    f"{name} threshold {t} is outside [0, ln V = {top:.3g}] nats, e.g. 0.5"
+                    f"{name} threshold {t:g} is outside [0, {bound}] nats, e.g. 0.5"
                 )
         if self.kind == "settled":
             hi = (n_layers - 1) if n_layers else None
             if t != int(t) or t < 1 or (hi is not None and t > hi):
                 raise DepthlensError(
-                    f"{name} k={t} must be a whole number of layers in "
+                    f"{name} k={t:g} must be a whole number of layers in "
                     f"1..{hi if hi is not None else 'L-1'}, e.g. 3"
                 )
         if self.min_depth < 1 or (n_layers is not None and self.min_depth > n_layers):
-            raise DepthlensError(f"--min-depth {self.min_depth} must be in 1..L")
+            last = n_layers if n_layers is not None else "L"
+            raise DepthlensError(f"--min-depth {self.min_depth} must be in 1..{last}")
 
     def label(self) -> str:
         """``confidence≥0.9``, ``entropy≤0.5``, ``settled k=3``."""

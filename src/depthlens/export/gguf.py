@@ -193,7 +193,7 @@ def export_gguf(
 
     cfg = AutoConfig.from_pretrained(src)
     check_exportable(cfg)
-    dst = check_output_path(out, overwrite)
+    dst = check_output_path(out, overwrite, option="--gguf")
     from transformers import AutoModelForCausalLM
 
     from depthlens.models.loading import quiet_transformers
