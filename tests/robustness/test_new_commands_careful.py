@@ -111,3 +111,28 @@ def test_messages_read_right(tmp_path: Path, capsys: Any, monkeypatch: Any) -> N
     model = save_tiny(tmp_path / "m")
     line = _error(capsys, ["export", str(model), "--gguf", str(folder / "m.gguf")])
     assert "choose a writable folder with --gguf" in line
+
+
+def test_quiet_silences_the_gguf_dequantizing_bar(tmp_path: Path, capfd: Any) -> None:
+    """transformers draws that bar with tqdm directly; --quiet must reach it (issue 20.10)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "cut"))
+    from test_export_gguf import tiny_pruned
+
+    from depthlens.export.gguf import export_gguf
+    from depthlens.models.loading import load_model
+    from depthlens.progress import set_quiet
+
+    pruned = tiny_pruned(tmp_path)[0]
+    gguf = tmp_path / "m.gguf"
+    export_gguf(pruned, gguf, kind="f32")
+    capfd.readouterr()
+    for quiet, cache in ((False, "c1"), (True, "c2")):
+        set_quiet(quiet)
+        try:
+            load_model(str(gguf), cache_dir=tmp_path / cache)
+        finally:
+            set_quiet(False)
+        shown = "de-quantizing GGUF tensors" in capfd.readouterr().err
+        assert shown is not quiet

@@ -170,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     debug = debug or bool(getattr(args, "debug", False))
     from depthlens.dist import process_group
+    from depthlens.progress import set_quiet
+
+    set_quiet(bool(getattr(args, "quiet", False)))
 
     try:
         # process_group is a no-op unless started by torchrun with WORLD_SIZE > 1

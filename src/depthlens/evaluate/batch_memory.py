@@ -2,7 +2,8 @@
 
 A model with a 49k vocabulary at --seq-len 512 makes 100 MB of float32 logits per window;
 ``eval --batch-size 200`` asked for ~60 GB and was killed for memory with no message. The
-batch is first capped at the number of windows (as the profile does), then split so the
+batch is first capped at the number of windows (as the profile does, silently: the result
+is the same), then split so the
 estimate fits in half the free memory of the device; one window that cannot fit is
 refused with the estimate and the fix.
 """
@@ -52,12 +53,8 @@ def fit_batch(
     free: int | None,
 ) -> tuple[int, str | None]:
     """(the batch to run, a note saying why it differs from ``batch_size``, or None)."""
-    batch = max(1, min(batch_size, n_windows))
-    note = (
-        f"--batch-size {batch_size} capped to the {n_windows} windows there are"
-        if batch < batch_size
-        else None
-    )
+    batch = max(1, min(batch_size, n_windows))  # same result, so no note
+    note = None
     per_window = seq_len * vocab * BYTES_PER_LOGIT
     if free is None or per_window == 0:
         return batch, note

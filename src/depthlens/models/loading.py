@@ -33,6 +33,7 @@ from depthlens.models.checks import (
 from depthlens.models.digest import DigestCache
 from depthlens.models.registry import PACKAGED, PackagedModel
 from depthlens.paths import default_cache_dir
+from depthlens.progress import tqdm_off_if_quiet
 from depthlens.results import model_fingerprint
 
 DTYPES = {
@@ -325,7 +326,7 @@ def _dequantize_gguf(directory: Path, filename: str, out: Path) -> None:
     """Load a GGUF with transformers and save it as an ordinary safetensors checkpoint."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with quiet_transformers():
+    with quiet_transformers(), tqdm_off_if_quiet("transformers.modeling_gguf_pytorch_utils"):
         tok = AutoTokenizer.from_pretrained(directory, gguf_file=filename)
         gg = AutoModelForCausalLM.from_pretrained(
             directory, gguf_file=filename, dtype=torch.float32
