@@ -136,3 +136,16 @@ def test_quiet_silences_the_gguf_dequantizing_bar(tmp_path: Path, capfd: Any) ->
             set_quiet(False)
         shown = "de-quantizing GGUF tensors" in capfd.readouterr().err
         assert shown is not quiet
+
+
+@pytest.mark.parametrize("kind", ["folder", "packaged"])
+def test_heal_refuses_a_checkpoint_never_cut(
+    capsys: Any, tmp_path: Path, tiny_dir: tuple[Path, Path], kind: str
+) -> None:
+    """An uncut model was "healed" into a full copy of itself (issue 20.3, CLI part)."""
+    model, text = tiny_dir
+    ref = str(model) if kind == "folder" else "smollm2-135m"
+    out = tmp_path / "healed"
+    argv = ["heal", ref, "--teacher", str(model), "--steps", "1", "--data", str(text)]
+    assert "was never cut" in _error(capsys, [*argv, "-o", str(out), "--quiet"])
+    assert not out.exists()
