@@ -126,3 +126,17 @@ def test_tuned_lens_of_the_twin_is_refused(tmp_path: Path) -> None:
     load_lens(tmp_path, lm_a)
     with pytest.raises(DepthlensError, match="other weights"):
         load_lens(tmp_path, lm_b)
+
+
+@pytest.mark.e2e
+def test_smollm2_with_blocks_reordered_is_another_model() -> None:
+    """The issue's case: SmolLM2 with blocks reordered kept the base's fingerprint."""
+    from depthlens.arch.spec import blocks_of
+
+    lm = load_model("smollm2-135m")
+    base = lm.identity()
+    blocks = blocks_of(lm.model, lm.arch)
+    blocks[3], blocks[12] = blocks[12], blocks[3]
+    moved = lm.identity()
+    assert base["config"] == moved["config"] and base["n_params"] == moved["n_params"]
+    assert base["weights"] != moved["weights"] and base["fingerprint"] != moved["fingerprint"]

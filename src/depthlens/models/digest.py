@@ -53,8 +53,16 @@ def state_signature(model: nn.Module) -> tuple[Any, ...]:
     signatures therefore mean the digest computed before still holds.
     """
     return tuple(
-        (n, t.data_ptr(), t._version, tuple(t.shape), str(t.dtype)) for n, t in _tensors(model)
+        (n, t.data_ptr(), _version(t), tuple(t.shape), str(t.dtype)) for n, t in _tensors(model)
     )
+
+
+def _version(t: torch.Tensor) -> int:
+    """The tensor's in-place version counter; -1 for inference tensors, which have none."""
+    try:
+        return int(t._version)
+    except RuntimeError:  # made under inference_mode (e.g. weights accelerate offloaded)
+        return -1
 
 
 def weights_digest(model: nn.Module) -> str | None:
