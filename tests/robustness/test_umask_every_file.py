@@ -6,6 +6,7 @@ umask; an output that only its writer can read breaks shared result folders.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import sys
@@ -20,6 +21,7 @@ from fixtures_saved import save_tiny, write_text
 
 from depthlens.cli.main import main
 from depthlens.io import atomic_dir
+from depthlens.models.loading import load_model
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "train"))
 from train_helpers import tiny_args  # noqa: E402  (the train tests' helper)
@@ -76,6 +78,9 @@ def test_prune_plan_and_heal_write_every_file_0644(tmp_path: Path, setup: Any) -
     # issue 20.10: heal printed peft's FutureWarning about transformers' own alias
     assert not [w for w in caught if issubclass(w.category, FutureWarning)]
     assert (pruned / "model.safetensors").is_file()
+    # the healed model's depthlens.json names the weights a later load sees (issue 20.1)
+    recorded = json.loads((healed / "depthlens.json").read_text())["model"]["weights"]
+    assert recorded == load_model(str(healed)).identity()["weights"]
     sidecars = list(tmp_path.glob("plan*.safetensors"))
     assert sidecars and _wrong_modes(pruned, plan, healed, *sidecars) == []
 

@@ -140,3 +140,14 @@ def test_smollm2_with_blocks_reordered_is_another_model() -> None:
     moved = lm.identity()
     assert base["config"] == moved["config"] and base["n_params"] == moved["n_params"]
     assert base["weights"] != moved["weights"] and base["fingerprint"] != moved["fingerprint"]
+
+
+def test_cut_manifest_records_both_weights(tmp_path: Path, twins: Any) -> None:
+    """depthlens.json names the base's weights and the cut model's, as later loads see them."""
+    a, _, text = twins
+    out = tmp_path / "pruned"
+    argv = ["prune", str(a), "--method", "replaceme-ls", "--remove", "1", "--data", str(text)]
+    assert main([*argv, "--seq-len", "16", "--max-tokens", "128", "-o", str(out), "--quiet"]) == 0
+    man = json.loads((out / "depthlens.json").read_text())
+    assert man["base_model"]["weights"] == load_model(str(a)).identity()["weights"]
+    assert man["model"]["weights"] == load_model(str(out)).identity()["weights"]
