@@ -42,6 +42,8 @@ def check_device(device: str | None) -> None:
             )
         if dev.index is not None and dev.index >= n:
             raise DepthlensError(f"--device {device}: only {n} CUDA GPU(s) here (0..{n - 1})")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise DepthlensError(f"--device {device}: no Apple GPU (MPS) here; pass --device cpu")
     elif dev.type not in ("cpu", "mps"):
         raise DepthlensError(f"--device {device} is not supported; pass cpu or cuda")
 
