@@ -147,8 +147,9 @@ def _prepare(args: argparse.Namespace, refs: list[str]) -> tuple[Any, Any, Any]:
         status(f"loading {ref} …")
         models.append(load_repr_model(ref, device=args.device, dtype=args.dtype))
     if data is None:
-        from depthlens.cli.common import load_windows_from_args
+        from depthlens.cli.common import check_window_budget, load_windows_from_args
 
+        check_window_budget(args)  # a default --seq-len was not checked before loading
         data = load_windows_from_args(args, models[0].tokenizer)
         opts = _fit_samples(args, opts, data)
     return outs, (opts, data), models
