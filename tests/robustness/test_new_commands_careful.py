@@ -105,20 +105,17 @@ def test_messages_read_right(tmp_path: Path, capsys: Any, monkeypatch: Any) -> N
             raise OSError(errno.EROFS, "Read-only file system")
         return real(*a, dir=dir, **k)
 
-    monkeypatch.setattr(tempfile, "mkstemp", read_only)
-    from fixtures_saved import save_tiny
+    from tiny_checkpoints import tiny_pruned  # a BPE tokenizer: export refuses others first
 
-    model = save_tiny(tmp_path / "m")
+    model = tiny_pruned(tmp_path)[0]
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
     line = _error(capsys, ["export", str(model), "--gguf", str(folder / "m.gguf")])
     assert "choose a writable folder with --gguf" in line
 
 
 def test_quiet_silences_the_gguf_dequantizing_bar(tmp_path: Path, capfd: Any) -> None:
     """transformers draws that bar with tqdm directly; --quiet must reach it (issue 20.10)."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parents[1] / "cut"))
-    from test_export_gguf import tiny_pruned
+    from tiny_checkpoints import tiny_pruned
 
     from depthlens.export.gguf import export_gguf
     from depthlens.models.loading import load_model

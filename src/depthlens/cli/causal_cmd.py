@@ -189,16 +189,16 @@ def _use_color() -> bool:
 
 def think_lines(res: Any, color: bool) -> list[str]:
     """One line per scored token: the token, R_t, settling layer, deep flag."""
+    from depthlens.metrics.catalog.causal import REASONING_SCORE, SETTLING_LAYER
+
     n = int(res.options["num_layers"])
     lines = [f"{'token':<18} {'R':>7} {'settle':>8}  deep"]
     for t in res.per_token:
         tok = safe_text(repr(t["token"])[1:-1])[:16]
-        line = (
-            f"{tok:<18} {fmt(t['reasoning_score'], 7)} {t['settling_layer']:>4}/{n:<3}  "
-            f"{'deep' if t['deep'] else ''}"
-        )
+        score, settle = t[REASONING_SCORE.name], t[SETTLING_LAYER.name]
+        line = f"{tok:<18} {fmt(score, 7)} {settle:>4}/{n:<3}  {'deep' if t['deep'] else ''}"
         if color:
-            frac = t["settling_layer"] / n
+            frac = settle / n
             code = _COLORS[2] if t["deep"] else _COLORS[1] if frac >= 0.5 else _COLORS[0]
             line = f"{code}{line}{_RESET}"
         lines.append(line)

@@ -88,7 +88,7 @@ def _check_command(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None
     argparse only lists the choices; each level whose first positional is a subcommand
     is checked in turn, following the words the user typed.
     """
-    from depthlens.metrics.registry import unknown_choice
+    from depthlens.registry import unknown_choice
 
     rest, typed = list(argv), list[str]()
     while (sub := _subcommands(parser)) is not None:

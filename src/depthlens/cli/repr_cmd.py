@@ -175,7 +175,7 @@ def _finish(res: Any, outs: list[Any], args: argparse.Namespace) -> None:
     from depthlens.repr.report import summary_lines, write_repr_page
 
     if not args.quiet:
-        print("\n".join(summary_lines(res.kind, res.payload)))
+        print("\n".join(summary_lines(res.kind, res.payload())))
     if outs[0]:
         res.save(outs[0])
         status(f"wrote {outs[0]}")

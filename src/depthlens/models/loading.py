@@ -167,8 +167,12 @@ def load_model(
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
     cache_dir: Path | None = None,
+    skip_sublayers: bool = False,
 ) -> LoadedModel:
     """Load ``ref`` and resolve its architecture.
+
+    ``skip_sublayers``: a sublayer cut (``depthlens.json`` names removed sublayers) gets
+    modules that compute nothing in their place: faster, the same outputs, not savable.
 
     ``device_map`` ("auto" or a dict) hands placement to ``accelerate``; ``allow_pickle`` is
     needed for checkpoints that only have pickle weights (``pytorch_model.bin``).
@@ -194,6 +198,10 @@ def load_model(
         if not p.is_dir():
             raise DepthlensError(f"{ref} is a file, not a model directory or a .gguf file")
         lm = _load_dir(p, ref, "local", opts)
+        if skip_sublayers:
+            from depthlens.models.manifest import skip_manifest_sublayers_
+
+            skip_manifest_sublayers_(lm)
     else:
         lm = _load_hub(ref, opts)
     if device_map is None and device != "cpu":
@@ -301,7 +309,7 @@ def _load_hub(ref: str, opts: _LoadOptions) -> LoadedModel:
     if ref.count("/") != 1:
         import difflib
 
-        from depthlens.metrics.registry import unknown_choice
+        from depthlens.registry import unknown_choice
 
         if difflib.get_close_matches(ref, list(PACKAGED), n=1, cutoff=0.6):
             raise DepthlensError(unknown_choice("model", ref, list(PACKAGED)))

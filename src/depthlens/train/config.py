@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from depthlens.errors import DepthlensError
-from depthlens.train.schemes import get_scheme
+from depthlens.train.schemes import DEFAULT_SCHEME, get_scheme
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class TrainConfig:
     width: int = 128
     heads: int = 4
     context: int = 128
-    scheme: str = "pre-ln"
+    scheme: str = DEFAULT_SCHEME
     drop_path: float = 0.0
     mlp_ratio: int = 4
     vocab_size: int = 4096

@@ -26,21 +26,11 @@ from depthlens.train.config import TrainConfig
 from depthlens.train.export import export_model
 from depthlens.train.loop import Chunks, LoopHooks, make_optimizer, train_loop
 from depthlens.train.model import LabConfig, LabForCausalLM, init_lab_weights_
+from depthlens.train.result import TrainResult
 from depthlens.train.tokenizer import load_tokenizer, token_stream, train_tokenizer
 
 RESULT = "train.json"
 MARKER = "train-run.json"  # the config of an unfinished run, for resuming
-
-
-@dataclass
-class TrainResult:
-    """What a finished run produced."""
-
-    out: Path
-    losses: list[float]
-    eval_loss: float
-    tokens_per_s: float
-    model_class: str
 
 
 def lab_config(cfg: TrainConfig, vocab_size: int, eos: int) -> LabConfig:
@@ -212,10 +202,10 @@ class _Run:
         finally:
             bar.close()
         held_out = eval_loss(model, tok, cfg, dev)
-        tps = cfg.steps * cfg.tokens_per_step / max(state.seconds, 1e-9)
-        result = TrainResult(out, state.losses, held_out, tps, "")
+        saved_as = _export(out, model, tok) if rank == 0 else ""
+        result = _result(out, model, cfg, source, state, held_out, saved_as)
         if rank == 0:
-            result.model_class = _finish(out, model, tok, cfg, source, state, held_out)
+            _finish(out, result)
         _barrier(world)
         return result
 
@@ -251,19 +241,8 @@ def _saved_digest(model: LabForCausalLM) -> str | None:
     )
 
 
-def _finish(
-    out: Path,
-    model: LabForCausalLM,
-    tok: Any,
-    cfg: TrainConfig,
-    source: Any,
-    state: TrainState,
-    held_out: float,
-) -> str:
-    """Export the model, write train.json last, drop the resume files."""
-    from depthlens.io import follow_umask_
-    from depthlens.results import Envelope, write_result
-
+def _export(out: Path, model: LabForCausalLM, tok: Any) -> str:
+    """Save the trained model and its tokenizer into ``out``; returns the class saved as."""
     torch.nn.Module.to(model, "cpu")
     model.float().eval()
     tmp = out / ".export-tmp"
@@ -273,36 +252,57 @@ def _finish(
     for f in tmp.iterdir():
         f.replace(out / f.name)
     tmp.rmdir()
+    return cls
+
+
+def _result(
+    out: Path,
+    model: LabForCausalLM,
+    cfg: TrainConfig,
+    source: Any,
+    state: TrainState,
+    held_out: float,
+    saved_as: str,
+) -> TrainResult:
+    """What ``train.json`` holds."""
+    from depthlens.results import Envelope
+
     ident = {
         "ref": str(out),
-        "class": cls,
+        "class": saved_as,
         "model_type": model.config.model_type,
         "scheme": cfg.scheme,
         "num_layers": cfg.depth,
         "hidden_size": cfg.width,
         "n_params": sum(p.numel() for p in model.parameters()),
-        "weights": _saved_digest(model),
+        "weights": _saved_digest(model) if saved_as else None,  # rank 0 only (it saved)
     }
     env = Envelope(
-        kind="depthlens.train",
+        kind=TrainResult.KIND,
         model=ident,
         data=source.to_dict(),
         options=cfg.to_dict(),
         tokens={"trained": cfg.steps * cfg.tokens_per_step},
     )
-    payload = {
-        "losses": state.losses,
-        "eval_loss": held_out,
-        "eval_ppl": math.exp(held_out) if held_out < 700 else None,
-        "seconds": state.seconds,
-        "cpu_seconds": state.cpu_seconds,
-        "steps": cfg.steps,
-        "tokens_per_s": cfg.steps * cfg.tokens_per_step / max(state.seconds, 1e-9),
-        "saved_as": cls,
-    }
-    write_result(out / RESULT, env, payload)
+    return TrainResult(
+        envelope=env,
+        losses=list(state.losses),
+        eval_loss=held_out,
+        eval_ppl=math.exp(held_out) if held_out < 700 else None,
+        seconds=state.seconds,
+        cpu_seconds=state.cpu_seconds,
+        steps=cfg.steps,
+        tokens_per_s=cfg.steps * cfg.tokens_per_step / max(state.seconds, 1e-9),
+        saved_as=saved_as,
+    )
+
+
+def _finish(out: Path, result: TrainResult) -> None:
+    """Write train.json last (it marks the run finished), drop the resume files."""
+    from depthlens.io import follow_umask_
+
+    result.save(out / RESULT)
     shutil.rmtree(out / "checkpoint", ignore_errors=True)
     shutil.rmtree(out / "tokenizer", ignore_errors=True)
     (out / MARKER).unlink(missing_ok=True)
     follow_umask_(out)  # save_pretrained writes model.safetensors 0600
-    return cls

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 import shutil
 import sys
@@ -23,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from depthlens.errors import DepthlensError
+from depthlens.metrics.catalog.lens import LENS_KL
+from depthlens.metrics.catalog.residual import REL_CONTRIB_BLOCK, RESID_NORM, RESID_RMS_GROWTH
 from depthlens.train.config import TrainConfig
 from depthlens.train.loop import NonFiniteLossError
+from depthlens.train.result import StudyResult, TrainResult
 from depthlens.train.run import RESULT, pick_device, train
 from depthlens.train.schemes import SCHEMES, parse_schemes
 
@@ -109,9 +111,11 @@ def run_dir(out: Path, cfg: TrainConfig) -> Path:
 
 
 def _finished_same(d: Path, cfg: TrainConfig) -> bool:
+    if not (d / RESULT).is_file():
+        return False
     try:
-        return json.loads((d / RESULT).read_text()).get("options") == cfg.to_dict()
-    except (OSError, ValueError):
+        return TrainResult.load(d / RESULT).options == cfg.to_dict()
+    except DepthlensError:  # unreadable or of another kind: train it again
         return False
 
 
@@ -149,18 +153,17 @@ def measure(path: Path, cfg: TrainConfig, measure_tokens: int) -> dict[str, Any]
     prof = profile(lm, windows, opts, progress=False)
     base = evaluate_perplexity(lm, windows, batch_size=cfg.batch_size)["nll"]
     costs = removal_costs(lm, windows, base, cfg.batch_size)
-    rms = [
-        None if v is None else v / math.sqrt(cfg.width) for v in prof.metrics.get("resid_norm", [])
-    ]
+    norms = prof.metrics.get(RESID_NORM.name, [])
+    rms = [None if v is None else v / math.sqrt(cfg.width) for v in norms]
     rel = [None if c is None else c / base for c in costs]
     unused = [r < UNUSED_THRESHOLD for r in rel if r is not None]
     return {
         "eval_loss": base,
-        "rel_contrib_block": prof.metrics.get("rel_contrib_block"),
+        REL_CONTRIB_BLOCK.name: prof.metrics.get(REL_CONTRIB_BLOCK.name),
         "resid_rms": rms,
-        "resid_rms_growth": prof.metrics.get("resid_rms_growth"),
+        RESID_RMS_GROWTH.name: prof.metrics.get(RESID_RMS_GROWTH.name),
         "angular_distance_next": [row[0] if row else None for row in prof.angular_distance],
-        "lens_kl": prof.metrics.get("lens_kl"),
+        LENS_KL.name: prof.metrics.get(LENS_KL.name),
         "removal_cost": costs,
         "removal_cost_rel": rel,
         "unused_depth": (sum(unused) / len(unused)) if unused else None,
@@ -249,7 +252,7 @@ def run_study(
     device: str | None = None,
     progress: bool = True,
     jobs: int = 1,
-) -> dict[str, Any]:
+) -> StudyResult:
     """Train and measure every (scheme, depth); write ``study.json`` and ``report.html``.
 
     ``jobs`` > 1 trains that many runs at once in CPU worker processes (each run is
@@ -283,10 +286,10 @@ def _run_grid(
     device: str | None,
     progress: bool,
     jobs: int,
-) -> dict[str, Any]:
+) -> StudyResult:
     """Train what is not finished yet, measure every run, write the study and its page."""
     from depthlens.io import follow_umask_
-    from depthlens.results import Envelope, write_result
+    from depthlens.results import Envelope
     from depthlens.train.report import write_study_report
     from depthlens.train.tokenizer import load_tokenizer, train_tokenizer
 
@@ -303,60 +306,52 @@ def _run_grid(
         for c in todo:
             shutil.rmtree(run_dir(out, c), ignore_errors=True)
     failed = _train_all(todo, out, tdir, tok, jobs, device, progress)
-    payload = {
-        "runs": _measure_all(study, out, failed),
-        "schemes": {s: SCHEMES[s].to_dict() for s in study.schemes},
-        "seconds": time.perf_counter() - t0,
-    }
+    rows = [_study_row(out, cfg, failed, study.measure_tokens) for cfg in study.runs()]
     env = Envelope(
-        kind="depthlens.study",
+        kind=StudyResult.KIND,
         model={"ref": "depthlens train (lab models)"},
         data=source.to_dict(),
         options=study.to_dict(),
         tokens={"trained_per_run": study.base.steps * study.base.tokens_per_step},
     )
-    write_result(out / "study.json", env, payload)
+    result = StudyResult(
+        envelope=env,
+        runs=rows,
+        schemes={s: SCHEMES[s].to_dict() for s in study.schemes},
+        seconds=time.perf_counter() - t0,
+    )
+    result.save(out / "study.json")
     write_study_report(out / "study.json", out / "report.html")
     follow_umask_(out)  # the runs' and the tokenizer's files, whoever wrote them
-    return payload
+    return result
 
 
-def _measure_all(
-    study: StudyConfig, out: Path, failed: dict[tuple[str, int], str]
-) -> list[dict[str, Any]]:
-    """One row per run: the diverged ones as such, the others trained and measured."""
-    rows: list[dict[str, Any]] = []
-    for cfg in study.runs():
-        d = run_dir(out, cfg)
-        if (cfg.scheme, cfg.depth) in failed:
-            rows.append(
-                {
-                    "scheme": cfg.scheme,
-                    "depth": cfg.depth,
-                    "run": str(d.relative_to(out)),
-                    "diverged": failed[(cfg.scheme, cfg.depth)],
-                    "eval_loss": None,
-                    "unused_depth": None,
-                }
-            )
-            continue
-        trained = json.loads((d / RESULT).read_text())
-        row = {
-            "scheme": cfg.scheme,
-            "depth": cfg.depth,
-            "run": str(d.relative_to(out)),
-            "train_loss_last": _tail_mean(trained["losses"]),
-            "saved_as": trained["saved_as"],
-            "train_seconds": trained["seconds"],
-            "train_cpu_seconds": trained.get("cpu_seconds"),
+def _study_row(
+    out: Path, cfg: TrainConfig, failed: dict[tuple[str, int], str], measure_tokens: int
+) -> dict[str, Any]:
+    """One row of the study: the run's training numbers and what was measured on it."""
+    d = run_dir(out, cfg)
+    row: dict[str, Any] = {"scheme": cfg.scheme, "depth": cfg.depth, "run": str(d.relative_to(out))}
+    if (cfg.scheme, cfg.depth) in failed:
+        return {
+            **row,
+            "diverged": failed[(cfg.scheme, cfg.depth)],
+            "eval_loss": None,
+            "unused_depth": None,
         }
-        w0, c0 = time.perf_counter(), time.process_time()
-        row.update(measure(d, cfg, study.measure_tokens))
-        row.update(
-            measure_seconds=time.perf_counter() - w0, measure_cpu_seconds=time.process_time() - c0
-        )
-        rows.append(row)
-    return rows
+    trained = TrainResult.load(d / RESULT)
+    row.update(
+        train_loss_last=_tail_mean(trained.losses),
+        saved_as=trained.saved_as,
+        train_seconds=trained.seconds,
+        train_cpu_seconds=trained.cpu_seconds,
+    )
+    w0, c0 = time.perf_counter(), time.process_time()
+    row.update(measure(d, cfg, measure_tokens))
+    row.update(
+        measure_seconds=time.perf_counter() - w0, measure_cpu_seconds=time.process_time() - c0
+    )
+    return row
 
 
 def _tail_mean(losses: list[float], frac: float = 0.1) -> float | None:
