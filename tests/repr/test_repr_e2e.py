@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.mark.skipif(
     not labelled_available("fashion-mnist"),
-    reason="Fashion-MNIST absent: apt-get install dataset-fashion-mnist",
+    reason="Fashion-MNIST absent: run scripts/setup-datasets.sh (scripts/test.sh does as root)",
 )
 def test_mobilenet_on_fashion_mnist_writes_probes_ood_and_collapse(tmp_path: Path) -> None:
     out, page = tmp_path / "m.json", tmp_path / "m.html"

@@ -160,7 +160,7 @@ def make_train(tmp: Path) -> Made:
 
 
 def make_study(tmp: Path) -> Made:
-    from train_helpers import write_text
+    from train_helpers import eval_text, write_text
 
     from depthlens.cli.main import main
     from depthlens.train.result import StudyResult
@@ -168,7 +168,7 @@ def make_study(tmp: Path) -> Made:
     text = write_text(tmp / "t.txt")
     tiny = "--width 16 --heads 2 --context 16 --batch-size 4 --tokens 128 --vocab-size 300"
     argv = ["study", "depth", "--depths", "1", "--schemes", "pre-ln", *tiny.split()]
-    argv += ["--warmup", "1", "--data", str(text), "--eval-data", str(text)]
+    argv += ["--warmup", "1", "--data", str(text), "--eval-data", str(eval_text(text))]
     argv += ["--measure-tokens", "64", "--device", "cpu", "-o", str(tmp / "study"), "--quiet"]
     assert main(argv) == 0
     return None, tmp / "study" / "study.json", StudyResult

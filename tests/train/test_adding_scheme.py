@@ -12,7 +12,7 @@ import pytest
 import torch
 from test_train_export import trained_like
 from test_train_schemes import D, H, L, T, lab, naive_attn, naive_mlp, naive_norm
-from train_helpers import tiny_args, write_text
+from train_helpers import eval_text, tiny_args, write_text
 
 from depthlens.cli.main import main
 from depthlens.results import read_result
@@ -73,7 +73,7 @@ def test_the_example_trains_and_is_studied(lns_scaled: Any, tmp_path: Path) -> N
     env, trained = read_result(model / "train.json", "train")
     assert env.options["scheme"] == "lns-scaled" and trained["saved_as"] == "LlamaForCausalLM"
     shape = ["--width", "16", "--heads", "2", "--context", "16", "--batch-size", "4"]
-    data = ["--data", str(text), "--eval-data", str(text), "--vocab-size", "300"]
+    data = ["--data", str(text), "--eval-data", str(eval_text(text)), "--vocab-size", "300"]
     study = [*shape, *data, "--tokens", "256", "--warmup", "1", "--measure-tokens", "64"]
     out = tmp_path / "study"
     args = ["study", "depth", "--depths", "2", "--schemes", "pre-ln,lns-scaled", *study]

@@ -138,6 +138,15 @@ def _write(out: Path | None, res: CompareResult) -> None:
         status(f"wrote {out}")
 
 
+def _say_batch(args: argparse.Namespace, models: list[Any], windows: Any) -> None:
+    """Print how --batch-size was capped or split to fit memory (refused if one window won't)."""
+    from depthlens.evaluate.batch_memory import fit_eval_batch
+
+    notes = {fit_eval_batch(lm, windows, args.batch_size)[1] for lm in models} - {None}
+    for note in sorted(str(n) for n in notes):
+        status(note)
+
+
 def run_eval(args: argparse.Namespace) -> int:
     """Evaluate one model; print and optionally write JSON."""
     from depthlens.evaluate.compare import compare
@@ -148,6 +157,7 @@ def run_eval(args: argparse.Namespace) -> int:
     source = validate_eval_args(args)
     tasks = _mc_paths(args)
     lm, windows = load_model_and_windows(args, source)
+    _say_batch(args, [lm], windows)
     res = compare(
         [(args.model, lm)],
         windows,
@@ -191,6 +201,7 @@ def run_compare(args: argparse.Namespace) -> int:
         check_disjoint(load_text(args.calib_data, text_field=args.text_field), source)
     models = [(ref, load_model_from_args(args, ref)) for ref in args.models]
     windows = load_windows_from_args(args, models[0][1].tokenizer, source=source)
+    _say_batch(args, [lm for _, lm in models], windows)
     status(
         f"comparing {len(models)} models on {windows.n_tokens} tokens of {safe_text(args.data)} …"
     )

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from depthlens.cli.common import (
+    Default,
     add_batch_size_arg,
     add_data_args,
     add_lens_kernel_arg,
@@ -37,7 +38,7 @@ def _model_and_data(p: argparse.ArgumentParser, data: str) -> None:
     """The model, --data (default ``data``) and shorter windows than the other commands'."""
     add_model_args(p)
     add_data_args(p, default=data)
-    p.set_defaults(seq_len=128, max_tokens=2048)
+    p.set_defaults(seq_len=Default(128), max_tokens=2048)
 
 
 def _lens_reader(p: argparse.ArgumentParser, lens_help: str) -> None:

@@ -80,8 +80,12 @@ def _add_shape_args(p: argparse.ArgumentParser, d: dict[str, object]) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``train`` and ``study``."""
+    _register_train(sub)
+    _register_study(sub)
+
+
+def _register_train(sub: argparse._SubParsersAction) -> None:
     from depthlens.train.config import TrainConfig
-    from depthlens.train.study import StudyConfig
 
     t = sub.add_parser(
         "train",
@@ -104,6 +108,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _add_shape_args(t, dataclasses.asdict(TrainConfig()))
     t.set_defaults(func=run_train)
+
+
+def _register_study(sub: argparse._SubParsersAction) -> None:
+    from depthlens.train.study import StudyConfig
 
     s = sub.add_parser(
         "study",

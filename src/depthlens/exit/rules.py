@@ -76,16 +76,15 @@ def _check_confidence(t: float, n_layers: int | None, vocab: int | None) -> None
 def _check_entropy(t: float, n_layers: int | None, vocab: int | None) -> None:
     top = math.log(vocab) if vocab else math.inf
     if not 0 <= t <= top:
-        raise DepthlensError(
-            f"--entropy threshold {t} is outside [0, ln V = {top:.3g}] nats, e.g. 0.5"
-        )
+        bound = f"ln V = {top:.3g}" if vocab else "ln V"  # V unknown: no "ln V = inf"
+        raise DepthlensError(f"--entropy threshold {t:g} is outside [0, {bound}] nats, e.g. 0.5")
 
 
 def _check_settled(t: float, n_layers: int | None, vocab: int | None) -> None:
     hi = (n_layers - 1) if n_layers else None
     if t != int(t) or t < 1 or (hi is not None and t > hi):
         raise DepthlensError(
-            f"--settled k={t} must be a whole number of layers in "
+            f"--settled k={t:g} must be a whole number of layers in "
             f"1..{hi if hi is not None else 'L-1'}, e.g. 3"
         )
 
@@ -177,7 +176,8 @@ class ExitRule:
             raise DepthlensError(f"--{self.kind} threshold {self.threshold} is not a finite number")
         record.validate(self.threshold, n_layers, vocab)
         if self.min_depth < 1 or (n_layers is not None and self.min_depth > n_layers):
-            raise DepthlensError(f"--min-depth {self.min_depth} must be in 1..L")
+            last = n_layers if n_layers is not None else "L"
+            raise DepthlensError(f"--min-depth {self.min_depth} must be in 1..{last}")
 
     def label(self) -> str:
         """``confidence≥0.9``, ``entropy≤0.5``, ``settled k=3``."""

@@ -189,7 +189,7 @@ def export_gguf(
         raise DepthlensError(why)
     tokenizer, spec = read_bpe_tokenizer(src)
     pre = pre or tokenizer_pre(tokenizer, spec, src)
-    dst = check_output_path(out, overwrite)
+    dst = check_output_path(out, overwrite, option="--gguf")
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from depthlens.models.loading import quiet_transformers

@@ -16,6 +16,7 @@ same class. A family that cannot be healed so is refused (:func:`heal_refusal`).
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -157,7 +158,11 @@ def _trainable(lm: LoadedModel, opts: HealOptions, merge_blocks: list[int]) -> A
             fan_in_fan_out=isinstance(model.get_submodule(targets[0]), Conv1D),
             bias="none",
         )
-        model = get_peft_model(model, cfg)
+        with warnings.catch_warnings():
+            # peft reads transformers' deprecated `is_gradient_checkpointing` alias: a
+            # FutureWarning about their code, not the user's input.
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+            model = get_peft_model(model, cfg)
     if opts.train in ("merged", "both"):
         if not merge_blocks or lm.arch.mlp_out_proj is None:
             raise DepthlensError(

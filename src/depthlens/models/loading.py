@@ -30,8 +30,10 @@ from depthlens.models.checks import (
     check_model_dir,
     gguf_problem,
 )
+from depthlens.models.digest import DigestCache
 from depthlens.models.registry import PACKAGED, PackagedModel
 from depthlens.paths import default_cache_dir
+from depthlens.progress import tqdm_off_if_quiet
 from depthlens.results import model_fingerprint
 
 DTYPES = {
@@ -55,6 +57,7 @@ class LoadedModel:
     source: str  # "packaged" | "local" | "gguf" | "hub"
     path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    digests: DigestCache = field(default_factory=DigestCache, repr=False, compare=False)
 
     @property
     def num_layers(self) -> int:
@@ -90,6 +93,8 @@ class LoadedModel:
             "n_params": n_params,
             "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
             "config": _jsonable(cfg_dict),
+            # The tensors themselves: one config fits many networks (base and fine-tune).
+            "weights": self.digests.of(self.model),
             **self.extra,
         }
         ident["fingerprint"] = model_fingerprint(ident)
@@ -205,6 +210,8 @@ def load_model(
         except (RuntimeError, AssertionError) as exc:
             raise DepthlensError(f"cannot move the model to --device {device}: {exc}") from exc
     lm.model.eval()
+    if lm.path is not None:  # as loaded, the weights are those files: their digest is cached
+        lm.digests.bind_files(lm.model, Path(lm.path), cache, dtype)
     return lm
 
 
@@ -327,7 +334,7 @@ def _dequantize_gguf(directory: Path, filename: str, out: Path) -> None:
     """Load a GGUF with transformers and save it as an ordinary safetensors checkpoint."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with quiet_transformers():
+    with quiet_transformers(), tqdm_off_if_quiet("transformers.modeling_gguf_pytorch_utils"):
         tok = AutoTokenizer.from_pretrained(directory, gguf_file=filename)
         gg = AutoModelForCausalLM.from_pretrained(
             directory, gguf_file=filename, dtype=torch.float32

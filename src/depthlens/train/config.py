@@ -67,6 +67,12 @@ class TrainConfig:
                 f"the head size --width/--heads = {self.width // self.heads} is odd; RoPE "
                 "needs an even head size"
             )
+        from depthlens.train.tokenizer import MIN_VOCAB
+
+        if self.vocab_size < MIN_VOCAB:
+            raise DepthlensError(
+                f"--vocab-size {self.vocab_size} is below {MIN_VOCAB} (256 bytes + EOS); raise it"
+            )
         if self.context < 2:
             raise DepthlensError(f"--context must be at least 2, got {self.context}")
         if self.tokens < self.tokens_per_step:

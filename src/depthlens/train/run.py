@@ -13,6 +13,7 @@ import json
 import math
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -141,43 +142,72 @@ def train(
     """Train one lab model on ``cfg.data`` and save it into ``out`` (resuming if unfinished).
 
     ``tokenizer`` reuses an already trained tokenizer (the study trains one for all runs).
+    Device, output folder and data are checked before any work; a failure that leaves
+    nothing to resume (no checkpoint) leaves no folder either.
     """
-    from depthlens.data import load_text
+    from depthlens.train.guard import check_device, check_output_folder, load_disjoint
 
     rank, world = rank_world()
     cfg.validate(world)
     if checkpoint_every < 0:
         raise DepthlensError(f"--checkpoint-every must be ≥ 0 steps, got {checkpoint_every}")
     out = Path(out)
+    check_device(device)
+    if rank == 0:
+        check_output_folder(out)
+    source = load_disjoint(cfg.data, cfg.eval_data, cfg.text_field)
     if rank == 0:
         prepare_output(out, cfg, overwrite)
     _barrier(world)
-    source = load_text(cfg.data, text_field=cfg.text_field)
-    tok = _tokenizer(out, source.docs, cfg, tokenizer)
-    chunks = Chunks.of(token_stream(source.docs, tok), cfg.context, cfg.seed)
-    dev = pick_device(device)
-    torch.manual_seed(cfg.seed)
-    model = LabForCausalLM(lab_config(cfg, len(tok), int(tok.eos_token_id)))
-    init_lab_weights_(model, cfg.seed)
-    torch.nn.Module.to(model, dev)  # (PreTrainedModel.to's stub rejects a device)
-    optim = make_optimizer(model, cfg)
-    ident = {**cfg.identity(), "vocab": len(tok)}
-    state = load_checkpoint(out, model, optim, ident) or TrainState()
-    if state.step and rank == 0 and progress:
-        print(f"resuming {out} from step {state.step}", file=sys.stderr, flush=True)
-    bar = _Bar(cfg, state.step, enabled=progress and rank == 0)
-    hooks = LoopHooks(out, checkpoint_every, ident, bar.update)
-    try:
-        state = train_loop(model, optim, chunks, cfg, state, hooks, dev)
-    finally:
-        bar.close()
-    held_out = eval_loss(model, tok, cfg, dev)
-    saved_as = _export(out, model, tok) if rank == 0 else ""
-    result = _result(out, model, cfg, source, state, held_out, saved_as)
-    if rank == 0:
-        _finish(out, result)
-    _barrier(world)
-    return result
+    run = _Run(cfg, out, checkpoint_every, device, progress)
+    if rank != 0:
+        return run.go(source, tokenizer)
+    from depthlens.train.checkpoint import checkpoint_path
+    from depthlens.train.guard import removed_on_failure
+
+    with removed_on_failure(out, lambda: checkpoint_path(out).is_file()):
+        return run.go(source, tokenizer)
+
+
+@dataclass
+class _Run:
+    """One training run once its inputs are checked: tokenizer, model, loop, export."""
+
+    cfg: TrainConfig
+    out: Path
+    checkpoint_every: int
+    device: str | None
+    progress: bool
+
+    def go(self, source: Any, tokenizer: Any) -> TrainResult:
+        """Train, evaluate on the held-out text, export (rank 0) and return the result."""
+        cfg, out = self.cfg, self.out
+        rank, world = rank_world()
+        tok = _tokenizer(out, source.docs, cfg, tokenizer)
+        chunks = Chunks.of(token_stream(source.docs, tok), cfg.context, cfg.seed)
+        dev = pick_device(self.device)
+        torch.manual_seed(cfg.seed)
+        model = LabForCausalLM(lab_config(cfg, len(tok), int(tok.eos_token_id)))
+        init_lab_weights_(model, cfg.seed)
+        torch.nn.Module.to(model, dev)  # (PreTrainedModel.to's stub rejects a device)
+        optim = make_optimizer(model, cfg)
+        ident = {**cfg.identity(), "vocab": len(tok)}
+        state = load_checkpoint(out, model, optim, ident) or TrainState()
+        if state.step and rank == 0 and self.progress:
+            print(f"resuming {out} from step {state.step}", file=sys.stderr, flush=True)
+        bar = _Bar(cfg, state.step, enabled=self.progress and rank == 0)
+        hooks = LoopHooks(out, self.checkpoint_every, ident, bar.update)
+        try:
+            state = train_loop(model, optim, chunks, cfg, state, hooks, dev)
+        finally:
+            bar.close()
+        held_out = eval_loss(model, tok, cfg, dev)
+        saved_as = _export(out, model, tok) if rank == 0 else ""
+        result = _result(out, model, cfg, source, state, held_out, saved_as)
+        if rank == 0:
+            _finish(out, result)
+        _barrier(world)
+        return result
 
 
 class _Bar:
@@ -198,6 +228,17 @@ class _Bar:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def _saved_digest(model: LabForCausalLM) -> str | None:
+    """Weights digest of the checkpoint as saved (the Llama form where there is one)."""
+    from depthlens.models.digest import weights_digest
+    from depthlens.train.export import to_llama
+    from depthlens.train.schemes import SCHEMES
+
+    return weights_digest(
+        to_llama(model) if SCHEMES[model.config.scheme].exports_as_llama else model
+    )
 
 
 def _export(out: Path, model: LabForCausalLM, tok: Any) -> str:
@@ -234,6 +275,7 @@ def _result(
         "num_layers": cfg.depth,
         "hidden_size": cfg.width,
         "n_params": sum(p.numel() for p in model.parameters()),
+        "weights": _saved_digest(model) if saved_as else None,  # rank 0 only (it saved)
     }
     env = Envelope(
         kind=TrainResult.KIND,
@@ -257,7 +299,10 @@ def _result(
 
 def _finish(out: Path, result: TrainResult) -> None:
     """Write train.json last (it marks the run finished), drop the resume files."""
+    from depthlens.io import follow_umask_
+
     result.save(out / RESULT)
     shutil.rmtree(out / "checkpoint", ignore_errors=True)
     shutil.rmtree(out / "tokenizer", ignore_errors=True)
     (out / MARKER).unlink(missing_ok=True)
+    follow_umask_(out)  # save_pretrained writes model.safetensors 0600

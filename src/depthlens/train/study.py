@@ -96,6 +96,12 @@ def parse_depths(text: str) -> tuple[int, ...]:
         ) from exc
     if not vals or min(vals) < 1:
         raise DepthlensError(f"--depths needs depths ≥ 1, got {text!r}; pass e.g. 4,8,16")
+    twice = sorted({d for d in vals if vals.count(d) > 1})
+    if twice:
+        raise DepthlensError(
+            f"--depths {text!r} names depth {', '.join(map(str, twice))} more than once; "
+            "each depth is one run, so list each once"
+        )
     return vals
 
 
@@ -252,20 +258,43 @@ def run_study(
     ``jobs`` > 1 trains that many runs at once in CPU worker processes (each run is
     deterministic on its own, so the results do not depend on ``jobs``).
     """
-    from depthlens.data import load_text
-    from depthlens.results import Envelope
-    from depthlens.train.report import write_study_report
-    from depthlens.train.tokenizer import load_tokenizer, train_tokenizer
+    from depthlens.train.guard import (
+        check_device,
+        check_output_folder,
+        load_disjoint,
+        removed_on_failure,
+    )
 
     study.validate()
     out = Path(out)
     if (out / "study.json").exists() and not overwrite:
         raise DepthlensError(f"{out} holds a finished study; pass --overwrite or another -o")
-    if not out.parent.exists():
-        raise DepthlensError(f"the folder for output {out} does not exist; create it first")
+    check_device(device)
+    check_output_folder(out)
+    base = study.base
+    source = load_disjoint(base.data, base.eval_data, base.text_field)
+    with removed_on_failure(out, lambda: any((out / "runs").glob(f"*/{RESULT}"))):
+        return _run_grid(study, out, source, overwrite, device=device, progress=progress, jobs=jobs)
+
+
+def _run_grid(
+    study: StudyConfig,
+    out: Path,
+    source: Any,
+    overwrite: bool,
+    *,
+    device: str | None,
+    progress: bool,
+    jobs: int,
+) -> StudyResult:
+    """Train what is not finished yet, measure every run, write the study and its page."""
+    from depthlens.io import follow_umask_
+    from depthlens.results import Envelope
+    from depthlens.train.report import write_study_report
+    from depthlens.train.tokenizer import load_tokenizer, train_tokenizer
+
     (out / "runs").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    source = load_text(study.base.data, text_field=study.base.text_field)
     tdir = out / "tokenizer"
     if not (tdir / "tokenizer.json").is_file():
         train_tokenizer(source.docs, study.base.vocab_size).save_pretrained(tdir)
@@ -293,6 +322,7 @@ def run_study(
     )
     result.save(out / "study.json")
     write_study_report(out / "study.json", out / "report.html")
+    follow_umask_(out)  # the runs' and the tokenizer's files, whoever wrote them
     return result
 
 
