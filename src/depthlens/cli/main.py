@@ -39,6 +39,7 @@ _COMMAND_MODULES = (
     "depthlens.cli.repr_cmd",
     "depthlens.cli.heal_cmd",
     "depthlens.cli.export_cmd",
+    "depthlens.cli.generate_cmd",
 )
 
 
