@@ -345,7 +345,7 @@ def _heal(b: Bench, cut: Any, plan: Any, label: str) -> None:
         cut,
         {
             "method": f"{plan.method} +heal",
-            "n": plan.n_removed,
+            "n": int(label.split("n=")[1]),  # the row's n (units-ls: n blocks' FLOP share)
             "removed": list(plan.removed),
             "units": plan.selection.get("units") if plan.method == "units-ls" else None,
             "ideal_speedup": plan.savings.get("ideal_speedup"),
