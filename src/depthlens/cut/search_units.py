@@ -154,20 +154,39 @@ def search_units(
         _, states = us.tail(new, start, _h(cur, start), record=True)
         cur = _State(new, sc, [*cur.states[:start], *states[start:]])
         freed += shares[u]
-        trace.append(
-            {
-                "step": len(trace) + 1,
-                "unit": unit_text(u),
-                "share": shares[u],
-                "freed": freed,
-                "kl": sc["kl"],
-                "nll": sc["nll"],
-                "scored": len(scored),
-            }
-        )
+        trace.append(_step(len(trace) + 1, u, shares[u], freed, sc, len(scored)))
         bar.update(1)
     bar.close()
-    selection = {
+    selection = _selection(us, cur, budget, opts, freed, trace)
+    selection["seconds"] = time.perf_counter() - t0
+    return cur.units, selection, us
+
+
+def _step(
+    k: int, u: Unit, share: float, freed: float, sc: dict[str, float], scored: int
+) -> dict[str, Any]:
+    """One step of the trace: the unit taken, its share, the share freed so far, scores."""
+    return {
+        "step": k,
+        "unit": unit_text(u),
+        "share": share,
+        "freed": freed,
+        "kl": sc["kl"],
+        "nll": sc["nll"],
+        "scored": scored,
+    }
+
+
+def _selection(
+    us: UnitSearch,
+    cur: _State,
+    budget: Budget,
+    opts: SearchOptions,
+    freed: float,
+    trace: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The plan's record of why these units: the rule, the budget, the trace."""
+    return {
         "why": f"lazy greedy over blocks and sublayers: each step removes the unit with the "
         f"smallest rise in {opts.objective} per share of {budget.kind} freed, on "
         f"{us.cache.n_score_tokens} held-back calibration tokens (re-scoring the "
@@ -178,9 +197,7 @@ def search_units(
         "score": cur.score,
         "units": [unit_text(u) for u in cur.units],
         "trace": trace,
-        "seconds": time.perf_counter() - t0,
     }
-    return cur.units, selection, us
 
 
 def _h(cur: _State, start: int) -> torch.Tensor:
