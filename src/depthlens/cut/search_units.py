@@ -149,10 +149,7 @@ def search_units(
                 f"{budget.target:.3f}; ask for a smaller budget"
             )
         scored = _score_step(us, cur, cands, shares, last, opts)
-        u, new, _rise, sc = min(scored, key=lambda x: x[2] / max(shares[x[0]], 1e-12))
-        start = us.start(new, u)
-        _, states = us.tail(new, start, _h(cur, start), record=True)
-        cur = _State(new, sc, [*cur.states[:start], *states[start:]])
+        cur, u, sc = _take_cheapest(us, cur, scored, shares)
         freed += shares[u]
         trace.append(_step(len(trace) + 1, u, shares[u], freed, sc, len(scored)))
         bar.update(1)
@@ -160,6 +157,19 @@ def search_units(
     selection = _selection(us, cur, budget, opts, freed, trace)
     selection["seconds"] = time.perf_counter() - t0
     return cur.units, selection, us
+
+
+def _take_cheapest(
+    us: UnitSearch, cur: _State, scored: list[Any], shares: dict[Unit, float]
+) -> tuple[_State, Unit, dict[str, float]]:
+    """Remove the unit with the least loss rise per share of the budget it frees.
+
+    Only the blocks after the removed unit are re-run; the states before it are kept.
+    """
+    u, new, _rise, sc = min(scored, key=lambda x: x[2] / max(shares[x[0]], 1e-12))
+    start = us.start(new, u)
+    _, states = us.tail(new, start, _h(cur, start), record=True)
+    return _State(new, sc, [*cur.states[:start], *states[start:]]), u, sc
 
 
 def _step(
