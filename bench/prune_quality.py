@@ -329,18 +329,14 @@ def _row(b: Bench, method: str, n: int, prof: Any, shapes: dict[int, Any]) -> No
 
 
 def _heal(b: Bench, cut: Any, plan: Any, label: str) -> None:
-    from depthlens.heal import HealOptions, heal_
+    from depthlens.heal import CutSites, HealOptions, heal_
 
     a = b.a
     data = make_windows(
         load_text("wiki-calib"), b.lm.tokenizer, seq_len=a.seq_len, max_tokens=a.heal_tokens, seed=1
     )
-    man = {
-        "removed": list(plan.removed),
-        "num_layers_original": plan.num_layers,
-        "plan": plan.to_dict(),
-    }
-    rec = heal_(cut, b.lm, data, HealOptions(steps=a.heal_steps, batch_size=1), manifest=man)
+    opts = HealOptions(steps=a.heal_steps, batch_size=1, seq_len=a.seq_len, train="blocks")
+    rec = heal_(cut, b.lm, data, opts, CutSites.of_plan(plan))
     b.add(
         f"{label} +heal",
         cut,
@@ -348,7 +344,7 @@ def _heal(b: Bench, cut: Any, plan: Any, label: str) -> None:
             "method": f"{plan.method} +heal",
             "n": plan.n_removed,
             "removed": list(plan.removed),
-            "heal": {k: v for k, v in rec.items() if k != "log"},
+            "heal": {k: v for k, v in rec.to_dict().items() if k != "log"},
         },
     )
 

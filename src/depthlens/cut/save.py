@@ -15,12 +15,12 @@ from depthlens.cut.plan import CutPlan
 from depthlens.errors import DepthlensError
 from depthlens.io import atomic_dir, check_output_path
 from depthlens.models.loading import LoadedModel, quiet_transformers
-from depthlens.models.manifest import MANIFEST, MANIFEST_KIND
-from depthlens.results import Envelope, write_result
+from depthlens.models.manifest import MANIFEST, MANIFEST_KIND, CutManifest
+from depthlens.results import Envelope
 
 
-def manifest(lm: LoadedModel, plan: CutPlan) -> tuple[Envelope, dict[str, Any]]:
-    """The ``depthlens.json`` content: the cut model's envelope and what was cut."""
+def cut_manifest(lm: LoadedModel, plan: CutPlan) -> CutManifest:
+    """The ``depthlens.json`` record of ``lm`` after ``plan`` was applied to it."""
     env = Envelope(
         kind=MANIFEST_KIND,
         model=lm.identity(),
@@ -28,14 +28,21 @@ def manifest(lm: LoadedModel, plan: CutPlan) -> tuple[Envelope, dict[str, Any]]:
         options=plan.options,
         tokens=plan.tokens,
     )
-    return env, {
-        "method": plan.method,
-        "removed": list(plan.removed),
-        "num_layers_original": plan.num_layers,
-        "num_layers": lm.num_layers,
-        "base_model": plan.model,
-        "plan": plan.to_dict(),
-    }
+    return CutManifest(
+        envelope=env,
+        method=plan.method,
+        removed=list(plan.removed),
+        num_layers_original=plan.num_layers,
+        num_layers=lm.num_layers,
+        base_model=plan.model,
+        plan=plan.to_dict(),
+    )
+
+
+def manifest(lm: LoadedModel, plan: CutPlan) -> tuple[Envelope, dict[str, Any]]:
+    """The ``depthlens.json`` content: the cut model's envelope and what was cut."""
+    man = cut_manifest(lm, plan)
+    return man.envelope, man.payload()
 
 
 def save_pruned(
@@ -56,5 +63,5 @@ def save_pruned(
         gen = getattr(lm.model, "generation_config", None)
         if gen is not None and not (tmp / "generation_config.json").exists():
             gen.save_pretrained(tmp)
-        write_result(tmp / MANIFEST, *manifest(lm, plan))
+        cut_manifest(lm, plan).save(tmp / MANIFEST)
     return out
