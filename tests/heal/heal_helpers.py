@@ -40,21 +40,17 @@ def cut_pair(family: str = "llama") -> tuple[LoadedModel, LoadedModel, CutSites,
 
 
 def saved_cut(tmp: Path, family: str = "llama") -> tuple[Path, Path]:
-    """A cut checkpoint and its teacher on disk: (pruned dir, teacher dir)."""
-    teacher, student, _sites, plan = cut_pair(family)
-    tdir = tmp / "teacher"
-    teacher.model.save_pretrained(tdir)  # type: ignore[operator]
-    teacher.tokenizer.save_pretrained(tdir)
-    # The plan was made on the in-memory teacher; saving sets config.architectures, which
-    # the loaded teacher has: record the saved model as the base, as `prune` would.
-    object.__setattr__(plan, "envelope", _with_model(plan.envelope, teacher.identity()))
+    """A cut checkpoint and its teacher on disk, cut as `prune` does: (pruned, teacher)."""
+    from fixtures_saved import save_tiny
+
+    from depthlens.models import load_model
+
+    tdir = save_tiny(tmp / "teacher", family)
+    student = load_model(str(tdir))
+    w = random_windows(n=6, seq_len=16)
+    plan = plan_cut(student, w, "replaceme-multi", CutOptions(blocks=(1,)))
+    apply_cut_(student, plan)
     return save_pruned(student, plan, tmp / "pruned"), tdir
-
-
-def _with_model(env, model):
-    import dataclasses
-
-    return dataclasses.replace(env, model=model)
 
 
 def state_dict_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -80,8 +80,10 @@ class _Run:
             "kl": sum(recent) / len(recent) if recent else None,
         }
         st.curve.append(point)
-        if st.best is None or nll < st.best["nll"] - o.min_delta:
-            st.best, st.best_params, st.bad = point, trainable_state(self.model), 0
+        if st.best is None or nll < st.best["nll"]:  # the kept weights: the lowest point
+            st.best, st.best_params = point, trainable_state(self.model)
+        if st.mark is None or nll < st.mark - o.min_delta:  # a gain that resets patience
+            st.mark, st.bad = nll, 0
         else:
             st.bad += 1
             if o.patience and st.bad >= o.patience:

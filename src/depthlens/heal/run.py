@@ -53,14 +53,17 @@ def cut_manifest_of(ref: str) -> CutManifest:
 
 def check_teacher(man: CutManifest, teacher: LoadedModel) -> None:
     """Refuse a teacher that is not the model the cut was made from (by fingerprint)."""
-    from depthlens.results import check_same_model
+    from depthlens.results import check_same_model, model_fingerprint
 
+    got, base = teacher.identity(), man.base_model
     try:
-        check_same_model(man.base_model, teacher.identity(), "the teacher and the cut's base model")
-    except DepthlensError as exc:
+        check_same_model(base, got, "the teacher and the cut's base model")
+    except DepthlensError:
         raise DepthlensError(
-            f"{exc}; heal with the model the cut was made from "
-            f"(--teacher {man.base_model.get('ref')})"
+            f"the teacher {teacher.ref!r} is not the model the cut was made from "
+            f"({base.get('ref')!r}, {base.get('num_layers')} blocks; fingerprints "
+            f"{model_fingerprint(got)} vs {model_fingerprint(base)}), so distilling it would "
+            f"teach the cut another network; heal with --teacher {base.get('ref')}"
         ) from None
 
 

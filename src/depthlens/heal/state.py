@@ -35,7 +35,8 @@ class HealState:
     log: list[dict[str, float]] = field(default_factory=list)
     best: dict[str, Any] | None = None
     best_params: dict[str, torch.Tensor] | None = None
-    bad: int = 0  # evaluations since the best one
+    mark: float | None = None  # held-out NLL of the last gain of more than min_delta
+    bad: int = 0  # evaluations since that gain
     stopped: str | None = None
     seconds: float = 0.0
     resumed_from: list[int] = field(default_factory=list)
@@ -80,6 +81,7 @@ def save_state(
         "log": st.log,
         "best": st.best,
         "best_params": st.best_params,
+        "mark": st.mark,
         "bad": st.bad,
         "stopped": st.stopped,
         "seconds": st.seconds,
@@ -125,6 +127,7 @@ def load_state(
         log=list(blob["log"]),
         best=blob["best"],
         best_params=blob["best_params"],
+        mark=blob["mark"],
         bad=int(blob["bad"]),
         stopped=blob["stopped"],
         seconds=float(blob["seconds"]),

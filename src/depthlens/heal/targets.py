@@ -111,12 +111,16 @@ def make_trainable(lm: LoadedModel, opts: HealOptions, sites: CutSites) -> Any:
     if opts.train in ("lora", "blocks"):
         from peft import LoraConfig, get_peft_model
 
+        names = target_modules(lm, opts, sites)
+        # GPT-2's Conv1D stores its weight as (in, out): peft must know to transpose
+        conv1d = type(model.get_submodule(names[0])).__name__ == "Conv1D"
         cfg = LoraConfig(
             r=opts.lora_rank,
             lora_alpha=opts.lora_alpha,
             lora_dropout=0.0,
-            target_modules=target_modules(lm, opts, sites),
+            target_modules=names,
             bias="none",
+            fan_in_fan_out=conv1d,
         )
         torch.manual_seed(opts.seed)  # LoRA's A init: the same adapters on every rerun
         with warnings.catch_warnings():  # peft asks transformers a deprecated question
