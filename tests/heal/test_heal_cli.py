@@ -23,11 +23,29 @@ def cut_dirs(tmp_path):
 
 def _argv(tmp, pruned, teacher, *extra):
     return [
-        "heal", str(pruned), "--teacher", str(teacher),
-        "--data", str(tmp / "train.txt"), "--eval-data", str(tmp / "held.txt"),
-        "--tokens", "256", "--seq-len", "16", "--batch-size", "2", "--eval-every", "2",
-        "--eval-tokens", "128", "--quiet", "-o", str(tmp / "healed"), *extra,
-    ]  # fmt: off
+        "heal",
+        str(pruned),
+        "--teacher",
+        str(teacher),
+        "--data",
+        str(tmp / "train.txt"),
+        "--eval-data",
+        str(tmp / "held.txt"),
+        "--tokens",
+        "256",
+        "--seq-len",
+        "16",
+        "--batch-size",
+        "2",
+        "--eval-every",
+        "2",
+        "--eval-tokens",
+        "128",
+        "--quiet",
+        "-o",
+        str(tmp / "healed"),
+        *extra,
+    ]
 
 
 def test_heal_writes_an_ordinary_checkpoint_with_its_curve(cut_dirs, capsys):

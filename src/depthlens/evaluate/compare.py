@@ -12,7 +12,7 @@ from depthlens.evaluate.flops import flops_per_token
 from depthlens.evaluate.perplexity import evaluate_perplexity
 from depthlens.evaluate.speed import SpeedComparison, interleaved_speed
 from depthlens.models.loading import LoadedModel
-from depthlens.models.manifest import read_manifest
+from depthlens.models.manifest import load_manifest
 from depthlens.results import Envelope, Enveloped
 
 COMPARE_KIND = "depthlens.compare"
@@ -23,9 +23,9 @@ def cut_info(lm: LoadedModel) -> dict[str, Any]:
     plan = lm.extra.get("depthlens_cut")
     if plan is not None:
         return {"method": plan["method"], "removed": plan["removed"]}
-    man = read_manifest(lm.path)
+    man = load_manifest(lm.path)
     if man is not None:
-        return {"method": man["method"], "removed": man["removed"]}
+        return {"method": man.method, "removed": list(man.removed)}
     return {"method": None, "removed": []}
 
 
