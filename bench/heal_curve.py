@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -51,6 +52,11 @@ def _args() -> argparse.Namespace:
     p.add_argument("--news-tokens", type=int, default=4096, help="final news tokens")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="bench/results/heal_curve")
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="write <out>.partial.{json,md} from an unfinished run's saved curve (no healing)",
+    )
     return p.parse_args()
 
 
@@ -69,6 +75,9 @@ def _cut(a: argparse.Namespace, ref, calib):
 def main() -> None:
     a = _args()
     torch.set_num_threads(a.threads)
+    if a.partial:
+        _partial(a)
+        return
     t0 = time.perf_counter()
     ref = load_model(a.model)
     tok = ref.tokenizer
@@ -80,6 +89,8 @@ def main() -> None:
     }
     curve_w = make_windows(wiki_eval, tok, seq_len=a.seq_len, max_tokens=a.curve_tokens, seed=1)
     base = {k: window_nll(ref, w) for k, w in final.items()}
+    s0, n0 = window_nll(ref, curve_w)
+    a.original_curve_nll = float(s0.sum() / n0.sum())  # recorded with the options
     cut, plan = _cut(a, ref, calib)
     rows = {"cut": {k: ratio_stats(window_nll(cut, w), base[k]) for k, w in final.items()}}
     print("cut", {k: round(v["ratio"], 3) for k, v in rows["cut"].items()}, flush=True)
@@ -142,11 +153,50 @@ def _write(a, plan, rows, res, t0) -> None:
             f"[{n['ratio_lo']:.3f}, {n['ratio_hi']:.3f}] |"
         )
     md += ["", "Healing curve (held-out wiki, the curve's own windows):", ""]
-    md += ["| healing tokens | held-out ppl | x cut |", "|---|---|---|"]
+    md += ["| healing tokens | held-out ppl | x cut | x original |", "|---|---|---|---|"]
     for p in res.curve:
-        md.append(f"| {p['tokens']:,} | {p['ppl']:.2f} | {p['ppl'] / curve_base:.3f} |")
+        x_orig = math.exp(p["nll"] - a.original_curve_nll)
+        md.append(
+            f"| {p['tokens']:,} | {p['ppl']:.2f} | {p['ppl'] / curve_base:.3f} | {x_orig:.3f} |"
+        )
     md += ["", f"tokens to reach 90% of the final gain: {out['tokens_to_90pct_gain']}"]
     Path(a.out + ".md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+def _partial(a: argparse.Namespace) -> None:
+    """The curve of an unfinished run (its saved state), against the original's perplexity
+    on the same curve windows: what a run stopped for lack of time reached so far."""
+    state = Path(a.out).parent / f".{Path(a.out).name}.heal-state" / "heal-state.pt"
+    blob = torch.load(state, map_location="cpu", weights_only=True)
+    ref = load_model(a.model)
+    curve_w = make_windows(
+        load_text("wiki-eval"), ref.tokenizer, seq_len=a.seq_len, max_tokens=a.curve_tokens, seed=1
+    )
+    s, n = window_nll(ref, curve_w)
+    orig = float(s.sum() / n.sum())
+    curve = [{**p, "x_orig": math.exp(p["nll"] - orig)} for p in blob["curve"]]
+    out = {
+        "kind": "depthlens.bench.heal_curve.partial",
+        "options": vars(a),
+        "original_curve_ppl": math.exp(orig),
+        "steps_done": int(blob["step"]),
+        "tokens_done": int(blob["tokens"]),
+        "seconds": float(blob["seconds"]),
+        "curve": curve,
+        "load_average": os.getloadavg(),
+    }
+    Path(a.out + ".partial.json").write_text(json.dumps(out, indent=1, default=str) + "\n")
+    md = [
+        f"Unfinished run: {out['steps_done']} steps, {out['tokens_done']:,} healing tokens, "
+        f"{out['seconds']:.0f} s; original perplexity on the curve windows "
+        f"{out['original_curve_ppl']:.2f}.",
+        "",
+        "| healing tokens | held-out ppl | x original |",
+        "|---|---|---|",
+    ]
+    md += [f"| {p['tokens']:,} | {p['ppl']:.2f} | {p['x_orig']:.3f} |" for p in curve]
+    Path(a.out + ".partial.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
 

@@ -31,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--tokens", type=int, default=65536, help="healing token budget (65536)")
     g.add_argument("--steps", type=int, default=None, help="budget in steps instead of tokens")
     g.add_argument("--seq-len", type=int, default=256, help="tokens per window (256)")
-    g.add_argument("--eval-data", default=None, help="held-out text of the curve (wiki-eval)")
+    g.add_argument(
+        "--eval-data", default="wiki-eval", help="held-out text of the curve (wiki-eval; none)"
+    )
     g.add_argument("--eval-tokens", type=int, default=4096, help="held-out tokens (4096)")
     g.add_argument("--seed", type=int, default=0, help="seed of the document order (0)")
     t = p.add_argument_group("training")
@@ -90,7 +92,7 @@ def run_heal(args: argparse.Namespace) -> int:
         opts=opts,
         out=args.output,
         data=args.data,
-        eval_data=args.eval_data,
+        eval_data=None if args.eval_data.lower() == "none" else args.eval_data,
         eval_tokens=args.eval_tokens,
         dtype=args.dtype,
         device=args.device,

@@ -114,6 +114,8 @@ def heal_checkpoint(
     from depthlens.models import load_model
 
     opts.validate()
+    if opts.patience and not eval_data:
+        raise DepthlensError("--patience stops on the held-out curve: pass --eval-data")
     dst = check_output_path(out, overwrite)
     check_device(device)
     man = cut_manifest_of(pruned)
