@@ -19,6 +19,8 @@ def test_neighbours_and_cut_points_in_cut_model_indices():
     assert sites.cut_points() == [(2, 5), (4, 8)]
     assert CutSites(removed=(0,), kept=(1, 2, 3), merge_blocks=()).neighbours(1) == [0]
     assert CutSites(removed=(3,), kept=(0, 1, 2), merge_blocks=()).neighbours(1) == [2]
+    sub = CutSites(removed=(), kept=(0, 1, 2, 3), merge_blocks=(), touched=(2,))
+    assert sub.neighbours(1) == [2] and sub.neighbours(2) == [1, 2, 3]
 
 
 def _changed(before, after):

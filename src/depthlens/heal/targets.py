@@ -29,6 +29,9 @@ class CutSites:
     removed: tuple[int, ...]  # original indices of the removed blocks
     kept: tuple[int, ...]  # original indices of the blocks that stay, in order
     merge_blocks: tuple[int, ...]  # original indices of blocks that absorbed a map
+    # original indices of kept blocks that lost a sublayer (attention or MLP): each is a
+    # cut site itself, for cuts finer than a block
+    touched: tuple[int, ...] = ()
 
     @classmethod
     def of(cls, man: CutManifest) -> CutSites:
@@ -50,6 +53,9 @@ class CutSites:
                 out.update(range(max(0, j - k + 1), min(len(self.kept), j + k + 1)))
         if self.removed and min(self.removed) == 0:  # a cut at the very start
             out.update(range(min(k, len(self.kept))))
+        for i in self.touched:  # the block itself, and k - 1 more on each side
+            j = self.kept.index(i)
+            out.update(range(max(0, j - k + 1), min(len(self.kept), j + k)))
         return sorted(out)
 
     def cut_points(self) -> list[tuple[int, int]]:
@@ -97,8 +103,8 @@ def target_modules(lm: LoadedModel, opts: HealOptions, sites: CutSites) -> list[
     idx = sites.neighbours(opts.neighbours) if opts.train == "lora" else list(range(n))
     if not idx:
         raise DepthlensError(
-            "--train lora trains the blocks next to each cut, but the cut records no removed "
-            "block; pass --train blocks"
+            "--train lora trains the blocks next to each cut, but the cut records no "
+            "removed block or sublayer; pass --train blocks"
         )
     return [f"{lm.arch.blocks}.{i}.{lin}" for i in idx for lin in lm.arch.lora_targets]
 
