@@ -32,6 +32,7 @@ from depthlens.cut import CalibrationOptions, CutOptions, apply_cut_, plan_cut  
 from depthlens.cut.save import cut_manifest  # noqa: E402
 from depthlens.data import load_text, make_windows  # noqa: E402
 from depthlens.heal import CutSites, HealOptions, TextStream, heal_  # noqa: E402
+from depthlens.heal.state import drop_state  # noqa: E402
 from depthlens.models import load_model  # noqa: E402
 
 
@@ -117,6 +118,7 @@ def main() -> None:
     )
     rows["healed"] = {k: ratio_stats(window_nll(cut, w), base[k]) for k, w in final.items()}
     _write(a, plan, rows, res, t0)
+    drop_state(state)
 
 
 def _write(a, plan, rows, res, t0) -> None:
