@@ -62,3 +62,40 @@ def test_maps_refused_for_a_cut_without_maps():
     with pytest.raises(DepthlensError, match="MLP output projection"):
         heal_(student, teacher, random_windows(4, 16), HealOptions(steps=1, train="maps"), sites)
     assert heal_refusal(student.arch, "lora") is None
+
+
+@pytest.mark.parametrize("train", ["lora", "blocks"])
+def test_a_sublayer_cut_stays_exact_after_healing(train):
+    """The removed sublayers' projections get no LoRA and are zero after healing."""
+    import copy
+
+    from conftest import wrap_tiny
+
+    from depthlens.arch.spec import blocks_of
+    from depthlens.cut import CutPlan, apply_cut_
+    from depthlens.cut.plan import plan_envelope
+    from depthlens.cut.units import units_savings
+
+    teacher = wrap_tiny("llama")
+    lm, w = copy.deepcopy(teacher), random_windows(n=4, seq_len=16)
+    subs = (("attn", 1), ("mlp", 2))
+    plan = CutPlan(
+        envelope=plan_envelope(lm, w, {}),
+        method="units-ls",
+        num_layers=lm.num_layers,
+        removed=(),
+        merge_into=None,
+        selection={},
+        fit={},
+        savings=units_savings(lm, subs, w.seq_len),
+        sublayers=subs,
+    )
+    apply_cut_(lm, plan)
+    sites = CutSites.of_plan(plan)
+    assert sites.sublayers == subs and sites.touched == (1, 2)
+    res = heal_(lm, teacher, w, HealOptions(steps=2, seq_len=16, batch_size=2, train=train), sites)
+    blocks = blocks_of(lm.model, lm.arch)
+    assert not any("1.self_attn" in m or "2.mlp" in m for m in res.trained_modules)
+    assert any("1.mlp" in m for m in res.trained_modules)  # the kept sublayer heals
+    assert not blocks[1].self_attn.o_proj.weight.any()
+    assert not blocks[2].mlp.down_proj.weight.any()

@@ -7,6 +7,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from depthlens.cli.common import add_output_args, status
+from depthlens.train.schemes import SCHEMES  # light: the records, no torch
 
 if TYPE_CHECKING:
     from depthlens.train.config import TrainConfig
@@ -79,8 +80,12 @@ def _add_shape_args(p: argparse.ArgumentParser, d: dict[str, object]) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``train`` and ``study``."""
+    _register_train(sub)
+    _register_study(sub)
+
+
+def _register_train(sub: argparse._SubParsersAction) -> None:
     from depthlens.train.config import TrainConfig
-    from depthlens.train.study import StudyConfig
 
     t = sub.add_parser(
         "train",
@@ -92,7 +97,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--depth", type=int, default=TrainConfig.depth, help="blocks (4)")
     t.add_argument(
-        "--scheme", default="pre-ln", help="pre-ln, post-ln, lns, deepnorm, rezero, scaled (pre-ln)"
+        "--scheme", default=TrainConfig.scheme, help=f"{', '.join(SCHEMES)} ({TrainConfig.scheme})"
     )
     t.add_argument(
         "--checkpoint-every",
@@ -103,6 +108,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _add_shape_args(t, dataclasses.asdict(TrainConfig()))
     t.set_defaults(func=run_train)
+
+
+def _register_study(sub: argparse._SubParsersAction) -> None:
+    from depthlens.train.study import StudyConfig
 
     s = sub.add_parser(
         "study",
@@ -126,8 +135,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument(
         "--schemes",
         default=",".join(base.schemes),
-        help=f"comma-separated schemes ({','.join(base.schemes)}); all six: "
-        "pre-ln,lns,post-ln,deepnorm,rezero,scaled",
+        help=f"comma-separated schemes ({','.join(base.schemes)}); all: {','.join(SCHEMES)}",
     )
     d.add_argument(
         "--measure-tokens",
@@ -183,7 +191,7 @@ def run_train(args: argparse.Namespace) -> int:
     )
     if rank_world()[0] == 0 and not args.quiet:
         status(
-            f"saved {res.model_class} to {res.out}: held-out loss {res.eval_loss:.4f}, "
+            f"saved {res.saved_as} to {res.out}: held-out loss {res.eval_loss:.4f}, "
             f"{res.tokens_per_s:,.0f} tokens/s"
         )
     return 0
@@ -206,7 +214,7 @@ def run_study_cmd(args: argparse.Namespace) -> int:
         from depthlens.errors import DepthlensError
 
         raise DepthlensError(f"--jobs must be at least 1, got {args.jobs}")
-    payload = run_study(
+    result = run_study(
         study,
         args.output,
         overwrite=args.overwrite,
@@ -215,7 +223,7 @@ def run_study_cmd(args: argparse.Namespace) -> int:
         jobs=args.jobs,
     )
     if not args.quiet:
-        for r in payload["runs"]:
+        for r in result.runs:
             unused = r["unused_depth"]
             if r.get("diverged"):
                 status(f"{r['scheme']:>9} L={r['depth']:<3} diverged")

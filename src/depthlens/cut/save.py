@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from depthlens.arch.removed import is_removed
+from depthlens.cut.apply import kept_sublayers
 from depthlens.cut.plan import CutPlan
 from depthlens.errors import DepthlensError
 from depthlens.io import atomic_dir, check_output_path
@@ -32,17 +34,12 @@ def cut_manifest(lm: LoadedModel, plan: CutPlan) -> CutManifest:
         envelope=env,
         method=plan.method,
         removed=list(plan.removed),
+        sublayers=kept_sublayers(plan),
         num_layers_original=plan.num_layers,
         num_layers=lm.num_layers,
         base_model=plan.model,
         plan=plan.to_dict(),
     )
-
-
-def manifest(lm: LoadedModel, plan: CutPlan) -> tuple[Envelope, dict[str, Any]]:
-    """The ``depthlens.json`` content: the cut model's envelope and what was cut."""
-    man = cut_manifest(lm, plan)
-    return man.envelope, man.payload()
 
 
 def save_pruned(
@@ -55,6 +52,12 @@ def save_pruned(
             f"the model has {lm.num_layers} blocks; apply the plan (apply_cut_) before saving"
         )
     model: Any = lm.model
+    if any(is_removed(m) for m in model.modules()):
+        raise DepthlensError(
+            "this model has skipped sublayers (modules that compute nothing have no weights "
+            "to save); save the cut model right after apply_cut_ (zeroed form), before "
+            "skip_removed_sublayers_"
+        )
     with atomic_dir(out, overwrite=overwrite) as tmp:
         with quiet_transformers():  # no "Writing model shards" bar in our output
             model.save_pretrained(tmp, safe_serialization=True)

@@ -102,15 +102,18 @@ class CompareResult(Enveloped):
     extra_data: dict[str, dict[str, Any]]  # identity of each extra text, by name
     models: list[CompareRow]  # the baseline first
     speed: SpeedComparison | None  # every timed run, or None when not timed
+    #: ``depthlens eval --mc``: multiple-choice scores by task (absent from the JSON if none)
+    mc: dict[str, Any] = field(default_factory=dict)
     KIND: ClassVar[str] = COMPARE_KIND
 
     def payload(self) -> dict[str, Any]:
         """JSON form of the rows and runs (the envelope's keys stand beside it)."""
-        return {
+        out = {
             "extra_data": self.extra_data,
             "models": [r.to_dict() for r in self.models],
             "speed": None if self.speed is None else self.speed.to_dict(),
         }
+        return {**out, "mc": self.mc} if self.mc else out
 
     @classmethod
     def _from_parts(cls, env: Envelope, d: dict[str, Any]) -> CompareResult:
@@ -121,6 +124,7 @@ class CompareResult(Enveloped):
             extra_data=dict(d.get("extra_data") or {}),
             models=[CompareRow.from_dict(m) for m in d["models"]],
             speed=None if d.get("speed") is None else SpeedComparison.from_dict(d["speed"]),
+            mc=dict(d.get("mc") or {}),
         )
 
 

@@ -30,7 +30,13 @@ from depthlens.heal.state import (
     trainable_state,
 )
 from depthlens.heal.stream import FixedStream, HealData
-from depthlens.heal.targets import CutSites, check_healable, make_trainable, merge_back
+from depthlens.heal.targets import (
+    CutSites,
+    check_healable,
+    make_trainable,
+    merge_back,
+    rezero_cut_sublayers_,
+)
 from depthlens.models.loading import LoadedModel
 from depthlens.results import Envelope
 
@@ -150,6 +156,7 @@ def heal_(
         load_trainable_(run.model, run.st.best_params)  # early stopping keeps the best
     trained = [_module_name(n) for n, p in run.model.named_parameters() if p.requires_grad]
     merge_back(lm, run.model, opts)
+    rezero_cut_sublayers_(lm, sites)
     return _result(run, stream, trained, sites)
 
 

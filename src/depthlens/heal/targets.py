@@ -32,16 +32,36 @@ class CutSites:
     # original indices of kept blocks that lost a sublayer (attention or MLP): each is a
     # cut site itself, for cuts finer than a block
     touched: tuple[int, ...] = ()
+    # the removed sublayers themselves, (part, original index): their projections stay zero
+    sublayers: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def of(cls, man: CutManifest) -> CutSites:
         """The sites of a cut described by its manifest."""
-        return cls(tuple(man.removed), tuple(man.kept), tuple(man.merge_blocks))
+        kept = tuple(man.kept)
+        subs = []
+        for text in man.sublayers:  # "attn:3", by the cut model's block index
+            part, _, idx = str(text).partition(":")
+            subs.append(("attn" if part == "attn" else "mlp", kept[int(idx)]))
+        return cls._with_sublayers(tuple(man.removed), kept, tuple(man.merge_blocks), subs)
 
     @classmethod
     def of_plan(cls, plan: Any) -> CutSites:
         """The sites of a :class:`~depthlens.cut.CutPlan` applied in this process."""
-        return cls(tuple(plan.removed), tuple(plan.kept), tuple(sorted(plan.maps())))
+        subs = [(str(k), int(i)) for k, i in getattr(plan, "sublayers", ())]
+        maps = tuple(sorted(plan.maps()))
+        return cls._with_sublayers(tuple(plan.removed), tuple(plan.kept), maps, subs)
+
+    @classmethod
+    def _with_sublayers(
+        cls, removed: tuple[int, ...], kept: tuple[int, ...], maps: tuple[int, ...], subs: Any
+    ) -> CutSites:
+        touched = tuple(sorted({i for _, i in subs}))
+        return cls(removed, kept, maps, touched=touched, sublayers=tuple(subs))
+
+    def removed_sublayer(self, part: str, cut_index: int) -> bool:
+        """Whether sublayer ``part`` of the cut model's block ``cut_index`` was cut."""
+        return (part, self.kept[cut_index]) in self.sublayers
 
     def neighbours(self, k: int) -> list[int]:
         """Cut-model indices of the kept blocks within ``k`` kept blocks of a removed run."""
@@ -70,17 +90,23 @@ class CutSites:
         return points
 
 
-def heal_refusal(spec: ArchSpec, train: str) -> str | None:
-    """Why a model of family ``spec`` cannot be healed with ``--train train``, or None."""
+def heal_refusal(spec: ArchSpec, train: str = "lora") -> str | None:
+    """Why a model of family ``spec`` cannot be healed with ``--train train``, or None.
+
+    LoRA needs the linears of both sublayers named: adapting only some of them (the
+    attention of a family whose MLP is named differently) would heal half of each block
+    and still report success.
+    """
     if not spec.has_lens:
         return (
             f"family '{spec.family}' is not a causal LM with a head: healing distils the "
             "next-token distributions of the original, which it has none of"
         )
-    if train in ("lora", "blocks") and not spec.lora_targets:
+    if train in ("lora", "blocks") and not (spec.attn_linears and spec.mlp_linears):
         return (
-            f"family '{spec.family}' names no linear layers for LoRA (its ArchSpec's "
-            "attn_linears/mlp_linears are empty); add them, or pass --train maps"
+            f"family '{spec.family}' does not name the linear layers of both sublayers "
+            "(its ArchSpec's attn_linears/mlp_linears), so LoRA would adapt only part of each "
+            "block; pass --arch with a family whose layout matches, or --train maps"
         )
     if train == "maps" and spec.mlp_out_proj is None:
         return (
@@ -106,7 +132,15 @@ def target_modules(lm: LoadedModel, opts: HealOptions, sites: CutSites) -> list[
             "--train lora trains the blocks next to each cut, but the cut records no "
             "removed block or sublayer; pass --train blocks"
         )
-    return [f"{lm.arch.blocks}.{i}.{lin}" for i in idx for lin in lm.arch.lora_targets]
+    spec = lm.arch
+    # a removed sublayer's linears stay out: LoRA there would revive what the cut removed
+    return [
+        f"{spec.blocks}.{i}.{lin}"
+        for i in idx
+        for part, lins in (("attn", spec.attn_linears), ("mlp", spec.mlp_linears))
+        if not (sites is not None and sites.removed_sublayer(part, i))
+        for lin in lins
+    ]
 
 
 def make_trainable(lm: LoadedModel, opts: HealOptions, sites: CutSites) -> Any:
@@ -152,3 +186,21 @@ def merge_back(lm: LoadedModel, model: Any, opts: HealOptions) -> None:
         lm.model = model.merge_and_unload()
     for p in lm.model.parameters():
         p.requires_grad_(False)
+
+
+def rezero_cut_sublayers_(lm: LoadedModel, sites: CutSites | None) -> None:
+    """Zero again the output projections of the cut's removed sublayers, after healing.
+
+    LoRA never targets them, but ``--train maps`` may train an MLP output projection the
+    cut zeroed; the healed checkpoint must keep the cut's exact zeroed form.
+    """
+    from depthlens.arch.removed import Part, is_removed, module_path, zero_sublayer_
+
+    if sites is None or not sites.sublayers:
+        return
+    blocks = blocks_of(lm.model, lm.arch)
+    for part, orig in sites.sublayers:
+        block = blocks[sites.kept.index(orig)]
+        mode: Part = "attn" if part == "attn" else "mlp"
+        if not is_removed(block.get_submodule(module_path(lm.arch, mode))):
+            zero_sublayer_(block, lm.arch, mode)

@@ -20,6 +20,15 @@ from typing import Any
 import torch
 
 from depthlens.errors import DepthlensError
+from depthlens.metrics.catalog.repr import (
+    ANISOTROPY,
+    ANISOTROPY_CENTRED,
+    INTRINSIC_DIM,
+    NC1,
+    NC2_EQUIANGULAR,
+    NC2_EQUINORM,
+    PCA_DIM,
+)
 from depthlens.repr import collapse as nc
 from depthlens.repr import geometry
 from depthlens.repr.cka import MIN_BATCH, StreamingCKA
@@ -58,7 +67,7 @@ class ReprOptions:
                 f"n(n−3)), got {self.cka_batch}"
             )
         if self.pool not in POOLS:
-            from depthlens.metrics.registry import unknown_choice
+            from depthlens.registry import unknown_choice
 
             raise DepthlensError(unknown_choice("--pool", self.pool, list(POOLS)))
         if self.image_size is not None and not 16 <= self.image_size <= 1024:
@@ -110,26 +119,15 @@ class CkaBuffer:
 
 def geometry_of(sample: Sequence[torch.Tensor], opts: ReprOptions) -> dict[str, list[Any]]:
     """Anisotropy, TwoNN and PCA dimension of each layer's sample (n, d)."""
-    out: dict[str, list[Any]] = {
-        k: []
-        for k in (
-            "anisotropy",
-            "anisotropy_centred",
-            "intrinsic_dim",
-            "intrinsic_dim_mle",
-            "pca_dim",
-            "twonn_duplicates",
-        )
+    twonn = [geometry.two_nn(x, opts.twonn_discard) for x in sample]
+    return {
+        ANISOTROPY.name: [geometry.anisotropy(x) for x in sample],
+        ANISOTROPY_CENTRED.name: [geometry.anisotropy(x, centred=True) for x in sample],
+        INTRINSIC_DIM.name: [t.dim for t in twonn],
+        "intrinsic_dim_mle": [t.dim_mle for t in twonn],
+        PCA_DIM.name: [geometry.pca_dim(x, opts.pca_threshold) for x in sample],
+        "twonn_duplicates": [t.n_duplicates for t in twonn],
     }
-    for x in sample:
-        out["anisotropy"].append(geometry.anisotropy(x))
-        out["anisotropy_centred"].append(geometry.anisotropy(x, centred=True))
-        t = geometry.two_nn(x, opts.twonn_discard)
-        out["intrinsic_dim"].append(t.dim)
-        out["intrinsic_dim_mle"].append(t.dim_mle)
-        out["twonn_duplicates"].append(t.n_duplicates)
-        out["pca_dim"].append(geometry.pca_dim(x, opts.pca_threshold))
-    return out
 
 
 def count_tokens(mask: torch.Tensor, include_first: bool) -> int:
@@ -192,19 +190,13 @@ def probe_table(
 
 def collapse_of(train: Sequence[torch.Tensor], y: torch.Tensor) -> dict[str, list[float]]:
     """NC1 and NC2 per layer on the training features."""
-    out: dict[str, list[float]] = {
-        "nc1": [],
-        "nc2_equinorm": [],
-        "nc2_equiangular": [],
-        "nc2_max_angle": [],
+    per_layer = [nc.collapse(x, y) for x in train]
+    return {
+        NC1.name: [c.nc1 for c in per_layer],
+        NC2_EQUINORM.name: [c.equinorm for c in per_layer],
+        NC2_EQUIANGULAR.name: [c.equiangular for c in per_layer],
+        "nc2_max_angle": [c.max_angle for c in per_layer],
     }
-    for x in train:
-        c = nc.collapse(x, y)
-        out["nc1"].append(c.nc1)
-        out["nc2_equinorm"].append(c.equinorm)
-        out["nc2_equiangular"].append(c.equiangular)
-        out["nc2_max_angle"].append(c.max_angle)
-    return out
 
 
 def features_of(

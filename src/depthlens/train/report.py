@@ -13,7 +13,7 @@ from typing import Any
 from depthlens.io import atomic_write_text
 from depthlens.report.page import Plot, esc, meta_table, page, plot_html
 from depthlens.report.plots import nan_floats, new_figure, plain, plot_style, png_bytes
-from depthlens.results import read_result
+from depthlens.train.result import StudyResult
 
 N_BINS = 10  # relative-depth bins of the ΔP(ℓ)/L heatmaps
 
@@ -150,9 +150,9 @@ def summary_table(runs: Sequence[dict[str, Any]]) -> str:
     return f'<table class="meta"><tr>{th}</tr>{"".join(rows)}</table>'
 
 
-def build_study_page(env: Any, payload: dict[str, Any]) -> str:
+def build_study_page(study: StudyResult) -> str:
     """The whole HTML document for one study."""
-    runs = payload["runs"]
+    runs, env = study.runs, study.envelope
     opts = env.options
     base = opts.get("base", {})
     plots = [
@@ -191,7 +191,7 @@ def build_study_page(env: Any, payload: dict[str, Any]) -> str:
             ("training tokens per run", env.tokens.get("trained_per_run")),
             ("data / held-out", f"{base.get('data')} / {base.get('eval_data')}"),
             ("seed", base.get("seed")),
-            ("wall time (s)", _fmt(payload.get("seconds"), 0)),
+            ("wall time (s)", _fmt(study.seconds, 0)),
             ("depthlens", env.version),
             ("created", env.created),
         ]
@@ -206,5 +206,4 @@ def build_study_page(env: Any, payload: dict[str, Any]) -> str:
 
 def write_study_report(study_json: str | Path, out: str | Path) -> None:
     """Read ``study.json`` and write the HTML page atomically."""
-    env, payload = read_result(study_json, "study")
-    atomic_write_text(out, build_study_page(env, payload))
+    atomic_write_text(out, build_study_page(StudyResult.load(study_json)))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 import shutil
 import sys
@@ -23,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from depthlens.errors import DepthlensError
+from depthlens.metrics.catalog.lens import LENS_KL
+from depthlens.metrics.catalog.residual import REL_CONTRIB_BLOCK, RESID_NORM, RESID_RMS_GROWTH
 from depthlens.train.config import TrainConfig
 from depthlens.train.loop import NonFiniteLossError
+from depthlens.train.result import StudyResult, TrainResult
 from depthlens.train.run import RESULT, pick_device, train
 from depthlens.train.schemes import SCHEMES, parse_schemes
 
@@ -94,6 +96,12 @@ def parse_depths(text: str) -> tuple[int, ...]:
         ) from exc
     if not vals or min(vals) < 1:
         raise DepthlensError(f"--depths needs depths ≥ 1, got {text!r}; pass e.g. 4,8,16")
+    twice = sorted({d for d in vals if vals.count(d) > 1})
+    if twice:
+        raise DepthlensError(
+            f"--depths {text!r} names depth {', '.join(map(str, twice))} more than once; "
+            "each depth is one run, so list each once"
+        )
     return vals
 
 
@@ -103,9 +111,11 @@ def run_dir(out: Path, cfg: TrainConfig) -> Path:
 
 
 def _finished_same(d: Path, cfg: TrainConfig) -> bool:
+    if not (d / RESULT).is_file():
+        return False
     try:
-        return json.loads((d / RESULT).read_text()).get("options") == cfg.to_dict()
-    except (OSError, ValueError):
+        return TrainResult.load(d / RESULT).options == cfg.to_dict()
+    except DepthlensError:  # unreadable or of another kind: train it again
         return False
 
 
@@ -143,18 +153,17 @@ def measure(path: Path, cfg: TrainConfig, measure_tokens: int) -> dict[str, Any]
     prof = profile(lm, windows, opts, progress=False)
     base = evaluate_perplexity(lm, windows, batch_size=cfg.batch_size)["nll"]
     costs = removal_costs(lm, windows, base, cfg.batch_size)
-    rms = [
-        None if v is None else v / math.sqrt(cfg.width) for v in prof.metrics.get("resid_norm", [])
-    ]
+    norms = prof.metrics.get(RESID_NORM.name, [])
+    rms = [None if v is None else v / math.sqrt(cfg.width) for v in norms]
     rel = [None if c is None else c / base for c in costs]
     unused = [r < UNUSED_THRESHOLD for r in rel if r is not None]
     return {
         "eval_loss": base,
-        "rel_contrib_block": prof.metrics.get("rel_contrib_block"),
+        REL_CONTRIB_BLOCK.name: prof.metrics.get(REL_CONTRIB_BLOCK.name),
         "resid_rms": rms,
-        "resid_rms_growth": prof.metrics.get("resid_rms_growth"),
+        RESID_RMS_GROWTH.name: prof.metrics.get(RESID_RMS_GROWTH.name),
         "angular_distance_next": [row[0] if row else None for row in prof.angular_distance],
-        "lens_kl": prof.metrics.get("lens_kl"),
+        LENS_KL.name: prof.metrics.get(LENS_KL.name),
         "removal_cost": costs,
         "removal_cost_rel": rel,
         "unused_depth": (sum(unused) / len(unused)) if unused else None,
@@ -243,26 +252,49 @@ def run_study(
     device: str | None = None,
     progress: bool = True,
     jobs: int = 1,
-) -> dict[str, Any]:
+) -> StudyResult:
     """Train and measure every (scheme, depth); write ``study.json`` and ``report.html``.
 
     ``jobs`` > 1 trains that many runs at once in CPU worker processes (each run is
     deterministic on its own, so the results do not depend on ``jobs``).
     """
-    from depthlens.data import load_text
-    from depthlens.results import Envelope, write_result
-    from depthlens.train.report import write_study_report
-    from depthlens.train.tokenizer import load_tokenizer, train_tokenizer
+    from depthlens.train.guard import (
+        check_device,
+        check_output_folder,
+        load_disjoint,
+        removed_on_failure,
+    )
 
     study.validate()
     out = Path(out)
     if (out / "study.json").exists() and not overwrite:
         raise DepthlensError(f"{out} holds a finished study; pass --overwrite or another -o")
-    if not out.parent.exists():
-        raise DepthlensError(f"the folder for output {out} does not exist; create it first")
+    check_device(device)
+    check_output_folder(out)
+    base = study.base
+    source = load_disjoint(base.data, base.eval_data, base.text_field)
+    with removed_on_failure(out, lambda: any((out / "runs").glob(f"*/{RESULT}"))):
+        return _run_grid(study, out, source, overwrite, device=device, progress=progress, jobs=jobs)
+
+
+def _run_grid(
+    study: StudyConfig,
+    out: Path,
+    source: Any,
+    overwrite: bool,
+    *,
+    device: str | None,
+    progress: bool,
+    jobs: int,
+) -> StudyResult:
+    """Train what is not finished yet, measure every run, write the study and its page."""
+    from depthlens.io import follow_umask_
+    from depthlens.results import Envelope
+    from depthlens.train.report import write_study_report
+    from depthlens.train.tokenizer import load_tokenizer, train_tokenizer
+
     (out / "runs").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    source = load_text(study.base.data, text_field=study.base.text_field)
     tdir = out / "tokenizer"
     if not (tdir / "tokenizer.json").is_file():
         train_tokenizer(source.docs, study.base.vocab_size).save_pretrained(tdir)
@@ -274,52 +306,52 @@ def run_study(
         for c in todo:
             shutil.rmtree(run_dir(out, c), ignore_errors=True)
     failed = _train_all(todo, out, tdir, tok, jobs, device, progress)
-    rows: list[dict[str, Any]] = []
-    for cfg in study.runs():
-        d = run_dir(out, cfg)
-        if (cfg.scheme, cfg.depth) in failed:
-            rows.append(
-                {
-                    "scheme": cfg.scheme,
-                    "depth": cfg.depth,
-                    "run": str(d.relative_to(out)),
-                    "diverged": failed[(cfg.scheme, cfg.depth)],
-                    "eval_loss": None,
-                    "unused_depth": None,
-                }
-            )
-            continue
-        trained = json.loads((d / RESULT).read_text())
-        row = {
-            "scheme": cfg.scheme,
-            "depth": cfg.depth,
-            "run": str(d.relative_to(out)),
-            "train_loss_last": _tail_mean(trained["losses"]),
-            "saved_as": trained["saved_as"],
-            "train_seconds": trained["seconds"],
-            "train_cpu_seconds": trained.get("cpu_seconds"),
-        }
-        w0, c0 = time.perf_counter(), time.process_time()
-        row.update(measure(d, cfg, study.measure_tokens))
-        row.update(
-            measure_seconds=time.perf_counter() - w0, measure_cpu_seconds=time.process_time() - c0
-        )
-        rows.append(row)
-    payload = {
-        "runs": rows,
-        "schemes": {s: SCHEMES[s].to_dict() for s in study.schemes},
-        "seconds": time.perf_counter() - t0,
-    }
+    rows = [_study_row(out, cfg, failed, study.measure_tokens) for cfg in study.runs()]
     env = Envelope(
-        kind="depthlens.study",
+        kind=StudyResult.KIND,
         model={"ref": "depthlens train (lab models)"},
         data=source.to_dict(),
         options=study.to_dict(),
         tokens={"trained_per_run": study.base.steps * study.base.tokens_per_step},
     )
-    write_result(out / "study.json", env, payload)
+    result = StudyResult(
+        envelope=env,
+        runs=rows,
+        schemes={s: SCHEMES[s].to_dict() for s in study.schemes},
+        seconds=time.perf_counter() - t0,
+    )
+    result.save(out / "study.json")
     write_study_report(out / "study.json", out / "report.html")
-    return payload
+    follow_umask_(out)  # the runs' and the tokenizer's files, whoever wrote them
+    return result
+
+
+def _study_row(
+    out: Path, cfg: TrainConfig, failed: dict[tuple[str, int], str], measure_tokens: int
+) -> dict[str, Any]:
+    """One row of the study: the run's training numbers and what was measured on it."""
+    d = run_dir(out, cfg)
+    row: dict[str, Any] = {"scheme": cfg.scheme, "depth": cfg.depth, "run": str(d.relative_to(out))}
+    if (cfg.scheme, cfg.depth) in failed:
+        return {
+            **row,
+            "diverged": failed[(cfg.scheme, cfg.depth)],
+            "eval_loss": None,
+            "unused_depth": None,
+        }
+    trained = TrainResult.load(d / RESULT)
+    row.update(
+        train_loss_last=_tail_mean(trained.losses),
+        saved_as=trained.saved_as,
+        train_seconds=trained.seconds,
+        train_cpu_seconds=trained.cpu_seconds,
+    )
+    w0, c0 = time.perf_counter(), time.process_time()
+    row.update(measure(d, cfg, measure_tokens))
+    row.update(
+        measure_seconds=time.perf_counter() - w0, measure_cpu_seconds=time.process_time() - c0
+    )
+    return row
 
 
 def _tail_mean(losses: list[float], frac: float = 0.1) -> float | None:
