@@ -25,7 +25,7 @@ from prune_quality import ratio_stats, window_nll  # noqa: E402
 from depthlens.cli.cut_cmd import parse_blocks  # noqa: E402
 from depthlens.cut import CalibrationOptions, CutOptions, apply_cut_, plan_cut  # noqa: E402
 from depthlens.data import load_text, make_windows  # noqa: E402
-from depthlens.heal import HealOptions, heal_  # noqa: E402
+from depthlens.heal import CutSites, HealOptions, heal_  # noqa: E402
 from depthlens.models import load_model  # noqa: E402
 
 
@@ -35,7 +35,7 @@ def main() -> None:
     p.add_argument("--blocks", required=True)
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--train", default="lora")
+    p.add_argument("--train", default="blocks")
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--calib-tokens", type=int, default=8192)
     p.add_argument("--eval-tokens", type=int, default=2048)
@@ -65,33 +65,23 @@ def main() -> None:
     )
     apply_cut_(cut, plan)
     rows = {"cut": {k: ratio_stats(window_nll(cut, w), base[k]) for k, w in evals.items()}}
-    man = {
-        "removed": list(plan.removed),
-        "num_layers_original": plan.num_layers,
-        "plan": plan.to_dict(),
-    }
-    rec = heal_(
-        cut,
-        ref,
-        calib,
-        HealOptions(steps=a.steps, lr=a.lr, train=a.train, batch_size=1),
-        manifest=man,
-    )
+    opts = HealOptions(steps=a.steps, lr=a.lr, train=a.train, batch_size=1, seq_len=a.seq_len)
+    rec = heal_(cut, ref, calib, opts, CutSites.of_plan(plan))
     rows["healed"] = {k: ratio_stats(window_nll(cut, w), base[k]) for k, w in evals.items()}
     res = {
         "kind": "depthlens.bench.heal_quality",
         "options": vars(a),
         "removed": list(plan.removed),
         "rows": rows,
-        "heal": {k: v for k, v in rec.items() if k != "log"},
-        "kl_log": [r["kl"] for r in rec["log"]],
+        "heal": {k: v for k, v in rec.to_dict().items() if k != "log"},
+        "kl_log": [r["kl"] for r in rec.log],
         "load_average": os.getloadavg(),
         "seconds": time.perf_counter() - t0,
     }
     Path(a.out + ".json").write_text(json.dumps(res, indent=1, default=str) + "\n")
     md = [
         f"{a.model}: replaceme-multi removing {list(plan.removed)}, healed {a.steps} steps "
-        f"({rec['tokens']} tokens, {rec['seconds']:.0f} s, {a.train}, lr {a.lr}; load "
+        f"({rec.healing_tokens} tokens, {rec.seconds:.0f} s, {a.train}, lr {a.lr}; load "
         f"average {res['load_average'][0]:.1f}).",
         "",
         "| model | wiki ppl | wiki x orig [95% CI] | news ppl | news x orig [95% CI] |",

@@ -39,7 +39,7 @@ import torch
 from prune_eval import ratio_stats, window_nll  # noqa: E402, F401  (heal_quality imports them here)
 
 from depthlens.cut import METHODS, CalibrationOptions, CutOptions, apply_cut_, plan_cut
-from depthlens.cut.apply import rezero_removed_sublayers_, skip_removed_sublayers_
+from depthlens.cut.apply import skip_removed_sublayers_
 from depthlens.cut.plan import CutPlan, plan_envelope
 from depthlens.cut.search import SearchOptions, search_removed
 from depthlens.data import check_disjoint, load_text, make_windows
@@ -327,19 +327,14 @@ def _row(b: Bench, method: str, n: int, prof: Any) -> None:
 
 
 def _heal(b: Bench, cut: Any, plan: Any, label: str) -> None:
-    from depthlens.heal import HealOptions, heal_
+    from depthlens.heal import CutSites, HealOptions, heal_
 
     a = b.a
     data = make_windows(
         load_text("wiki-calib"), b.lm.tokenizer, seq_len=a.seq_len, max_tokens=a.heal_tokens, seed=1
     )
-    man = {
-        "removed": list(plan.removed),
-        "num_layers_original": plan.num_layers,
-        "plan": plan.to_dict(),
-    }
-    rec = heal_(cut, b.lm, data, HealOptions(steps=a.heal_steps, batch_size=1), manifest=man)
-    rezero_removed_sublayers_(cut)  # LoRA on a removed sublayer's projection: undone
+    opts = HealOptions(steps=a.heal_steps, batch_size=1, seq_len=a.seq_len, train="blocks")
+    rec = heal_(cut, b.lm, data, opts, CutSites.of_plan(plan))
     b.add(
         f"{label} +heal",
         cut,
@@ -349,7 +344,7 @@ def _heal(b: Bench, cut: Any, plan: Any, label: str) -> None:
             "removed": list(plan.removed),
             "units": plan.selection.get("units") if plan.method == "units-ls" else None,
             "ideal_speedup": plan.savings.get("ideal_speedup"),
-            "heal": {k: v for k, v in rec.items() if k != "log"},
+            "heal": {k: v for k, v in rec.to_dict().items() if k != "log"},
         },
     )
 

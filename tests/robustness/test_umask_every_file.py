@@ -71,7 +71,9 @@ def test_prune_plan_and_heal_write_every_file_0644(tmp_path: Path, setup: Any) -
     cut = ["--method", "replaceme-ls", "--remove", "1", *_data(text)]
     assert main(["prune", str(model), *cut, "-o", str(pruned)]) == 0
     assert main(["plan", str(model), *cut, "-o", str(plan)]) == 0
-    heal = ["heal", str(pruned), "--teacher", str(model), "--steps", "1", *_data(text)]
+    # heal streams its text (no --max-tokens): the budget is --steps
+    heal = ["heal", str(pruned), "--teacher", str(model), "--steps", "1", "--data", str(text)]
+    heal += ["--seq-len", "16", "--batch-size", "2", "--eval-tokens", "64", "--quiet"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert main([*heal, "--eval-data", str(held), "-o", str(healed)]) == 0

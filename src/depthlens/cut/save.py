@@ -17,12 +17,12 @@ from depthlens.cut.plan import CutPlan
 from depthlens.errors import DepthlensError
 from depthlens.io import atomic_dir, check_output_path
 from depthlens.models.loading import LoadedModel, quiet_transformers
-from depthlens.models.manifest import MANIFEST, MANIFEST_KIND, PrunedManifest
+from depthlens.models.manifest import MANIFEST, MANIFEST_KIND, CutManifest
 from depthlens.results import Envelope
 
 
-def manifest(lm: LoadedModel, plan: CutPlan) -> PrunedManifest:
-    """The ``depthlens.json`` content: the cut model's envelope and what was cut."""
+def cut_manifest(lm: LoadedModel, plan: CutPlan) -> CutManifest:
+    """The ``depthlens.json`` record of ``lm`` after ``plan`` was applied to it."""
     env = Envelope(
         kind=MANIFEST_KIND,
         model=lm.identity(),
@@ -30,7 +30,7 @@ def manifest(lm: LoadedModel, plan: CutPlan) -> PrunedManifest:
         options=plan.options,
         tokens=plan.tokens,
     )
-    return PrunedManifest(
+    return CutManifest(
         envelope=env,
         method=plan.method,
         removed=list(plan.removed),
@@ -66,5 +66,5 @@ def save_pruned(
         gen = getattr(lm.model, "generation_config", None)
         if gen is not None and not (tmp / "generation_config.json").exists():
             gen.save_pretrained(tmp)
-        manifest(lm, plan).save(tmp / MANIFEST)
+        cut_manifest(lm, plan).save(tmp / MANIFEST)
     return out

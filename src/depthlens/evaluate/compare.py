@@ -25,7 +25,7 @@ def cut_info(lm: LoadedModel) -> dict[str, Any]:
         return {"method": plan["method"], "removed": plan["removed"]}
     man = load_manifest(lm.path)
     if man is not None:
-        return {"method": man.method, "removed": man.removed}
+        return {"method": man.method, "removed": list(man.removed)}
     return {"method": None, "removed": []}
 
 

@@ -1,7 +1,9 @@
 """The ``depthlens.json`` manifest of a pruned checkpoint: what was cut, from what, how.
 
-Written by :func:`depthlens.cut.save.save_pruned`; read here, beside the loader, so that
-evaluation can name a loaded model's cut without depending on the cutting code.
+Written by :func:`depthlens.cut.save.save_pruned` (and carried over, with a ``healing``
+record, by ``depthlens heal``); read here, beside the loader, so that evaluation can name a
+loaded model's cut without depending on the cutting code. Readers go through the typed
+:class:`CutManifest`, never through the JSON's keys.
 """
 
 from __future__ import annotations
@@ -17,28 +19,52 @@ MANIFEST_KIND = "depthlens.pruned"
 
 
 @dataclass(frozen=True)
-class PrunedManifest(Enveloped):
-    """What a pruned checkpoint's ``depthlens.json`` holds; the envelope is the cut model's."""
+class CutManifest(Enveloped):
+    """A cut checkpoint's record.
+
+    The envelope describes the cut model, ``base_model`` the model it was cut from; ``plan``
+    is the full plan (:class:`depthlens.cut.CutPlan` JSON).
+    """
 
     envelope: Envelope
-    method: str  # the cut method
-    removed: list[int]  # original indices of the removed blocks
+    method: str
+    removed: list[int]  # original block indices
     num_layers_original: int
     num_layers: int
-    base_model: dict[str, Any]  # identity of the model that was cut
-    plan: dict[str, Any]  # the plan, as its JSON
+    base_model: dict[str, Any]  # identity of the model the cut was made from
+    plan: dict[str, Any] = field(default_factory=dict)
     # removed sublayers ("attn:3", "mlp:7"), by the saved model's block index; read by
     # depthlens's loader (older manifests have none)
     sublayers: list[str] = field(default_factory=list)
+    healing: dict[str, Any] | None = None  # a depthlens.heal result (HealResult JSON)
     KIND: ClassVar[str] = MANIFEST_KIND
 
+    @property
+    def kept(self) -> list[int]:
+        """Original indices of the blocks that stay, in order."""
+        gone = set(self.removed)
+        return [i for i in range(self.num_layers_original) if i not in gone]
 
-def load_manifest(path: str | Path | None) -> PrunedManifest | None:
-    """The manifest of a pruned checkpoint directory, or None when it has none."""
+    @property
+    def merge_blocks(self) -> list[int]:
+        """Original indices of the blocks whose MLP output projection absorbed a map."""
+        merges = [int(i) for i in self.plan.get("merge_blocks") or []]
+        into = self.plan.get("merge_into")
+        if into is not None and int(into) not in merges:
+            merges.append(int(into))
+        return sorted(merges)
+
+
+#: The name this record had on ``main`` before the heal rewrite; the same class.
+PrunedManifest = CutManifest
+
+
+def load_manifest(path: str | Path | None) -> CutManifest | None:
+    """The manifest of a checkpoint directory, or None when it has none (never cut)."""
     if path is None:
         return None
     f = Path(path) / MANIFEST
-    return PrunedManifest.load(f) if f.is_file() else None
+    return CutManifest.load(f) if f.is_file() else None
 
 
 def read_manifest(path: str | Path | None) -> dict[str, Any] | None:
