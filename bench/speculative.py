@@ -46,11 +46,10 @@ def _prompts(lm: Any, n_wiki: int, length: int) -> list[tuple[str, list[int]]]:
     out = [(f"wiki-eval[{i}]", w.input_ids[i].tolist()) for i in range(min(n_wiki, len(w)))]
     tok = lm.tokenizer
     if getattr(tok, "chat_template", None):
-        ids = list(
-            tok.apply_chat_template(
-                [{"role": "user", "content": CHAT}], add_generation_prompt=True, tokenize=True
-            )
+        enc = tok.apply_chat_template(
+            [{"role": "user", "content": CHAT}], add_generation_prompt=True, tokenize=True
         )
+        ids = list(enc["input_ids"] if hasattr(enc, "keys") else enc)  # a BatchEncoding in 5.x
     else:
         ids = tok(CHAT)["input_ids"]
     out.append(("chat", ids[-length:]))

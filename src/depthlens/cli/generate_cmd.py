@@ -106,7 +106,8 @@ def _prompt_ids(lm: Any, args: argparse.Namespace) -> list[int]:
     tok = lm.tokenizer
     if args.chat:
         msgs = [{"role": "user", "content": args.prompt}]
-        return list(tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True))
+        out = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
+        return list(out["input_ids"] if hasattr(out, "keys") else out)  # BatchEncoding in 5.x
     return list(tok(args.prompt)["input_ids"])
 
 

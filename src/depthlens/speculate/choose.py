@@ -83,7 +83,7 @@ class AgreementProbe:
                 out: Any = self.base(
                     input_ids=self.ids, attention_mask=self.mask.long(), use_cache=False
                 )
-            return self._agree(_top1(self.head, out.last_hidden_state))
+                return self._agree(_top1(self.head, out.last_hidden_state))
         finally:
             view.close()
 

@@ -26,6 +26,9 @@ from depthlens.speculate.cost import MAX_K, CostTerms, measure_costs
 from depthlens.speculate.heads import frequent_tokens
 
 CHOICE_KIND = "depthlens.draft_choice"
+#: Below this predicted speed-up the recommendation is plain decoding: the cost model's
+#: error (i.i.d. acceptance, timing noise) must not make the recommended setting slower.
+MARGIN = 1.1
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ def choose_draft(
     cands += greedy_skips(probe, max_skip or lm.num_layers // 2, progress=progress)
     costs = measure_costs(lm, vocab)
     rows, best = best_config(cands, costs, vocab is not None)
-    plain = best["predicted_speedup"] <= 1.0
+    plain = best["predicted_speedup"] < MARGIN
     rec = {**best, "draft_vocab": None if vocab is None else len(vocab)}
     return DraftChoice(
         envelope=Envelope(
