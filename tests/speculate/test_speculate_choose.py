@@ -70,7 +70,9 @@ def test_choose_draft_records_costs_and_a_recommendation(tmp_path) -> None:
     assert choice.recommended["draft"] in {r["draft"] for r in choice.candidates}
     assert choice.costs["head_reduced_s"] is not None and len(choice.vocab_ids or []) >= 20
     choice.save(tmp_path / "c.json")
-    assert type(choice).load(tmp_path / "c.json").recommended == choice.recommended
+    back = type(choice).load(tmp_path / "c.json")
+    assert back.recommended == choice.recommended
+    assert back.to_dict() == choice.to_dict()  # the whole choice reads back equal
 
 
 def test_measured_costs_are_positive() -> None:
