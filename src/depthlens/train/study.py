@@ -11,10 +11,8 @@ the loss.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
-import math
 import shutil
 import sys
 import time
@@ -25,10 +23,9 @@ from typing import Any
 from depthlens.errors import DepthlensError
 from depthlens.train.config import TrainConfig
 from depthlens.train.loop import NonFiniteLossError
+from depthlens.train.measure import UNUSED_THRESHOLD, measure
 from depthlens.train.run import RESULT, pick_device, train
 from depthlens.train.schemes import SCHEMES, parse_schemes
-
-UNUSED_THRESHOLD = 0.01  # a block is "unused" when deleting it costs < 1% of the loss
 
 
 @dataclass(frozen=True)
@@ -36,25 +33,30 @@ class StudyConfig:
     """The grid and the shared training/measurement settings."""
 
     depths: tuple[int, ...] = (4, 8, 16)
-    # The paper's comparison; the other four schemes are one --schemes away (each adds
-    # ~7 min of CPU time at this size).
+    # The paper's comparison; the other four schemes are one --schemes away.
     schemes: tuple[str, ...] = ("pre-ln", "lns")
+    # Three seeds per (scheme, depth): every figure is a mean with a 95% interval. The
+    # token budget below is sized so that the default grid (18 runs) fits 25 minutes on
+    # two CPU cores (docs/TRAIN.md, "Cost").
+    seeds: tuple[int, ...] = (0, 1, 2)
     base: TrainConfig = TrainConfig(
         width=64,
         heads=4,
         context=64,
-        tokens=614_400,
+        tokens=204_800,
         batch_size=16,
         lr=3e-3,
-        warmup=30,
+        warmup=20,
         vocab_size=2048,
     )
-    measure_tokens: int = 8192
+    measure_tokens: int = 4096
 
     def validate(self) -> None:
         """Check every run's config before any work."""
         if not self.depths:
             raise DepthlensError("--depths is empty; pass e.g. 4,8,16")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise DepthlensError(f"--seeds needs distinct seeds, got {list(self.seeds)}")
         for s in self.schemes:
             parse_schemes(s)
         for cfg in self.runs():
@@ -66,11 +68,12 @@ class StudyConfig:
             )
 
     def runs(self) -> list[TrainConfig]:
-        """One config per (scheme, depth), schemes outer."""
+        """One config per (scheme, depth, seed), schemes outer, seeds inner."""
         return [
-            dataclasses.replace(self.base, scheme=s, depth=d)
+            dataclasses.replace(self.base, scheme=s, depth=d, seed=seed)
             for s in self.schemes
             for d in self.depths
+            for seed in self.seeds
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,10 +81,45 @@ class StudyConfig:
         return {
             "depths": list(self.depths),
             "schemes": list(self.schemes),
+            "seeds": list(self.seeds),
             "base": self.base.to_dict(),
             "measure_tokens": self.measure_tokens,
             "unused_threshold": UNUSED_THRESHOLD,
+            "interval": "mean ± t_{0.975,n-1}·s/√n over seeds; a difference is called "
+            "only when the two intervals do not overlap",
         }
+
+
+# The GPU configuration of docs/TRAIN.md: 12 and 24 blocks, width 256, 50M tokens a run.
+PAPER_PRESET = StudyConfig(
+    depths=(12, 24),
+    schemes=("pre-ln", "lns"),
+    seeds=(0, 1, 2),
+    base=TrainConfig(
+        width=256,
+        heads=8,
+        context=256,
+        tokens=50_331_648,
+        batch_size=64,
+        lr=1e-3,
+        warmup=300,
+        vocab_size=8192,
+    ),
+    measure_tokens=65_536,
+)
+
+
+def seeds_arg(text: str) -> tuple[int, ...]:
+    """``3`` → seeds (0, 1, 2); ``0,5,7`` → those seeds."""
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise DepthlensError(f"--seeds takes a count (3) or a list (0,1,2), got {text!r}") from exc
+    if "," in text:
+        return tuple(vals)
+    if len(vals) != 1 or vals[0] < 1:
+        raise DepthlensError(f"--seeds needs at least 1 seed, got {text!r}")
+    return tuple(range(vals[0]))
 
 
 def parse_depths(text: str) -> tuple[int, ...]:
@@ -98,8 +136,8 @@ def parse_depths(text: str) -> tuple[int, ...]:
 
 
 def run_dir(out: Path, cfg: TrainConfig) -> Path:
-    """Where the run of (scheme, depth) lives inside the study folder."""
-    return out / "runs" / f"{cfg.scheme}-L{cfg.depth}"
+    """Where the run of (scheme, depth, seed) lives inside the study folder."""
+    return out / "runs" / f"{cfg.scheme}-L{cfg.depth}-s{cfg.seed}"
 
 
 def _finished_same(d: Path, cfg: TrainConfig) -> bool:
@@ -107,59 +145,6 @@ def _finished_same(d: Path, cfg: TrainConfig) -> bool:
         return json.loads((d / RESULT).read_text()).get("options") == cfg.to_dict()
     except (OSError, ValueError):
         return False
-
-
-def removal_costs(lm: Any, windows: Any, base_nll: float, batch_size: int) -> list[float | None]:
-    """ΔP(ℓ): held-out loss with block ℓ deleted (on a copy) minus the full model's."""
-    from depthlens.cut.apply import remove_blocks_
-    from depthlens.evaluate.perplexity import evaluate_perplexity
-
-    if lm.num_layers < 2:
-        return [None] * lm.num_layers
-    costs: list[float | None] = []
-    for ell in range(lm.num_layers):
-        cut = dataclasses.replace(lm, model=copy.deepcopy(lm.model))
-        remove_blocks_(cut, (ell,))
-        costs.append(evaluate_perplexity(cut, windows, batch_size=batch_size)["nll"] - base_nll)
-    return costs
-
-
-def measure(path: Path, cfg: TrainConfig, measure_tokens: int) -> dict[str, Any]:
-    """Profile and removal costs of the trained model in ``path`` on the held-out text."""
-    from depthlens.data import load_text, make_windows
-    from depthlens.evaluate.perplexity import evaluate_perplexity
-    from depthlens.models.loading import load_model
-    from depthlens.profiling import ProfileOptions, profile
-
-    lm = load_model(str(path))
-    windows = make_windows(
-        load_text(cfg.eval_data, text_field=cfg.text_field),
-        lm.tokenizer,
-        seq_len=cfg.context,
-        max_tokens=measure_tokens,
-        seed=cfg.seed,
-    )
-    opts = ProfileOptions(batch_size=cfg.batch_size, seed=cfg.seed, lens_kernel="eager", n_max=1)
-    prof = profile(lm, windows, opts, progress=False)
-    base = evaluate_perplexity(lm, windows, batch_size=cfg.batch_size)["nll"]
-    costs = removal_costs(lm, windows, base, cfg.batch_size)
-    rms = [
-        None if v is None else v / math.sqrt(cfg.width) for v in prof.metrics.get("resid_norm", [])
-    ]
-    rel = [None if c is None else c / base for c in costs]
-    unused = [r < UNUSED_THRESHOLD for r in rel if r is not None]
-    return {
-        "eval_loss": base,
-        "rel_contrib_block": prof.metrics.get("rel_contrib_block"),
-        "resid_rms": rms,
-        "resid_rms_growth": prof.metrics.get("resid_rms_growth"),
-        "angular_distance_next": [row[0] if row else None for row in prof.angular_distance],
-        "lens_kl": prof.metrics.get("lens_kl"),
-        "removal_cost": costs,
-        "removal_cost_rel": rel,
-        "unused_depth": (sum(unused) / len(unused)) if unused else None,
-        "windows": windows.to_dict(),
-    }
 
 
 def _train_one(cfg: TrainConfig, d: Path, tdir: Path, threads: int) -> None:
@@ -187,13 +172,13 @@ def _train_all(
     jobs: int,
     device: str | None,
     progress: bool,
-) -> dict[tuple[str, int], str]:
+) -> dict[tuple[str, int, int], str]:
     """Train the runs in ``todo``: in this process, or ``jobs`` CPU worker processes.
 
-    Returns the runs whose loss became NaN/inf (scheme, depth) → message: a diverged run
-    is a result of the study, not a reason to stop it.
+    Returns the runs whose loss became NaN/inf (scheme, depth, seed) → message: a
+    diverged run is a result of the study, not a reason to stop it.
     """
-    failed: dict[tuple[str, int], str] = {}
+    failed: dict[tuple[str, int, int], str] = {}
 
     def say(msg: str) -> None:
         if progress:
@@ -201,7 +186,7 @@ def _train_all(
 
     if jobs <= 1 or len(todo) <= 1:
         for i, cfg in enumerate(todo):
-            say(f"training {cfg.scheme} L={cfg.depth} ({i + 1}/{len(todo)})")
+            say(f"training {label(cfg)} ({i + 1}/{len(todo)})")
             try:
                 train(
                     cfg,
@@ -212,8 +197,8 @@ def _train_all(
                     progress=progress,
                 )
             except NonFiniteLossError as exc:
-                failed[(cfg.scheme, cfg.depth)] = str(exc)
-                say(f"{cfg.scheme} L={cfg.depth} diverged: {exc}")
+                failed[run_key(cfg)] = str(exc)
+                say(f"{label(cfg)} diverged: {exc}")
         return failed
     import multiprocessing as mp
     import os
@@ -228,11 +213,93 @@ def _train_all(
             c = futs[f]
             try:
                 f.result()
-                say(f"trained {c.scheme} L={c.depth} ({i + 1}/{len(todo)})")
+                say(f"trained {label(c)} ({i + 1}/{len(todo)})")
             except NonFiniteLossError as exc:
-                failed[(c.scheme, c.depth)] = str(exc)
-                say(f"{c.scheme} L={c.depth} diverged: {exc}")
+                failed[run_key(c)] = str(exc)
+                say(f"{label(c)} diverged: {exc}")
     return failed
+
+
+def run_key(cfg: TrainConfig) -> tuple[str, int, int]:
+    """(scheme, depth, seed): one run of the grid."""
+    return (cfg.scheme, cfg.depth, cfg.seed)
+
+
+def label(cfg: TrainConfig) -> str:
+    """'lns L=8 seed 1' for progress lines."""
+    return f"{cfg.scheme} L={cfg.depth} seed {cfg.seed}"
+
+
+def _prepare(study: StudyConfig, out: Path, overwrite: bool) -> tuple[Any, Path, Any]:
+    """Check the output folder, train (or reuse) the tokenizer: (source, tokenizer dir, tok)."""
+    from depthlens.data import load_text
+    from depthlens.train.tokenizer import load_tokenizer, train_tokenizer
+
+    study.validate()
+    if (out / "study.json").exists() and not overwrite:
+        raise DepthlensError(f"{out} holds a finished study; pass --overwrite or another -o")
+    if not out.parent.exists():
+        raise DepthlensError(f"the folder for output {out} does not exist; create it first")
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    source = load_text(study.base.data, text_field=study.base.text_field)
+    tdir = out / "tokenizer"
+    if not (tdir / "tokenizer.json").is_file():
+        train_tokenizer(source.docs, study.base.vocab_size).save_pretrained(tdir)
+    return source, tdir, load_tokenizer(tdir)
+
+
+def _measured_row(
+    cfg: TrainConfig, out: Path, measure_tokens: int, failed: dict[Any, str]
+) -> dict[str, Any]:
+    """One row of ``runs``: the trained run's record and its measurements (or divergence)."""
+    d = run_dir(out, cfg)
+    head = {"scheme": cfg.scheme, "depth": cfg.depth, "seed": cfg.seed}
+    head["run"] = str(d.relative_to(out))
+    if run_key(cfg) in failed:
+        return {**head, "diverged": failed[run_key(cfg)], "eval_loss": None, "unused_depth": None}
+    trained = json.loads((d / RESULT).read_text())
+    row = {
+        **head,
+        "train_loss_last": _tail_mean(trained["losses"]),
+        "saved_as": trained["saved_as"],
+        "train_seconds": trained["seconds"],
+        "train_cpu_seconds": trained.get("cpu_seconds"),
+    }
+    w0, c0 = time.perf_counter(), time.process_time()
+    row.update(measure(d, cfg, measure_tokens))
+    row.update(
+        measure_seconds=time.perf_counter() - w0, measure_cpu_seconds=time.process_time() - c0
+    )
+    return row
+
+
+def _measure_one(
+    cfg: TrainConfig, out: Path, measure_tokens: int, failed: dict[Any, str], threads: int
+) -> dict[str, Any]:
+    """:func:`_measured_row` in a worker process on ``threads`` CPU threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return _measured_row(cfg, out, measure_tokens, failed)
+
+
+def _measure_all(
+    study: StudyConfig, out: Path, failed: dict[Any, str], jobs: int
+) -> list[dict[str, Any]]:
+    """Every run's row, in grid order; ``jobs`` > 1 measures in CPU worker processes."""
+    cfgs = study.runs()
+    if jobs <= 1 or len(cfgs) <= 1:
+        return [_measured_row(c, out, study.measure_tokens, failed) for c in cfgs]
+    import multiprocessing as mp
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        futs = [
+            pool.submit(_measure_one, c, out, study.measure_tokens, failed, threads) for c in cfgs
+        ]
+        return [f.result() for f in futs]
 
 
 def run_study(
@@ -244,29 +311,20 @@ def run_study(
     progress: bool = True,
     jobs: int = 1,
 ) -> dict[str, Any]:
-    """Train and measure every (scheme, depth); write ``study.json`` and ``report.html``.
+    """Train and measure every (scheme, depth, seed); write ``study.json`` and ``report.html``.
 
     ``jobs`` > 1 trains that many runs at once in CPU worker processes (each run is
-    deterministic on its own, so the results do not depend on ``jobs``).
+    deterministic on its own, so the results do not depend on ``jobs``). The payload's
+    ``summary`` holds every figure as mean ± 95% interval over seeds, ``differences``
+    the first scheme against each other one per depth (significant = intervals separate).
     """
-    from depthlens.data import load_text
     from depthlens.results import Envelope, write_result
     from depthlens.train.report import write_study_report
-    from depthlens.train.tokenizer import load_tokenizer, train_tokenizer
+    from depthlens.train.seeds import differences, summarise
 
-    study.validate()
     out = Path(out)
-    if (out / "study.json").exists() and not overwrite:
-        raise DepthlensError(f"{out} holds a finished study; pass --overwrite or another -o")
-    if not out.parent.exists():
-        raise DepthlensError(f"the folder for output {out} does not exist; create it first")
-    (out / "runs").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    source = load_text(study.base.data, text_field=study.base.text_field)
-    tdir = out / "tokenizer"
-    if not (tdir / "tokenizer.json").is_file():
-        train_tokenizer(source.docs, study.base.vocab_size).save_pretrained(tdir)
-    tok = load_tokenizer(tdir)
+    source, tdir, tok = _prepare(study, out, overwrite)
     if pick_device(device).type != "cpu":
         jobs = 1  # worker processes are for CPU cores; one GPU run at a time
     todo = [c for c in study.runs() if not _finished_same(run_dir(out, c), c)]
@@ -274,39 +332,15 @@ def run_study(
         for c in todo:
             shutil.rmtree(run_dir(out, c), ignore_errors=True)
     failed = _train_all(todo, out, tdir, tok, jobs, device, progress)
-    rows: list[dict[str, Any]] = []
-    for cfg in study.runs():
-        d = run_dir(out, cfg)
-        if (cfg.scheme, cfg.depth) in failed:
-            rows.append(
-                {
-                    "scheme": cfg.scheme,
-                    "depth": cfg.depth,
-                    "run": str(d.relative_to(out)),
-                    "diverged": failed[(cfg.scheme, cfg.depth)],
-                    "eval_loss": None,
-                    "unused_depth": None,
-                }
-            )
-            continue
-        trained = json.loads((d / RESULT).read_text())
-        row = {
-            "scheme": cfg.scheme,
-            "depth": cfg.depth,
-            "run": str(d.relative_to(out)),
-            "train_loss_last": _tail_mean(trained["losses"]),
-            "saved_as": trained["saved_as"],
-            "train_seconds": trained["seconds"],
-            "train_cpu_seconds": trained.get("cpu_seconds"),
-        }
-        w0, c0 = time.perf_counter(), time.process_time()
-        row.update(measure(d, cfg, study.measure_tokens))
-        row.update(
-            measure_seconds=time.perf_counter() - w0, measure_cpu_seconds=time.process_time() - c0
-        )
-        rows.append(row)
+    rows = _measure_all(study, out, failed, jobs)
+    summary = summarise(rows)
     payload = {
         "runs": rows,
+        "summary": summary,
+        "differences": [
+            {"a": study.schemes[0], "b": b, "rows": differences(summary, study.schemes[0], b)}
+            for b in study.schemes[1:]
+        ],
         "schemes": {s: SCHEMES[s].to_dict() for s in study.schemes},
         "seconds": time.perf_counter() - t0,
     }
