@@ -118,17 +118,31 @@ def _tokens_payload(ex: Extractor, windows: Any, opts: ReprOptions, progress: An
     samples, cka, n_total = token_pass([ex], windows, opts, progress)
     metrics: dict[str, Any] = geometry_of(samples[0], opts)
     metrics["cka"] = _matrix(cka.result())
+    unit = {"token": "real token", "last": "window (its last token)", "mean": "window (mean)"}
     sample = {
         "geometry": {
             "n": opts.max_samples,
             "of": n_total,
             "seed": opts.seed,
-            "rule": "token indices by randperm(seed), first position "
-            + ("kept" if opts.include_first_token else "excluded"),
+            "pool": opts.pool,
+            "rule": f"one point per {unit[str(opts.pool)]}, indices by randperm(seed); first "
+            "position " + ("kept" if opts.include_first_token else "excluded"),
+            **_exclusion_rule(opts),
         },
         "cka": _cka_info(cka, opts),
     }
     return metrics, sample, n_total
+
+
+def _exclusion_rule(opts: ReprOptions) -> dict[str, str]:
+    """How duplicates and massive activations enter the geometry (stated in the output)."""
+    massive = f"row norm > {opts.massive_k:g} × the layer's median row norm"
+    return {
+        "duplicates": "exact repeated rows counted per layer (duplicates) and removed before "
+        "TwoNN and GRIDE",
+        "massive": f"{massive}: counted per layer (massive); "
+        + ("removed before every geometry figure" if opts.exclude_massive else "kept"),
+    }
 
 
 def _labelled_payload(ex: Extractor, splits: LabelledSplits, opts: ReprOptions) -> Any:
@@ -169,7 +183,7 @@ def analyse_repr(
 
     ``data``: TokenWindows (token mode) or LabelledSplits (labelled mode).
     """
-    opts = opts or ReprOptions()
+    opts = (opts or ReprOptions()).resolved(tokens=not isinstance(data, LabelledSplits))
     opts.validate()
     ex = extractor_for(model, opts.image_size)
     payload: dict[str, Any] = {"layers": ex.layer_names, "model_kind": ex.kind}
@@ -194,7 +208,7 @@ def analyse_repr(
     return ReprResult("repr", ex.identity(), data_id, opts.to_dict(), tokens, payload)
 
 
-def _check_kind(ex: Extractor, data: LabelledSplits, pool: str = "mean") -> None:
+def _check_kind(ex: Extractor, data: LabelledSplits, pool: str | None = "mean") -> None:
     if (ex.kind == "vision") != (data.train.kind == "image"):
         raise DepthlensError(
             f"a {ex.kind} model cannot read {data.train.kind} data; pair "
@@ -212,7 +226,7 @@ def similarity(
     a: Any, b: Any, data: Any, opts: ReprOptions | None = None, progress: Any = None
 ) -> ReprResult:
     """CKA between every layer of ``a`` and every layer of ``b`` on the same inputs."""
-    opts = opts or ReprOptions()
+    opts = (opts or ReprOptions()).resolved(tokens=not isinstance(data, LabelledSplits))
     opts.validate()
     ea, eb = extractor_for(a, opts.image_size), extractor_for(b, opts.image_size)
     if isinstance(data, LabelledSplits):

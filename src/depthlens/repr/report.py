@@ -56,9 +56,8 @@ def _probe_marks(summary: dict[str, Any]) -> list[tuple[int, str]]:
     return marks
 
 
-def repr_plots(payload: dict[str, Any]) -> list[Plot]:
-    """The per-layer figures of a ``repr`` result."""
-    m, names = payload["metrics"], payload["layers"]
+def _geometry_plots(m: dict[str, Any], names: Sequence[str]) -> list[Plot]:
+    """Anisotropy, intrinsic dimension (TwoNN, PCA) and GRIDE across scales."""
     plots = [
         Plot(
             "anisotropy",
@@ -86,43 +85,61 @@ def repr_plots(payload: dict[str, Any]) -> list[Plot]:
             "TwoNN (Facco et al. 2017) is the local dimension; PCA 90% the linear one.",
         ),
     ]
+    if m.get("gride"):
+        n_scales = min(len(g) for g in m["gride"])
+        series = [(f"GRIDE k={2**j}", [g[j] for g in m["gride"]]) for j in range(n_scales)]
+        plots.append(
+            Plot(
+                "gride",
+                "Intrinsic dimension against scale (GRIDE)",
+                layer_plot(series, "dimension", names, log=True),
+                "GRIDE (Denti et al. 2022) from the k-th and 2k-th neighbours: curves that "
+                "agree across k mean a dimension that does not depend on the scale.",
+            )
+        )
+    return plots
+
+
+def _probe_plots(payload: dict[str, Any]) -> list[Plot]:
+    """Probe accuracy (held out and OOD) and neural collapse, for labelled data."""
+    m, names = payload["metrics"], payload["layers"]
+    s = payload.get("summary", {})
+    series = [("held out", m["probe_acc"])] + [
+        (f"OOD {k}", v) for k, v in m["probe_acc_ood"].items()
+    ]
+    nc2 = [
+        ("equinorm (CV)", m["nc2_equinorm"]),
+        ("equiangular (std cos)", m["nc2_equiangular"]),
+        ("|cos + 1/(C-1)|", m["nc2_max_angle"]),
+    ]
+    return [
+        Plot(
+            "probe",
+            "Linear probe accuracy",
+            layer_plot(series, "accuracy", names, marks=_probe_marks(s)),
+            probe_caption(payload),
+        ),
+        Plot(
+            "nc1",
+            "Neural collapse (NC1)",
+            layer_plot([("NC1 = tr(Σ_W Σ_B⁺)/C", m["nc1"])], "NC1", names, log=True),
+            "Lower: examples of a class cluster tighter around their class mean.",
+        ),
+        Plot(
+            "nc2",
+            "Neural collapse (NC2)",
+            layer_plot(nc2, "", names),
+            "0 for class means that form a simplex equiangular tight frame.",
+        ),
+    ]
+
+
+def repr_plots(payload: dict[str, Any]) -> list[Plot]:
+    """The per-layer figures of a ``repr`` result."""
+    m, names = payload["metrics"], payload["layers"]
+    plots = _geometry_plots(m, names)
     if "probe_acc" in m:
-        s = payload.get("summary", {})
-        series = [("held out", m["probe_acc"])] + [
-            (f"OOD {k}", v) for k, v in m["probe_acc_ood"].items()
-        ]
-        plots.append(
-            Plot(
-                "probe",
-                "Linear probe accuracy",
-                layer_plot(series, "accuracy", names, marks=_probe_marks(s)),
-                probe_caption(payload),
-            )
-        )
-        plots.append(
-            Plot(
-                "nc1",
-                "Neural collapse (NC1)",
-                layer_plot([("NC1 = tr(Σ_W Σ_B⁺)/C", m["nc1"])], "NC1", names, log=True),
-                "Lower: examples of a class cluster tighter around their class mean.",
-            )
-        )
-        plots.append(
-            Plot(
-                "nc2",
-                "Neural collapse (NC2)",
-                layer_plot(
-                    [
-                        ("equinorm (CV)", m["nc2_equinorm"]),
-                        ("equiangular (std cos)", m["nc2_equiangular"]),
-                        ("|cos + 1/(C-1)|", m["nc2_max_angle"]),
-                    ],
-                    "",
-                    names,
-                ),
-                "0 for class means that form a simplex equiangular tight frame.",
-            )
-        )
+        plots += _probe_plots(payload)
     plots.append(cka_plot(m["cka"], "layer (this model)", "layer (this model)"))
     return plots
 
@@ -169,7 +186,7 @@ def summary_lines(kind: str, payload: dict[str, Any]) -> list[str]:
             for j, name in enumerate(payload["layers_b"])
         ]
         return [render_table(["B layer", "name", "closest A layer", "CKA"], rows)]
-    head = ["layer", "aniso", "aniso_c", "ID", "PCA90"]
+    head = ["layer", "aniso", "aniso_c", "ID", "GRIDE k=1/8/32", "PCA90", "dup", "massive"]
     labelled = "probe_acc" in m
     if labelled:
         head += ["probe", "probe OOD", "NC1"]
@@ -180,7 +197,10 @@ def summary_lines(kind: str, payload: dict[str, Any]) -> list[str]:
             fmt(m["anisotropy"][l]),
             fmt(m["anisotropy_centred"][l]),
             fmt(m["intrinsic_dim"][l]),
+            _gride_cell(m, l),
             m["pca_dim"][l],
+            (m.get("duplicates") or ["–"] * (l + 1))[l],
+            (m.get("massive") or ["–"] * (l + 1))[l],
         ]
         if labelled:
             ood = m["probe_acc_ood"].get("mean", [None] * len(m["probe_acc"]))
@@ -190,6 +210,11 @@ def summary_lines(kind: str, payload: dict[str, Any]) -> list[str]:
     if labelled:
         lines.append(probe_caption(payload))
     return lines
+
+
+def _gride_cell(m: dict[str, Any], layer: int) -> str:
+    g = (m.get("gride") or [[]] * (layer + 1))[layer]
+    return "/".join(fmt(g[j]) for j in (0, 3, 5) if j < len(g)) or "–"
 
 
 def _definitions(payload: dict[str, Any]) -> str:
