@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_train(lsub)
     _register_eval(lsub)
     _register_report(lsub)
+    _register_export(lsub)
     lens.set_defaults(func=lambda _a: lens.print_help() or 0)
     _register_exit(sub)
 
@@ -106,6 +107,37 @@ def _register_report(lsub: argparse._SubParsersAction) -> None:
     r.add_argument("results", nargs="+", help="lens-eval JSON files (same model)")
     add_output_args(r, "write the HTML page here", required=True, quiet_help=None)
     r.set_defaults(func=run_report)
+
+
+def _register_export(lsub: argparse._SubParsersAction) -> None:
+    x = lsub.add_parser(
+        "export",
+        help="write a trained lens in the tuned-lens package's layout (config.json + params.pt)",
+        epilog="example: depthlens lens export lens/ --format tuned-lens -o lens-tl/  "
+        "(read back by tuned-lens's TunedLens.from_model_and_pretrained, or by depthlens "
+        "--lens tuned:lens-tl/)",
+    )
+    x.add_argument("lens_dir", metavar="DIR", help="a `depthlens lens train` output folder")
+    x.add_argument("--format", default="tuned-lens", choices=("tuned-lens",), help="tuned-lens")
+    x.add_argument("-o", "--output", required=True, help="folder to write (created)")
+    x.add_argument("--overwrite", action="store_true", help="replace files already there")
+    x.set_defaults(func=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Convert a depthlens lens folder to the tuned-lens layout."""
+    from pathlib import Path
+
+    from depthlens.errors import DepthlensError
+    from depthlens.tuned.interop import TL_CONFIG, TL_PARAMS
+    from depthlens.tuned.lens import export_lens
+
+    out = Path(args.output)
+    if not args.overwrite and any((out / n).exists() for n in (TL_CONFIG, TL_PARAMS)):
+        raise DepthlensError(f"{out} already holds a tuned-lens folder; pass --overwrite")
+    info = export_lens(args.lens_dir, out)
+    status(f"wrote {info['n_layers']} translators (d = {info['d_model']}) to {out}")
+    return 0
 
 
 def _register_exit(sub: argparse._SubParsersAction) -> None:
