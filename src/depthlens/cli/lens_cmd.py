@@ -12,6 +12,7 @@ from depthlens.cli.common import (
     add_model_args,
     add_output_args,
     load_model_and_windows,
+    load_windows_from_args,
     status,
 )
 
@@ -80,6 +81,14 @@ def _register_train(lsub: argparse._SubParsersAction) -> None:
         default="identity",
         help="identity (reference: step 0 = logit lens) or lstsq: a ridge fit "
         "h_L ≈ h_l + A_l h_l + b_l on all --max-tokens before the KL steps",
+    )
+    h = t.add_argument_group("held-out curve (recorded in lens.json as heldout_kl)")
+    h.add_argument("--eval-data", default="wiki-eval", help="held-out text (wiki-eval)")
+    h.add_argument(
+        "--eval-tokens", type=int, default=256, help="held-out tokens; 0 = no curve (256)"
+    )
+    h.add_argument(
+        "--eval-every", type=int, default=0, help="steps between measurements (0 = ~8 per run)"
     )
     _outputs(t, "lens folder")
     t.set_defaults(func=run_train)
@@ -189,12 +198,24 @@ def run_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         init=args.init,
         seed=args.seed,
+        eval_every=args.eval_every,
     )
     opts.validate()
     lm, windows = load_model_and_windows(args)
+    heldout = None
+    if args.eval_tokens > 0:
+        heldout = load_windows_from_args(
+            args, lm.tokenizer, data=args.eval_data, max_tokens=max(args.eval_tokens, args.seq_len)
+        )
     status(f"training a tuned lens on {windows.n_tokens} tokens …")
     rec = train_and_save(
-        lm, windows, args.output, opts, overwrite=args.overwrite, progress=not args.quiet
+        lm,
+        windows,
+        args.output,
+        opts,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        heldout=heldout,
     )
     first, last = rec["loss_first_step"], rec["loss_last_steps"]
     status(
@@ -202,6 +223,9 @@ def run_train(args: argparse.Namespace) -> int:
         f"{rec['seconds']:.0f} s; mean KL {sum(first) / len(first):.3f} (first step) / "
         f"{sum(last) / len(last):.3f} nats (last steps; other windows); wrote {args.output}"
     )
+    curve = rec.get("heldout_kl") or {"tokens": [], "kl": []}
+    for tok, kl in zip(curve["tokens"], curve["kl"], strict=True):
+        status(f"  held-out mean KL after {tok:>6} training tokens: {sum(kl) / len(kl):.3f} nats")
     return 0
 
 
