@@ -26,6 +26,7 @@ def test_pool_last_takes_one_point_per_window_at_its_last_real_token() -> None:
     geo = res.payload["samples"]["geometry"]
     assert res.options["pool"] == "last" and geo["pool"] == "last" and geo["of"] == 12
     assert "window" in geo["rule"] and "massive" in geo and "duplicates" in geo
+    assert res.tokens == {"n_tokens": int(w.attention_mask.sum()), "n_windows": 12}
     hs = _hidden(lm, w)
     last = w.attention_mask.sum(1) - 1  # the padded window ends earlier
     for l in range(lm.num_layers):

@@ -134,6 +134,13 @@ def _tokens_payload(ex: Extractor, windows: Any, opts: ReprOptions, progress: An
     return metrics, sample, n_total
 
 
+def _token_counts(windows: Any, opts: ReprOptions, n_points: int) -> dict[str, int]:
+    """Tokens behind the numbers; with --pool last/mean also the points (one per window)."""
+    if opts.pool == "token":
+        return {"n_tokens": n_points}
+    return {"n_tokens": int(windows.attention_mask.sum()), "n_windows": n_points}
+
+
 def _exclusion_rule(opts: ReprOptions) -> dict[str, str]:
     """How duplicates and massive activations enter the geometry (stated in the output)."""
     massive = f"row norm > {opts.massive_k:g} × the layer's median row norm"
@@ -203,7 +210,7 @@ def analyse_repr(
             raise DepthlensError("a vision network needs image data (--data fashion-mnist)")
         metrics, sample, n_total = _tokens_payload(ex, data, opts, progress)
         payload.update(mode="tokens")
-        data_id, tokens = data.to_dict(), {"n_tokens": n_total}
+        data_id, tokens = data.to_dict(), _token_counts(data, opts, n_total)
     payload.update(metrics=metrics, samples=sample, definitions=_definitions())
     return ReprResult("repr", ex.identity(), data_id, opts.to_dict(), tokens, payload)
 
@@ -242,7 +249,7 @@ def similarity(
     else:
         _check_same_tokenizer(a, b)
         _, cka, n_total = token_pass([ea, eb], data, opts, progress)
-        data_id, tokens = data.to_dict(), {"n_tokens": n_total}
+        data_id, tokens = data.to_dict(), _token_counts(data, opts, n_total)
     payload = {
         "layers_a": ea.layer_names,
         "layers_b": eb.layer_names,
