@@ -56,18 +56,22 @@ def _register_train(lsub: argparse._SubParsersAction) -> None:
     t = lsub.add_parser(
         "train",
         help="train a tuned lens on a frozen model",
-        epilog="example: depthlens lens train smollm2-135m --data wiki-calib --max-tokens 4096 "
-        "--seq-len 128 --init lstsq --optimizer adam --steps 4 --batch-size 1 -o lens/",
+        epilog="example: depthlens lens train smollm2-135m -o lens/   (= --data wiki-calib "
+        "--max-tokens 4096 --seq-len 128 --init lstsq --optimizer adam --lr 1e-4 --steps 12)",
     )
     _model_and_data(t, "wiki-calib")
+    # The default budget is where SmolLM2-135M's held-out KL curve flattened
+    # (docs/TUNED_LENS.md, "Has the training converged?"): a least-squares start on
+    # 4,096 tokens, then 12 Adam steps of one 128-token window.
+    t.set_defaults(max_tokens=4096)
     g = t.add_argument_group("training")
-    g.add_argument("--steps", type=int, default=0, help="optimiser steps (0 = one pass)")
+    g.add_argument("--steps", type=int, default=12, help="optimiser steps (12; 0 = one pass)")
     add_batch_size_arg(g, default=1, what="windows per step")
     g.add_argument(
         "--optimizer",
         choices=("sgd", "adam"),
-        default="sgd",
-        help="SGD with Nesterov momentum (reference default) or Adam",
+        default="adam",
+        help="Adam (default) or SGD with Nesterov momentum (the reference's)",
     )
     g.add_argument(
         "--lr", type=float, default=None, help="learning rate (default 1e-3 for SGD, 1e-4 for Adam)"
@@ -78,9 +82,9 @@ def _register_train(lsub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--init",
         choices=("identity", "lstsq"),
-        default="identity",
-        help="identity (reference: step 0 = logit lens) or lstsq: a ridge fit "
-        "h_L ≈ h_l + A_l h_l + b_l on all --max-tokens before the KL steps",
+        default="lstsq",
+        help="lstsq (default): a ridge fit h_L ≈ h_l + A_l h_l + b_l on all --max-tokens "
+        "before the KL steps; identity: the reference's start (step 0 = logit lens)",
     )
     h = t.add_argument_group("held-out curve (recorded in lens.json as heldout_kl)")
     h.add_argument("--eval-data", default="wiki-eval", help="held-out text (wiki-eval)")
