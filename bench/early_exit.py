@@ -29,7 +29,7 @@ def _rule(text: str):  # noqa: ANN202
     from depthlens.exit.rules import ExitRule
 
     kind, _, value = text.partition(":")
-    return ExitRule(kind, float(value))  # type: ignore[arg-type]
+    return ExitRule(kind, float(value))
 
 
 def _ideal(costs: dict[str, Any], depths: list[int], fill: float) -> dict[str, float]:
@@ -138,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from depthlens.data import load_text, make_windows
     from depthlens.exit.curve import flop_costs
+    from depthlens.metrics.readout import readout_for
     from depthlens.models import load_model
-    from depthlens.tuned.lens import readout_for
 
     rules = [
         dataclasses.replace(_rule(r), min_depth=args.min_depth)

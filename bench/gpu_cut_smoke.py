@@ -27,6 +27,7 @@ from tiny_models import tiny_model  # noqa: E402
 from depthlens.arch.spec import resolve_arch  # noqa: E402
 from depthlens.cut import METHODS, CutOptions, apply_cut_, plan_cut  # noqa: E402
 from depthlens.cut.search import SearchOptions  # noqa: E402
+from depthlens.cut.units import Budget  # noqa: E402
 from depthlens.data import TokenWindows  # noqa: E402
 from depthlens.models.loading import LoadedModel  # noqa: E402
 
@@ -48,11 +49,18 @@ def _lm(model: Any, device: str) -> LoadedModel:
 def _cut(base: Any, device: str, method: str, w: TokenWindows) -> tuple[Any, torch.Tensor]:
     lm = _lm(base, device)
     search = SearchOptions(beam=2, score_windows=2, batch_size=2)
-    plan = plan_cut(lm, w, method, CutOptions(n=2, greedy_windows=2, search=search))
+    units = method == "units-ls"  # a budget instead of n: half the blocks' FLOPs
+    opts = CutOptions(
+        n=None if units else 2,
+        greedy_windows=2,
+        search=search,
+        budget=Budget("flops", 0.4, context=w.seq_len) if units else None,
+    )
+    plan = plan_cut(lm, w, method, opts)
     apply_cut_(lm, plan)
     with torch.inference_mode():
         logits = lm.model(input_ids=w.input_ids[:2].to(lm.device)).logits.float().cpu()
-    return plan.removed, logits
+    return (*plan.removed, *plan.sublayers), logits
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""Benchmark: every cut method on SmolLM2-135M, n in {4, 8, 12} of 30 blocks, plus healing.
+"""Benchmark: every cut method on one model (SmolLM2-135M, Gemma-3-270M, Qwen2.5-Coder-0.5B
+or any other), n blocks' worth of cut, unhealed and healed, plus a generative check.
 
 Held-out wiki perplexity (wiki-eval, >= 32k tokens) and out-of-domain news perplexity (all
 of it), with paired per-window standard errors of the ratio to the original (the same
@@ -9,10 +10,15 @@ cost. Designed for 2 shared CPU cores:
 - one profile pass feeds the angular / block-influence selections of every n;
 - greedy-loss (SLEB), greedy-ls and beam-ls are nested searches: one run to max(n) gives
   the plan of every smaller n (the step-k state of a greedy or beam search is its k-plan);
+- ``units-ls`` (blocks and sublayers) at "n" removes the FLOP share of n blocks (at
+  ``--seq-len``); one search to the largest n gives every smaller n (its trace's prefix);
 - every finished row goes to ``<out>.partial.json`` at once, and a rerun with the same
-  settings skips the rows already there (``--fresh`` to start over).
+  settings skips the rows already there (``--fresh`` to start over);
+- a method the model's family cannot take is listed as refused, with the reason.
 
     python bench/prune_quality.py       # writes bench/results/prune_quality.{json,md}
+    python bench/prune_quality.py --model gemma3-270m --ns 4 --methods angular,units-ls \
+        --heal all --out bench/results/prune_quality_gemma3
 """
 
 from __future__ import annotations
@@ -20,19 +26,24 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
+import prune_gen  # noqa: E402  (bench/ is on sys.path when this file runs)
+import prune_report  # noqa: E402
+import prune_units  # noqa: E402
 import torch
+from prune_eval import ratio_stats, window_nll  # noqa: E402, F401  (heal_quality imports them here)
 
 from depthlens.cut import METHODS, CalibrationOptions, CutOptions, apply_cut_, plan_cut
+from depthlens.cut.apply import rezero_removed_sublayers_, skip_removed_sublayers_
 from depthlens.cut.plan import CutPlan, plan_envelope
 from depthlens.cut.search import SearchOptions, search_removed
 from depthlens.data import check_disjoint, load_text, make_windows
+from depthlens.errors import DepthlensError
 from depthlens.evaluate.flops import cut_savings, flops_per_token
 from depthlens.models import load_model
 from depthlens.profiling import ProfileOptions, profile
@@ -57,8 +68,15 @@ def _args() -> argparse.Namespace:
     p.add_argument("--multi-mode", default="sequential")
     p.add_argument("--prefilter", type=int, default=0, help="search: candidates scored per step")
     p.add_argument("--no-refit", action="store_true", help="search: keep the search's maps")
-    p.add_argument("--heal", default="greedy-ls", help="method whose cuts are healed ('' = none)")
+    p.add_argument(
+        "--heal", default="greedy-ls", help="methods whose cuts are healed: a,b | all | ''"
+    )
     p.add_argument("--heal-steps", type=int, default=50)
+    p.add_argument("--rescore", type=int, default=6, help="units-ls: units re-scored per step")
+    p.add_argument("--gen-prompts", type=int, default=16, help="generative check prompts")
+    p.add_argument("--gen-prompt-len", type=int, default=32)
+    p.add_argument("--gen-tokens", type=int, default=32, help="tokens generated per prompt")
+    p.add_argument("--speed-methods", default="greedy-ls,units-ls", help="rows timed (interleaved)")
     p.add_argument("--heal-tokens", type=int, default=8192)
     p.add_argument("--speed-rounds", type=int, default=5, help="0 = no speed measurement")
     p.add_argument("--threads", type=int, default=1)
@@ -74,55 +92,6 @@ def _args() -> argparse.Namespace:
     p.add_argument("--out", default=str(OUT / "prune_quality"))
     p.add_argument("--fresh", action="store_true", help="ignore <out>.partial.json")
     return p.parse_args()
-
-
-@torch.inference_mode()
-def window_nll(lm: Any, windows: Any, batch_size: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per window: (summed next-token NLL in float64, number of predicted tokens)."""
-    sums, counts = [], []
-    for ids, mask in windows.batches(batch_size):
-        ids, mask = ids.to(lm.device), mask.to(lm.device)
-        logits = lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-        keep = (mask[:, 1:] * mask[:, :-1]).bool()  # (B, T-1)
-        nll = torch.nn.functional.cross_entropy(
-            logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none"
-        )  # (B, T-1)
-        sums.append((nll.double() * keep).sum(1).cpu())
-        counts.append(keep.sum(1).double().cpu())
-    return torch.cat(sums), torch.cat(counts)
-
-
-def ratio_stats(
-    cut: tuple[torch.Tensor, torch.Tensor], base: tuple[torch.Tensor, torch.Tensor]
-) -> dict[str, float]:
-    """ppl, ratio to the original and its 95% interval from paired per-window differences.
-
-    Ratio = exp(Σ(nll_cut − nll_orig) / Σn); its standard error is that of a ratio
-    estimator over windows (the windows, not the tokens, are the independent units).
-    """
-    (s, n), (s0, _) = cut, base
-    w = len(n)
-    mean = float(s.sum() / n.sum())
-    diff = float((s - s0).sum() / n.sum())
-
-    def se(x: torch.Tensor, r: float) -> float:
-        return float(((x - r * n) ** 2).sum() * w / max(w - 1, 1)) ** 0.5 / float(n.sum())
-
-    se_nll, se_diff = se(s, mean), se(s - s0, diff)
-    return {
-        "ppl": _exp(mean),
-        "ppl_lo": _exp(mean - 1.96 * se_nll),
-        "ppl_hi": _exp(mean + 1.96 * se_nll),
-        "ratio": _exp(diff),
-        "ratio_lo": _exp(diff - 1.96 * se_diff),
-        "ratio_hi": _exp(diff + 1.96 * se_diff),
-        "windows": w,
-        "tokens": int(n.sum()),
-    }
-
-
-def _exp(x: float) -> float:
-    return math.exp(x) if x < 700 else float("inf")
 
 
 class Bench:
@@ -147,7 +116,17 @@ class Bench:
             k: v
             for k, v in vars(a).items()
             if k
-            not in ("fresh", "out", "ns", "methods", "speed_rounds", "batch_size", "max_seconds")
+            not in (
+                "fresh",
+                "out",
+                "ns",
+                "methods",
+                "speed_rounds",
+                "batch_size",
+                "max_seconds",
+                "heal",
+                "speed_methods",
+            )
         }
         self.rows: dict[str, dict[str, Any]] = {}
         if self.partial.is_file() and not a.fresh:
@@ -155,7 +134,11 @@ class Bench:
             if old.get("key") == self.key:
                 self.rows = old["rows"]
         self.base = {k: window_nll(self.lm, w, a.batch_size) for k, w in self.evals.items()}
+        self.prompts = prune_gen.prompts(list(self.evals.values()), a.gen_prompts, a.gen_prompt_len)
+        self.gen0 = prune_gen.continuations(self.lm, self.prompts, a.gen_tokens)
         self.failures: list[dict[str, str]] = []
+        self.refused: list[dict[str, str]] = []
+        self.timed: dict[str, Any] = {}
         self.flops0 = flops_per_token(self.lm, a.seq_len)["total"]
         self.searches: dict[str, Any] = {}
         self.maps: dict[str, Any] = {}
@@ -172,7 +155,12 @@ class Bench:
             nll = self.base[k] if lm is self.lm else window_nll(lm, w, self.a.batch_size)
             row[k] = ratio_stats(nll, self.base[k])
         row["news_over_wiki"] = row["news"]["ratio"] / row["wiki"]["ratio"]
-        row["ideal_speedup"] = self.flops0 / flops_per_token(lm, self.a.seq_len)["total"]
+        if lm is not self.lm and self.a.gen_prompts > 0:
+            got = prune_gen.continuations(lm, self.prompts, self.a.gen_tokens)
+            row["generation"] = prune_gen.agreement(got, self.gen0)
+        row["ideal_speedup"] = extra.get("ideal_speedup") or (
+            self.flops0 / flops_per_token(lm, self.a.seq_len)["total"]
+        )
         row["eval_seconds"] = time.perf_counter() - t
         self.rows[label] = row
         tmp = self.partial.with_suffix(".tmp")
@@ -193,6 +181,8 @@ def _plan(b: Bench, method: str, n: int, prof: Any) -> Any:
     search = SearchOptions(
         beam=a.beam, score_windows=a.score_windows, prefilter=a.prefilter, refit=not a.no_refit
     )
+    if method == "units-ls":
+        return cut, prune_units.plan_units(b, cut, n, search, opts)
     if method in NESTED:
         if method not in b.searches:
             big = max(int(x) for x in a.ns.split(","))
@@ -282,7 +272,6 @@ def main() -> None:
         if needs_profile
         else None
     )
-    shapes: dict[int, Any] = {}
     for n, method in [(n, m) for n in ns for m in a.methods.split(",")]:
         label = f"{method} n={n}"
         if a.max_seconds and time.perf_counter() - b.t0 > a.max_seconds:
@@ -291,26 +280,29 @@ def main() -> None:
         if b.done(label) and (method != a.heal or b.done(f"{label} +heal")):
             continue
         try:  # one failing method must not lose the others' rows
-            _row(b, method, n, prof, shapes)
+            _row(b, method, n, prof)
+        except DepthlensError as e:  # the family cannot take the method: say why
+            print(f"{label}: refused: {e}", flush=True)
+            b.refused.append({"label": label, "reason": str(e)})
         except Exception as e:  # noqa: BLE001
             traceback.print_exc()
             b.failures.append({"label": label, "error": f"{type(e).__name__}: {e}"})
-    result = _result(b, ns, _speed(b, shapes, ns))
+    result = prune_report.result(b, ns, _speed(b))
     Path(a.out + ".json").write_text(json.dumps(result, indent=1, default=str) + "\n")
-    md = _markdown(result)
+    md = prune_report.markdown(result)
     Path(a.out + ".md").write_text(md)
     print(md)
 
 
-def _row(b: Bench, method: str, n: int, prof: Any, shapes: dict[int, Any]) -> None:
+def _row(b: Bench, method: str, n: int, prof: Any) -> None:
     """Plan, cut and evaluate one (method, n); heal it too if it is ``--heal``'s method."""
     a, label = b.a, f"{method} n={n}"
     t = time.perf_counter()
     cut, plan = _plan(b, method, n, prof)
     plan_s = time.perf_counter() - t
     apply_cut_(cut, plan)
-    shapes.setdefault(n, cut)
     cost = plan.selection.get("cost") or {}
+    units = plan.selection.get("units") if method == "units-ls" else None
     if not b.done(label):
         b.add(
             label,
@@ -319,13 +311,19 @@ def _row(b: Bench, method: str, n: int, prof: Any, shapes: dict[int, Any]) -> No
                 "method": method,
                 "n": n,
                 "removed": list(plan.removed),
+                "units": units,
+                "ideal_speedup": plan.savings.get("ideal_speedup"),
                 "plan_seconds": plan_s,
                 "search_cost": cost,
                 "fit": {k: v for k, v in plan.fit.items() if k != "runs"},
             },
         )
-    if method == a.heal and a.heal_steps > 0 and not b.done(f"{label} +heal"):
+    healed = a.heal == "all" or method in a.heal.split(",")
+    if healed and a.heal_steps > 0 and not b.done(f"{label} +heal"):
         _heal(b, cut, plan, label)
+    if method in a.speed_methods.split(","):
+        skip_removed_sublayers_(cut)  # the speed of the cut: removed sublayers compute nothing
+        b.timed[label] = cut
 
 
 def _heal(b: Bench, cut: Any, plan: Any, label: str) -> None:
@@ -341,126 +339,43 @@ def _heal(b: Bench, cut: Any, plan: Any, label: str) -> None:
         "plan": plan.to_dict(),
     }
     rec = heal_(cut, b.lm, data, HealOptions(steps=a.heal_steps, batch_size=1), manifest=man)
+    rezero_removed_sublayers_(cut)  # LoRA on a removed sublayer's projection: undone
     b.add(
         f"{label} +heal",
         cut,
         {
             "method": f"{plan.method} +heal",
-            "n": plan.n_removed,
+            "n": int(label.split("n=")[1]),  # the row's n (units-ls: n blocks' FLOP share)
             "removed": list(plan.removed),
+            "units": plan.selection.get("units") if plan.method == "units-ls" else None,
+            "ideal_speedup": plan.savings.get("ideal_speedup"),
             "heal": {k: v for k, v in rec.items() if k != "log"},
         },
     )
 
 
-def _speed(b: Bench, shapes: dict[int, Any], ns: list[int]) -> dict[str, Any]:
-    """Interleaved prefill/decode timing: original and one cut model per n (same shapes)."""
-    if b.a.speed_rounds < 1 or not shapes:
+def _speed(b: Bench) -> dict[str, Any]:
+    """Interleaved prefill/decode timing: the original and every timed cut (ideal beside)."""
+    if b.a.speed_rounds < 1 or not b.timed:
         return {}
     from depthlens.evaluate.speed import interleaved_speed
 
-    ks = [n for n in ns if n in shapes]
+    labels = list(b.timed)
+    ideals = [None, *(b.rows[k]["ideal_speedup"] for k in labels)]
     cmp = interleaved_speed(
-        [b.lm, *(shapes[n] for n in ks)],
+        [b.lm, *(b.timed[k] for k in labels)],
         prompt_len=128,
         decode_tokens=16,
         rounds=b.a.speed_rounds,
         warmup=1,
         threads=b.a.threads,
-        labels=["original", *(f"n={n}" for n in ks)],
+        labels=["original", *labels],
+        ideals=ideals,
     )
     out = {}
-    for n, pre, dec in zip(ks, cmp.prefill[1:], cmp.decode[1:], strict=True):
-        out[str(n)] = {"prefill": dataclasses.asdict(pre), "decode": dataclasses.asdict(dec)}
-    return {"by_n": out, "options": cmp.options}
-
-
-def _result(b: Bench, ns: list[int], speed: dict[str, Any]) -> dict[str, Any]:
-    rows = list(b.rows.values())
-    targets = {}
-    for n, limit in ((4, 1.25), (8, 2.0)):
-        cands = [r for r in rows if r["n"] == n]
-        if cands:
-            best = min(cands, key=lambda r: r["wiki"]["ratio"])
-            targets[f"n={n}"] = {
-                "best": best["label"],
-                "wiki_ratio": best["wiki"]["ratio"],
-                "target": limit,
-                "met": best["wiki"]["ratio"] <= limit,
-                "news_over_wiki": best["news_over_wiki"],
-                "news_met": best["news_over_wiki"] <= 1.2,
-            }
-    return {
-        "kind": "depthlens.bench.prune_quality",
-        "model": b.a.model,
-        "num_layers": b.lm.num_layers,
-        "options": vars(b.a),
-        "load_average": os.getloadavg(),
-        "calibration": {"data": "wiki-calib", "n_tokens": b.calib.n_tokens},
-        "eval": {k: {"n_tokens": w.n_tokens, "n_windows": len(w)} for k, w in b.evals.items()},
-        "device": str(b.lm.device),
-        "gpu": _gpu_name(b.lm.device),
-        "seconds": time.perf_counter() - b.t0,
-        "targets": targets,
-        "speed": speed,
-        "failures": b.failures,
-        "rows": rows,
-    }
-
-
-def _gpu_name(device: Any) -> str | None:
-    return torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else None
-
-
-def _ci(d: dict[str, float]) -> str:
-    return f"{d['ratio']:.3f} [{d['ratio_lo']:.3f}, {d['ratio_hi']:.3f}]"
-
-
-def _markdown(r: dict[str, Any]) -> str:
-    ev, o = r["eval"], r["options"]
-    la = ", ".join(f"{x:.1f}" for x in r["load_average"])
-    lines = [
-        f"{r['model']}, {r['num_layers']} blocks. Calibration "
-        f"{r['calibration']['n_tokens']} wiki-calib tokens; "
-        f"evaluation {ev['wiki']['n_tokens']} wiki-eval tokens ({ev['wiki']['n_windows']} "
-        f"windows) and {ev['news']['n_tokens']} news tokens ({ev['news']['n_windows']} "
-        f"windows) of {o['seq_len']}; ratios to the original with 95% intervals from paired "
-        f"per-window differences; device {r.get('gpu') or r.get('device', 'cpu')}, "
-        f"{o['threads']} thread(s), load average {la}; {r['seconds']:.0f} s in all.",
-        "",
-        "| method | n | removed | wiki ppl | wiki x orig [95% CI] | news ppl | news x orig "
-        "[95% CI] | news/wiki | ideal x | plan FE | plan s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in r["rows"]:
-        cost = row.get("search_cost") or {}
-        fe = cost.get("total_fe", cost.get("forward_equivalents"))
-        lines.append(
-            f"| {row['method'] or 'original'} | {row['n']} | {row['removed']} | "
-            f"{row['wiki']['ppl']:.2f} | {_ci(row['wiki'])} | {row['news']['ppl']:.2f} | "
-            f"{_ci(row['news'])} | {row['news_over_wiki']:.3f} | {row['ideal_speedup']:.3f} | "
-            f"{'' if fe is None else f'{fe:.1f}'} | {row.get('plan_seconds', 0):.0f} |"
-        )
-    lines += [
-        "",
-        "Targets (best row per n): "
-        + "; ".join(
-            f"{k}: {v['best']} x{v['wiki_ratio']:.3f} (target {v['target']}, "
-            f"{'met' if v['met'] else 'NOT met'}; news/wiki {v['news_over_wiki']:.3f}, "
-            f"{'met' if v['news_met'] else 'NOT met'})"
-            for k, v in r["targets"].items()
-        ),
-    ]
-    lines += [f"- FAILED {f['label']}: {f['error']}" for f in r.get("failures", [])]
-    for n, s in (r.get("speed") or {}).get("by_n", {}).items():
-        p, d = s["prefill"], s["decode"]
-        lines.append(
-            f"- speed n={n}: prefill x{p['median']:.2f} [95% CI {p['ci95'][0]:.2f}, "
-            f"{p['ci95'][1]:.2f}] ({p['verdict']}), decode x{d['median']:.2f} "
-            f"[{d['ci95'][0]:.2f}, {d['ci95'][1]:.2f}] ({d['verdict']}), ideal "
-            f"x{p['ideal']:.2f}"
-        )
-    return "\n".join(lines) + "\n"
+    for k, pre, dec in zip(labels, cmp.prefill[1:], cmp.decode[1:], strict=True):
+        out[k] = {"prefill": dataclasses.asdict(pre), "decode": dataclasses.asdict(dec)}
+    return {"by_label": out, "options": cmp.options}
 
 
 if __name__ == "__main__":

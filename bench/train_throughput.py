@@ -8,7 +8,7 @@ measured in a fresh worker process per model (CPU: peak of the sampled RSS durin
 build + 3 steps minus the RSS after the imports, i.e. weights + gradients + AdamW state +
 activations; GPU: torch.cuda.max_memory_allocated).
 Targets: lab pre-ln / Llama tokens/s ≥ 0.9; peak memory within 10%. Then each scheme's
-tokens/s relative to pre-ln, all six schemes interleaved in one process.
+tokens/s relative to pre-ln, every registered scheme interleaved in one process.
 
     .venv/bin/python bench/train_throughput.py [--width 128 --depth 4 --context 128]
 """
@@ -22,8 +22,6 @@ import subprocess
 import sys
 import time
 from typing import Any
-
-SCHEMES = ("pre-ln", "post-ln", "lns", "deepnorm", "rezero", "scaled")
 
 
 def build(ns: argparse.Namespace, kind: str, scheme: str) -> Any:
@@ -178,8 +176,11 @@ def main() -> None:
         f"peak training memory: lab {m_lab / 2**20:.1f} MiB, Llama {m_llama / 2**20:.1f} MiB, "
         f"ratio {ratio} (target 0.9-1.1)"
     )
-    tps = interleaved(ns, [("lab", s) for s in SCHEMES])
-    for s, t in zip(SCHEMES, tps, strict=True):
+    from depthlens.train.schemes import SCHEMES
+
+    names = SCHEMES.names()  # pre-ln first: the others are relative to it
+    tps = interleaved(ns, [("lab", s) for s in names])
+    for s, t in zip(names, tps, strict=True):
         print(f"{s:>9} tokens/s {t:>9,.0f}  relative to pre-ln {t / tps[0]:.3f}")
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
 

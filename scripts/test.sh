@@ -10,6 +10,15 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
     || echo "chromium could not be installed; the browser test will be skipped" >&2
 fi
+# The labelled image data of the README's `repr mobilenet-v2 --data fashion-mnist` example
+# and of the vision end-to-end tests (Debian's dataset-fashion-mnist and sample photos).
+# Best effort as root, like chromium: without them those tests are skipped with the reason.
+if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] && [ "$(id -u)" = 0 ] \
+  && command -v apt-get >/dev/null; then
+  echo "== installing the labelled image data for the vision tests" >&2
+  (apt-get update -qq && bash scripts/setup-datasets.sh) \
+    || echo "the labelled image data could not be installed; the vision tests will be skipped" >&2
+fi
 export HF_HUB_OFFLINE=1
 .venv/bin/ruff check src tests bench
 .venv/bin/mypy

@@ -29,12 +29,13 @@ def _key(p: Path) -> Path:
     return Path(os.path.abspath(p))
 
 
-def check_output_path(path: str | Path, overwrite: bool) -> Path:
+def check_output_path(path: str | Path, overwrite: bool, option: str = "-o") -> Path:
     """Refuse an existing output unless ``overwrite``; check that it can be created, now.
 
     Called before any work: the folder must exist and accept a new file (a read-only or
     unwritable location fails here, not after the run). Without ``overwrite`` the path is
     claimed: the write at the end refuses to replace a file that appeared meanwhile.
+    ``option`` names the flag the messages point to (``--gguf`` for export).
     """
     p = Path(path)
     if p.exists() and not overwrite:
@@ -45,7 +46,7 @@ def check_output_path(path: str | Path, overwrite: bool) -> Path:
         raise DepthlensError(
             f"the folder for output {p} is a file: {p.parent}; choose another path"
         )
-    check_writable(p)
+    check_writable(p, option)
     if overwrite:
         _EXCLUSIVE.discard(_key(p))
     else:
@@ -53,7 +54,7 @@ def check_output_path(path: str | Path, overwrite: bool) -> Path:
     return p
 
 
-def check_writable(p: Path) -> None:
+def check_writable(p: Path, option: str = "-o") -> None:
     """Create and remove a probe file next to ``p``: the folder takes new files."""
     try:
         fd, probe = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".probe")
@@ -62,7 +63,7 @@ def check_writable(p: Path) -> None:
     except OSError as exc:
         raise DepthlensError(
             f"cannot write output {p}: {exc.strerror or exc} in {p.parent}; choose a "
-            f"writable folder with -o"
+            f"writable folder with {option}"
         ) from exc
 
 
@@ -70,6 +71,29 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def follow_umask_(path: str | Path) -> None:
+    """Give ``path`` (a file, or a folder and everything in it) the modes the umask asks for.
+
+    Some writers ignore the umask: ``mkstemp`` and safetensors create files 0600,
+    ``mkdtemp`` folders 0700. An output must read like any file the user makes (0644 and
+    0755 at umask 022), so it is set once, before it is published.
+    """
+    mask = _umask()
+    p = Path(path)
+    if p.is_symlink():
+        return
+    if not p.is_dir():
+        os.chmod(p, 0o666 & ~mask)
+        return
+    for root, dirs, files in os.walk(p):
+        os.chmod(root, 0o777 & ~mask)
+        for f in files:
+            fp = os.path.join(root, f)
+            if not os.path.islink(fp):
+                os.chmod(fp, 0o666 & ~mask)
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
 
 
 def _publish_file(tmp: str, p: Path) -> None:
@@ -130,13 +154,18 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def json_msg(exc: json.JSONDecodeError) -> str:
+    """The decoder's message without its own trailing "at" (else: "… character at at line 2")."""
+    return exc.msg.removesuffix(" at")
+
+
 def parse_json_object(text: str, where: str, fix: str) -> dict[str, Any]:
     """``text`` as a JSON object, or a one-line error saying which file (``where``) and ``fix``."""
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         at = f"column {exc.colno}" if exc.lineno == 1 else f"line {exc.lineno}, column {exc.colno}"
-        raise DepthlensError(f"{where} is not valid JSON ({exc.msg} at {at}); {fix}") from exc
+        raise DepthlensError(f"{where} is not valid JSON ({json_msg(exc)} at {at}); {fix}") from exc
     if not isinstance(obj, dict):
         raise DepthlensError(f"{where} is a JSON {type(obj).__name__}, not an object; {fix}")
     return obj
@@ -155,7 +184,7 @@ def atomic_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs follow the umask
+        follow_umask_(tmp)  # mkdtemp makes 0700, safetensors 0600; outputs follow the umask
         if target.exists() or target.is_symlink():
             if not overwrite:
                 raise DepthlensError(f"output {target} already exists; pass --overwrite")

@@ -2,8 +2,44 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib
 import sys
+from collections.abc import Iterator
 from typing import Any
+
+_QUIET = False
+
+
+def set_quiet(quiet: bool) -> None:
+    """``--quiet`` for the whole process: also the bars of libraries we call (GGUF loading)."""
+    global _QUIET
+    _QUIET = quiet
+
+
+def quiet() -> bool:
+    """Whether ``--quiet`` was asked for (see :func:`set_quiet`)."""
+    return _QUIET
+
+
+@contextlib.contextmanager
+def tqdm_off_if_quiet(module: str) -> Iterator[None]:
+    """Under ``--quiet``, no bar from the ``tqdm`` that ``module`` imported.
+
+    transformers draws its "de-quantizing GGUF tensors" bar with tqdm directly, past its
+    own progress-bar switch, so that module's ``tqdm`` is swapped for a disabled one.
+    """
+    mod: Any = importlib.import_module(module)
+    real = getattr(mod, "tqdm", None)
+    if not _QUIET or real is None:
+        yield
+        return
+    mod.tqdm = functools.partial(real, disable=True)
+    try:
+        yield
+    finally:
+        mod.tqdm = real
 
 
 class _NoBar:

@@ -12,13 +12,14 @@ import datetime as _dt
 import hashlib
 import json
 import math
+import sys
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from depthlens._version import SCHEMA_VERSION, __version__
 from depthlens.errors import DepthlensError
-from depthlens.io import atomic_write_json
+from depthlens.io import atomic_write_json, json_msg
 
 
 def now_utc() -> str:
@@ -26,17 +27,19 @@ def now_utc() -> str:
     return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
 
 
-def model_fingerprint(identity: dict[str, Any]) -> str:
-    """A short hash of what makes two models the same network (config, size, class).
+def model_fingerprint(identity: dict[str, Any], *, weights: bool = True) -> str:
+    """A short hash of what makes two models the same network (config, size, class, weights).
 
     The reference string and the path are left out: the same checkpoint loaded from
     another folder is the same model; a cut model (other layer count or weights count)
-    is not.
+    is not, and neither is a fine-tune of the same config (its ``weights`` digest, see
+    :mod:`depthlens.models.digest`). ``weights=False``, or an identity written before the
+    digest was recorded, gives the config-only fingerprint.
     """
-    keep = {
-        k: identity.get(k)
-        for k in ("class", "model_type", "num_layers", "hidden_size", "n_params", "config")
-    }
+    names = ("class", "model_type", "num_layers", "hidden_size", "n_params", "config")
+    keep = {k: identity.get(k) for k in names}
+    if weights and identity.get("weights"):
+        keep["weights"] = identity["weights"]
     cfg = dict(keep.get("config") or {})
     for volatile in ("_name_or_path", "transformers_version", "dtype", "torch_dtype"):
         cfg.pop(volatile, None)
@@ -101,14 +104,45 @@ def check_header(d: Any, kind: str) -> None:
 
 
 def check_same_model(a: dict[str, Any], b: dict[str, Any], what: str) -> None:
-    """Refuse to combine results of two different models (by fingerprint, not by name)."""
-    fa, fb = model_fingerprint(a), model_fingerprint(b)
+    """Refuse to combine results of two different models (by fingerprint, not by name).
+
+    Both sides with a weights digest: config and weights must match. A side written
+    before digests were recorded is held to its config only, with a warning saying so.
+    """
+    with_weights = bool(a.get("weights")) and bool(b.get("weights"))
+    fa, fb = model_fingerprint(a, weights=False), model_fingerprint(b, weights=False)
     if fa != fb:
         raise DepthlensError(
             f"{what} describe different models ({a.get('ref')!r}, {a.get('num_layers')} "
             f"blocks vs {b.get('ref')!r}, {b.get('num_layers')} blocks; fingerprints {fa} vs "
             f"{fb}); use results of the same model"
         )
+    if with_weights and a["weights"] != b["weights"]:
+        raise DepthlensError(
+            f"{what} describe different models: the same configuration but other weights "
+            f"({a.get('ref')!r} weights {str(a['weights'])[:12]} vs {b.get('ref')!r} weights "
+            f"{str(b['weights'])[:12]}; a fine-tune or an edited copy is another network); "
+            "use results of the same model"
+        )
+    if not with_weights:
+        _warn_config_only(what, a if not a.get("weights") else b)
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_config_only(what: str, side: dict[str, Any]) -> None:
+    """Say once per process that a match was checked on the config alone."""
+    if what in _WARNED:
+        return
+    _WARNED.add(what)
+    print(
+        f"depthlens: warning: {what}: {side.get('ref')!r} carries no weights digest (written "
+        "before depthlens recorded one, or its weights were offloaded), so its identity is "
+        "config-only and a fine-tune of the same config would pass; rerun the command that "
+        "wrote it to check the weights too",
+        file=sys.stderr,
+    )
 
 
 def clean_json(obj: Any) -> Any:
@@ -142,7 +176,9 @@ def read_json(path: str | Path) -> Any:
     except UnicodeDecodeError as exc:
         raise DepthlensError(f"{p} is not UTF-8 text") from exc
     except json.JSONDecodeError as exc:
-        raise DepthlensError(f"{p} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+        raise DepthlensError(
+            f"{p} is not valid JSON: {json_msg(exc)} at line {exc.lineno}"
+        ) from exc
 
 
 def read_result(path: str | Path, kind: str) -> tuple[Envelope, dict[str, Any]]:

@@ -10,7 +10,6 @@ from conftest import random_windows, wrap_tiny
 
 from depthlens.cli.common import safe_text
 from depthlens.cli.main import build_parser
-from depthlens.models.registry import DEFAULT_MODEL
 from depthlens.spans import blocks_text, span_text
 
 
@@ -22,7 +21,8 @@ def test_think_model_first_and_a_lone_prompt() -> None:
     a = parse("think", "smollm2-135m", "The capital of France is")
     assert (a.model, a.prompt) == ("smollm2-135m", "The capital of France is")
     b = parse("think", "The capital of France is")  # never taken for a model name
-    assert (b.model, b.prompt) == (DEFAULT_MODEL, "The capital of France is")
+    # None: resolved to DEFAULT_MODEL in run_think, after checking the lone word is no model
+    assert (b.model, b.prompt) == (None, "The capital of France is")
 
 
 def test_demo_takes_the_model_positionally() -> None:

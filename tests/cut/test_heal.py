@@ -82,7 +82,7 @@ def test_cli_heal_zero_steps_writes_nothing(tmp_path, capsys):
 def test_cli_heal_writes_an_ordinary_checkpoint(tmp_path, capsys):
     import json
 
-    from test_export_gguf import TEXT, tiny_pruned
+    from tiny_checkpoints import TEXT, tiny_pruned
     from transformers import AutoModelForCausalLM
 
     pruned, _ids, teacher = tiny_pruned(tmp_path, keep_teacher=True)

@@ -67,32 +67,36 @@ def hostile(d: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
+def _row(
+    label: str, method: str | None, removed: list[int], ppl: float, ideal: float, **speed: float
+) -> dict[str, Any]:
+    """One model row of a compare result, as ``depthlens compare`` writes it."""
+    return {
+        "label": label,
+        "ref": label,
+        "fingerprint": "0" * 16,
+        "method": method,
+        "removed": removed,
+        "n_removed": len(removed),
+        "num_layers": 4 - len(removed),
+        "ppl": ppl,
+        "nll": 3.0,
+        "n_tokens": 100,
+        "flops_per_token": 1e6,
+        "ppl_ratio": ppl / 20.0,
+        "ideal_speedup": ideal,
+        **speed,
+    }
+
+
 def results(method: str = "angular") -> list[dict[str, Any]]:
     """Cut, plan and causal results as the other subcommands write them."""
     compare = {
         "kind": "depthlens.compare",
         "models": [
-            {
-                "label": "original",
-                "method": None,
-                "removed": [],
-                "n_removed": 0,
-                "ppl": 20.0,
-                "prefill_speedup": 1.0,
-                "decode_speedup": 1.0,
-                "ideal_speedup": 1.0,
-            },
-            {
-                "label": IMG_PAYLOAD,
-                "method": method,
-                "removed": [2],
-                "n_removed": 1,
-                "ppl": 26.0,
-                "prefill_speedup": 1.2,
-                "decode_speedup": 1.1,
-                "ideal_speedup": 1.3,
-            },
-            {"label": "b", "method": "replaceme-ls", "removed": [2], "ppl": 23.0},
+            _row("original", None, [], 20.0, 1.0, prefill_speedup=1.0, decode_speedup=1.0),
+            _row(IMG_PAYLOAD, method, [2], 26.0, 1.3, prefill_speedup=1.2, decode_speedup=1.1),
+            _row("b", "replaceme-ls", [2], 23.0, 1.3),
         ],
     }
     quality = {
@@ -110,19 +114,28 @@ def results(method: str = "angular") -> list[dict[str, Any]]:
         ],
     }
     plan = {"kind": "depthlens.cut_plan", "method": SCRIPT_PAYLOAD, "removed": [2], "num_layers": 4}
+    future = [[None, 0.5, 0.3, 0.2], [None, None, 0.2, 0.1], [None, None, None, 0.05], [None] * 4]
+    kl = [2.0, 0.3, 0.1, 0.5]
     skip = {
         "kind": "depthlens.skip",
-        "skip_out_kl_mean": [2.0, 0.3, 0.1, 0.5],
-        "skip_future": [
-            [None, 0.5, 0.3, 0.2],
-            [None, None, 0.2, 0.1],
-            [None, None, None, 0.05],
-            [None] * 4,
-        ],
+        "arch": {},
+        "loss": 2.0,
+        "skip_out_kl_mean": kl,
+        "skip_out_kl_max": kl,
+        "delta_loss": kl,
+        "skip_future": future,
+        "skip_future_max": future,
+        "attn_only": None,
+        "mlp_only": None,
     }
     think = {
         "kind": "depthlens.think",
-        "tokens": [
+        "arch": {},
+        "prompt": "p",
+        "text": "t",
+        "span": {},
+        "deep_thinking_ratio": 0.2,
+        "per_token": [
             {"token": t, "reasoning_score": 0.1 * i, "settling_layer": i % 5, "deep": i % 5 >= 4}
             for i, t in enumerate(["Hello", SCRIPT_PAYLOAD, IMG_PAYLOAD, PAYLOADS[2], " world"])
         ],
@@ -260,7 +273,7 @@ def test_profile_only_report_has_profile_plots(tiny_profile: dict[str, Any]) -> 
 def test_causal_data_from_profile_extra(tiny_profile: dict[str, Any]) -> None:
     d = copy.deepcopy(tiny_profile)
     skip, think = results()[3], results()[4]
-    d["extra"] = {"causal": {**skip, **think}}
+    d["extra"] = {"causal": skip, "think": think}
     html = build_report(Profile.from_dict(d), [])
     assert {"skip-out-kl", "skip-future"} <= set(figures(parse(html)))
     assert "strip-tokens" in html

@@ -18,8 +18,8 @@ def test_token_mode_reads_the_models_own_hidden_states() -> None:
     w = random_windows(n=6, seq_len=16)
     opts = ReprOptions(max_samples=40, cka_batch=16, seed=3)
     res = analyse_repr(lm, w, opts)
-    m, L = res.payload["metrics"], lm.num_layers
-    assert len(res.payload["layers"]) == L + 1 == len(m["anisotropy"]) == len(m["cka"])
+    m, L = res.metrics, lm.num_layers
+    assert len(res.layers) == L + 1 == len(m["anisotropy"]) == len(m["cka"])
     # naive: HF's own hidden states at the same sampled positions (first position dropped)
     with torch.no_grad():
         hs = lm.model(
@@ -32,7 +32,7 @@ def test_token_mode_reads_the_models_own_hidden_states() -> None:
         assert m["anisotropy"][l] == pytest.approx(anisotropy(hs[l][keep][pick]), abs=1e-5)
     assert all(abs(m["cka"][l][l] - 1) < 1e-9 for l in range(L + 1))
     assert res.options["max_samples"] == 40 and res.options["seed"] == 3
-    assert res.payload["samples"]["geometry"]["of"] == int(keep.sum())
+    assert res.samples["geometry"]["of"] == int(keep.sum())
     with_first = analyse_repr(
         lm, w, ReprOptions(max_samples=40, cka_batch=16, include_first_token=True)
     )
@@ -43,10 +43,10 @@ def test_similarity_of_a_model_with_itself_is_one_on_the_diagonal() -> None:
     lm = wrap_tiny("llama")
     w = random_windows(n=4, seq_len=16)
     res = similarity(lm, lm, w, ReprOptions(max_samples=10, cka_batch=20))
-    cka = torch.tensor(res.payload["metrics"]["cka"])
+    cka = torch.tensor(res.metrics["cka"])
     assert cka.shape == (lm.num_layers + 1,) * 2
     assert torch.allclose(cka.diagonal(), torch.ones(lm.num_layers + 1, dtype=cka.dtype), atol=1e-9)
-    assert res.payload["model_b"]["ref"] == "tiny-llama"
+    assert res.model_b["ref"] == "tiny-llama"
 
 
 def _err(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:

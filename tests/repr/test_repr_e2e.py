@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.mark.skipif(
     not labelled_available("fashion-mnist"),
-    reason="Fashion-MNIST absent: apt-get install dataset-fashion-mnist",
+    reason="Fashion-MNIST absent: run scripts/setup-datasets.sh (scripts/test.sh does as root)",
 )
 def test_mobilenet_on_fashion_mnist_writes_probes_ood_and_collapse(tmp_path: Path) -> None:
     out, page = tmp_path / "m.json", tmp_path / "m.html"
@@ -121,7 +121,7 @@ def test_smollm2_token_mode_and_similarity_to_a_cut_copy(tmp_path: Path) -> None
     remove_blocks_(b, (20, 21))
     w = make_windows(load_text("wiki-eval"), a.tokenizer, seq_len=128, max_tokens=256)
     cka = torch.tensor(
-        similarity(a, b, w, ReprOptions(max_samples=50, cka_batch=64)).payload["metrics"]["cka"]
+        similarity(a, b, w, ReprOptions(max_samples=50, cka_batch=64)).metrics["cka"]
     )
     assert cka.shape == (31, 29)
     for l in range(21):  # identical computation up to the removed blocks

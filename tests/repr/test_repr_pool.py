@@ -23,7 +23,7 @@ def test_pool_last_takes_one_point_per_window_at_its_last_real_token() -> None:
     lm = wrap_tiny("llama")
     w = random_windows(n=12, seq_len=16, pad_last=5)
     res = analyse_repr(lm, w, ReprOptions(max_samples=12, cka_batch=8, pool="last"))
-    geo = res.payload["samples"]["geometry"]
+    geo = res.samples["geometry"]
     assert res.options["pool"] == "last" and geo["pool"] == "last" and geo["of"] == 12
     assert "window" in geo["rule"] and "massive" in geo and "duplicates" in geo
     assert res.tokens == {"n_tokens": int(w.attention_mask.sum()), "n_windows": 12}
@@ -31,7 +31,7 @@ def test_pool_last_takes_one_point_per_window_at_its_last_real_token() -> None:
     last = w.attention_mask.sum(1) - 1  # the padded window ends earlier
     for l in range(lm.num_layers):
         x = hs[l][torch.arange(12), last]
-        assert res.payload["metrics"]["anisotropy"][l] == pytest.approx(anisotropy(x), abs=1e-5)
+        assert res.metrics["anisotropy"][l] == pytest.approx(anisotropy(x), abs=1e-5)
 
 
 def test_pool_mean_leaves_out_the_first_position() -> None:
@@ -40,7 +40,7 @@ def test_pool_mean_leaves_out_the_first_position() -> None:
     res = analyse_repr(lm, w, ReprOptions(max_samples=10, cka_batch=8, pool="mean"))
     hs = _hidden(lm, w)
     x = hs[2][:, 1:].mean(1)
-    assert res.payload["metrics"]["anisotropy"][2] == pytest.approx(anisotropy(x), abs=1e-5)
+    assert res.metrics["anisotropy"][2] == pytest.approx(anisotropy(x), abs=1e-5)
 
 
 def test_token_pool_is_the_default_and_duplicates_are_counted_and_dropped() -> None:
@@ -49,7 +49,7 @@ def test_token_pool_is_the_default_and_duplicates_are_counted_and_dropped() -> N
     w.input_ids[:, :] = w.input_ids[0]  # four identical windows: every position repeats ×4
     w.input_ids[:, 0] = 1
     res = analyse_repr(lm, w, ReprOptions(max_samples=60, cka_batch=16))
-    m = res.payload["metrics"]
+    m = res.metrics
     assert res.options["pool"] == "token"
     # h_0 is the embedding: every repeat of a token is an exact duplicate
     assert m["duplicates"][0] >= 60 - 15 and m["twonn_duplicates"][0] == m["duplicates"][0]
@@ -64,11 +64,11 @@ def test_massive_rows_are_counted_and_optionally_excluded() -> None:
     dropped = analyse_repr(
         lm, w, ReprOptions(max_samples=60, cka_batch=16, massive_k=1.01, exclude_massive=True)
     )
-    mk, md = kept.payload["metrics"], dropped.payload["metrics"]
+    mk, md = kept.metrics, dropped.metrics
     assert mk["massive"] == md["massive"] and max(mk["massive"]) > 0
     layer = max(range(len(mk["massive"])), key=lambda l: mk["massive"][l])
     assert md["n_used"][layer] <= 60 - mk["massive"][layer] < mk["n_used"][layer] + 1
-    assert "removed" in dropped.payload["samples"]["geometry"]["massive"]
+    assert "removed" in dropped.samples["geometry"]["massive"]
 
 
 def test_pool_choices_are_checked_per_mode(capsys: pytest.CaptureFixture[str]) -> None:

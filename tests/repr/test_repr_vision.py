@@ -90,7 +90,7 @@ EXPECTED = {
 @pytest.mark.e2e
 @pytest.mark.skipif(
     not (PHOTOS / "chelsea.png").is_file(),
-    reason="sample photos absent: run scripts/setup-datasets.sh",
+    reason="sample photos absent: run scripts/setup-datasets.sh (scripts/test.sh does as root)",
 )
 def test_packaged_mobilenet_recognises_real_photos() -> None:
     from PIL import Image

@@ -161,29 +161,31 @@ def test_compare_records_every_run_and_states_the_verdict() -> None:
 
 
 def test_report_caption_states_interval_and_verdict() -> None:
+    from depthlens.evaluate.compare import CompareResult
     from depthlens.report import captions as cap
     from depthlens.report.inputs import _compare_rows
 
-    rows = _compare_rows(
-        {
-            "models": [
-                {"label": "orig", "n_removed": 0, "ppl": 20.0, "prefill_speedup": 1.0},
-                {
-                    "label": "cut",
-                    "method": "replaceme-ls",
-                    "removed": [20, 21, 22, 23],
-                    "ppl": 27.0,
-                    "prefill_speedup": 1.96,
-                    "prefill_ci95": [1.4, 2.3],
-                    "prefill_verdict": "above ideal: suspicious",
-                    "decode_speedup": 0.98,
-                    "decode_ci95": [0.7, 1.3],
-                    "decode_verdict": "no measurable difference",
-                    "ideal_speedup": 1.12,
-                },
-            ]
-        }
-    )
+    common = {"fingerprint": "0" * 16, "nll": 3.0, "n_tokens": 100, "flops_per_token": 1e6}
+    orig = {"label": "orig", "ref": "orig", "method": None, "removed": [], "num_layers": 30}
+    orig.update(ppl=20.0, ppl_ratio=1.0, ideal_speedup=1.0, prefill_speedup=1.0)
+    cut = {
+        "label": "cut",
+        "ref": "cut",
+        "method": "replaceme-ls",
+        "removed": [20, 21, 22, 23],
+        "num_layers": 26,
+        "ppl": 27.0,
+        "ppl_ratio": 1.35,
+        "prefill_speedup": 1.96,
+        "prefill_ci95": [1.4, 2.3],
+        "prefill_verdict": "above ideal: suspicious",
+        "decode_speedup": 0.98,
+        "decode_ci95": [0.7, 1.3],
+        "decode_verdict": "no measurable difference",
+        "ideal_speedup": 1.12,
+    }
+    res = {"kind": "depthlens.compare", "models": [{**common, **orig}, {**common, **cut}]}
+    rows = _compare_rows(CompareResult.from_dict(res))
     s = cap.speed_caption(rows)
     assert "×1.96 (95% CI 1.40 to 2.30: above ideal: suspicious)" in s
     assert "decode ×0.98 (95% CI 0.70 to 1.30: no measurable difference)" in s

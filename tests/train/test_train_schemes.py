@@ -149,3 +149,20 @@ def test_unknown_scheme_did_you_mean() -> None:
 
     with pytest.raises(DepthlensError, match="did you mean 'deepnorm'"):
         get_scheme("deepnrom")
+
+
+def test_scheme_records_refuse_an_export_they_cannot_make() -> None:
+    from depthlens.train.schemes import SCHEMES, Scheme
+    from depthlens.train.wiring import post_norm, pre_norm
+
+    def doubled(sub, h, *args):  # noqa: ANN001, ANN002, ANN202 - a custom forward
+        return pre_norm(sub, h, *args) * 2
+
+    with SCHEMES.scoped():
+        with pytest.raises(RuntimeError, match="folds into Llama"):
+            SCHEMES.register(Scheme("post-llama", "N(h + F(h))", "post", post_norm, "x", True))
+        with pytest.raises(RuntimeError, match="folds into Llama"):
+            SCHEMES.register(Scheme("doubled", "2(h + F(N(h)))", "pre", doubled, "x", True))
+        SCHEMES.register(Scheme("doubled", "2(h + F(N(h)))", "pre", doubled, "x", False))
+        assert get_scheme("doubled").forward is doubled
+    assert "doubled" not in SCHEMES

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from train_helpers import tiny_args, write_text
+from train_helpers import eval_text, tiny_args, write_text
 
 from depthlens.cli.main import main
 from depthlens.results import read_result
@@ -40,7 +40,7 @@ def test_tiny_study_end_to_end(tmp_path: Path) -> None:
             "--data",
             str(text),
             "--eval-data",
-            str(text),
+            str(eval_text(text)),
             "--measure-tokens",
             "128",
             "--jobs",

@@ -20,6 +20,14 @@ def write_text(path: Path, n_docs: int = 30, seed: int = 0) -> Path:
     return path
 
 
+def eval_text(text: Path) -> Path:
+    """A held-out text beside ``text`` (other documents: train refuses overlapping data)."""
+    held = text.with_name(f"{text.stem}-eval{text.suffix}")
+    if not held.is_file():
+        write_text(held, n_docs=10, seed=1000)
+    return held
+
+
 def tiny_args(text: Path, out: Path, steps: int = 8, **over: object) -> list[str]:
     """``depthlens train`` arguments of a tiny run (depth 2, width 16, vocab 300)."""
     opts: dict[str, object] = {
@@ -33,7 +41,7 @@ def tiny_args(text: Path, out: Path, steps: int = 8, **over: object) -> list[str
         "--warmup": 2,
         "--lr": 1e-2,
         "--data": text,
-        "--eval-data": text,
+        "--eval-data": eval_text(text),
         "--device": "cpu",
     }
     opts.update({k: v for k, v in over.items()})

@@ -12,6 +12,7 @@ from torch import nn
 
 from depthlens.cli.main import main
 from depthlens.errors import DepthlensError
+from depthlens.metrics.catalog.lens import LENS_KL
 from depthlens.metrics.lens import Lens
 from depthlens.results import Envelope
 from depthlens.tuned.evaluate import compare_lenses
@@ -66,12 +67,12 @@ def test_tuned_lens_layout_gives_the_native_kl(tmp_path: Path) -> None:
     assert info["format"] == "tuned-lens" and info["base_model"] == "tiny-llama"
     native, _ = load_lens(tmp_path / "native", lm)
     w = random_windows(n=4, seq_len=16)
-    res = compare_lenses(
+    sums = compare_lenses(
         lm, w, {"tl": tl, "native": native, "logit": Lens.of(lm.model, lm.arch)}, progress=False
     )
-    a, b = res["lenses"]["tl"]["lens_kl"], res["lenses"]["native"]["lens_kl"]
+    a, b = sums["tl"].means()[LENS_KL.name], sums["native"].means()[LENS_KL.name]
     assert max(abs(x - y) for x, y in zip(a, b, strict=True)) <= 1e-6
-    assert a != res["lenses"]["logit"]["lens_kl"]  # the translators did something
+    assert a != sums["logit"].means()[LENS_KL.name]  # the translators did something
 
 
 def test_old_whole_lens_keys_are_read(tmp_path: Path) -> None:

@@ -42,8 +42,8 @@ def test_training_lowers_held_out_kl(optimizer: str) -> None:
     opts = TrainOptions(steps=16, batch_size=4, optimizer=optimizer, lr=0.01)
     tuned, rec = train_lens(lm, train, opts, progress=False)
     logit = readout_for(lm, "logit")[0]
-    res = compare_lenses(lm, held, {"logit": logit, "tuned": tuned}, progress=False)
-    lo, tu = res["lenses"]["logit"]["lens_kl"], res["lenses"]["tuned"]["lens_kl"]
+    sums = compare_lenses(lm, held, {"logit": logit, "tuned": tuned}, progress=False)
+    lo, tu = sums["logit"].means()["lens_kl"], sums["tuned"].means()["lens_kl"]
     assert all(b < a for a, b in zip(lo[:-1], tu[:-1], strict=True)), (lo, tu)
     assert tu[-1] == pytest.approx(0.0, abs=1e-6)  # h_L is read without a translator
     # compare_lenses agrees with a naive computation from HF's own hidden states.

@@ -111,7 +111,16 @@ class ArchSpec:
         """Plain-JSON form, written into every output for traceability."""
         d = dataclasses.asdict(self)
         d["wiring"] = d.pop("resolved")  # the values this model was read with
-        return d
+        return {k: _json_lists(v) for k, v in d.items()}
+
+
+def _json_lists(v: object) -> object:
+    """Tuples as lists (recursively), so the dict equals its own JSON read back."""
+    if isinstance(v, dict):
+        return {k: _json_lists(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_json_lists(x) for x in v]
+    return v
 
 
 def get_submodule(root: nn.Module, path: str) -> nn.Module:

@@ -29,6 +29,7 @@ from depthlens.data.masks import next_token_ids, real_positions
 from depthlens.data.windows import TokenWindows
 from depthlens.errors import DepthlensError
 from depthlens.metrics.accumulate import MAX, Accumulator, host_max, host_sum, ratio, zeros
+from depthlens.metrics.catalog.causal import DELTA_LOSS, SKIP_FUTURE
 from depthlens.metrics.lens import FinalDist, Lens, LensKernel, default_chunk, kl_to_final
 from depthlens.models.loading import LoadedModel
 from depthlens.progress import progress_bar
@@ -193,8 +194,8 @@ class _SkipSweep:
         return {
             "skip_out_kl_mean": clean_json(kl.tolist()),
             "skip_out_kl_max": clean_json(acc.out_kl_max.tolist()),
-            "delta_loss": clean_json(dloss.tolist()),
-            "skip_future": tri(ratio(acc.future, s.n_tokens)),
+            DELTA_LOSS.name: clean_json(dloss.tolist()),
+            SKIP_FUTURE.name: tri(ratio(acc.future, s.n_tokens)),
             "skip_future_max": tri(acc.future_max),
         }
 

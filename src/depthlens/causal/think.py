@@ -17,14 +17,10 @@ import torch
 
 from depthlens.capture.hooks import capture_blocks, forward_kwargs, run_forward
 from depthlens.errors import DepthlensError
-from depthlens.metrics.lens import (
-    FinalDist,
-    Lens,
-    LensKernel,
-    Readout,
-    default_chunk,
-    layer_stats,
-)
+from depthlens.metrics.catalog.causal import REASONING_SCORE, SETTLING_LAYER
+from depthlens.metrics.catalog.lens import LENS_JSD
+from depthlens.metrics.lens import FinalDist, Lens, LensKernel, LensView, Readout, default_chunk
+from depthlens.metrics.readout import check_lens_arg, readout_for
 from depthlens.models.loading import LoadedModel
 from depthlens.results import Envelope, Enveloped, clean_json
 
@@ -41,10 +37,7 @@ class ThinkOptions:
 
     def validate(self) -> None:
         """Raise a user-facing error for out-of-range values."""
-        if self.lens != "logit":
-            from depthlens.tuned.lens import check_lens_arg
-
-            check_lens_arg(self.lens)
+        check_lens_arg(self.lens)
         if not 0.0 <= self.settle_threshold <= math.log(2.0):
             raise DepthlensError(
                 f"--settle-threshold must be in [0, ln 2], got {self.settle_threshold}"
@@ -89,9 +82,14 @@ def depth_jsd(
             fin = FinalDist.of(lens.logits(states[-1][sl], len(states) - 1))
             for l in range(1, len(states)):
                 z = lens.logits(states[l][sl], l)
-                st = layer_stats(z, fin, kernel or LensKernel("eager"))
-                out[sl, l - 1] = st["lens_jsd"].cpu()
+                view = LensView.of(z, fin, kernel or LensKernel("eager"))
+                out[sl, l - 1] = _jsd(view).cpu()
     return out
+
+
+def _jsd(view: LensView) -> torch.Tensor:
+    assert LENS_JSD.per_lens_token is not None  # the lens JSD record is streamed
+    return LENS_JSD.per_lens_token(view)
 
 
 def token_depth(jsd: torch.Tensor, opts: ThinkOptions) -> dict[str, torch.Tensor]:
@@ -103,8 +101,8 @@ def token_depth(jsd: torch.Tensor, opts: ThinkOptions) -> dict[str, torch.Tensor
     below[:, -1] = True  # JSD(p_L, p_L) = 0: every token settles by depth L
     settling = below.float().argmax(dim=1) + 1  # first depth whose running min ≤ g
     return {
-        "reasoning_score": score,
-        "settling_layer": settling,
+        REASONING_SCORE.name: score,
+        SETTLING_LAYER.name: settling,
         "deep": settling >= opts.deep_ratio * n_layers,
     }
 
@@ -140,15 +138,10 @@ def _generate(lm: LoadedModel, ids: torch.Tensor, n: int) -> torch.Tensor:
     return out.cpu()
 
 
-def think(lm: LoadedModel, prompt: str, options: ThinkOptions | None = None) -> ThinkResult:
-    """Generate greedily from ``prompt`` and score each generated token's depth.
-
-    A token's numbers are those of the position that predicted it (the distribution the
-    greedy step read). With ``max_new_tokens=0`` the prompt's own tokens after the first
-    are scored instead.
-    """
-    opts = options or ThinkOptions()
-    opts.validate()
+def _tokens_to_score(
+    lm: LoadedModel, prompt: str, opts: ThinkOptions
+) -> tuple[torch.Tensor, int, int]:
+    """(1, T) ids of the prompt and its continuation, the first scored position, the prompt size."""
     if not prompt.strip():
         raise DepthlensError('the prompt is empty; pass some text, e.g. "The capital of France"')
     if lm.tokenizer is None:
@@ -164,27 +157,44 @@ def think(lm: LoadedModel, prompt: str, options: ThinkOptions | None = None) -> 
             "nothing to score: the prompt is one token and nothing was "
             "generated; use a longer prompt or --max-new-tokens > 0"
         )
-    readout: Readout | None = None
-    if opts.lens != "logit":
-        from depthlens.tuned.lens import readout_for
+    return full, start, n_prompt
 
-        readout = readout_for(lm, opts.lens)[0]
-    d = token_depth(depth_jsd(lm, full, lens=readout), opts)
-    tokens = []
+
+def _per_token(
+    lm: LoadedModel, full: torch.Tensor, start: int, d: dict[str, torch.Tensor]
+) -> list[dict[str, Any]]:
+    """One row per scored token, read from the position that predicted it."""
+    score, settle = d[REASONING_SCORE.name], d[SETTLING_LAYER.name]
+    rows = []
     for t in range(start, full.shape[1]):
         tid = int(full[0, t])
-        tokens.append(
+        rows.append(
             {
                 "token": lm.tokenizer.decode([tid]),
                 "id": tid,
-                "reasoning_score": clean_json(float(d["reasoning_score"][t - 1])),
-                "settling_layer": int(d["settling_layer"][t - 1]),
+                REASONING_SCORE.name: clean_json(float(score[t - 1])),
+                SETTLING_LAYER.name: int(settle[t - 1]),
                 "deep": bool(d["deep"][t - 1]),
             }
         )
+    return rows
+
+
+def think(lm: LoadedModel, prompt: str, options: ThinkOptions | None = None) -> ThinkResult:
+    """Generate greedily from ``prompt`` and score each generated token's depth.
+
+    A token's numbers are those of the position that predicted it (the distribution the
+    greedy step read). With ``max_new_tokens=0`` the prompt's own tokens after the first
+    are scored instead.
+    """
+    opts = options or ThinkOptions()
+    opts.validate()
+    full, start, n_prompt = _tokens_to_score(lm, prompt, opts)
+    readout = readout_for(lm, opts.lens)[0] if opts.lens != "logit" else None
+    d = token_depth(depth_jsd(lm, full, lens=readout), opts)
+    tokens = _per_token(lm, full, start, d)
     sel = slice(start - 1, full.shape[1] - 1)
     n_layers = lm.num_layers
-    scored = "generated" if start == n_prompt else "prompt"
     env = Envelope(
         kind=ThinkResult.KIND,
         model=lm.identity(),
@@ -193,7 +203,7 @@ def think(lm: LoadedModel, prompt: str, options: ThinkOptions | None = None) -> 
             **opts.to_dict(),
             "late_blocks_used": late_blocks(n_layers, opts.late_blocks),
             "num_layers": n_layers,
-            "scored": scored,
+            "scored": "generated" if start == n_prompt else "prompt",
         },
         tokens={
             "prompt": n_prompt,
@@ -208,8 +218,8 @@ def think(lm: LoadedModel, prompt: str, options: ThinkOptions | None = None) -> 
         text=lm.tokenizer.decode(full[0, start:].tolist()),
         per_token=tokens,
         span={
-            "reasoning_score_mean": clean_json(float(d["reasoning_score"][sel].mean())),
-            "settling_layer_mean": clean_json(float(d["settling_layer"][sel].float().mean())),
+            "reasoning_score_mean": clean_json(float(d[REASONING_SCORE.name][sel].mean())),
+            "settling_layer_mean": clean_json(float(d[SETTLING_LAYER.name][sel].float().mean())),
         },
         deep_thinking_ratio=clean_json(float(d["deep"][sel].float().mean())),
     )

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from depthlens.cli.common import (
+    Default,
     add_batch_size_arg,
     add_data_args,
     add_first_token_arg,
@@ -28,6 +29,11 @@ from depthlens.models.registry import DEFAULT_MODEL
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the subcommands of this module."""
+    _register_skip(sub)
+    _register_think(sub)
+
+
+def _register_skip(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser(
         "skip",
         help="skip sweep: what removing each block changes downstream and at the output",
@@ -37,11 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_model_args(s)
     add_data_args(s)
-    s.set_defaults(seq_len=256, max_tokens=4096)
+    s.set_defaults(seq_len=Default(256), max_tokens=4096)
     add_skip_args(s)
     add_output_args(s, "write the skip JSON here", quiet_help="no progress bar or table")
     s.set_defaults(func=run_skip)
 
+
+def _register_think(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser(
         "think",
         help="generate greedily and show each token's reasoning score and settling layer",
@@ -55,12 +63,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument(
         "model",
         nargs="?",
-        default=DEFAULT_MODEL,
+        default=None,  # None: one argument only, the prompt (checked in run_think)
         metavar="MODEL",
         help=f"packaged name, local HF dir, .gguf or hub id ({DEFAULT_MODEL})",
     )
     t.add_argument("prompt", help="text to continue (with --max-new-tokens 0: text to score)")
     add_model_args(t, positional=False)
+    _add_think_depth_args(t)
+    add_output_args(t, "write the think JSON here", quiet_help=None)
+    t.set_defaults(func=run_think)
+
+
+def _add_think_depth_args(t: argparse.ArgumentParser) -> None:
+    """How depth is read off each token: settling threshold, deep ratio, late blocks, lens."""
     g = t.add_argument_group("depth")
     g.add_argument("--max-new-tokens", type=int, default=32, help="tokens to generate (32)")
     g.add_argument(
@@ -90,8 +105,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="logit|tuned:DIR",
         help="read the depths with the logit lens (default) or a tuned lens",
     )
-    add_output_args(t, "write the think JSON here", quiet_help=None)
-    t.set_defaults(func=run_think)
 
 
 def add_skip_args(p: argparse.ArgumentParser) -> None:
@@ -176,16 +189,16 @@ def _use_color() -> bool:
 
 def think_lines(res: Any, color: bool) -> list[str]:
     """One line per scored token: the token, R_t, settling layer, deep flag."""
+    from depthlens.metrics.catalog.causal import REASONING_SCORE, SETTLING_LAYER
+
     n = int(res.options["num_layers"])
     lines = [f"{'token':<18} {'R':>7} {'settle':>8}  deep"]
     for t in res.per_token:
         tok = safe_text(repr(t["token"])[1:-1])[:16]
-        line = (
-            f"{tok:<18} {fmt(t['reasoning_score'], 7)} {t['settling_layer']:>4}/{n:<3}  "
-            f"{'deep' if t['deep'] else ''}"
-        )
+        score, settle = t[REASONING_SCORE.name], t[SETTLING_LAYER.name]
+        line = f"{tok:<18} {fmt(score, 7)} {settle:>4}/{n:<3}  {'deep' if t['deep'] else ''}"
         if color:
-            frac = t["settling_layer"] / n
+            frac = settle / n
             code = _COLORS[2] if t["deep"] else _COLORS[1] if frac >= 0.5 else _COLORS[0]
             line = f"{code}{line}{_RESET}"
         lines.append(line)
@@ -198,6 +211,23 @@ def think_lines(res: Any, color: bool) -> list[str]:
     return lines
 
 
+def _check_prompt_is_not_a_model(args: argparse.Namespace) -> None:
+    """A lone argument that names a model (a folder, a .gguf, a packaged name) lacks a prompt.
+
+    ``think pruned4`` would otherwise run the default model with "pruned4" as its prompt.
+    """
+    from depthlens.models.registry import PACKAGED
+
+    if args.model is not None:
+        return
+    p = args.prompt.strip()
+    if p in PACKAGED or p.endswith(".gguf") or os.path.exists(os.path.expanduser(p)):
+        raise DepthlensError(
+            f"'{p}' is a model, not a prompt, and no prompt follows it; pass both: "
+            f'depthlens think {p} "The capital of France is"'
+        )
+
+
 def run_think(args: argparse.Namespace) -> int:
     """Validate, load, generate, score, print, write."""
     from depthlens.causal import ThinkOptions, think
@@ -206,6 +236,8 @@ def run_think(args: argparse.Namespace) -> int:
     out = check_output_path(args.output, args.overwrite) if args.output else None
     if not args.prompt.strip():
         raise DepthlensError('the prompt is empty; pass some text, e.g. "The capital of France"')
+    _check_prompt_is_not_a_model(args)
+    args.model = args.model or DEFAULT_MODEL
     opts = ThinkOptions(
         settle_threshold=args.settle_threshold,
         deep_ratio=args.deep_ratio,

@@ -12,6 +12,15 @@ from depthlens.models.registry import DEFAULT_MODEL
 DTYPE_CHOICES = ("float32", "bfloat16", "float16", "fp32", "bf16", "fp16")
 
 
+class Default(int):
+    """An option's default number, told apart from the same number typed by the user.
+
+    argparse turns a typed value into a plain ``int``; a default left alone stays this
+    class, so a default can adapt to the model (with the adaptation printed) while a
+    value the user chose is refused when it cannot work.
+    """
+
+
 def add_model_args(p: argparse.ArgumentParser, positional: bool = True) -> None:
     """REF and the loading options."""
     if positional:
@@ -53,7 +62,7 @@ def add_data_args(p: argparse.ArgumentParser, default: str = "wiki-calib") -> No
         f"(default {default})",
     )
     g.add_argument("--text-field", default="text", help="field of a .jsonl record (text)")
-    g.add_argument("--seq-len", type=int, default=512, help="tokens per window (512)")
+    g.add_argument("--seq-len", type=int, default=Default(512), help="tokens per window (512)")
     g.add_argument("--max-tokens", type=int, default=16384, help="token budget (16384)")
     g.add_argument("--seed", type=int, default=0, help="seed for window and token sampling")
 
@@ -163,6 +172,15 @@ def check_model_limits(lm: Any, args: argparse.Namespace) -> None:
     from depthlens.errors import DepthlensError
 
     ctx = model_context(lm)
+    seq = getattr(args, "seq_len", None)
+    if ctx is not None and isinstance(seq, Default) and seq > ctx:  # a default adapts
+        status(
+            f"--seq-len {seq} (the default) is longer than {safe_text(lm.ref)}'s context of "
+            f"{ctx} tokens: using --seq-len {ctx}"
+        )
+        args.seq_len = ctx
+    if isinstance(getattr(args, "seq_len", None), int) and hasattr(args, "max_tokens"):
+        check_window_budget(args)
     lengths = [("--seq-len", getattr(args, "seq_len", None))]
     if getattr(args, "prompt_len", None) and not getattr(args, "no_speed", False):
         lengths.append(
@@ -209,6 +227,14 @@ def check_data_args(args: argparse.Namespace) -> None:
             f"--seq-len must be at least 2 (a BOS token plus one token to predict), got "
             f"{args.seq_len}; pass e.g. --seq-len 512"
         )
+    if not isinstance(args.seq_len, Default):  # a default may still adapt to the model
+        check_window_budget(args)
+
+
+def check_window_budget(args: argparse.Namespace) -> None:
+    """--max-tokens holds at least one window of --seq-len."""
+    from depthlens.errors import DepthlensError
+
     if args.max_tokens is not None and args.max_tokens < args.seq_len:
         raise DepthlensError(
             f"--max-tokens {args.max_tokens} is smaller than one window (--seq-len "

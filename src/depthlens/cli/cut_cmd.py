@@ -6,6 +6,7 @@ import argparse
 import time
 from typing import Any
 
+from depthlens.cli.budget_args import add_budget_args, budget_options, check_budget_args
 from depthlens.cli.common import (
     add_batch_size_arg,
     add_data_args,
@@ -59,6 +60,7 @@ def _common(p: argparse.ArgumentParser, output_help: str, with_plan: bool = Fals
     add_data_args(p, default="wiki-calib")
     _add_cut_args(p.add_argument_group("cut"), with_plan)
     _add_multi_args(p.add_argument_group("multi-run methods (replaceme-multi, greedy-ls, beam-ls)"))
+    add_budget_args(p)
     add_output_args(p, output_help, required=with_plan)
 
 
@@ -203,11 +205,13 @@ def _validate_numbers(args: argparse.Namespace) -> None:
 
 def _validate(args: argparse.Namespace) -> None:
     """Checks that need no model, so bad input fails before a slow load."""
+    from depthlens.cut import CUT_METHODS
     from depthlens.errors import DepthlensError
 
     _validate_numbers(args)
+    check_budget_args(args)
     asked = (args.remove, args.ratio, getattr(args, "blocks", None), getattr(args, "plan", None))
-    if all(a is None for a in asked):
+    if not CUT_METHODS[args.method].takes_budget and all(a is None for a in asked):
         raise DepthlensError(
             "give --remove N, --ratio r or --blocks I,J,..; prune also takes --plan PLAN.json"
         )
@@ -218,7 +222,7 @@ def _validate(args: argparse.Namespace) -> None:
     from depthlens.cut import method_names
     from depthlens.cut.multi import MULTI_MODES, check_removed
     from depthlens.cut.search import OBJECTIVES
-    from depthlens.metrics.registry import unknown_choice
+    from depthlens.registry import unknown_choice
 
     for what, got, choices in (
         ("--method", args.method, method_names()),
@@ -228,10 +232,11 @@ def _validate(args: argparse.Namespace) -> None:
         if got not in choices:
             raise DepthlensError(unknown_choice(what, got, list(choices)))
     if args.blocks is not None:
-        if args.method != "replaceme-multi":
+        takers = [m.name for m in CUT_METHODS.values() if m.takes_blocks]
+        if not CUT_METHODS[args.method].takes_blocks:
             raise DepthlensError(
                 "--blocks names the removed set; use it with --method "
-                f"replaceme-multi, not {args.method}"
+                f"{' or '.join(takers)}, not {args.method}"
             )
         blocks = parse_blocks(args.blocks)
         check_removed(blocks, max(blocks) + 3)  # order and repeats; range once loaded
@@ -270,6 +275,7 @@ def make_plan(args: argparse.Namespace) -> tuple[Any, Any]:
         objective=args.objective,
         prefilter=args.prefilter,
         refit=not args.no_refit,
+        rescore=args.rescore,
     )
     blocks = parse_blocks(args.blocks) if args.blocks is not None else None
     status(f"planning {args.method} on {windows.n_tokens} calibration tokens …")
@@ -287,6 +293,7 @@ def make_plan(args: argparse.Namespace) -> tuple[Any, Any]:
             search=search,
             blocks=blocks,
             multi_mode=args.multi_mode,
+            **budget_options(args, windows.seq_len),
         ),
         progress=not args.quiet,
     )

@@ -59,7 +59,7 @@ def run_demo(args: argparse.Namespace) -> int:
     """Run every step, writing into a temporary folder that becomes ``--out`` at the end."""
     from depthlens.errors import DepthlensError
     from depthlens.io import atomic_dir, check_output_path
-    from depthlens.metrics.registry import unknown_choice
+    from depthlens.registry import unknown_choice
 
     if args.model and args.model_opt and args.model != args.model_opt:
         raise DepthlensError(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from depthlens.cli.common import (
     add_batch_size_arg,
@@ -20,6 +21,9 @@ from depthlens.cli.common import (
     status,
 )
 from depthlens.errors import DepthlensError
+
+if TYPE_CHECKING:
+    from depthlens.evaluate.compare import CompareResult
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -128,13 +132,19 @@ def _mc_paths(args: argparse.Namespace) -> dict[str, Path]:
     return {task: bigbench_task_path(task) for task in (args.mc or DEFAULT_TASKS)}
 
 
-def _write(out: Path | None, res: dict[str, Any]) -> None:
-    from depthlens.io import atomic_write_json
-    from depthlens.results import clean_json
-
+def _write(out: Path | None, res: CompareResult) -> None:
     if out:
-        atomic_write_json(out, clean_json(json.loads(json.dumps(res, default=str))))
+        res.save(out)
         status(f"wrote {out}")
+
+
+def _say_batch(args: argparse.Namespace, models: list[Any], windows: Any) -> None:
+    """Print how --batch-size was capped or split to fit memory (refused if one window won't)."""
+    from depthlens.evaluate.batch_memory import fit_eval_batch
+
+    notes = {fit_eval_batch(lm, windows, args.batch_size)[1] for lm in models} - {None}
+    for note in sorted(str(n) for n in notes):
+        status(note)
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -147,6 +157,7 @@ def run_eval(args: argparse.Namespace) -> int:
     source = validate_eval_args(args)
     tasks = _mc_paths(args)
     lm, windows = load_model_and_windows(args, source)
+    _say_batch(args, [lm], windows)
     res = compare(
         [(args.model, lm)],
         windows,
@@ -165,17 +176,15 @@ def run_eval(args: argparse.Namespace) -> int:
             f"prefill {row.prefill_tok_s:.0f} tok/s, decode {row.decode_tok_s:.1f} tok/s "
             f"(median of {args.rounds} runs)"
         )
-    out_json = res.to_dict()  # the compare JSON, with the multiple-choice scores beside it
-    if tasks:
-        out_json["mc"] = {}
-        for task, path in tasks.items():
-            r = evaluate_multiple_choice(lm, load_task_json(path, args.mc_examples))
-            out_json["mc"][task] = r
-            print(
-                f"{task}: accuracy {r['acc']:.3f} (chance {r['chance']:.3f}, "
-                f"{r['n_examples']} examples)"
-            )
-    _write(out, out_json)
+    mc = {}  # the multiple-choice scores, written beside the comparison
+    for task, path in tasks.items():
+        r = evaluate_multiple_choice(lm, load_task_json(path, args.mc_examples))
+        mc[task] = json.loads(json.dumps(r, default=str))
+        print(
+            f"{task}: accuracy {r['acc']:.3f} (chance {r['chance']:.3f}, "
+            f"{r['n_examples']} examples)"
+        )
+    _write(out, dataclasses.replace(res, mc=mc))
     return 0
 
 
@@ -192,6 +201,7 @@ def run_compare(args: argparse.Namespace) -> int:
         check_disjoint(load_text(args.calib_data, text_field=args.text_field), source)
     models = [(ref, load_model_from_args(args, ref)) for ref in args.models]
     windows = load_windows_from_args(args, models[0][1].tokenizer, source=source)
+    _say_batch(args, [lm for _, lm in models], windows)
     status(
         f"comparing {len(models)} models on {windows.n_tokens} tokens of {safe_text(args.data)} …"
     )
@@ -205,5 +215,5 @@ def run_compare(args: argparse.Namespace) -> int:
     )
     head, rows = compare_table(res)
     print(safe_text(render_table(head, [[str(c) for c in r] for r in rows])))
-    _write(out, res.to_dict())
+    _write(out, res)
     return 0

@@ -14,9 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help="write a (cut) checkpoint as GGUF for llama.cpp",
-        description="Write a Llama-family checkpoint directory (e.g. from "
+        description="Write a checkpoint directory of the llama or qwen2 family (e.g. from "
         "`depthlens prune`) as one GGUF file with the tokenizer, with "
-        "llama.cpp's tensor names and metadata.",
+        "llama.cpp's tensor names and metadata (from the gguf package's own map).",
         epilog=EXAMPLE,
     )
     p.add_argument(
@@ -31,8 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tokenizer-pre",
         default=None,
-        help="llama.cpp pre-tokenizer name (default: 'smollm' for SmolLM2 "
-        "descendants, else 'default')",
+        help="llama.cpp pre-tokenizer name (default: found from the tokenizer, by "
+        "llama.cpp's check hash or its tokenizer.json pre_tokenizer)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=run_export)

@@ -50,9 +50,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_heal)
 
 
+def _check_was_cut(ref: str) -> None:
+    """Healing restores what a cut lost: a checkpoint never cut has nothing to heal.
+
+    Without this, an uncut model was "healed" into a full copy of itself.
+    """
+    from pathlib import Path
+
+    from depthlens.errors import DepthlensError
+    from depthlens.models.manifest import MANIFEST, read_manifest
+    from depthlens.models.registry import PACKAGED
+
+    p = Path(ref).expanduser()
+    never_cut = (
+        (p.is_dir() and read_manifest(p) is None) or ref in PACKAGED or ref.endswith(".gguf")
+    )
+    if never_cut:
+        raise DepthlensError(
+            f"{ref} was never cut (no {MANIFEST} from `depthlens prune`); heal the folder "
+            "`depthlens prune -o` wrote, with its original model as --teacher"
+        )
+
+
 def run_heal(args: argparse.Namespace) -> int:
     """Heal, print before/after perplexity and the cost."""
-    from depthlens.heal import HealOptions, heal_checkpoint
+    from depthlens.heal import HealOptions, check_options, heal_checkpoint
 
     opts = HealOptions(
         steps=args.steps,
@@ -63,6 +85,8 @@ def run_heal(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
     )
+    check_options(opts)
+    _check_was_cut(args.model)
     rec = heal_checkpoint(
         args.model,
         args.teacher,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 from depthlens.cli.common import (
+    Default,
     add_batch_size_arg,
     add_data_args,
     add_lens_kernel_arg,
@@ -38,7 +40,7 @@ def _model_and_data(p: argparse.ArgumentParser, data: str) -> None:
     """The model, --data (default ``data``) and shorter windows than the other commands'."""
     add_model_args(p)
     add_data_args(p, default=data)
-    p.set_defaults(seq_len=128, max_tokens=2048)
+    p.set_defaults(seq_len=Default(128), max_tokens=2048)
 
 
 def _lens_reader(p: argparse.ArgumentParser, lens_help: str) -> None:
@@ -163,24 +165,10 @@ def _register_exit(sub: argparse._SubParsersAction) -> None:
         "--max-tokens 2048 -o exit.json",
     )
     _lens_reader(x, "logit (default) or tuned:DIR")
-    x.add_argument(
-        "--confidence",
-        default=None,
-        metavar="T,T",
-        help="top-1 probability thresholds in (0, 1] (default a sweep)",
-    )
-    x.add_argument(
-        "--entropy",
-        default=None,
-        metavar="T,T",
-        help="entropy thresholds in nats, [0, ln V] (default a sweep)",
-    )
-    x.add_argument(
-        "--settled",
-        default=None,
-        metavar="K,K",
-        help="top-1 unchanged over K layers, 1..L-1 (default a sweep)",
-    )
+    from depthlens.exit.rules import EXIT_RULES
+
+    for rule in EXIT_RULES.values():
+        x.add_argument(f"--{rule.name}", default=None, metavar=rule.metavar, help=rule.help)
     x.add_argument("--min-depth", type=int, default=1, help="first depth that may exit (1)")
     _outputs(x, "exit JSON")
     x.set_defaults(func=run_exit_cmd)
@@ -236,15 +224,15 @@ def run_train(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     """Validate, load, compare the lenses, write."""
     from depthlens.io import check_output_path
-    from depthlens.results import write_result
+    from depthlens.metrics.catalog.lens import LENS_KL
+    from depthlens.metrics.readout import check_lens_arg
     from depthlens.tuned.evaluate import evaluate_lens
-    from depthlens.tuned.lens import check_lens_arg
 
     out = check_output_path(args.output, args.overwrite)
     check_lens_arg(args.lens)
     lm, windows = load_model_and_windows(args)
     t0 = time.perf_counter()
-    env, payload = evaluate_lens(
+    result = evaluate_lens(
         lm,
         windows,
         args.lens,
@@ -252,13 +240,11 @@ def run_eval(args: argparse.Namespace) -> int:
         kernel=args.lens_kernel,
         progress=not args.quiet,
     )
-    write_result(out, env, payload)
-    for name, v in payload["lenses"].items():
-        kl = ", ".join(f"{x:.2f}" for x in v["lens_kl"])
+    result.save(out)
+    for name, v in result.lenses.items():
+        kl = ", ".join(f"{x:.2f}" if x is not None else "-" for x in v[LENS_KL.name])
         print(f"{name:>6} KL per block: {kl}")
-    status(
-        f"evaluated {payload['n_tokens']} tokens in {time.perf_counter() - t0:.0f} s; wrote {out}"
-    )
+    status(f"evaluated {result.n_tokens} tokens in {time.perf_counter() - t0:.0f} s; wrote {out}")
     return 0
 
 
@@ -274,20 +260,37 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exit_line(p: dict[str, Any]) -> str:
+    """One curve point for the terminal."""
+    from depthlens.metrics.catalog.exit import (
+        EXIT_AGREE,
+        EXIT_DEPTH,
+        EXIT_FLOPS,
+        EXIT_FLOPS_NET,
+        EXIT_PPL,
+    )
+
+    return (
+        f"{p['label']:>18}  depth {p[EXIT_DEPTH.name]:5.2f}  saved "
+        f"{100 * p[EXIT_FLOPS.name]:5.1f}% (net {100 * p[EXIT_FLOPS_NET.name]:6.1f}%)"
+        f"  agree {100 * p[EXIT_AGREE.name]:5.1f}%  ppl "
+        f"{p[EXIT_PPL.name] or float('nan'):.2f}"
+    )
+
+
 def run_exit_cmd(args: argparse.Namespace) -> int:
     """Validate (thresholds first), load, sweep, write."""
     from depthlens.exit.api import check_sweeps, run_exit
     from depthlens.exit.rules import RULES, parse_thresholds
     from depthlens.io import check_output_path
-    from depthlens.results import write_result
-    from depthlens.tuned.lens import check_lens_arg
+    from depthlens.metrics.readout import check_lens_arg
 
     out = check_output_path(args.output, args.overwrite)
     sweeps: dict[str, tuple[float, ...]] = {k: parse_thresholds(k, getattr(args, k)) for k in RULES}
     check_sweeps(sweeps, args.min_depth)
     check_lens_arg(args.lens)
     lm, windows = load_model_and_windows(args)
-    env, payload = run_exit(
+    result = run_exit(
         lm,
         windows,
         args.lens,
@@ -296,15 +299,10 @@ def run_exit_cmd(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=not args.quiet,
     )
-    write_result(out, env, payload)
+    result.save(out)
     if not args.quiet:
-        for points in payload["rules"].values():
+        for points in result.rules.values():
             for p in points:
-                print(
-                    f"{p['label']:>18}  depth {p['mean_exit_depth']:5.2f}  saved "
-                    f"{100 * p['flops_saved']:5.1f}% (net {100 * p['flops_saved_net']:6.1f}%)"
-                    f"  agree {100 * p['exit_agreement']:5.1f}%  ppl "
-                    f"{p['exit_perplexity'] or float('nan'):.2f}"
-                )
+                print(_exit_line(p))
     status(f"wrote {out}")
     return 0

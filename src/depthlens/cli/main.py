@@ -39,6 +39,7 @@ _COMMAND_MODULES = (
     "depthlens.cli.repr_cmd",
     "depthlens.cli.heal_cmd",
     "depthlens.cli.export_cmd",
+    "depthlens.cli.generate_cmd",
 )
 
 
@@ -83,13 +84,31 @@ def _add_shared_flags(sub: argparse._SubParsersAction) -> None:
 
 
 def _check_command(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
-    """'did you mean …?' for a mistyped subcommand (argparse only lists the choices)."""
-    from depthlens.metrics.registry import unknown_choice
+    """'did you mean …?' for a mistyped subcommand at any level (``lens trian``).
 
-    first = next((a for a in argv if not a.startswith("-")), None)
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if first is not None and first not in sub.choices:
-        raise DepthlensError(unknown_choice("command", first, sorted(sub.choices)))
+    argparse only lists the choices; each level whose first positional is a subcommand
+    is checked in turn, following the words the user typed.
+    """
+    from depthlens.registry import unknown_choice
+
+    rest, typed = list(argv), list[str]()
+    while (sub := _subcommands(parser)) is not None:
+        first = next((a for a in rest if not a.startswith("-")), None)
+        if first is None:
+            return
+        if first not in sub.choices:
+            what = f"'{' '.join(typed)}' subcommand" if typed else "command"
+            raise DepthlensError(unknown_choice(what, first, sorted(sub.choices)))
+        parser = sub.choices[first]
+        typed.append(first)
+        rest = rest[rest.index(first) + 1 :]
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
+    """The parser's subcommands when they are its first positional argument, else None."""
+    positionals = [a for a in parser._actions if not a.option_strings]
+    first = positionals[0] if positionals else None
+    return first if isinstance(first, argparse._SubParsersAction) else None
 
 
 def _unexpected(exc: BaseException) -> str:
@@ -152,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     debug = debug or bool(getattr(args, "debug", False))
     from depthlens.dist import process_group
+    from depthlens.progress import set_quiet
+
+    set_quiet(bool(getattr(args, "quiet", False)))
 
     try:
         # process_group is a no-op unless started by torchrun with WORLD_SIZE > 1

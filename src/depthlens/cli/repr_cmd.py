@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from depthlens.cli.common import (
+    Default,
     add_batch_size_arg,
     add_data_args,
     add_first_token_arg,
@@ -17,12 +18,12 @@ from depthlens.errors import DepthlensError
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     add_data_args(p, default="wiki-calib")
-    p.set_defaults(seq_len=256, max_tokens=16384)
+    p.set_defaults(seq_len=Default(256), max_tokens=16384)
     g = p.add_argument_group("representations")
     g.add_argument(
         "--max-samples",
         type=int,
-        default=2000,
+        default=Default(2000),
         help="geometry sample (tokens) or probe-training examples (2000)",
     )
     g.add_argument(
@@ -85,6 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "gives token states; labelled data (text-domain, fashion-mnist, cifar10) adds linear "
         "probes (held-out and OOD accuracy) and neural collapse.",
         epilog="examples:\n  depthlens repr smollm2-135m --data wiki-calib -o repr.json\n"
+        "  bash scripts/setup-datasets.sh   # once: Fashion-MNIST and sample photos (Debian)\n"
         "  depthlens repr mobilenet-v2 --data fashion-mnist --max-samples 2000 -o mnv2.json "
         "--html mnv2.html",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -161,17 +163,35 @@ def _prepare(args: argparse.Namespace, refs: list[str]) -> tuple[Any, Any, Any]:
         status(f"loading {ref} …")
         models.append(load_repr_model(ref, device=args.device, dtype=args.dtype))
     if data is None:
-        from depthlens.cli.common import load_windows_from_args
+        from depthlens.cli.common import check_window_budget, load_windows_from_args
 
+        check_window_budget(args)  # a default --seq-len was not checked before loading
         data = load_windows_from_args(args, models[0].tokenizer)
+        opts = _fit_samples(args, opts, data)
     return outs, (opts, data), models
+
+
+def _fit_samples(args: argparse.Namespace, opts: Any, windows: Any) -> Any:
+    """The default --max-samples shrinks to the tokens there are (a typed value is kept)."""
+    import dataclasses
+
+    from depthlens.repr.run import count_tokens
+
+    n = count_tokens(windows.attention_mask, opts.include_first_token)
+    if not isinstance(args.max_samples, Default) or n >= opts.max_samples or n < 3:
+        return opts  # a typed value too large is refused by the analysis, with the fix
+    status(
+        f"--max-samples {opts.max_samples} (the default) is more than the {n} tokens of "
+        f"--max-tokens {args.max_tokens}: sampling all {n}"
+    )
+    return dataclasses.replace(opts, max_samples=n)
 
 
 def _finish(res: Any, outs: list[Any], args: argparse.Namespace) -> None:
     from depthlens.repr.report import summary_lines, write_repr_page
 
     if not args.quiet:
-        print("\n".join(summary_lines(res.kind, res.payload)))
+        print("\n".join(summary_lines(res.kind, res.payload())))
     if outs[0]:
         res.save(outs[0])
         status(f"wrote {outs[0]}")

@@ -7,9 +7,11 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from depthlens.cli.common import add_output_args, status
+from depthlens.train.schemes import SCHEMES  # light: the records, no torch
 
 if TYPE_CHECKING:
     from depthlens.train.config import TrainConfig
+    from depthlens.train.result import StudyResult
 
 TRAIN_EXAMPLE = """examples:
   depthlens train --depth 8 --width 128 --scheme lns --tokens 2000000 -o runs/lns-L8
@@ -80,6 +82,11 @@ def _add_shape_args(p: argparse.ArgumentParser, d: dict[str, object]) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``train`` and ``study``."""
+    _register_train(sub)
+    _register_study(sub)
+
+
+def _register_train(sub: argparse._SubParsersAction) -> None:
     from depthlens.train.config import TrainConfig
 
     t = sub.add_parser(
@@ -92,7 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--depth", type=int, default=TrainConfig.depth, help="blocks (4)")
     t.add_argument(
-        "--scheme", default="pre-ln", help="pre-ln, post-ln, lns, deepnorm, rezero, scaled (pre-ln)"
+        "--scheme", default=TrainConfig.scheme, help=f"{', '.join(SCHEMES)} ({TrainConfig.scheme})"
     )
     t.add_argument(
         "--checkpoint-every",
@@ -103,7 +110,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _add_shape_args(t, dataclasses.asdict(TrainConfig()))
     t.set_defaults(func=run_train)
-    _register_study(sub)
 
 
 def _register_study(sub: argparse._SubParsersAction) -> None:
@@ -132,8 +138,7 @@ def _register_study(sub: argparse._SubParsersAction) -> None:
     d.add_argument(
         "--schemes",
         default=",".join(base.schemes),
-        help=f"comma-separated schemes ({','.join(base.schemes)}); all six: "
-        "pre-ln,lns,post-ln,deepnorm,rezero,scaled",
+        help=f"comma-separated schemes ({','.join(base.schemes)}); all: {','.join(SCHEMES)}",
     )
     d.add_argument(
         "--measure-tokens",
@@ -203,7 +208,7 @@ def run_train(args: argparse.Namespace) -> int:
     )
     if rank_world()[0] == 0 and not args.quiet:
         status(
-            f"saved {res.model_class} to {res.out}: held-out loss {res.eval_loss:.4f}, "
+            f"saved {res.saved_as} to {res.out}: held-out loss {res.eval_loss:.4f}, "
             f"{res.tokens_per_s:,.0f} tokens/s"
         )
     return 0
@@ -238,7 +243,7 @@ def run_study_cmd(args: argparse.Namespace) -> int:
         from depthlens.errors import DepthlensError
 
         raise DepthlensError(f"--jobs must be at least 1, got {args.jobs}")
-    payload = run_study(
+    result = run_study(
         study,
         args.output,
         overwrite=args.overwrite,
@@ -247,7 +252,7 @@ def run_study_cmd(args: argparse.Namespace) -> int:
         jobs=args.jobs,
     )
     if not args.quiet:
-        for r in payload["runs"]:
+        for r in result.runs:
             unused = r["unused_depth"]
             if r.get("diverged"):
                 status(f"{r['scheme']:>9} L={r['depth']:<3} diverged")
@@ -257,21 +262,21 @@ def run_study_cmd(args: argparse.Namespace) -> int:
                 f"{r['eval_loss']:.4f}  "
                 f"unused depth {'–' if unused is None else f'{100 * unused:.0f}%'}"
             )
-        _print_intervals(payload)
+        _print_intervals(result)
         status(f"wrote {args.output}/study.json and {args.output}/report.html")
     return 0
 
 
-def _print_intervals(payload: dict[str, Any]) -> None:
+def _print_intervals(result: StudyResult) -> None:
     """Mean ± 95% interval of the loss per (scheme, depth), and the differences called."""
     from depthlens.train.seeds import fmt_interval
 
-    for e in payload.get("summary") or []:
+    for e in result.summary:
         status(
             f"{e['scheme']:>9} L={e['depth']:<3} {e['n_seeds']} seeds: held-out loss "
             f"{fmt_interval(e['eval_loss'])}, unused depth "
             f"{fmt_interval(e['unused_depth'], 0, 100)}%"
         )
-    for d in payload.get("differences") or []:
+    for d in result.differences:
         sig = [f"L={r['depth']} {r['figure']}" for r in d["rows"] if r["significant"]]
         status(f"{d['a']} vs {d['b']}: intervals separate for {', '.join(sig) or 'nothing'}")

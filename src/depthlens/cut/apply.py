@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from depthlens.arch.removed import skip_sublayer_, sublayer_refusal, zero_sublayer_
 from depthlens.arch.spec import blocks_of, cut_refusal
 from depthlens.cut.plan import CutPlan
 from depthlens.cut.replace import merge_transform_
@@ -95,10 +96,66 @@ def apply_cut_(lm: LoadedModel, plan: CutPlan) -> None:
             raise DepthlensError(f"family '{lm.arch.family}' has no MLP output projection")
         block = blocks_of(lm.model, lm.arch)[i]
         merge_transform_(block.get_submodule(lm.arch.mlp_out_proj), t)
-    remove_blocks_(lm, plan.removed)
+    zero_sublayers_(lm, plan.sublayers)
+    if plan.removed or not plan.sublayers:  # an empty plan is still refused there
+        remove_blocks_(lm, plan.removed)
     lm.extra["depthlens_cut"] = {
         "method": plan.method,
         "removed": list(plan.removed),
+        **({"sublayers": kept_sublayers(plan)} if plan.sublayers else {}),
         "num_layers_original": plan.num_layers,
         "base_fingerprint": plan.model.get("fingerprint"),
     }
+
+
+def zero_sublayers_(lm: LoadedModel, sublayers: tuple[tuple[str, int], ...]) -> None:
+    """Zero the output projection of each (part, block) sublayer (original indices).
+
+    The plain-transformers form of a sublayer cut (:mod:`depthlens.arch.removed`): exact,
+    loadable by any loader of the family, but computing what it did; load the saved
+    checkpoint with depthlens (or call ``skip_removed_sublayers_``) to skip them.
+    """
+    if not sublayers:
+        return
+    refusal = sublayer_refusal(lm.arch)
+    if refusal is not None:
+        raise DepthlensError(refusal)
+    blocks = blocks_of(lm.model, lm.arch)
+    for part, i in sublayers:
+        if part not in ("attn", "mlp") or not 0 <= i < len(blocks):
+            raise DepthlensError(f"sublayer {part}:{i} is not in a {len(blocks)}-block model")
+        zero_sublayer_(blocks[i], lm.arch, "attn" if part == "attn" else "mlp")
+
+
+def kept_sublayers(plan: CutPlan) -> list[str]:
+    """The plan's removed sublayers as "attn:I" with I the block's index after the cut."""
+    kept = plan.kept
+    return [f"{k}:{kept.index(i)}" for k, i in plan.sublayers]
+
+
+def _cut_sublayers(lm: LoadedModel) -> list[tuple[nn.Module, Any]]:
+    """(block, part) of each sublayer ``apply_cut_`` removed, by the cut model's indices."""
+    subs = list(lm.extra.get("depthlens_cut", {}).get("sublayers") or [])
+    blocks = blocks_of(lm.model, lm.arch)
+    out = []
+    for text in subs:
+        part, _, idx = text.partition(":")
+        out.append((blocks[int(idx)], "attn" if part == "attn" else "mlp"))
+    return out
+
+
+def rezero_removed_sublayers_(lm: LoadedModel) -> None:
+    """Zero again the sublayers of the cut (after training that may have touched them)."""
+    for block, part in _cut_sublayers(lm):
+        zero_sublayer_(block, lm.arch, part)
+
+
+def skip_removed_sublayers_(lm: LoadedModel) -> list[str]:
+    """Swap the sublayers ``apply_cut_`` zeroed for modules that compute nothing (speed).
+
+    The model then computes exactly what it did, faster, but can no longer be saved as a
+    plain checkpoint (save first). Returns the skipped units ("attn:I", cut indices).
+    """
+    for block, part in _cut_sublayers(lm):
+        skip_sublayer_(block, lm.arch, part)
+    return list(lm.extra.get("depthlens_cut", {}).get("sublayers") or [])

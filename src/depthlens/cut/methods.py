@@ -12,6 +12,8 @@ docs/ADDING.md). A record carries its behaviour: ``plan(method, request) -> CutP
   map, or by nothing (``none``).
 - ``multi`` methods (:mod:`depthlens.cut.plan_multi`): any set of runs, one least-squares map
   per run.
+- ``units`` (:mod:`depthlens.cut.plan_units`): blocks and attention / MLP sublayers under a
+  budget (``CutOptions.budget``), one least-squares map per block run.
 
 A method with its own kind of cut gives its own ``plan`` (any function of the
 :class:`~depthlens.cut.request.CutRequest` that returns a
@@ -27,6 +29,7 @@ from typing import Literal
 from depthlens.cut.plan import CutPlan
 from depthlens.cut.plan_multi import plan_given_or_lowest, plan_searched
 from depthlens.cut.plan_span import plan_drop, plan_span
+from depthlens.cut.plan_units import plan_units
 from depthlens.cut.request import CutOptions, CutRequest, SelectContext, Selection
 from depthlens.errors import DepthlensError
 from depthlens.registry import Registry
@@ -55,6 +58,10 @@ class CutMethod:
     replacement: Literal["none", "ls", "cos"] = "none"  # what stands in for removed blocks
     kind: str = "drop"  # a label for docs and listings: drop | span | multi | …
     plan: Callable[[CutMethod, CutRequest], CutPlan] = plan_drop
+    takes_blocks: bool = False  # accepts --blocks (the removed set itself)
+    takes_budget: bool = False  # plans under --budget-* / --units instead of --remove N
+    # True: a family without an MLP output projection is cut without maps, not refused
+    maps_optional: bool = False
 
     def make_plan(self, req: CutRequest) -> CutPlan:
         """The plan of this method for ``req``."""
@@ -96,9 +103,11 @@ def get_cut_method(name: str) -> CutMethod:
 
 def _block_influence(ctx: SelectContext) -> Selection:
     from depthlens.cut.select import select_lowest
+    from depthlens.metrics.catalog.residual import BLOCK_INFLUENCE
 
     prof = ctx.selection_profile()
-    return select_lowest(prof.metrics["block_influence"], ctx.n, "block_influence")
+    name = BLOCK_INFLUENCE.name
+    return select_lowest(prof.metrics[name], ctx.n, name)
 
 
 def _greedy_loss(ctx: SelectContext) -> Selection:
@@ -176,6 +185,7 @@ for _m in (
         replacement="ls",
         kind="multi",
         plan=plan_given_or_lowest,
+        takes_blocks=True,
     ),
     CutMethod(
         "greedy-ls",
@@ -192,6 +202,17 @@ for _m in (
         replacement="ls",
         kind="multi",
         plan=plan_searched(),
+    ),
+    CutMethod(
+        "units-ls",
+        "blocks, attention or MLP sublayers, greedy by loss per cost, under a FLOP, "
+        "parameter or speed-up budget",
+        _SEARCH + ", at sublayer granularity",
+        replacement="ls",
+        kind="units",
+        plan=plan_units,
+        takes_budget=True,
+        maps_optional=True,
     ),
 ):
     register_cut_method(_m)

@@ -219,7 +219,7 @@ def fit_runs(
     """Fit one LS map per run of ``removed``; ``mode`` "joint" (one pass) or "sequential"."""
     check_removed(removed, lm.num_layers)
     if mode not in MULTI_MODES:
-        from depthlens.metrics.registry import unknown_choice
+        from depthlens.registry import unknown_choice
 
         raise DepthlensError(unknown_choice("--multi-mode", mode, list(MULTI_MODES)))
     runs = runs_of(removed)

@@ -47,6 +47,8 @@ class CutPlan(Enveloped):
     transform: torch.Tensor | None = field(default=None, compare=False, repr=False)
     # Multi-run methods: (block i_k, T_k) per run, merged into block i_k's MLP projection.
     merges: tuple[tuple[int, torch.Tensor], ...] = field(default=(), compare=False, repr=False)
+    # Sublayer cuts (units-ls): ("attn" | "mlp", original block index), in blocks that stay.
+    sublayers: tuple[tuple[str, int], ...] = ()
     KIND: ClassVar[str] = PLAN_KIND
 
     @property
@@ -83,6 +85,7 @@ class CutPlan(Enveloped):
             "method": self.method,
             "num_layers": self.num_layers,
             "removed": list(self.removed),
+            "sublayers": [f"{k}:{i}" for k, i in self.sublayers],
             "kept": list(self.kept),
             "merge_into": self.merge_into,
             "merge_blocks": [i for i, _ in self.merges],
@@ -108,6 +111,7 @@ class CutPlan(Enveloped):
             method=d["method"],
             num_layers=int(d["num_layers"]),
             removed=tuple(int(i) for i in d["removed"]),
+            sublayers=tuple(_unit(u) for u in d.get("sublayers") or ()),
             merge_into=d.get("merge_into"),
             selection=dict(d.get("selection") or {}),
             fit=dict(d.get("fit") or {}),
@@ -120,6 +124,9 @@ class CutPlan(Enveloped):
             f"plan: {self.method} removes {self.n_removed} of {self.num_layers} blocks: "
             f"{blocks_text(self.removed)} (original indices)"
         ]
+        if self.sublayers:
+            subs = ", ".join(f"{k}:{i}" for k, i in self.sublayers)
+            lines.append(f"  and {len(self.sublayers)} sublayer(s) of kept blocks: {subs}")
         why = self.selection.get("why")
         if why:
             lines.append(f"why: {why}")
@@ -153,10 +160,22 @@ class CutPlan(Enveloped):
         return "\n".join(lines)
 
 
+def _unit(text: str) -> tuple[str, int]:
+    kind, _, idx = str(text).partition(":")
+    if kind not in ("attn", "mlp") or not idx.isdigit():
+        raise DepthlensError(f"cut plan JSON: a sublayer is attn:I or mlp:I, got {text!r}")
+    return kind, int(idx)
+
+
 def _trace_lines(trace: Any, top: int = 3) -> list[str]:
     """The search trace, one line per step: the best candidates and their scores."""
     if not trace:
         return []
+    if "unit" in trace[0]:  # units-ls: one unit per step
+        return ["search trace (step: unit, share freed so far, kl):"] + [
+            f"  {st['step']:>2}: {st['unit']:<9} {st['freed']:.4f} kl {st['kl']:.4f}"
+            for st in trace
+        ]
     lines = ["search trace (step: kept set <- best candidates as block:kl):"]
     for st in trace:
         best = sorted(st["candidates"], key=lambda c: c[2])[:top]

@@ -56,7 +56,8 @@ def load_plan(path: str | Path) -> CutPlan:
     plan = CutPlan._from_parts(env, payload)
     from depthlens.cut.multi import check_removed
 
-    check_removed(plan.removed, plan.num_layers)  # an edited plan: ascending, no repeats
+    if plan.removed or not plan.sublayers:  # a sublayer-only cut removes no block
+        check_removed(plan.removed, plan.num_layers)  # an edited plan: ascending, no repeats
     info = payload.get("transforms")
     if not info:
         if payload.get("has_transform"):

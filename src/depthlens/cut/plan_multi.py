@@ -12,19 +12,23 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from depthlens.cut.multi import MultiFit, check_removed, fit_runs, runs_of
 from depthlens.cut.plan import CutPlan, plan_envelope
-from depthlens.cut.request import CutRequest, SelectContext, check_enough_tokens, resolve_n
+from depthlens.cut.request import (
+    CutRequest,
+    PlannedMethod,
+    SelectContext,
+    check_enough_tokens,
+    resolve_n,
+)
 from depthlens.cut.search import SearchOptions, search_removed
 from depthlens.cut.select import select_lowest
 from depthlens.errors import DepthlensError
 from depthlens.evaluate.flops import cut_savings
+from depthlens.metrics.catalog.residual import BLOCK_INFLUENCE
 from depthlens.results import clean_json
-
-if TYPE_CHECKING:
-    from depthlens.cut.methods import CutMethod
 
 
 @dataclasses.dataclass
@@ -36,19 +40,21 @@ class Chosen:
     maps: Any = None  # None: fit the runs' maps on every calibration window
 
 
-Chooser = Callable[["CutMethod", CutRequest, "int | None", dict[str, Any]], Chosen]
+Chooser = Callable[[PlannedMethod, CutRequest, "int | None", dict[str, Any]], Chosen]
 
 
-def plan_given_or_lowest(method: CutMethod, req: CutRequest) -> CutPlan:
+def plan_given_or_lowest(method: PlannedMethod, req: CutRequest) -> CutPlan:
     """replaceme-multi: the given ``blocks``, or the n blocks of lowest block influence."""
     return _plan_runs(method, req, _given_or_lowest)
 
 
-def plan_searched(beam: int | None = None) -> Callable[[CutMethod, CutRequest], CutPlan]:
+def plan_searched(beam: int | None = None) -> Callable[[PlannedMethod, CutRequest], CutPlan]:
     """greedy-ls / beam-ls: the removed set by loss-aware search; ``beam`` fixes the width."""
 
-    def plan(method: CutMethod, req: CutRequest) -> CutPlan:
-        def choose(m: CutMethod, r: CutRequest, n: int | None, options: dict[str, Any]) -> Chosen:
+    def plan(method: PlannedMethod, req: CutRequest) -> CutPlan:
+        def choose(
+            m: PlannedMethod, r: CutRequest, n: int | None, options: dict[str, Any]
+        ) -> Chosen:
             return _searched(m, r, n, options, beam)
 
         return _plan_runs(method, req, choose)
@@ -56,7 +62,7 @@ def plan_searched(beam: int | None = None) -> Callable[[CutMethod, CutRequest], 
     return plan
 
 
-def _plan_runs(method: CutMethod, req: CutRequest, choose: Chooser) -> CutPlan:
+def _plan_runs(method: PlannedMethod, req: CutRequest, choose: Chooser) -> CutPlan:
     """Choose the removed set with ``choose`` and fit one LS map per run."""
     lm, windows, o = req.lm, req.windows, req.options
     check_enough_tokens(lm, windows)
@@ -99,7 +105,7 @@ def _plan_runs(method: CutMethod, req: CutRequest, choose: Chooser) -> CutPlan:
 
 
 def _given_or_lowest(
-    method: CutMethod, req: CutRequest, n: int | None, options: dict[str, Any]
+    method: PlannedMethod, req: CutRequest, n: int | None, options: dict[str, Any]
 ) -> Chosen:
     blocks = req.options.blocks
     if blocks is not None:
@@ -116,15 +122,15 @@ def _given_or_lowest(
         progress=req.progress,
         profile=req.profile,
     )
-    values = list(ctx.selection_profile().metrics["block_influence"])
+    values = list(ctx.selection_profile().metrics[BLOCK_INFLUENCE.name])
     values[0] = None  # keep block 0: its run would have no block to merge into
-    removed, selection = select_lowest(values, n, "block_influence")
+    removed, selection = select_lowest(values, n, BLOCK_INFLUENCE.name)
     selection["why"] += " among blocks 1..L-1 (ShortGPT), each run replaced by its LS map"
     return Chosen(removed, selection)
 
 
 def _searched(
-    method: CutMethod, req: CutRequest, n: int | None, options: dict[str, Any], beam: int | None
+    method: PlannedMethod, req: CutRequest, n: int | None, options: dict[str, Any], beam: int | None
 ) -> Chosen:
     o = req.options
     if o.blocks is not None:

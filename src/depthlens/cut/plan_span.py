@@ -8,7 +8,7 @@ replaced by the method's least-squares (``ls``) or cosine (``cos``) map, or by n
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from depthlens.cut.calibrate import (
     CalibrationOptions,
@@ -18,18 +18,15 @@ from depthlens.cut.calibrate import (
     stream_span_sums,
 )
 from depthlens.cut.plan import CutPlan, plan_envelope
-from depthlens.cut.request import CutRequest, SelectContext, check_enough_tokens
+from depthlens.cut.request import CutRequest, PlannedMethod, SelectContext, check_enough_tokens
 from depthlens.cut.select import select_span
 from depthlens.data.windows import TokenWindows
 from depthlens.evaluate.flops import cut_savings
 from depthlens.models.loading import LoadedModel
 from depthlens.results import clean_json
 
-if TYPE_CHECKING:
-    from depthlens.cut.methods import CutMethod
 
-
-def plan_drop(method: CutMethod, req: CutRequest) -> CutPlan:
+def plan_drop(method: PlannedMethod, req: CutRequest) -> CutPlan:
     """Remove the blocks ``method.select`` names; nothing replaces them."""
     assert method.select is not None  # register_cut_method enforces it for plan_drop
     ctx = req.select_context(req.resolve_n())
@@ -39,7 +36,7 @@ def plan_drop(method: CutMethod, req: CutRequest) -> CutPlan:
     return _single_plan(method, ctx, removed, selection)
 
 
-def plan_span(method: CutMethod, req: CutRequest) -> CutPlan:
+def plan_span(method: PlannedMethod, req: CutRequest) -> CutPlan:
     """The cheapest angular span of n blocks, replaced by ``method.replacement``."""
     n = req.resolve_n()
     if method.replacement != "none":
@@ -57,7 +54,7 @@ def plan_span(method: CutMethod, req: CutRequest) -> CutPlan:
 
 
 def _single_plan(
-    method: CutMethod,
+    method: PlannedMethod,
     ctx: SelectContext,
     removed: tuple[int, ...],
     selection: dict[str, Any],

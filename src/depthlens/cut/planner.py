@@ -16,8 +16,13 @@ __all__ = ["CutOptions", "check_method", "plan_cut", "resolve_n"]
 
 
 def check_method(method: str, lm: LoadedModel) -> None:
-    """Refuse an unknown method, or ReplaceMe on a family without an MLP output projection."""
-    if get_cut_method(method).replacement != "none" and lm.arch.mlp_out_proj is None:
+    """Refuse an unknown method, or ReplaceMe on a family without an MLP output projection.
+
+    A method with ``maps_optional`` (``units-ls``) cuts such a family without maps (its
+    block runs are plain removals).
+    """
+    m = get_cut_method(method)
+    if m.replacement != "none" and not m.maps_optional and lm.arch.mlp_out_proj is None:
         raise DepthlensError(_no_proj_message(lm))
 
 

@@ -7,8 +7,9 @@ planners and the method table so that every planner and every record can import 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from depthlens.cut.calibrate import CalibrationOptions
 from depthlens.cut.search import SearchOptions
@@ -27,7 +28,8 @@ class CutOptions:
     ``n`` / ``ratio``: exactly one (``--remove N`` or ``--ratio r``), except that
     ``replaceme-multi`` may take ``blocks`` (the removed set itself) instead.
     ``greedy_windows``: windows greedy-loss scores on; ``search``: greedy-ls / beam-ls;
-    ``multi_mode``: "sequential" | "joint" fit of the multi-run maps.
+    ``multi_mode``: "sequential" | "joint" fit of the multi-run maps. ``budget``:
+    ``units-ls``'s target (:class:`~depthlens.cut.units.Budget`), given instead of ``n``.
     """
 
     n: int | None = None
@@ -39,6 +41,9 @@ class CutOptions:
     search: SearchOptions | None = None
     blocks: tuple[int, ...] | None = None
     multi_mode: str = "sequential"
+    budget: Any = None  # units-ls: a depthlens.cut.units.Budget (instead of n / ratio)
+    timing: Any = None  # units-ls with a speed-up budget: measured UnitTime (else measured)
+    units: tuple[tuple[str, int], ...] | None = None  # units-ls: the units themselves
 
     @property
     def cal(self) -> CalibrationOptions:
@@ -166,3 +171,23 @@ def check_enough_tokens(lm: LoadedModel, windows: TokenWindows) -> None:
             f"window(s) for a {d}x{d} linear map (need at least {d} besides each window's "
             "first token, more for a good fit); raise --max-tokens or use a longer --data"
         )
+
+
+class PlannedMethod(Protocol):
+    """What a planner reads of its method's record (a :class:`~depthlens.cut.methods.CutMethod`).
+
+    The planners sit below the method table (which names them as each record's ``plan``), so
+    they type their method by this protocol rather than import the record's class.
+    """
+
+    @property
+    def name(self) -> str:
+        """The method's name (written into the plan)."""
+
+    @property
+    def select(self) -> Callable[[SelectContext], Selection] | None:
+        """A selection rule's choice of blocks (drop methods)."""
+
+    @property
+    def replacement(self) -> Literal["none", "ls", "cos"]:
+        """What stands in for the removed blocks."""

@@ -11,15 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from depthlens.arch.removed import is_removed
+from depthlens.cut.apply import kept_sublayers
 from depthlens.cut.plan import CutPlan
 from depthlens.errors import DepthlensError
 from depthlens.io import atomic_dir, check_output_path
 from depthlens.models.loading import LoadedModel, quiet_transformers
-from depthlens.models.manifest import MANIFEST, MANIFEST_KIND
-from depthlens.results import Envelope, write_result
+from depthlens.models.manifest import MANIFEST, MANIFEST_KIND, PrunedManifest
+from depthlens.results import Envelope
 
 
-def manifest(lm: LoadedModel, plan: CutPlan) -> tuple[Envelope, dict[str, Any]]:
+def manifest(lm: LoadedModel, plan: CutPlan) -> PrunedManifest:
     """The ``depthlens.json`` content: the cut model's envelope and what was cut."""
     env = Envelope(
         kind=MANIFEST_KIND,
@@ -28,14 +30,16 @@ def manifest(lm: LoadedModel, plan: CutPlan) -> tuple[Envelope, dict[str, Any]]:
         options=plan.options,
         tokens=plan.tokens,
     )
-    return env, {
-        "method": plan.method,
-        "removed": list(plan.removed),
-        "num_layers_original": plan.num_layers,
-        "num_layers": lm.num_layers,
-        "base_model": plan.model,
-        "plan": plan.to_dict(),
-    }
+    return PrunedManifest(
+        envelope=env,
+        method=plan.method,
+        removed=list(plan.removed),
+        sublayers=kept_sublayers(plan),
+        num_layers_original=plan.num_layers,
+        num_layers=lm.num_layers,
+        base_model=plan.model,
+        plan=plan.to_dict(),
+    )
 
 
 def save_pruned(
@@ -48,6 +52,12 @@ def save_pruned(
             f"the model has {lm.num_layers} blocks; apply the plan (apply_cut_) before saving"
         )
     model: Any = lm.model
+    if any(is_removed(m) for m in model.modules()):
+        raise DepthlensError(
+            "this model has skipped sublayers (modules that compute nothing have no weights "
+            "to save); save the cut model right after apply_cut_ (zeroed form), before "
+            "skip_removed_sublayers_"
+        )
     with atomic_dir(out, overwrite=overwrite) as tmp:
         with quiet_transformers():  # no "Writing model shards" bar in our output
             model.save_pretrained(tmp, safe_serialization=True)
@@ -56,5 +66,5 @@ def save_pruned(
         gen = getattr(lm.model, "generation_config", None)
         if gen is not None and not (tmp / "generation_config.json").exists():
             gen.save_pretrained(tmp)
-        write_result(tmp / MANIFEST, *manifest(lm, plan))
+        manifest(lm, plan).save(tmp / MANIFEST)
     return out

@@ -63,6 +63,9 @@ class SearchOptions:
     # False: keep the search's own maps (joint, fitted on the cached bf16 states) instead of
     # a final refit pass over every calibration window (saves up to one forward).
     refit: bool = True
+    # units-ls (lazy greedy): after its first step, re-score only this many best-ranked
+    # units per step; 0 re-scores every unit at every step.
+    rescore: int = 6
 
 
 class StateCache:
@@ -211,6 +214,10 @@ class StateCache:
         states[self.n_layers] = h
         return self._score(h), states
 
+    def score(self, h_last: torch.Tensor) -> dict[str, float]:
+        """KL(p_orig ‖ p) and the next-token NLL of the score tokens, read from ``h_last``."""
+        return self._score(h_last)
+
     def _score(self, h_last: torch.Tensor) -> dict[str, float]:
         logp = self._logp(h_last)
         kl = (self.orig_p * (self.orig_logp - logp)).sum(-1).mean()
@@ -235,7 +242,7 @@ def search_removed(
     (block, T) per run of its best k-block set (k = 1..n).
     """
     if opts.objective not in OBJECTIVES:
-        from depthlens.metrics.registry import unknown_choice
+        from depthlens.registry import unknown_choice
 
         raise DepthlensError(unknown_choice("--objective", opts.objective, list(OBJECTIVES)))
     if opts.beam < 1:

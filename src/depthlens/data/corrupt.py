@@ -103,7 +103,7 @@ TEXT_CORRUPTIONS: dict[str, tuple[Callable[[str, random.Random], str], str]] = {
 def corrupt_images(x: torch.Tensor, name: str, seed: int) -> torch.Tensor:
     """Apply the image corruption ``name`` to uint8 images ``x`` with a seeded generator."""
     if name not in IMAGE_CORRUPTIONS:
-        from depthlens.metrics.registry import unknown_choice
+        from depthlens.registry import unknown_choice
 
         raise DepthlensError(unknown_choice("image corruption", name, list(IMAGE_CORRUPTIONS)))
     return IMAGE_CORRUPTIONS[name][0](x, torch.Generator().manual_seed(seed))
@@ -112,7 +112,7 @@ def corrupt_images(x: torch.Tensor, name: str, seed: int) -> torch.Tensor:
 def corrupt_texts(texts: tuple[str, ...], name: str, seed: int) -> tuple[str, ...]:
     """Apply the text corruption ``name`` to each sentence, seeded."""
     if name not in TEXT_CORRUPTIONS:
-        from depthlens.metrics.registry import unknown_choice
+        from depthlens.registry import unknown_choice
 
         raise DepthlensError(unknown_choice("text corruption", name, list(TEXT_CORRUPTIONS)))
     fn = TEXT_CORRUPTIONS[name][0]

@@ -278,7 +278,7 @@ def load_labelled(
     from depthlens.data import corrupt
 
     if name not in LABELLED:
-        from depthlens.metrics.registry import unknown_choice
+        from depthlens.registry import unknown_choice
 
         raise DepthlensError(unknown_choice("labelled data", name, list(LABELLED)))
     train, test = _base_splits(name, n_train, n_test, seed)

@@ -346,7 +346,7 @@ def _check_typo(ref: str) -> None:
     """A bare name close to a packaged text is a typo, not a hub dataset to download."""
     import difflib
 
-    from depthlens.metrics.registry import unknown_choice
+    from depthlens.registry import unknown_choice
 
     if "/" not in ref and difflib.get_close_matches(ref, PACKAGED_NAMES, n=1, cutoff=0.75):
         raise DepthlensError(unknown_choice("data", ref, list(PACKAGED_NAMES)))

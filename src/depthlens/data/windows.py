@@ -86,7 +86,16 @@ def _token_stream(docs: tuple[str, ...], tokenizer: PreTrainedTokenizerBase) -> 
     """Tokenize all docs in one batched call and join them with EOS (if any): (n_tokens,)."""
     if not docs:
         return torch.zeros(0, dtype=torch.long)
-    ids: list[list[int]] = tokenizer(list(docs), add_special_tokens=False)["input_ids"]
+    from transformers.utils import logging as hf_logging
+
+    # A document longer than the model's context is fine here (it is cut into windows
+    # below): transformers' "Token indices sequence length is longer than …" is noise.
+    old = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        ids: list[list[int]] = tokenizer(list(docs), add_special_tokens=False)["input_ids"]
+    finally:
+        hf_logging.set_verbosity(old)
     eos = tokenizer.eos_token_id
     if eos is None:
         flat = itertools.chain.from_iterable(ids)

@@ -12,7 +12,7 @@ from depthlens.evaluate.flops import flops_per_token
 from depthlens.evaluate.perplexity import evaluate_perplexity
 from depthlens.evaluate.speed import SpeedComparison, interleaved_speed
 from depthlens.models.loading import LoadedModel
-from depthlens.models.manifest import read_manifest
+from depthlens.models.manifest import load_manifest
 from depthlens.results import Envelope, Enveloped
 
 COMPARE_KIND = "depthlens.compare"
@@ -23,9 +23,9 @@ def cut_info(lm: LoadedModel) -> dict[str, Any]:
     plan = lm.extra.get("depthlens_cut")
     if plan is not None:
         return {"method": plan["method"], "removed": plan["removed"]}
-    man = read_manifest(lm.path)
+    man = load_manifest(lm.path)
     if man is not None:
-        return {"method": man["method"], "removed": man["removed"]}
+        return {"method": man.method, "removed": man.removed}
     return {"method": None, "removed": []}
 
 
@@ -102,15 +102,18 @@ class CompareResult(Enveloped):
     extra_data: dict[str, dict[str, Any]]  # identity of each extra text, by name
     models: list[CompareRow]  # the baseline first
     speed: SpeedComparison | None  # every timed run, or None when not timed
+    #: ``depthlens eval --mc``: multiple-choice scores by task (absent from the JSON if none)
+    mc: dict[str, Any] = field(default_factory=dict)
     KIND: ClassVar[str] = COMPARE_KIND
 
     def payload(self) -> dict[str, Any]:
         """JSON form of the rows and runs (the envelope's keys stand beside it)."""
-        return {
+        out = {
             "extra_data": self.extra_data,
             "models": [r.to_dict() for r in self.models],
             "speed": None if self.speed is None else self.speed.to_dict(),
         }
+        return {**out, "mc": self.mc} if self.mc else out
 
     @classmethod
     def _from_parts(cls, env: Envelope, d: dict[str, Any]) -> CompareResult:
@@ -121,6 +124,7 @@ class CompareResult(Enveloped):
             extra_data=dict(d.get("extra_data") or {}),
             models=[CompareRow.from_dict(m) for m in d["models"]],
             speed=None if d.get("speed") is None else SpeedComparison.from_dict(d["speed"]),
+            mc=dict(d.get("mc") or {}),
         )
 
 

@@ -34,7 +34,10 @@ def evaluate_perplexity(
     """Perplexity of ``lm`` on ``windows``: ppl, mean nll (nats), nll_sum, n_tokens."""
     if len(windows) == 0:
         raise DepthlensError("no evaluation windows; use a longer text or a smaller --seq-len")
+    from depthlens.evaluate.batch_memory import fit_eval_batch
+
     total, count = 0.0, 0
+    batch_size, _ = fit_eval_batch(lm, windows, batch_size)  # the CLI printed the note
     batches = list(windows.batches(batch_size))
     # Progress in predicted tokens: a batch of long windows can take many seconds.
     total_tokens = sum(int((m[:, 1:] * m[:, :-1]).sum()) for _, m in batches)

@@ -243,6 +243,39 @@ def _check(models: Sequence[LoadedModel], **opts: int) -> None:
         )
 
 
+def _time_rounds(
+    models: Sequence[LoadedModel],
+    ids: torch.Tensor,
+    decode_tokens: int,
+    rounds: int,
+    warmup: int,
+    progress: bool,
+) -> tuple[list[list[tuple[float, float]]], list[list[int]]]:
+    """Per model, its (prefill, decode) seconds of each round and the run's place in the order.
+
+    ``warmup`` rounds first, dropped; then ``rounds`` rounds of every model once, A B A B,
+    so drifts of the machine (heat, other load) fall on every model alike.
+    """
+    from depthlens.progress import progress_bar
+
+    times: list[list[tuple[float, float]]] = [[] for _ in models]
+    order: list[list[int]] = [[] for _ in models]
+    bar = progress_bar((warmup + rounds) * len(models), "timing", enabled=progress, unit="run")
+    for _ in range(warmup):
+        for lm in models:
+            _one_run(lm, ids, decode_tokens)
+            bar.update(1)
+    k = 0
+    for _ in range(rounds):
+        for i, lm in enumerate(models):
+            times[i].append(_one_run(lm, ids, decode_tokens))
+            order[i].append(k)
+            k += 1
+            bar.update(1)
+    bar.close()
+    return times, order
+
+
 def interleaved_speed(
     models: list[LoadedModel],
     *,
@@ -275,24 +308,8 @@ def interleaved_speed(
     )
     vocab = min(int(m.model.config.get_text_config().vocab_size) for m in models)  # type: ignore[operator,union-attr]
     ids = _prompt(models[0], batch, prompt_len, seed, vocab)  # the same ids for every model
-    times: list[list[tuple[float, float]]] = [[] for _ in models]
-    order: list[list[int]] = [[] for _ in models]
-    from depthlens.progress import progress_bar
-
-    bar = progress_bar((warmup + rounds) * len(models), "timing", enabled=progress, unit="run")
     with pinned_threads(threads) as n_threads:
-        for _ in range(warmup):
-            for lm in models:
-                _one_run(lm, ids, decode_tokens)
-                bar.update(1)
-        k = 0
-        for _ in range(rounds):
-            for i, lm in enumerate(models):
-                times[i].append(_one_run(lm, ids, decode_tokens))
-                order[i].append(k)
-                k += 1
-                bar.update(1)
-    bar.close()
+        times, order = _time_rounds(models, ids, decode_tokens, rounds, warmup, progress)
     names = list(labels) if labels is not None else [m.ref for m in models]
     ideal: list[float | None] = list(ideals if ideals is not None else _ideals(models, prompt_len))
     return _summarise(

@@ -6,12 +6,13 @@ from typing import Any
 
 from depthlens.data.windows import TokenWindows
 from depthlens.exit.curve import collect_readings, exit_curve, flop_costs
+from depthlens.exit.result import ExitResult
 from depthlens.exit.rules import ExitRule
+from depthlens.metrics.readout import readout_for
 from depthlens.models.loading import LoadedModel
 from depthlens.results import Envelope
-from depthlens.tuned.lens import readout_for
 
-EXIT_KIND = "depthlens.exit"
+EXIT_KIND = ExitResult.KIND
 
 
 def check_sweeps(
@@ -23,7 +24,7 @@ def check_sweeps(
     """Refuse any threshold outside its rule's range (before or after loading the model)."""
     for kind, values in sweeps.items():
         for t in values:
-            ExitRule(kind, t, min_depth).check(n_layers, vocab)  # type: ignore[arg-type]
+            ExitRule(kind, t, min_depth).check(n_layers, vocab)
 
 
 def run_exit(
@@ -35,7 +36,7 @@ def run_exit(
     min_depth: int = 1,
     batch_size: int = 4,
     progress: bool = True,
-) -> tuple[Envelope, dict[str, Any]]:
+) -> ExitResult:
     """Read every block output of ``data`` with ``lens`` and evaluate every rule."""
     cfg: Any = lm.model.config
     vocab = int(cfg.get_text_config().vocab_size)
@@ -43,15 +44,8 @@ def run_exit(
     readout, info = readout_for(lm, lens)
     readings = collect_readings(lm, data, readout, batch_size=batch_size, progress=progress)
     costs = flop_costs(lm, data.seq_len)
-    payload = exit_curve(readings, sweeps, costs, min_depth)
-    payload["lens_used"] = info
-    payload["flops_per_token"] = {
-        "blocks": costs["blocks"],
-        "head": costs["head"],
-        "readout": costs["readout"],
-        "total": costs["total"],
-        "context": costs["context"],
-    }
+    curve = exit_curve(readings, sweeps, costs, min_depth)
+    flops = {k: costs[k] for k in ("blocks", "head", "readout", "total", "context")}
     env = Envelope(
         kind=EXIT_KIND,
         model=lm.identity(),
@@ -63,6 +57,6 @@ def run_exit(
             "batch_size": batch_size,
             "depth": "e = blocks applied, 1..L; L = the full model",
         },
-        tokens={"exit": payload["n_tokens"], "ce": payload["n_ce_tokens"]},
+        tokens={"exit": curve["n_tokens"], "ce": curve["n_ce_tokens"]},
     )
-    return env, payload
+    return ExitResult(envelope=env, **curve, lens_used=info, flops_per_token=flops)

@@ -20,13 +20,19 @@ from typing import Any
 import torch
 
 from depthlens.capture.stream import stream_states
-from depthlens.data.masks import next_token_ids
+from depthlens.data.masks import next_token_ids, real_positions
 from depthlens.data.windows import TokenWindows
 from depthlens.evaluate.flops import flops_per_token
 from depthlens.exit.rules import ExitRule, exit_depth
+from depthlens.metrics.catalog.exit import (
+    EXIT_AGREE,
+    EXIT_DEPTH,
+    EXIT_FLOPS,
+    EXIT_FLOPS_NET,
+    EXIT_PPL,
+)
 from depthlens.metrics.lens import Readout
 from depthlens.models.loading import LoadedModel
-from depthlens.tuned.train import train_positions
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,7 @@ def collect_readings(
     progress: bool = True,
 ) -> Readings:
     """Run the model over ``data`` and read every block output with ``lens``."""
-    valid = train_positions(data, include_first=False)
+    valid = real_positions(data.attention_mask, include_first_token=False)
     nxt_all = next_token_ids(data)
     parts: list[tuple[torch.Tensor, ...]] = []
     for rows, all_states in stream_states(
@@ -112,12 +118,12 @@ def rule_point(rule: ExitRule, r: Readings, costs: dict[str, Any]) -> dict[str, 
     return {
         "threshold": rule.threshold,
         "label": rule.label(),
-        "mean_exit_depth": float(depth.double().mean()),
-        "flops_saved": skipped / total,
-        "flops_saved_net": (skipped - checks * costs["readout"]) / total,
+        EXIT_DEPTH.name: float(depth.double().mean()),
+        EXIT_FLOPS.name: skipped / total,
+        EXIT_FLOPS_NET.name: (skipped - checks * costs["readout"]) / total,
         "ideal_speedup": total / (total - skipped),
-        "exit_agreement": float((exited_top1 == r.top1[:, -1]).double().mean()),
-        "exit_perplexity": math.exp(mean_nll) if math.isfinite(mean_nll) else None,
+        EXIT_AGREE.name: float((exited_top1 == r.top1[:, -1]).double().mean()),
+        EXIT_PPL.name: math.exp(mean_nll) if math.isfinite(mean_nll) else None,
         "exited_early": float((depth < n_layers).double().mean()),
         "exit_histogram": [int(v) for v in hist],
     }
@@ -130,7 +136,7 @@ def exit_curve(
     final = r.nll[:, -1]
     has = ~torch.isnan(final)
     curve = {
-        kind: [rule_point(ExitRule(kind, t, min_depth), r, costs) for t in thresholds]  # type: ignore[arg-type]
+        kind: [rule_point(ExitRule(kind, t, min_depth), r, costs) for t in thresholds]
         for kind, thresholds in rules.items()
     }
     return {

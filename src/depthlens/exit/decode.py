@@ -7,12 +7,15 @@ the hook raises, and the lens's top-1 at depth e is the next token.
 Later tokens attend to keys/values of every block, also of those the exited token skipped.
 CALM's state propagation fills them from the exit state: the exited hidden state h_e is
 copied to every skipped block j > e, and block j's own K/V computation runs on it.
-Here (``kv_fill="attention"``, the default where the block has ``input_layernorm`` and
-``self_attn``) that is block j's real attention module on ``input_layernorm_j(h_e)``,
-which writes K_j, V_j of h_e into the cache (its attention output is discarded); with
-``kv_fill="block"`` the whole skipped block runs on h_e only to fill the cache (any
-architecture, more compute). Everything happens through hooks and the HF cache object;
-no forward is patched.
+Here (``kv_fill="attention"``, the default where the family's spec names the attention
+module and its input norm) that is block j's real attention module on ``attn_norm_j(h_e)``,
+which writes K_j, V_j of h_e into the cache layer it owns (its attention output is
+discarded); with ``kv_fill="block"`` the whole skipped block runs on h_e only to fill the
+cache (any family with a KV cache, more compute). A family that keeps no KV cache
+(encoders, the lab model) is refused (:func:`depthlens.arch.kv.cache_refusal`); a model
+mixing attention kinds (Gemma 2/3's sliding and global layers, whose masks and rotary
+embeddings differ) fills by block. Everything happens through hooks and the HF cache
+object; no forward is patched.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from depthlens.arch.kv import cache_kwarg
-from depthlens.arch.spec import blocks_of
+from depthlens.arch.kv import KvLayout, cache_kwarg, cache_refusal, kv_layout
+from depthlens.arch.spec import ArchSpec, blocks_of
 from depthlens.capture.hooks import first_tensor, hooks
 from depthlens.errors import DepthlensError
 from depthlens.exit.rules import ExitRule, fires_now
@@ -56,39 +59,87 @@ class DecodeResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_kv_fill(blocks: list[nn.Module], kv_fill: KvFill) -> str:
-    """``attention`` where every block has ``input_layernorm`` and ``self_attn``."""
-    can = all(hasattr(b, "input_layernorm") and hasattr(b, "self_attn") for b in blocks)
-    if kv_fill == "attention" and not can:
-        raise DepthlensError(
-            "--kv-fill attention needs blocks with input_layernorm and "
-            "self_attn; use --kv-fill block for this architecture"
+def resolve_kv_fill(spec: ArchSpec, layout: KvLayout, kv_fill: KvFill) -> str:
+    """``attention`` where it is exact, else ``block``.
+
+    Exact: the spec names the attention module, and every block's attention takes the same
+    mask and rotary embedding (one kind of cache layer).
+    """
+    kinds = {layout.layer_types[c] for c in layout.cache_layers}
+    why = None
+    if spec.attn_module is None:
+        why = f"the '{spec.family}' layout does not name the attention module and its norm"
+    elif len(kinds) > 1:
+        why = (
+            f"the model mixes attention kinds ({', '.join(sorted(kinds))}), which take "
+            "different masks and rotary embeddings than the exit block's"
         )
+    if kv_fill == "attention" and why is not None:
+        raise DepthlensError(f"--kv-fill attention is not exact here: {why}; use --kv-fill block")
     if kv_fill == "auto":
-        return "attention" if can else "block"
+        return "attention" if why is None else "block"
     return kv_fill
 
 
-class _ExitHooks:
-    """Block hooks that read the lens and raise :class:`_Exited` when the rule fires."""
+def _named_args(block: nn.Module, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """The block's call arguments by name, less its input (GPT-2 passes the cache by position).
 
-    def __init__(self, blocks: list[nn.Module], lens: Readout, rule: ExitRule, fill: str):
-        self.blocks, self.lens, self.rule, self.fill = blocks, lens, rule, fill
+    The attention modules name their arguments as their blocks do (``past_key_values``,
+    ``attention_mask``, ``position_embeddings``, …), so these can be passed on to them.
+    """
+    bound = inspect.signature(block.forward).bind(*args, **kwargs)
+    named = dict(bound.arguments)
+    named.pop(next(iter(named)))  # the stream entering the block
+    named.update(named.pop("kwargs", {}))
+    return named
+
+
+class _ExitHooks:
+    """Block hooks that read the lens after each block and act when the rule fires.
+
+    With the ``attention`` fill the skipped blocks' attention modules run on the exit state
+    with the exit block's arguments, then :class:`_Exited` ends the forward. With the
+    ``block`` fill the forward goes on, but every later block reads the exit state instead
+    of its predecessor's output, with its own arguments (mask, rotary embedding of its kind).
+    """
+
+    def __init__(
+        self, blocks: list[nn.Module], spec: ArchSpec, lens: Readout, rule: ExitRule, fill: str
+    ) -> None:
+        self.blocks, self.spec, self.lens, self.rule, self.fill = blocks, spec, lens, rule, fill
         self.active = False  # off during the prefill
-        self.filling = False  # our own calls of skipped blocks must not re-enter
         self.history: list[int] = []
+        self.exited: tuple[int, int, torch.Tensor] | None = None  # (token, depth, h_e)
 
     def register(self) -> list[Any]:
         last = len(self.blocks) - 1  # after the last block the model's own head answers
-        return [
+        handles = [
             b.register_forward_hook(self._make(l), with_kwargs=True)
             for l, b in enumerate(self.blocks)
             if l < last
         ]
+        handles += [
+            b.register_forward_pre_hook(self._feed_exit_state, with_kwargs=True)
+            for b in self.blocks
+        ]
+        return handles
+
+    def start_step(self) -> None:
+        """Reset the per-token state before decoding the next token."""
+        self.history, self.exited = [], None
+
+    def _feed_exit_state(self, _m: nn.Module, args: tuple, kwargs: dict) -> Any:
+        """Block fill: a block after the exit reads h_e (its K/V are those of h_e)."""
+        if self.exited is None:
+            return None
+        h = self.exited[2]
+        if args:
+            return (h, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": h}
 
     def _make(self, l: int) -> Any:
         def on_block(_m: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
-            if not self.active or self.filling:
+            if not self.active or self.exited is not None:
                 return
             h = first_tensor(out)  # (1, 1, d) during decoding
             depth = l + 1
@@ -97,24 +148,20 @@ class _ExitHooks:
             self.history.append(int(top1))
             ent = float(-(logp.exp() * logp).sum())
             if fires_now(self.rule, depth, float(conf.exp()), ent, self.history):
-                self._fill_skipped(l + 1, h, kwargs)
-                raise _Exited(int(top1), depth)
+                self.exited = (int(top1), depth, h)
+                if self.fill == "attention":
+                    self._fill_attention(l + 1, h, _named_args(_m, args, kwargs))
+                    raise _Exited(int(top1), depth)
 
         return on_block
 
-    def _fill_skipped(self, first: int, h: torch.Tensor, kwargs: dict) -> None:
-        """State propagation: K/V of blocks first..L-1 computed from the exit state."""
-        kw = {k: v for k, v in kwargs.items() if k != "hidden_states"}
-        self.filling = True
-        try:
-            for blk in self.blocks[first:]:
-                if self.fill == "attention":
-                    b: Any = blk
-                    b.self_attn(hidden_states=b.input_layernorm(h), **kw)
-                else:
-                    blk(h, **kw)
-        finally:
-            self.filling = False
+    def _fill_attention(self, first: int, h: torch.Tensor, kw: dict) -> None:
+        """State propagation: K/V of blocks first..L-1 from their attention on the exit state."""
+        attn, norm = self.spec.attn_module, self.spec.attn_norm
+        assert attn is not None  # resolve_kv_fill chose "attention" only then
+        for blk in self.blocks[first:]:
+            x = blk.get_submodule(norm)(h) if norm is not None else h
+            blk.get_submodule(attn)(hidden_states=x, **kw)
 
 
 def greedy_decode(
@@ -129,14 +176,20 @@ def greedy_decode(
     from transformers import DynamicCache
 
     model: Any = lm.model
+    why = cache_refusal(lm.arch)
+    if why is not None:
+        raise DepthlensError(f"cannot decode {lm.ref} with a KV cache: {why}")
+    layout = kv_layout(model, lm.arch)  # refuses cache indices the config disagrees with
     blocks = list(blocks_of(model, lm.arch))
     n_layers = len(blocks)
-    fill = resolve_kv_fill(blocks, kv_fill)
+    fill = resolve_kv_fill(lm.arch, layout, kv_fill)
     cache = DynamicCache(config=model.config)
     ckw = {cache_kwarg(model): cache, "use_cache": True}
     if "logits_to_keep" in inspect.signature(model.forward).parameters:
         ckw["logits_to_keep"] = 1
-    ex = _ExitHooks(blocks, lens, rule, fill) if lens is not None and rule is not None else None
+    ex = None
+    if lens is not None and rule is not None:
+        ex = _ExitHooks(blocks, lm.arch, lens, rule, fill)
     ids = prompt_ids.to(lm.device)
     tokens: list[int] = []
     depths: list[int] = []
@@ -150,11 +203,12 @@ def greedy_decode(
         for _ in range(max_new_tokens - 1):
             step = torch.tensor([[tokens[-1]]], device=lm.device)
             if ex:
-                ex.history = []
+                ex.start_step()
             try:
                 out = model(input_ids=step, **ckw)
-                tokens.append(int(out.logits[0, -1].argmax()))
-                depths.append(n_layers)
+                exited = ex.exited if ex else None
+                tokens.append(exited[0] if exited else int(out.logits[0, -1].argmax()))
+                depths.append(exited[1] if exited else n_layers)
             except _Exited as e:
                 tokens.append(e.token)
                 depths.append(e.depth)

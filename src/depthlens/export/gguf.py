@@ -1,18 +1,23 @@
-"""Write a (cut) Llama-family checkpoint as a GGUF file that llama.cpp can run.
+"""Write a (cut) checkpoint as a GGUF file that llama.cpp can run.
 
-Uses the ``gguf`` package's writer with llama.cpp's standard tensor names
-(``token_embd``, ``blk.N.attn_q`` …, ``output_norm``, ``output``) and ``llama.*``
-metadata, plus the tokenizer (BPE vocabulary, merges, special ids, chat template). The
-query and key projections are permuted the way llama.cpp's ``convert_hf_to_gguf.py``
-does (its rotary embedding pairs dimensions differently from Hugging Face's), and
-``transformers`` undoes that permutation when it loads a GGUF, so a round trip returns
-the same weights. ``--type``: f32 (exact), f16, or q8_0 (2-D weights only; norms stay
-f32).
+The tensor names come from the ``gguf`` package's own map (``gguf.get_tensor_name_map``,
+the one llama.cpp's ``convert_hf_to_gguf.py`` uses) for the checkpoint's llama.cpp
+architecture; the tokenizer is written by :mod:`depthlens.export.gguf_vocab`. Each family
+the exporter writes is one :class:`GgufFamily` in :data:`EXPORTERS`; any other checkpoint
+is refused from its config.json alone, before the model is loaded.
+
+For ``llama`` the query and key projections are permuted the way the converter does
+(llama.cpp's rotary embedding pairs dimensions differently from Hugging Face's), and
+``transformers`` undoes that when it loads a GGUF, so a round trip returns the same
+weights; ``qwen2`` uses the NeoX pairing and needs no permutation. ``--type``: f32 (exact),
+f16, or q8_0 (2-D weights only; norms and biases stay f32).
 """
 
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,43 +28,50 @@ from depthlens.errors import DepthlensError
 from depthlens.io import check_output_path
 
 TYPES = ("f32", "f16", "q8_0")
-SUPPORTED_MODEL_TYPES = ("llama",)
 # llama.cpp's file_type codes (LLAMA_FTYPE_*): ALL_F32, MOSTLY_F16, MOSTLY_Q8_0.
 _FILE_TYPE = {"f32": 0, "f16": 1, "q8_0": 7}
-_BLOCK_NAMES = {
-    "input_layernorm.weight": "attn_norm.weight",
-    "self_attn.q_proj.weight": "attn_q.weight",
-    "self_attn.k_proj.weight": "attn_k.weight",
-    "self_attn.v_proj.weight": "attn_v.weight",
-    "self_attn.o_proj.weight": "attn_output.weight",
-    "post_attention_layernorm.weight": "ffn_norm.weight",
-    "mlp.gate_proj.weight": "ffn_gate.weight",
-    "mlp.up_proj.weight": "ffn_up.weight",
-    "mlp.down_proj.weight": "ffn_down.weight",
+
+
+@dataclass(frozen=True)
+class GgufFamily:
+    """How one Hugging Face ``model_type`` is written as one llama.cpp architecture."""
+
+    arch: str  # the name of its gguf.MODEL_ARCH member
+    permute_qk: bool  # the converter permutes q/k rows for llama.cpp's rotary pairing
+    # config flags that add tensors or behaviour the llama.cpp architecture lacks
+    refused_flags: tuple[str, ...] = ()
+
+
+EXPORTERS: dict[str, GgufFamily] = {
+    "llama": GgufFamily("LLAMA", permute_qk=True, refused_flags=("attention_bias", "mlp_bias")),
+    "qwen2": GgufFamily("QWEN2", permute_qk=False, refused_flags=("use_sliding_window",)),
 }
 
 
-def check_exportable(config: Any) -> None:
-    """Refuse what this writer cannot express: another family, biases, rope scaling."""
-    mt = getattr(config, "model_type", None)
-    if mt not in SUPPORTED_MODEL_TYPES:
-        raise DepthlensError(
-            f"GGUF export supports the Llama family ({', '.join(SUPPORTED_MODEL_TYPES)}); this "
-            f"checkpoint is '{mt}'. Use llama.cpp's convert_hf_to_gguf.py for other families"
-        )
-    for flag in ("attention_bias", "mlp_bias"):
-        if getattr(config, flag, False):
-            raise DepthlensError(
-                f"GGUF export: this Llama config sets {flag}=True, which the "
-                "llama GGUF layout has no tensor for"
-            )
-    rs = getattr(config, "rope_scaling", None) or {}
+def _rope_kind(config: dict[str, Any]) -> str:
+    rs = config.get("rope_scaling") or config.get("rope_parameters") or {}
     kind = rs.get("rope_type", rs.get("type", "default")) if isinstance(rs, dict) else "default"
-    if kind not in (None, "default"):
-        raise DepthlensError(
-            f"GGUF export: rope scaling '{kind}' is not written by this "
+    return str(kind or "default")
+
+
+def export_refusal(config: dict[str, Any]) -> str | None:
+    """Why the checkpoint with this config.json cannot be exported, or None when it can."""
+    mt = config.get("model_type")
+    family = EXPORTERS.get(str(mt))
+    if family is None:
+        return (
+            f"GGUF export writes the {', '.join(EXPORTERS)} families; this checkpoint is "
+            f"'{mt}'. Use llama.cpp's convert_hf_to_gguf.py for other families"
+        )
+    for flag in family.refused_flags:
+        if config.get(flag):
+            return f"GGUF export: this {mt} config sets {flag}=true, which is not written"
+    if _rope_kind(config) != "default":
+        return (
+            f"GGUF export: rope scaling '{_rope_kind(config)}' is not written by this "
             "exporter; use llama.cpp's convert_hf_to_gguf.py"
         )
+    return None
 
 
 def permute_qk(w: torch.Tensor, n_head: int) -> torch.Tensor:
@@ -71,22 +83,32 @@ def permute_qk(w: torch.Tensor, n_head: int) -> torch.Tensor:
     )
 
 
-def _tensors(model: Any, cfg: Any) -> list[tuple[str, torch.Tensor]]:
-    """(GGUF name, tensor) in llama.cpp's order, q/k permuted."""
-    sd = model.state_dict()
-    n_head, n_kv = int(cfg.num_attention_heads), int(cfg.num_key_value_heads)
-    out = [("token_embd.weight", sd["model.embed_tokens.weight"])]
-    for i in range(int(cfg.num_hidden_layers)):
-        for hf, gg in _BLOCK_NAMES.items():
-            w = sd[f"model.layers.{i}.{hf}"]
-            if hf == "self_attn.q_proj.weight":
-                w = permute_qk(w, n_head)
-            elif hf == "self_attn.k_proj.weight":
-                w = permute_qk(w, n_kv)
-            out.append((f"blk.{i}.{gg}", w))
-    out.append(("output_norm.weight", sd["model.norm.weight"]))
-    if not getattr(cfg, "tie_word_embeddings", False):
-        out.append(("output.weight", sd["lm_head.weight"]))
+def gguf_tensors(model: Any, family: GgufFamily, cfg: Any) -> list[tuple[str, torch.Tensor]]:
+    """(GGUF name, tensor) for every parameter, named by gguf's tensor map (q/k permuted).
+
+    Tied output embeddings appear once (``named_parameters`` drops the duplicate), as
+    llama.cpp expects: with no ``output`` tensor it reuses ``token_embd``.
+    """
+    import gguf
+
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[family.arch], int(cfg.num_hidden_layers))
+    heads = {
+        gguf.MODEL_TENSOR.ATTN_Q: int(cfg.num_attention_heads),
+        gguf.MODEL_TENSOR.ATTN_K: int(cfg.num_key_value_heads),
+    }
+    out = []
+    for hf_name, p in model.named_parameters():
+        found = names.get_type_and_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if found is None:
+            raise DepthlensError(
+                f"GGUF export: the checkpoint's tensor '{hf_name}' has no name in llama.cpp's "
+                f"'{family.arch.lower()}' layout; use llama.cpp's convert_hf_to_gguf.py"
+            )
+        kind, name = found
+        w = p.detach()
+        if family.permute_qk and kind in heads and hf_name.endswith(".weight"):
+            w = permute_qk(w, heads[kind])
+        out.append((name, w))
     return out
 
 
@@ -125,48 +147,21 @@ def _add_hparams(w: Any, cfg: Any, name: str, kind: str) -> None:
     w.add_file_type(_FILE_TYPE[kind])
 
 
-def _add_tokenizer(w: Any, ckpt: Path, vocab_size: int, pre: str) -> None:
-    """BPE ("gpt2") vocabulary from tokenizer.json, merges and special ids via SpecialVocab."""
-    import gguf
-
-    tj = ckpt / "tokenizer.json"
-    if not tj.is_file():
+def _read_config(src: Path) -> dict[str, Any]:
+    cfg_file = src / "config.json"
+    if not cfg_file.is_file():
         raise DepthlensError(
-            f"GGUF export needs {tj} (a fast BPE tokenizer) to embed the "
-            "tokenizer; save the tokenizer with the checkpoint"
+            f"{src} is not a checkpoint directory (no config.json); pass the "
+            "directory written by `depthlens prune`"
         )
-    spec = json.loads(tj.read_text(encoding="utf-8"))
-    if spec.get("model", {}).get("type") != "BPE":
-        raise DepthlensError(
-            f"GGUF export writes BPE tokenizers; {tj} is {spec.get('model', {}).get('type')}"
-        )
-    by_id: dict[int, str] = {i: t for t, i in spec["model"]["vocab"].items()}
-    types = {i: gguf.TokenType.NORMAL for i in by_id}
-    for tok in spec.get("added_tokens", []):
-        by_id[int(tok["id"])] = tok["content"]
-        types[int(tok["id"])] = (
-            gguf.TokenType.CONTROL if tok.get("special") else gguf.TokenType.USER_DEFINED
-        )
-    n = max(vocab_size, max(by_id) + 1)
-    tokens = [by_id.get(i, f"[PAD{i}]") for i in range(n)]
-    ttypes = [int(types.get(i, gguf.TokenType.UNUSED)) for i in range(n)]
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre(pre)
-    w.add_token_list(tokens)
-    w.add_token_types(ttypes)
-    gguf.SpecialVocab(ckpt, load_merges=True, n_vocab=n).add_to_gguf(w, quiet=True)
-
-
-def default_pre(ckpt: Path) -> str:
-    """llama.cpp's pre-tokenizer name: 'smollm' for SmolLM2 descendants, else 'default'."""
-    names = [ckpt.name]
-    man = ckpt / "depthlens.json"
-    if man.is_file():
-        names.append(str(json.loads(man.read_text(encoding="utf-8")).get("base_model", "")))
-    cfg = ckpt / "config.json"
-    if cfg.is_file():
-        names.append(str(json.loads(cfg.read_text(encoding="utf-8")).get("_name_or_path", "")))
-    return "smollm" if any("smollm" in s.lower() for s in names) else "default"
+    try:
+        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        msg = f"{cfg_file} is not valid JSON ({exc}); re-save the checkpoint"
+        raise DepthlensError(msg) from exc
+    if not isinstance(cfg, dict):
+        raise DepthlensError(f"{cfg_file} holds no JSON object; re-save the checkpoint")
+    return cfg
 
 
 def export_gguf(
@@ -177,43 +172,49 @@ def export_gguf(
     overwrite: bool = False,
     pre: str | None = None,
 ) -> dict[str, Any]:
-    """Write checkpoint directory ``ckpt`` to GGUF file ``out``; returns a summary."""
+    """Write checkpoint directory ``ckpt`` to GGUF file ``out``; returns a summary.
+
+    Everything that can be refused (type, family, config flags, tokenizer and its
+    pre-tokenizer, output path) is refused before the model is loaded.
+    """
+    from depthlens.export.gguf_vocab import read_bpe_tokenizer, tokenizer_pre
+
     if kind not in TYPES:
-        from depthlens.metrics.registry import unknown_choice
+        from depthlens.registry import unknown_choice
 
         raise DepthlensError(unknown_choice("--type", kind, list(TYPES)))
     src = Path(ckpt)
-    cfg_file = src / "config.json"
-    if not cfg_file.is_file():
-        raise DepthlensError(
-            f"{src} is not a checkpoint directory (no config.json); pass the "
-            "directory written by `depthlens prune`"
-        )
-    from transformers import AutoConfig
-
-    cfg = AutoConfig.from_pretrained(src)
-    check_exportable(cfg)
-    dst = check_output_path(out, overwrite)
-    from transformers import AutoModelForCausalLM
+    why = export_refusal(_read_config(src))
+    if why is not None:
+        raise DepthlensError(why)
+    tokenizer, spec = read_bpe_tokenizer(src)
+    pre = pre or tokenizer_pre(tokenizer, spec, src)
+    dst = check_output_path(out, overwrite, option="--gguf")
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     from depthlens.models.loading import quiet_transformers
 
+    cfg = AutoConfig.from_pretrained(src)
     with quiet_transformers():
         model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
-    return _write(model, cfg, src, dst, kind, pre or default_pre(src))
+    family = EXPORTERS[str(cfg.model_type)]
+    return _write(model, cfg, family, (src, tokenizer, pre), dst, kind)
 
 
-def _write(model: Any, cfg: Any, src: Path, dst: Path, kind: str, pre: str) -> dict[str, Any]:
-    import os
-
+def _write(
+    model: Any, cfg: Any, family: GgufFamily, vocab: tuple[Path, Any, str], dst: Path, kind: str
+) -> dict[str, Any]:
     import gguf
 
+    from depthlens.export.gguf_vocab import add_bpe_vocab
+
+    src, tokenizer, pre = vocab
+    tensors = gguf_tensors(model, family, cfg)  # refuses an unmapped tensor before writing
     tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
     try:
-        w = gguf.GGUFWriter(tmp, arch="llama")
+        w = gguf.GGUFWriter(tmp, arch=gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH[family.arch]])
         _add_hparams(w, cfg, src.name, kind)
-        _add_tokenizer(w, src, int(cfg.vocab_size), pre)
-        tensors = _tensors(model, cfg)
+        add_bpe_vocab(w, src, tokenizer, int(cfg.vocab_size), pre)
         for name, t in tensors:
             _add_tensor(w, name, t, kind)
         w.write_header_to_file()
@@ -227,6 +228,7 @@ def _write(model: Any, cfg: Any, src: Path, dst: Path, kind: str, pre: str) -> d
     return {
         "path": str(dst),
         "type": kind,
+        "arch": family.arch.lower(),
         "tensors": len(tensors),
         "bytes": dst.stat().st_size,
         "block_count": int(cfg.num_hidden_layers),

@@ -7,26 +7,27 @@ residual stream right after each merge block (the cut points: the student's stat
 kept block i against the teacher's h_e, the end of the run that block i replaces).
 
 What trains (``train``): ``"lora"`` — LoRA adapters (Hu et al., 2021, via ``peft``) on every
-block's attention and MLP projections, merged back afterwards; ``"merged"`` — only the MLP
-output projections that absorbed a ReplaceMe map; ``"both"``. Everything else stays
-frozen, and the result is an ordinary checkpoint of the same class.
+linear layer of every block (the family's ``ArchSpec.lora_targets``), merged back
+afterwards; ``"merged"`` — only the MLP output projections that absorbed a ReplaceMe map;
+``"both"``. Everything else stays frozen, and the result is an ordinary checkpoint of the
+same class. A family that cannot be healed so is refused (:func:`heal_refusal`).
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
-from depthlens.arch.spec import blocks_of
+from depthlens.arch.spec import ArchSpec, blocks_of
 from depthlens.data.windows import TokenWindows
-from depthlens.errors import DepthlensError
+from depthlens.errors import DepthlensError, UnsupportedArchitectureError
 from depthlens.models.loading import LoadedModel
 
 TRAIN_CHOICES = ("lora", "merged", "both")
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def check_options(opts: HealOptions) -> None:
             "step would only copy the checkpoint"
         )
     if opts.train not in TRAIN_CHOICES:
-        from depthlens.metrics.registry import unknown_choice
+        from depthlens.registry import unknown_choice
 
         raise DepthlensError(unknown_choice("--train", opts.train, list(TRAIN_CHOICES)))
     if opts.lr <= 0 or opts.lora_rank < 1 or opts.batch_size < 1 or opts.mse_weight < 0:
@@ -73,6 +74,49 @@ def check_same_tokenizer(student: LoadedModel, teacher: LoadedModel) -> None:
             f"{student.ref} (vocabulary {vt} vs {vs} tokens, or different token ids); heal "
             "with the model the cut was made from"
         )
+
+
+def heal_refusal(spec: ArchSpec, train: str = "lora") -> str | None:
+    """Why a model of ``spec``'s family cannot be healed with ``train``, or None when it can.
+
+    The distillation matches next-token distributions, so it needs a causal LM; LoRA needs
+    every linear of a block named by the spec (adapting only some of them, e.g. the
+    attention of a family whose MLP is named differently, would heal half the model and
+    still report success).
+    """
+    if not spec.causal:
+        return (
+            f"the '{spec.family}' family is an encoder: healing distils next-token "
+            "distributions, which it does not predict"
+        )
+    if train in ("lora", "both") and not (spec.attn_linears and spec.mlp_linears):
+        return (
+            f"the '{spec.family}' layout does not name the linear layers of both sublayers, "
+            "so LoRA would adapt only part of each block; pass --arch with a family from "
+            "`depthlens models` whose layout matches, or --train merged"
+        )
+    return None
+
+
+def lora_target_modules(model: Any, spec: ArchSpec) -> list[str]:
+    """Full module names (from the model root) of every LoRA target in every block."""
+    blocks = blocks_of(model, spec)
+    names = [f"{spec.blocks}.{i}.{t}" for i in range(len(blocks)) for t in spec.lora_targets]
+    missing = [n for n in names if not _has_module(model, n)]
+    if missing:
+        raise UnsupportedArchitectureError(
+            f"the model has no module '{missing[0]}' that the '{spec.family}' layout names "
+            "as a LoRA target; pass --arch with a family whose layout matches"
+        )
+    return names
+
+
+def _has_module(model: Any, name: str) -> bool:
+    try:
+        model.get_submodule(name)
+        return True
+    except AttributeError:
+        return False
 
 
 def cut_points(manifest: dict[str, Any] | None, n_kept: int) -> list[tuple[int, int]]:
@@ -102,15 +146,23 @@ def _trainable(lm: LoadedModel, opts: HealOptions, merge_blocks: list[int]) -> A
         p.requires_grad_(False)
     if opts.train in ("lora", "both"):
         from peft import LoraConfig, get_peft_model
+        from transformers.pytorch_utils import Conv1D
 
+        targets = lora_target_modules(model, lm.arch)
         cfg = LoraConfig(
             r=opts.lora_rank,
             lora_alpha=opts.lora_alpha,
             lora_dropout=0.0,
-            target_modules=list(LORA_TARGETS),
+            target_modules=targets,
+            # GPT-2's Conv1D stores its weight as (in, out): peft must transpose it.
+            fan_in_fan_out=isinstance(model.get_submodule(targets[0]), Conv1D),
             bias="none",
         )
-        model = get_peft_model(model, cfg)
+        with warnings.catch_warnings():
+            # peft reads transformers' deprecated `is_gradient_checkpointing` alias: a
+            # FutureWarning about their code, not the user's input.
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+            model = get_peft_model(model, cfg)
     if opts.train in ("merged", "both"):
         if not merge_blocks or lm.arch.mlp_out_proj is None:
             raise DepthlensError(
@@ -173,6 +225,9 @@ def heal_(
     from depthlens.progress import progress_bar
 
     check_options(opts)
+    why = heal_refusal(lm.arch, opts.train)
+    if why is not None:
+        raise UnsupportedArchitectureError(f"cannot heal {lm.ref}: {why}")
     check_same_tokenizer(lm, teacher)
     points = cut_points(manifest, lm.num_layers)
     torch.manual_seed(opts.seed)

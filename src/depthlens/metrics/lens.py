@@ -9,7 +9,7 @@ Reasoning Models".
 
 from __future__ import annotations
 
-import math
+import functools
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,16 +17,7 @@ import torch
 from torch import nn
 
 from depthlens.arch.spec import ArchSpec, get_submodule
-from depthlens.metrics.accumulate import Accumulator, host_sum, zeros
-
-LENS_METRICS = (
-    "lens_kl",
-    "lens_kl_rev",
-    "lens_jsd",
-    "lens_top1_agree",
-    "lens_top5_overlap",
-    "lens_entropy",
-)
+from depthlens.metrics.registry import streamed_lens_records
 
 
 class Readout(Protocol):
@@ -124,8 +115,12 @@ class FinalDist:
 
 def _core_stats(
     z: torch.Tensor, p_fin: torch.Tensor, logp_fin: torch.Tensor, neg_h_fin: torch.Tensor
-) -> tuple[torch.Tensor, ...]:
-    """Full-vocabulary reductions of one layer's logits; fused by torch.compile when it can."""
+) -> dict[str, torch.Tensor]:
+    """Full-vocabulary reductions of one layer's logits, each (c,), by name.
+
+    Fused by torch.compile when it can; the lens records read them from
+    :attr:`LensView.core` (a new full-vocabulary reduction is one more entry here).
+    """
     lse = torch.logsumexp(z, dim=-1, keepdim=True)
     logp = z - lse
     p = logp.exp()
@@ -137,7 +132,13 @@ def _core_stats(
     h_mix = -torch.special.xlogy(mix, mix).sum(-1)
     # JSD = H(m) − (H(p) + H(p_L))/2.
     jsd = h_mix + 0.5 * (p_logp + neg_h_fin)
-    return kl, kl_rev, jsd, -p_logp, lse.squeeze(-1)
+    return {
+        "kl": kl,
+        "kl_rev": kl_rev,
+        "jsd": jsd,
+        "entropy": -p_logp,
+        "lse": lse.squeeze(-1),
+    }
 
 
 class LensKernel:
@@ -158,7 +159,7 @@ class LensKernel:
         if self.used == "compiled":
             self._fn = torch.compile(self._eager, dynamic=True)
 
-    def __call__(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def __call__(self, *args: torch.Tensor) -> Any:
         """Run the kernel; on a compile failure under "auto", switch to eager for good."""
         if self.used == "eager":
             return self._eager(*args)
@@ -188,101 +189,65 @@ def kl_to_final(
 _EAGER = LensKernel("eager")
 
 
-def layer_stats(
-    z: torch.Tensor, fin: FinalDist, kernel: LensKernel = _EAGER
-) -> dict[str, torch.Tensor]:
-    """Per-token lens statistics of logits ``z`` (c, V) against the final distribution."""
-    kl, kl_rev, jsd, entropy, lse = kernel(z, fin.p, fin.logp, fin.neg_entropy)
-    k = fin.top5.shape[-1]
-    top5 = z.topk(k, dim=-1).indices  # (c, k), sorted: top5[:, 0] is the argmax
-    overlap = (top5.unsqueeze(-1) == fin.top5.unsqueeze(-2)).any(-1).sum(-1).float() / k
-    return {
-        "lens_kl": kl.clamp_min(0.0),
-        "lens_kl_rev": kl_rev.clamp_min(0.0),
-        "lens_jsd": jsd.clamp(0.0, math.log(2.0)),  # exact range, against rounding
-        "lens_top1_agree": (top5[:, 0] == fin.top1).float(),
-        "lens_top5_overlap": overlap,
-        "lens_entropy": entropy,
-        "_lse": lse,
-    }
-
-
 @dataclass
-class LensSums(Accumulator):
-    """Float64 sums of the lens statistics over the lens tokens (one entry per depth)."""
+class LensView:
+    """One depth's readout of a chunk of lens tokens, beside the model's own output.
 
-    lens_kl: torch.Tensor  # (L,)
-    lens_kl_rev: torch.Tensor
-    lens_jsd: torch.Tensor
-    lens_top1_agree: torch.Tensor
-    lens_top5_overlap: torch.Tensor
-    lens_entropy: torch.Tensor
-    lens_ce: torch.Tensor  # (L,), over tokens with a next token
-    final_ce: torch.Tensor  # ()
-    prediction_depth_hist: torch.Tensor  # (L+1,)
-    n_lens_tokens: torch.Tensor  # ()
-    n_ce_tokens: torch.Tensor  # ()
+    What a lens record's ``per_lens_token`` reads (as a residual record reads
+    :class:`~depthlens.metrics.vectors.BlockVectors`): the logits ``z`` (c, V), the final
+    distribution ``fin``, the fused full-vocabulary reductions ``core`` and the next-token
+    ids (-1 where a window ends).
+    """
+
+    z: torch.Tensor  # (c, V) float32
+    fin: FinalDist
+    core: dict[str, torch.Tensor]  # (c,) each: kl, kl_rev, jsd, entropy, lse
+    next_ids: torch.Tensor  # (c,) on z's device
 
     @classmethod
-    def zeros(cls, n_layers: int) -> LensSums:
-        """Every lens accumulator with its final shape."""
-        per_depth = {name: zeros(n_layers) for name in (*LENS_METRICS, "lens_ce")}
-        return cls(
-            **per_depth,
-            final_ce=zeros(),
-            prediction_depth_hist=zeros(n_layers + 1),
-            n_lens_tokens=zeros(),
-            n_ce_tokens=zeros(),
-        )
+    def of(
+        cls,
+        z: torch.Tensor,
+        fin: FinalDist,
+        kernel: LensKernel = _EAGER,
+        next_ids: torch.Tensor | None = None,
+    ) -> LensView:
+        """Run the fused reductions of ``z`` against ``fin`` (no next tokens unless given)."""
+        core = kernel(z, fin.p, fin.logp, fin.neg_entropy)
+        nxt = next_ids if next_ids is not None else torch.full(z.shape[:1], -1)
+        return cls(z, fin, core, nxt.to(z.device))
 
-    def add_depth(self, i: int, st: dict[str, torch.Tensor]) -> None:
-        """Add one depth's per-token statistics (from :func:`layer_stats`)."""
-        self.lens_kl[i] += host_sum(st["lens_kl"])
-        self.lens_kl_rev[i] += host_sum(st["lens_kl_rev"])
-        self.lens_jsd[i] += host_sum(st["lens_jsd"])
-        self.lens_top1_agree[i] += host_sum(st["lens_top1_agree"])
-        self.lens_top5_overlap[i] += host_sum(st["lens_top5_overlap"])
-        self.lens_entropy[i] += host_sum(st["lens_entropy"])
+    @functools.cached_property
+    def topk(self) -> torch.Tensor:
+        """(c, k) the readout's top-k token ids, k as for the output (sorted, [:, 0] argmax)."""
+        return self.z.topk(self.fin.top5.shape[-1], dim=-1).indices
+
+    @property
+    def top1_agree(self) -> torch.Tensor:
+        """(c,) bool: the readout's top-1 is the output's."""
+        return self.topk[:, 0] == self.fin.top1
+
+    @property
+    def has_next(self) -> torch.Tensor:
+        """(c,) bool: the token has a next token in its window."""
+        return self.next_ids >= 0
+
+    def next_token_logp(self) -> torch.Tensor:
+        """Log p(h_l)(actual next token), over the tokens that have one only."""
+        safe = self.next_ids.clamp_min(0).unsqueeze(-1)
+        logp = self.z.gather(-1, safe).squeeze(-1) - self.core["lse"]
+        return logp[self.has_next]
 
 
-def accumulate_lens(
-    sums: LensSums,
-    lens: Readout,
-    layer_states: list[torch.Tensor],
-    final_state: torch.Tensor,
-    next_ids: torch.Tensor,
-    depth_offset: int,
-    chunk: int | None = None,
+def layer_stats(
+    z: torch.Tensor,
+    fin: FinalDist,
     kernel: LensKernel = _EAGER,
-) -> None:
-    """Add lens statistics for the selected tokens.
-
-    ``layer_states[i]``: (N, d) state read at lens depth i (i = 0..L-1); ``final_state``:
-    h_L; ``next_ids``: (N,) next-token ids, -1 where there is none (end of a window);
-    ``depth_offset``: state index of lens depth 0 (1 when reading block outputs, 0 inputs),
-    so the prediction-depth histogram counts blocks applied (0..L).
-    """
-    n_layers = len(layer_states)
-    chunk = chunk or default_chunk(lens)
-    for c0 in range(0, final_state.shape[0], chunk):
-        sl = slice(c0, c0 + chunk)
-        fin = FinalDist.of(lens.logits(final_state[sl], n_layers))  # h_L: state index L
-        nxt = next_ids[sl].to(fin.p.device)
-        has_next = nxt >= 0
-        safe = nxt.clamp_min(0).unsqueeze(-1)
-        sums.final_ce += host_sum((-fin.logp.gather(-1, safe).squeeze(-1))[has_next])
-        agree = torch.empty(n_layers, fin.top1.shape[0], dtype=torch.bool)
-        for i, hs in enumerate(layer_states):
-            z = lens.logits(hs[sl], i + depth_offset)
-            st = layer_stats(z, fin, kernel)
-            sums.add_depth(i, st)
-            ce = st["_lse"] - z.gather(-1, safe).squeeze(-1)
-            sums.lens_ce[i] += host_sum(ce[has_next])
-            agree[i] = (st["lens_top1_agree"] > 0).cpu()
-        depth = (prediction_depth(agree) + depth_offset).clamp_max(n_layers)
-        sums.prediction_depth_hist += torch.bincount(depth, minlength=n_layers + 1).double()
-        sums.n_lens_tokens += float(fin.top1.shape[0])
-        sums.n_ce_tokens += float(has_next.sum())
+    next_ids: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """{lens record: its per-token values} of logits ``z`` (c, V) against the output."""
+    view = LensView.of(z, fin, kernel, next_ids)
+    return {r.name: r.per_lens_token(view) for r in streamed_lens_records() if r.per_lens_token}
 
 
 def prediction_depth(agree: torch.Tensor) -> torch.Tensor:

@@ -58,6 +58,11 @@ class MetricRecord:
     #: :class:`~depthlens.metrics.vectors.BlockVectors`, (N,). The profile sums it over
     #: tokens for every block and reports the mean; no other code is needed.
     per_token: Callable[[Any], Any] | None = field(default=None, compare=False, repr=False)
+    #: For streamed lens metrics: the per-token values from a
+    #: :class:`~depthlens.metrics.lens.LensView` (one depth's readout), over the tokens the
+    #: value is defined on. The profile and ``lens eval`` sum them per depth and report
+    #: sum / count; no other code is needed.
+    per_lens_token: Callable[[Any], Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def short(self) -> str:
@@ -68,6 +73,8 @@ class MetricRecord:
         """Plain JSON form (written into results beside the values)."""
         d = asdict(self)
         d.pop("per_token")
+        d.pop("per_lens_token")
+        d["papers"] = list(d["papers"])  # as JSON reads it back
         return d
 
     def source(self) -> str:

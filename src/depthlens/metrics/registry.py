@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib
 
 from depthlens.metrics.records import METRICS, MetricRecord, Paper, metric
-from depthlens.registry import unknown_choice
 
 __all__ = [
     "FAMILY_MODULES",
@@ -26,7 +25,7 @@ __all__ = [
     "get_metric",
     "metric",
     "streamed_block_records",
-    "unknown_choice",
+    "streamed_lens_records",
 ]
 
 #: Modules that declare records; imported by :func:`all_metrics` so the registry is complete.
@@ -62,6 +61,15 @@ def streamed_block_records() -> tuple[MetricRecord, ...]:
     """
     importlib.import_module("depthlens.metrics.catalog.residual")
     return tuple(r for r in METRICS.values() if r.per_token is not None)
+
+
+def streamed_lens_records() -> tuple[MetricRecord, ...]:
+    """The per-depth lens records the profile and ``lens eval`` compute, in declaration order.
+
+    Only the lens catalog is imported here, as for :func:`streamed_block_records`.
+    """
+    importlib.import_module("depthlens.metrics.catalog.lens")
+    return tuple(r for r in METRICS.values() if r.per_lens_token is not None)
 
 
 def get_metric(name: str) -> MetricRecord:

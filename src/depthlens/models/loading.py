@@ -30,8 +30,10 @@ from depthlens.models.checks import (
     check_model_dir,
     gguf_problem,
 )
+from depthlens.models.digest import DigestCache
 from depthlens.models.registry import PACKAGED, PackagedModel
 from depthlens.paths import default_cache_dir
+from depthlens.progress import tqdm_off_if_quiet
 from depthlens.results import model_fingerprint
 
 DTYPES = {
@@ -55,6 +57,7 @@ class LoadedModel:
     source: str  # "packaged" | "local" | "gguf" | "hub"
     path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    digests: DigestCache = field(default_factory=DigestCache, repr=False, compare=False)
 
     @property
     def num_layers(self) -> int:
@@ -90,6 +93,8 @@ class LoadedModel:
             "n_params": n_params,
             "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
             "config": _jsonable(cfg_dict),
+            # The tensors themselves: one config fits many networks (base and fine-tune).
+            "weights": self.digests.of(self.model),
             **self.extra,
         }
         ident["fingerprint"] = model_fingerprint(ident)
@@ -162,8 +167,12 @@ def load_model(
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
     cache_dir: Path | None = None,
+    skip_sublayers: bool = False,
 ) -> LoadedModel:
     """Load ``ref`` and resolve its architecture.
+
+    ``skip_sublayers``: a sublayer cut (``depthlens.json`` names removed sublayers) gets
+    modules that compute nothing in their place: faster, the same outputs, not savable.
 
     ``device_map`` ("auto" or a dict) hands placement to ``accelerate``; ``allow_pickle`` is
     needed for checkpoints that only have pickle weights (``pytorch_model.bin``).
@@ -189,6 +198,10 @@ def load_model(
         if not p.is_dir():
             raise DepthlensError(f"{ref} is a file, not a model directory or a .gguf file")
         lm = _load_dir(p, ref, "local", opts)
+        if skip_sublayers:
+            from depthlens.models.manifest import skip_manifest_sublayers_
+
+            skip_manifest_sublayers_(lm)
     else:
         lm = _load_hub(ref, opts)
     if device_map is None and device != "cpu":
@@ -197,6 +210,8 @@ def load_model(
         except (RuntimeError, AssertionError) as exc:
             raise DepthlensError(f"cannot move the model to --device {device}: {exc}") from exc
     lm.model.eval()
+    if lm.path is not None:  # as loaded, the weights are those files: their digest is cached
+        lm.digests.bind_files(lm.model, Path(lm.path), cache, dtype)
     return lm
 
 
@@ -294,7 +309,7 @@ def _load_hub(ref: str, opts: _LoadOptions) -> LoadedModel:
     if ref.count("/") != 1:
         import difflib
 
-        from depthlens.metrics.registry import unknown_choice
+        from depthlens.registry import unknown_choice
 
         if difflib.get_close_matches(ref, list(PACKAGED), n=1, cutoff=0.6):
             raise DepthlensError(unknown_choice("model", ref, list(PACKAGED)))
@@ -319,7 +334,7 @@ def _dequantize_gguf(directory: Path, filename: str, out: Path) -> None:
     """Load a GGUF with transformers and save it as an ordinary safetensors checkpoint."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with quiet_transformers():
+    with quiet_transformers(), tqdm_off_if_quiet("transformers.modeling_gguf_pytorch_utils"):
         tok = AutoTokenizer.from_pretrained(directory, gguf_file=filename)
         gg = AutoModelForCausalLM.from_pretrained(
             directory, gguf_file=filename, dtype=torch.float32

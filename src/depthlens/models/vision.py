@@ -207,7 +207,7 @@ VISION_MODELS = {"mobilenet-v2": load_mobilenet_v2}
 def load_vision(ref: str, device: str = "cpu") -> VisionModel:
     """A packaged vision network by name."""
     if ref not in VISION_MODELS:
-        from depthlens.metrics.registry import unknown_choice
+        from depthlens.registry import unknown_choice
 
         raise DepthlensError(unknown_choice("vision model", ref, list(VISION_MODELS)))
     return VISION_MODELS[ref](device)

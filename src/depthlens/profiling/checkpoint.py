@@ -17,7 +17,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from depthlens.errors import DepthlensError
-from depthlens.io import disk_error
+from depthlens.io import disk_error, follow_umask_
 from depthlens.metrics.accumulate import Accumulator
 
 
@@ -67,6 +67,7 @@ class Checkpointer:
         meta = {"run_id": self.run_id, "batches_done": str(batches_done)}
         try:
             save_file(sums.state_dict(), str(tmp), metadata=meta)
+            follow_umask_(tmp)  # safetensors writes 0600
             os.replace(tmp, self.path)
         except OSError as exc:  # e.g. disk full: no partial file, one-line error
             with contextlib.suppress(OSError):

@@ -39,7 +39,7 @@ class ProfileOptions:
         if self.batch_size < 1:
             raise DepthlensError(f"--batch-size must be ≥ 1, got {self.batch_size}")
         if self.lens_readout != "logit":
-            from depthlens.tuned.lens import check_lens_arg  # the folder, before any load
+            from depthlens.metrics.readout import check_lens_arg  # the folder, before any load
 
             check_lens_arg(self.lens_readout)
         if self.n_max is not None and self.n_max < 1:

@@ -15,10 +15,12 @@ from depthlens.data.masks import last_positions, next_token_ids, real_positions
 from depthlens.data.windows import TokenWindows
 from depthlens.dist import rank_world
 from depthlens.errors import DepthlensError
-from depthlens.metrics import lens as lens_metrics
 from depthlens.metrics import residual
 from depthlens.metrics.accumulate import Accumulator, ratio
-from depthlens.metrics.lens import LensSums
+from depthlens.metrics.catalog.residual import RESID_NORM
+from depthlens.metrics.lens import LensKernel, Readout
+from depthlens.metrics.lens_sums import LensSums, accumulate_lens
+from depthlens.metrics.readout import readout_for
 from depthlens.metrics.residual import ResidualSums
 from depthlens.models.loading import LoadedModel
 from depthlens.profiling import checkpoint as ckpt
@@ -82,6 +84,48 @@ def run_identity(lm: LoadedModel, data: TokenWindows, opts: ProfileOptions, worl
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
 
 
+@dataclass
+class _Run:
+    """What one profile pass holds: its sums, its lens (if any) and its checkpointer."""
+
+    opts: ProfileOptions
+    n_max: int
+    masks: TokenMasks
+    sums: ProfileSums
+    lens: Readout | None
+    lens_info: dict[str, Any]
+    kernel: LensKernel
+    saver: ckpt.Checkpointer | None
+    done: int  # batches already in the restored sums
+    rank: int
+    world: int
+
+
+def _start(
+    lm: LoadedModel,
+    data: TokenWindows,
+    opts: ProfileOptions,
+    checkpoint_path: str | Path | None,
+    checkpoint_every: int,
+) -> _Run:
+    """Validate, build the masks and sums, resume from a checkpoint, pick the lens."""
+    opts.validate()
+    n_layers = lm.num_layers
+    n_max = min(opts.n_max or max(1, n_layers // 2), n_layers)
+    with_lens = opts.lens and lm.arch.has_lens
+    masks = token_masks(data, opts)
+    if int(masks.valid.sum()) == 0:
+        raise DepthlensError("no real tokens to profile; use a longer text or --seq-len")
+    rank, world = rank_world()
+    sums = ProfileSums.zeros(n_layers, n_max, with_lens)
+    run_id = run_identity(lm, data, opts, world)
+    saver = ckpt.Checkpointer.create(checkpoint_path, checkpoint_every, run_id, rank)
+    done = saver.restore(sums) if saver else 0
+    lens, lens_info = readout_for(lm, opts.lens_readout) if with_lens else (None, {})
+    kernel = LensKernel(opts.lens_kernel if with_lens else "eager")
+    return _Run(opts, n_max, masks, sums, lens, lens_info, kernel, saver, done, rank, world)
+
+
 def profile(
     lm: LoadedModel,
     data: TokenWindows,
@@ -103,54 +147,43 @@ def profile(
     :func:`depthlens.profiling.checkpoint.discard` after the write, so a kill in between
     resumes instead of starting over.
     """
-    opts = options or ProfileOptions()
-    opts.validate()
-    n_layers = lm.num_layers
-    n_max = min(opts.n_max or max(1, n_layers // 2), n_layers)
-    with_lens = opts.lens and lm.arch.has_lens
-    masks = token_masks(data, opts)
-    if int(masks.valid.sum()) == 0:
-        raise DepthlensError("no real tokens to profile; use a longer text or --seq-len")
-    rank, world = rank_world()
-    sums = ProfileSums.zeros(n_layers, n_max, with_lens)
-    run_id = run_identity(lm, data, opts, world)
-    saver = ckpt.Checkpointer.create(checkpoint_path, checkpoint_every, run_id, rank)
-    done = saver.restore(sums) if saver else 0
-    lens: lens_metrics.Readout | None = None
-    if with_lens:
-        from depthlens.tuned.lens import readout_for  # logit lens, or --lens tuned:DIR
+    run = _start(lm, data, options or ProfileOptions(), checkpoint_path, checkpoint_every)
+    _stream(lm, data, run, progress)
+    run.sums.all_reduce()
+    result = finalize(lm, data, run.opts, run.sums, run.n_max)
+    if run.lens is not None:
+        result.summary["lens_kernel_used"] = run.kernel.used
+        result.summary["lens_readout"] = run.lens_info
+    if run.saver and not keep_checkpoint:
+        run.saver.remove()
+    return result
 
-        lens, lens_info = readout_for(lm, opts.lens_readout)
-    kernel = lens_metrics.LensKernel(opts.lens_kernel if with_lens else "eager")
-    batches = list(enumerate(data.row_batches(opts.batch_size, rank, world)))
-    bar = progress_bar(len(batches), "profile", enabled=progress and rank == 0, initial=done)
+
+def _stream(lm: LoadedModel, data: TokenWindows, run: _Run, progress: bool) -> None:
+    """The one pass: forward each batch of this rank's windows and add its statistics."""
+    batches = list(enumerate(data.row_batches(run.opts.batch_size, run.rank, run.world)))
+    bar = progress_bar(
+        len(batches), "profile", enabled=progress and run.rank == 0, initial=run.done
+    )
     with capture_blocks(lm.model, lm.arch) as trace, torch.inference_mode():
-        for b, rows in batches[done:]:
+        for b, rows in batches[run.done :]:
             _forward_batch(lm, data, rows, trace)
             _accumulate_batch(
-                sums,
+                run.sums,
                 trace,
-                masks,
+                run.masks,
                 rows,
-                lens,
-                kernel,
-                opts,
-                n_max,
+                run.lens,
+                run.kernel,
+                run.opts,
+                run.n_max,
                 parallel=lm.arch.wiring.parallel,
             )
             trace.clear()
             bar.update(1)
-            if saver:
-                saver.maybe_save(sums, b + 1)
+            if run.saver:
+                run.saver.maybe_save(run.sums, b + 1)
     bar.close()
-    sums.all_reduce()
-    result = finalize(lm, data, opts, sums, n_max)
-    if with_lens:
-        result.summary["lens_kernel_used"] = kernel.used
-        result.summary["lens_readout"] = lens_info
-    if saver and not keep_checkpoint:
-        saver.remove()
-    return result
 
 
 def _forward_batch(lm: LoadedModel, data: TokenWindows, rows: torch.Tensor, trace: Any) -> None:
@@ -169,8 +202,8 @@ def _accumulate_batch(
     trace: Any,
     masks: TokenMasks,
     rows: torch.Tensor,
-    lens: lens_metrics.Readout | None,
-    kernel: lens_metrics.LensKernel,
+    lens: Readout | None,
+    kernel: LensKernel,
     opts: ProfileOptions,
     n_max: int,
     *,
@@ -203,7 +236,7 @@ def _accumulate_batch(
     layer_states = [pick(trace.states[l + offset], sel) for l in range(n_layers)]
     final = pick(trace.states[n_layers], sel)
     nxt = masks.next_ids[rows][sel]
-    lens_metrics.accumulate_lens(
+    accumulate_lens(
         sums.lens, lens, layer_states, final, nxt, offset, chunk=opts.lens_chunk, kernel=kernel
     )
 
@@ -225,7 +258,7 @@ def finalize(
     metrics: dict[str, list[float | None]] = {
         name: _means(total, res.n_tokens) for name, total in res.block_sums().items()
     }
-    metrics["resid_norm"] = _means(res.resid_norm, res.n_tokens)
+    metrics[RESID_NORM.name] = _means(res.resid_norm, res.n_tokens)
     ang = ratio(res.angular_distance, res.n_angular_tokens)
     angular = [
         [
@@ -238,7 +271,7 @@ def finalize(
     depth: dict[str, Any] = {}
     summary: dict[str, Any] = {}
     if sums.lens is not None:
-        depth, summary = _finalize_lens(sums.lens, metrics, tokens, n_layers)
+        depth, summary = _finalize_lens(sums.lens, metrics, tokens)
     env = Envelope(
         kind=Profile.KIND,
         model=lm.identity(),
@@ -257,19 +290,10 @@ def finalize(
 
 
 def _finalize_lens(
-    lens: LensSums, metrics: dict[str, list[float | None]], tokens: dict[str, int], n_layers: int
+    lens: LensSums, metrics: dict[str, list[float | None]], tokens: dict[str, int]
 ) -> tuple[dict, dict]:
     """Lens means into ``metrics``/``tokens``; returns (prediction depth, summary)."""
-    for name in lens_metrics.LENS_METRICS:
-        metrics[name] = _means(getattr(lens, name), lens.n_lens_tokens)
-    metrics["lens_ce"] = _means(lens.lens_ce, lens.n_ce_tokens)
-    hist = lens.prediction_depth_hist
-    n = float(hist.sum())
-    depth = {
-        "histogram": [int(v) for v in hist.tolist()],
-        "mean": clean_json(float((hist * torch.arange(n_layers + 1)).sum()) / n) if n else None,
-        "unit": "blocks applied before the top-1 prediction settles (0..L)",
-    }
+    metrics.update(lens.means())
     tokens["lens"] = int(lens.n_lens_tokens)
     tokens["ce"] = int(lens.n_ce_tokens)
-    return depth, {"loss": clean_json(float(ratio(lens.final_ce, lens.n_ce_tokens)))}
+    return lens.depth_summary(), {"loss": lens.loss()}

@@ -9,6 +9,10 @@ from typing import Any
 
 from depthlens._version import __version__
 from depthlens.io import atomic_write_text, check_output_path
+from depthlens.metrics.catalog import causal as C
+from depthlens.metrics.catalog import lens as LN
+from depthlens.metrics.catalog import residual as R
+from depthlens.metrics.records import MetricRecord
 from depthlens.profiling.result import Profile
 from depthlens.progress import progress_bar
 from depthlens.report import captions as cap
@@ -22,41 +26,39 @@ from depthlens.report.inputs import (
     sanitize,
 )
 from depthlens.report.page import Plot, esc, meta_table, page, plot_html, token_strip
-from depthlens.report.records import definitions_html, generic_plots
+from depthlens.report.records import FIGURE_RECORDS, definitions_html, generic_plots
 from depthlens.spans import span_text
 
 
-def _m(p: Profile, name: str) -> list[float | None] | None:
-    v = p.metrics.get(name)
+def _m(p: Profile, rec: MetricRecord) -> list[float | None] | None:
+    v = p.metrics.get(rec.name)
     return v if v and any(x is not None for x in v) else None
 
 
-def _series(p: Profile, names: tuple[str, ...]) -> list[tuple[str, list[float | None]]]:
-    """(legend, values) of each recorded metric; the legend is the record's definition."""
-    from depthlens.metrics.registry import get_metric
-
+def _series(p: Profile, figure: str) -> list[tuple[str, list[float | None]]]:
+    """(legend, values) of each record ``figure`` draws; the legend is its definition."""
     out = []
-    for name in names:
-        vals = _m(p, name)
+    for rec in FIGURE_RECORDS[figure]:
+        vals = _m(p, rec)
         if vals:
-            out.append((get_metric(name).definition, vals))
+            out.append((rec.definition, vals))
     return out
 
 
 def _update_plots(p: Profile) -> list[Callable[[], Plot]]:
     """Relative contribution and cosine of each update (Csordás et al.)."""
     out: list[Callable[[], Plot]] = []
-    rc = _series(p, ("rel_contrib_attn", "rel_contrib_mlp", "rel_contrib_block"))
+    rc = _series(p, "rel-contrib")
     if rc:
         out.append(
             lambda: Plot(
                 "rel-contrib",
                 "Relative contribution per block",
                 plots.lines_plot(rc, "‖update‖ / ‖stream‖ (%, log scale)", percent=True, log=True),
-                cap.rel_contrib_caption(_m(p, "rel_contrib_block") or []),
+                cap.rel_contrib_caption(_m(p, R.REL_CONTRIB_BLOCK) or []),
             )
         )
-    cs = _series(p, ("cos_attn", "cos_mlp", "cos_block"))
+    cs = _series(p, "cosine")
     if cs:
         out.append(
             lambda: Plot(
@@ -64,7 +66,7 @@ def _update_plots(p: Profile) -> list[Callable[[], Plot]]:
                 "Cosine of each update to the residual stream",
                 plots.lines_plot(cs, "cosine (−1..1; < 0 erases)", hline=0.0),
                 cap.cosine_caption(
-                    _m(p, "cos_block") or [], _m(p, "cos_attn") or [], _m(p, "cos_mlp") or []
+                    _m(p, R.COS_BLOCK) or [], _m(p, R.COS_ATTN) or [], _m(p, R.COS_MLP) or []
                 ),
             )
         )
@@ -74,14 +76,14 @@ def _update_plots(p: Profile) -> list[Callable[[], Plot]]:
 def _lens_plots(p: Profile) -> list[Callable[[], Plot]]:
     """The lens against depth and the prediction-depth histogram."""
     out: list[Callable[[], Plot]] = []
-    kl, top1 = _m(p, "lens_kl"), _m(p, "lens_top1_agree")
+    kl, top1 = _m(p, LN.LENS_KL), _m(p, LN.LENS_TOP1)
     if kl and top1:
         out.append(
             lambda: Plot(
                 "lens",
                 "Logit lens against depth",
                 plots.lens_plot(
-                    kl, _m(p, "lens_kl_rev"), _m(p, "lens_jsd"), top1, _m(p, "lens_top5_overlap")
+                    kl, _m(p, LN.LENS_KL_REV), _m(p, LN.LENS_JSD), top1, _m(p, LN.LENS_TOP5)
                 ),
                 cap.lens_caption(kl, top1),
             )
@@ -105,9 +107,9 @@ def _stream_plots(p: Profile, inp: ReportInputs) -> list[Callable[[], Plot]]:
     """Residual norm growth, angular distance and block influence."""
     L = p.n_layers
     out: list[Callable[[], Plot]] = []
-    norm = _m(p, "resid_norm")
+    norm = _m(p, R.RESID_NORM)
     if norm:
-        growth = _m(p, "resid_rms_growth")
+        growth = _m(p, R.RESID_RMS_GROWTH)
         out.append(
             lambda: Plot(
                 "resid-norm",
@@ -128,7 +130,7 @@ def _stream_plots(p: Profile, inp: ReportInputs) -> list[Callable[[], Plot]]:
                 cap.angular_caption(span, inp.plan, L),
             )
         )
-    bi = _m(p, "block_influence")
+    bi = _m(p, R.BLOCK_INFLUENCE)
     if bi:
         k = max(1, L // 8)
         low = sorted(range(L), key=lambda i: (bi[i] is None, bi[i] or 0.0))[:k]
@@ -241,7 +243,7 @@ def meaning(p: Profile, inp: ReportInputs) -> list[str]:
             f"Measured: removing {best.n} blocks with {best.method} gives "
             f"{cap.cut_cost(best, cap.baseline_ppl(inp.cuts))}."
         )
-    top1 = _m(p, "lens_top1_agree")
+    top1 = _m(p, LN.LENS_TOP1)
     mean = p.prediction_depth.get("mean") if isinstance(p.prediction_depth, dict) else None
     if mean is not None:
         a = cap.first_from(top1 or [], 0.5, above=True)
@@ -249,7 +251,7 @@ def meaning(p: Profile, inp: ReportInputs) -> list[str]:
             f"; the lens matches the output on most tokens from block {a}" if a is not None else ""
         )
         out.append(f"Predictions settle after {mean:.1f} of {p.n_layers} blocks on average{where}.")
-    rc = _m(p, "rel_contrib_block")
+    rc = _m(p, R.REL_CONTRIB_BLOCK)
     if rc:
         out.append(cap.rel_contrib_caption(rc))
     loss = p.summary.get("loss") if isinstance(p.summary, dict) else None
@@ -298,7 +300,7 @@ def build_report(
     for f in figs:
         parts.append(f"<h2>{esc(f.title)}</h2>{plot_html(f)}")
     if inp.think_tokens:
-        settle = [t.get("settling_layer") for t in inp.think_tokens]
+        settle = [t.get(C.SETTLING_LAYER.name) for t in inp.think_tokens]
         deep = [bool(t.get("deep")) for t in inp.think_tokens]
         parts.append(
             "<h2>Where each token settles</h2>"
@@ -310,11 +312,11 @@ def build_report(
                 ),
             )
         )
-    shown = [*profile.metrics, "angular_distance", "prediction_depth"]
+    shown = [*profile.metrics, R.ANGULAR_DISTANCE.name, LN.PREDICTION_DEPTH.name]
     if inp.skip_out_kl:
-        shown += ["skip_out_kl", "skip_future"]
+        shown += [C.SKIP_OUT_KL.name, C.SKIP_FUTURE.name]
     if inp.think_tokens:
-        shown += ["reasoning_score", "settling_layer"]
+        shown += [C.REASONING_SCORE.name, C.SETTLING_LAYER.name]
     parts.append(definitions_html(shown))
     parts.append(
         f"<footer>depthlens {esc(__version__)} · definitions above and in the project's "

@@ -1,8 +1,8 @@
-"""The result JSONs a report accepts, read defensively into a few plain shapes.
+"""The result JSONs a report accepts, read into a few plain shapes for drawing.
 
-Cut and causal results come from other subcommands whose fields may grow or be missing;
-everything here tolerates absent keys and turns malformed input into a one-line
-:class:`DepthlensError`.
+Results of depthlens commands (compare, skip, think) are read through their typed classes
+(``CompareResult``, ``SkipResult``, ``ThinkResult``); plans and benchmark rows, whose
+writers vary, are read defensively. Malformed input is a one-line :class:`DepthlensError`.
 """
 
 from __future__ import annotations
@@ -10,11 +10,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from depthlens.causal.skip import SkipResult
+from depthlens.causal.think import ThinkResult
 from depthlens.errors import DepthlensError
+from depthlens.evaluate.compare import CompareResult, CompareRow
+from depthlens.metrics.catalog.lens import PREDICTION_DEPTH
+from depthlens.metrics.catalog.residual import ANGULAR_DISTANCE
 from depthlens.profiling.result import Profile
-from depthlens.results import read_json
+from depthlens.results import Enveloped, read_json
+
+_E = TypeVar("_E", bound=Enveloped)
 
 QUALITY_KINDS = ("depthlens.prune_quality", "depthlens.bench.prune_quality")
 # A plan, or a pruned model's depthlens.json: both name the removed blocks and the method.
@@ -100,38 +107,44 @@ def _pair(v: Any) -> tuple[float, float] | None:
     return (a, b) if a is not None and b is not None else None
 
 
-def _speed_stats(m: dict[str, Any]) -> dict[str, Any]:
-    """The interval and verdict of each speed ratio, where the result has them."""
+def _speed_stats(r: CompareRow) -> dict[str, Any]:
+    """The interval and verdict of each speed ratio, where the comparison timed them."""
+    out: dict[str, Any] = {}
+    for k in ("prefill", "decode"):
+        out[f"{k}_ci95"] = _pair(getattr(r, f"{k}_ci95"))
+        v = getattr(r, f"{k}_verdict")
+        out[f"{k}_verdict"] = str(v)[:40] if isinstance(v, str) else None
+    return out
+
+
+def _compare_rows(res: CompareResult) -> list[CutRow]:
+    rows = []
+    for m in res.models:
+        n = m.n_removed
+        method = str(m.method or ("original" if n == 0 else m.label or "?"))
+        rows.append(
+            CutRow(
+                method=method,
+                n=n,
+                ppl=num(m.ppl),
+                prefill_speedup=num(m.prefill_speedup),
+                decode_speedup=num(m.decode_speedup),
+                ideal_speedup=num(m.ideal_speedup),
+                label=str(m.label or m.ref or ""),
+                **_speed_stats(m),
+            )
+        )
+    return rows
+
+
+def _row_speed_stats(m: dict[str, Any]) -> dict[str, Any]:
+    """As :func:`_speed_stats`, for a benchmark row (a plain dict)."""
     out: dict[str, Any] = {}
     for k in ("prefill", "decode"):
         out[f"{k}_ci95"] = _pair(m.get(f"{k}_ci95"))
         v = m.get(f"{k}_verdict")
         out[f"{k}_verdict"] = str(v)[:40] if isinstance(v, str) else None
     return out
-
-
-def _compare_rows(d: dict[str, Any]) -> list[CutRow]:
-    rows = []
-    for m in d.get("models") or []:
-        if not isinstance(m, dict):
-            continue
-        removed = m["removed"] if isinstance(m.get("removed"), list) else []
-        n = _int(m.get("n_removed"))
-        n = len(removed) if n is None else n
-        method = str(m.get("method") or ("original" if n == 0 else m.get("label") or "?"))
-        rows.append(
-            CutRow(
-                method=method,
-                n=n,
-                ppl=num(m.get("ppl")),
-                prefill_speedup=num(m.get("prefill_speedup")),
-                decode_speedup=num(m.get("decode_speedup")),
-                ideal_speedup=num(m.get("ideal_speedup")),
-                label=str(m.get("label") or m.get("ref") or ""),
-                **_speed_stats(m),
-            )
-        )
-    return rows
 
 
 def _quality_rows(rows: list[Any]) -> list[CutRow]:
@@ -148,7 +161,7 @@ def _quality_rows(rows: list[Any]) -> list[CutRow]:
                 prefill_speedup=num(r.get("prefill_speedup")),
                 decode_speedup=num(r.get("decode_speedup")),
                 ideal_speedup=num(r.get("ideal_speedup")),
-                **_speed_stats(r),
+                **_row_speed_stats(r),
             )
         )
     return out
@@ -162,17 +175,28 @@ def _plan(d: dict[str, Any]) -> Plan:
     return Plan(method=str(d.get("method") or "?"), removed=removed, start=start, n=n)
 
 
-def _add_causal(inp: ReportInputs, d: dict[str, Any]) -> None:
-    """Take skip / think fields wherever they appear (a skip result or Profile.extra)."""
-    kl = _num_list(d.get("skip_out_kl_mean"))
-    if kl is not None:
-        inp.skip_out_kl = kl
-    fut = _matrix(d.get("skip_future"))
-    if fut is not None:
-        inp.skip_future = fut
-    toks = d.get("per_token", d.get("tokens"))  # "tokens" in schema 1
-    if isinstance(toks, list) and toks and all(isinstance(t, dict) for t in toks):
-        inp.think_tokens = toks
+def _typed(cls: type[_E], d: dict[str, Any], name: str) -> _E:
+    """``d`` read into its typed result; a malformed one is a one-line error naming ``name``."""
+    try:
+        return cls.from_dict(d)
+    except DepthlensError as exc:
+        raise DepthlensError(f"{name}: {exc}") from exc
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        what = cls.KIND.removeprefix("depthlens.")
+        raise DepthlensError(f"{name}: malformed {what} JSON ({exc})") from exc
+
+
+def _add_causal(inp: ReportInputs, d: dict[str, Any], name: str) -> None:
+    """Take a skip sweep's or a think result's drawable fields (a file or Profile.extra)."""
+    if d.get("kind") == SkipResult.KIND:
+        skip = _typed(SkipResult, d, name)
+        kl, fut = _num_list(skip.skip_out_kl_mean), _matrix(skip.skip_future)
+        inp.skip_out_kl = kl if kl is not None else inp.skip_out_kl
+        inp.skip_future = fut if fut is not None else inp.skip_future
+    elif d.get("kind") == ThinkResult.KIND:
+        toks = _typed(ThinkResult, d, name).per_token
+        if isinstance(toks, list) and toks and all(isinstance(t, dict) for t in toks):
+            inp.think_tokens = toks
 
 
 def add_result(inp: ReportInputs, obj: Any, name: str) -> None:
@@ -186,14 +210,14 @@ def add_result(inp: ReportInputs, obj: Any, name: str) -> None:
         raise DepthlensError(f"{name}: expected a JSON object, got {type(obj).__name__}")
     else:
         kind = obj.get("kind")
-        if kind == "depthlens.compare":
-            inp.cuts.extend(_compare_rows(obj))
+        if kind == CompareResult.KIND:
+            inp.cuts.extend(_compare_rows(_typed(CompareResult, obj, name)))
         elif kind in QUALITY_KINDS:
             inp.cuts.extend(_quality_rows(obj.get("rows") or []))
         elif kind in PLAN_KINDS:
             inp.plan = _plan(obj)
-        elif kind in ("depthlens.skip", "depthlens.think"):
-            _add_causal(inp, obj)
+        elif kind in (SkipResult.KIND, ThinkResult.KIND):
+            _add_causal(inp, obj, name)
         elif kind == "depthlens.profile":
             raise DepthlensError(
                 f"{name}: a second profile; a report shows one profile (pass it first)"
@@ -214,7 +238,7 @@ def gather_inputs(
     extra = profile.extra if isinstance(profile.extra, dict) else {}
     for key in ("causal", "think", "skip"):
         if isinstance(extra.get(key), dict):
-            _add_causal(inp, extra[key])
+            _add_causal(inp, extra[key], f"the profile's extra[{key!r}]")
     from depthlens.report.matching import check_result_model
 
     for i, obj in enumerate(results):
@@ -242,12 +266,13 @@ def load_files(paths: list[str | Path]) -> tuple[Profile, list[Any], list[str]]:
 def sanitize(p: Profile) -> Profile:
     """A copy whose numbers are floats or None and whose header fields are dicts."""
     d = p.to_dict()
-    for key in ("model", "arch", "data", "options", "tokens", "prediction_depth", "summary"):
+    depth, angular = PREDICTION_DEPTH.name, ANGULAR_DISTANCE.name  # their keys in the JSON
+    for key in ("model", "arch", "data", "options", "tokens", depth, "summary"):
         if not isinstance(d.get(key), dict):
             d[key] = {}
     d["metrics"] = {str(k): [num(x) for x in v] for k, v in d["metrics"].items()}
-    d["angular_distance"] = [[num(x) for x in r] for r in d["angular_distance"]]
-    pdm = d["prediction_depth"]
+    d[angular] = [[num(x) for x in r] for r in d[angular]]
+    pdm = d[depth]
     pdm["mean"] = num(pdm.get("mean"))
     hist = pdm.get("histogram")
     pdm["histogram"] = [int(num(x) or 0) for x in hist] if isinstance(hist, list) else []

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from depthlens.metrics.catalog.causal import REASONING_SCORE, SETTLING_LAYER
+
 # After load: count plots whose image decoded to a non-empty bitmap, for humans and tests.
 SCRIPT = """
 window.addEventListener("load", function () {
@@ -100,13 +102,13 @@ def token_strip(
     """Tokens coloured by settling layer; every token text escaped."""
     spans = []
     for t in tokens[:limit]:
-        layer = t.get("settling_layer")
+        layer = t.get(SETTLING_LAYER.name)
         layer = (
             int(layer) if isinstance(layer, int | float) and not isinstance(layer, bool) else None
         )
         colour = _settle_colour(layer, n_layers)
         fg = "#fff" if layer is not None and layer > n_layers / 2 else "#000"
-        score = t.get("reasoning_score")
+        score = t.get(REASONING_SCORE.name)
         tip = f"settling layer {layer}" + (
             f", reasoning score {score:.3g}" if isinstance(score, int | float) else ""
         )

@@ -10,33 +10,29 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from depthlens.metrics.catalog import causal as C
+from depthlens.metrics.catalog import lens as LN
+from depthlens.metrics.catalog import residual as R
 from depthlens.metrics.registry import MetricRecord, all_metrics
 from depthlens.report import plots
 from depthlens.report.page import Plot, esc
 
-#: Metrics drawn by a dedicated figure in :mod:`depthlens.report.build`.
-DEDICATED = frozenset(
-    {
-        "rel_contrib_attn",
-        "rel_contrib_mlp",
-        "rel_contrib_block",
-        "cos_attn",
-        "cos_mlp",
-        "cos_block",
-        "lens_kl",
-        "lens_kl_rev",
-        "lens_jsd",
-        "lens_top1_agree",
-        "lens_top5_overlap",
-        "resid_norm",
-        "resid_rms_growth",
-        "block_influence",
-        "angular_distance",
-        "prediction_depth",
-        "skip_out_kl",
-        "skip_future",
-    }
-)
+#: The records each dedicated figure of :mod:`depthlens.report.build` draws, by figure id.
+#: Every other per-block / per-layer record in a profile gets a line plot from its record.
+FIGURE_RECORDS: dict[str, tuple[MetricRecord, ...]] = {
+    "rel-contrib": (R.REL_CONTRIB_ATTN, R.REL_CONTRIB_MLP, R.REL_CONTRIB_BLOCK),
+    "cosine": (R.COS_ATTN, R.COS_MLP, R.COS_BLOCK),
+    "lens": (LN.LENS_KL, LN.LENS_KL_REV, LN.LENS_JSD, LN.LENS_TOP1, LN.LENS_TOP5),
+    "prediction-depth": (LN.PREDICTION_DEPTH,),
+    "resid-norm": (R.RESID_NORM, R.RESID_RMS_GROWTH),
+    "angular": (R.ANGULAR_DISTANCE,),
+    "block-influence": (R.BLOCK_INFLUENCE,),
+    "skip-out-kl": (C.SKIP_OUT_KL,),
+    "skip-future": (C.SKIP_FUTURE,),
+}
+
+#: Names of the metrics drawn by a dedicated figure.
+DEDICATED = frozenset(r.name for recs in FIGURE_RECORDS.values() for r in recs)
 
 
 def generic_plots(metrics: dict[str, list[float | None]]) -> list[Callable[[], Plot]]:

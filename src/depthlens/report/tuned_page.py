@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
+from depthlens.metrics.catalog.lens import LENS_KL, LENS_TOP1
 from depthlens.report.page import Plot, esc, meta_table, page, plot_html
 from depthlens.report.plots import lines_plot
 from depthlens.results import Envelope
+
+if TYPE_CHECKING:
+    from depthlens.tuned.evaluate import LensEval
 
 
 def _name(env: Envelope) -> str:
@@ -16,19 +20,20 @@ def _name(env: Envelope) -> str:
     return str(env.data.get("name", "data")) if isinstance(env.data, dict) else "data"
 
 
-def _section(env: Envelope, payload: dict[str, Any]) -> str:
-    lenses = payload["lenses"]
+def _section(result: LensEval) -> str:
+    env, lenses, kl_name = result.envelope, result.lenses, LENS_KL.name
     data = _name(env)
-    kl = [(f"{n} lens", v["lens_kl"]) for n, v in lenses.items()]
-    top1 = [(f"{n} lens", v["lens_top1_agree"]) for n, v in lenses.items()]
-    n_layers = len(next(iter(lenses.values()))["lens_kl"])
+    kl = [(f"{n} lens", v[kl_name]) for n, v in lenses.items()]
+    top1 = [(f"{n} lens", v[LENS_TOP1.name]) for n, v in lenses.items()]
+    n_layers = len(next(iter(lenses.values()))[kl_name])
     caption = (
         "KL(p_L ‖ p_lens(h_l)) at each block's output, nats, log scale; lower reads "
         "the model's own prediction better."
     )
     if {"logit", "tuned"} <= set(lenses):
-        lo, tu = lenses["logit"]["lens_kl"], lenses["tuned"]["lens_kl"]
-        wins = sum(1 for a, b in zip(lo[:-1], tu[:-1], strict=True) if b < a)
+        lo, tu = lenses["logit"][kl_name], lenses["tuned"][kl_name]
+        pairs = zip(lo[:-1], tu[:-1], strict=True)
+        wins = sum(1 for a, b in pairs if a is not None and b is not None and b < a)
         caption += (
             f" The tuned lens is below the logit lens at {wins} of {n_layers - 1} "
             f"blocks before the last."
@@ -48,12 +53,12 @@ def _section(env: Envelope, payload: dict[str, Any]) -> str:
         ),
     ]
     rows = [
-        (f"block {l}", "  ".join(f"{n}: {v['lens_kl'][l]:.3f}" for n, v in lenses.items()))
+        (f"block {l}", "  ".join(f"{n}: {v[kl_name][l]:.3f}" for n, v in lenses.items()))
         for l in range(n_layers)
     ]
     meta = [
         ("data", data),
-        ("tokens", payload.get("n_tokens")),
+        ("tokens", result.n_tokens),
         ("lens", env.options.get("lens")),
         ("model", env.model.get("ref")),
     ]
@@ -65,12 +70,12 @@ def _section(env: Envelope, payload: dict[str, Any]) -> str:
     )
 
 
-def lens_report_html(results: list[tuple[Envelope, dict[str, Any]]]) -> str:
+def lens_report_html(results: list[LensEval]) -> str:
     """The page for one or more lens-eval results (of the same model)."""
-    model = results[0][0].model.get("ref", "model")
+    model = results[0].model.get("ref", "model")
     intro = (
         "<h1>Logit lens vs tuned lens</h1><p>Tuned lens: Belrose et al. 2023, "
         "arXiv 2303.08112 (one affine translator per block, trained on KL(p_L ‖ p_l)). "
         f"Model: {esc(model)}.</p>"
     )
-    return page(f"tuned lens: {model}", intro + "".join(_section(e, p) for e, p in results))
+    return page(f"tuned lens: {model}", intro + "".join(_section(r) for r in results))

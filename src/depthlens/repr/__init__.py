@@ -6,17 +6,18 @@ causal LMs, encoders and vision networks in :mod:`features`.
 """
 
 from depthlens.repr.api import (
-    ReprResult,
     analyse_repr,
     load_data,
     load_repr_model,
     similarity,
 )
+from depthlens.repr.result import ReprResult, SimilarityResult
 from depthlens.repr.run import ReprOptions
 
 __all__ = [
     "ReprOptions",
     "ReprResult",
+    "SimilarityResult",
     "analyse_repr",
     "load_data",
     "load_repr_model",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +10,10 @@ import torch
 
 from depthlens.data.labelled import LABELLED, LabelledSplits, load_labelled
 from depthlens.errors import DepthlensError
+from depthlens.metrics.catalog.repr import CKA, NC1, PROBE_ACC, PROBE_ACC_OOD
 from depthlens.repr.cka import StreamingCKA
 from depthlens.repr.features import Extractor, extractor_for
+from depthlens.repr.result import ReprResult, SimilarityResult, repr_envelope
 from depthlens.repr.run import (
     CkaBuffer,
     ReprOptions,
@@ -69,31 +70,6 @@ def load_repr_model(ref: str, device: str = "cpu", dtype: str = "float32", **kw:
     return load_model(ref, device=device, dtype=dtype, **kw)
 
 
-@dataclass
-class ReprResult:
-    """What ``repr``/``similarity`` write: the envelope parts and the payload."""
-
-    kind: str  # "repr" | "similarity"
-    model: dict[str, Any]
-    data: dict[str, Any]
-    options: dict[str, Any]
-    tokens: dict[str, int]
-    payload: dict[str, Any] = field(default_factory=dict)
-
-    def save(self, path: str | Path) -> None:
-        """Write the result JSON atomically (strict JSON)."""
-        from depthlens.results import Envelope, write_result
-
-        env = Envelope(
-            kind=f"depthlens.{self.kind}",
-            model=self.model,
-            data=self.data,
-            options=self.options,
-            tokens=self.tokens,
-        )
-        write_result(path, env, self.payload)
-
-
 def _definitions() -> dict[str, Any]:
     from depthlens.metrics.registry import all_metrics
 
@@ -117,7 +93,7 @@ def _cka_info(cka: StreamingCKA, opts: ReprOptions) -> dict[str, Any]:
 def _tokens_payload(ex: Extractor, windows: Any, opts: ReprOptions, progress: Any) -> Any:
     samples, cka, n_total = token_pass([ex], windows, opts, progress)
     metrics: dict[str, Any] = geometry_of(samples[0], opts)
-    metrics["cka"] = _matrix(cka.result())
+    metrics[CKA.name] = _matrix(cka.result())
     unit = {"token": "real token", "last": "window (its last token)", "mean": "window (mean)"}
     sample = {
         "geometry": {
@@ -129,7 +105,7 @@ def _tokens_payload(ex: Extractor, windows: Any, opts: ReprOptions, progress: An
             "position " + ("kept" if opts.include_first_token else "excluded"),
             **_exclusion_rule(opts),
         },
-        "cka": _cka_info(cka, opts),
+        CKA.name: _cka_info(cka, opts),
     }
     return metrics, sample, n_total
 
@@ -160,25 +136,27 @@ def _labelled_payload(ex: Extractor, splits: LabelledSplits, opts: ReprOptions) 
     evals = {"test": features_of(ex, splits.test, opts)}
     evals.update({f"ood:{k}": features_of(ex, v, opts) for k, v in splits.ood.items()})
     metrics: dict[str, Any] = geometry_of(train, opts)
-    metrics["cka"] = _matrix(cka.result())
+    metrics[CKA.name] = _matrix(cka.result())
     acc = probe_table(train, y, evals, opts)
     ood = {k.removeprefix("ood:"): v for k, v in acc.items() if k.startswith("ood:")}
     n = len(train)
     if ood:
         ood["mean"] = [sum(v[l] for v in ood.values()) / len(ood) for l in range(n)]
-    metrics.update(probe_acc=acc["test"], probe_acc_train=acc["train"], probe_acc_ood=ood)
+    metrics.update(
+        {PROBE_ACC.name: acc["test"], "probe_acc_train": acc["train"], PROBE_ACC_OOD.name: ood}
+    )
     metrics.update(collapse_of(train, y))
     summary = {
         "last_layer": n - 1,
         "probe_best_test": best(acc["test"]),
         "probe_best_ood": {k: best(v) for k, v in ood.items()},
-        "nc1_min": best([-v for v in metrics["nc1"]]),
+        "nc1_min": best([-v for v in metrics[NC1.name]]),
     }
     sample = {
         "train": splits.train.identity,
         "test": splits.test.identity,
         "ood": {k: v.identity for k, v in splits.ood.items()},
-        "cka": _cka_info(cka, opts),
+        CKA.name: _cka_info(cka, opts),
     }
     return metrics, sample, summary
 
@@ -212,7 +190,8 @@ def analyse_repr(
         payload.update(mode="tokens")
         data_id, tokens = data.to_dict(), _token_counts(data, opts, n_total)
     payload.update(metrics=metrics, samples=sample, definitions=_definitions())
-    return ReprResult("repr", ex.identity(), data_id, opts.to_dict(), tokens, payload)
+    env = repr_envelope("repr", ex.identity(), data_id, opts.to_dict(), tokens)
+    return ReprResult(envelope=env, **payload)
 
 
 def _check_kind(ex: Extractor, data: LabelledSplits, pool: str | None = "mean") -> None:
@@ -231,7 +210,7 @@ def _check_kind(ex: Extractor, data: LabelledSplits, pool: str | None = "mean") 
 
 def similarity(
     a: Any, b: Any, data: Any, opts: ReprOptions | None = None, progress: Any = None
-) -> ReprResult:
+) -> SimilarityResult:
     """CKA between every layer of ``a`` and every layer of ``b`` on the same inputs."""
     opts = (opts or ReprOptions()).resolved(tokens=not isinstance(data, LabelledSplits))
     opts.validate()
@@ -250,15 +229,16 @@ def similarity(
         _check_same_tokenizer(a, b)
         _, cka, n_total = token_pass([ea, eb], data, opts, progress)
         data_id, tokens = data.to_dict(), _token_counts(data, opts, n_total)
-    payload = {
-        "layers_a": ea.layer_names,
-        "layers_b": eb.layer_names,
-        "model_b": eb.identity(),
-        "metrics": {"cka": _matrix(cka.result())},
-        "samples": {"cka": _cka_info(cka, opts)},
-        "definitions": {"cka": _definitions()["cka"]},
-    }
-    return ReprResult("similarity", ea.identity(), data_id, opts.to_dict(), tokens, payload)
+    cka_name = CKA.name  # the one metric of a similarity result
+    return SimilarityResult(
+        envelope=repr_envelope("similarity", ea.identity(), data_id, opts.to_dict(), tokens),
+        layers_a=ea.layer_names,
+        layers_b=eb.layer_names,
+        model_b=eb.identity(),
+        metrics={cka_name: _matrix(cka.result())},
+        samples={cka_name: _cka_info(cka, opts)},
+        definitions={cka_name: _definitions()[cka_name]},
+    )
 
 
 def _check_same_tokenizer(a: Any, b: Any) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from depthlens.metrics.catalog import repr as RC
 from depthlens.report.page import Plot, esc, meta_table, page, plot_html
 from depthlens.report.plots import heatmap_plot, new_figure, plain, plot_style, png_bytes
 from depthlens.report.text import fmt, render_table
@@ -56,14 +57,27 @@ def _probe_marks(summary: dict[str, Any]) -> list[tuple[int, str]]:
     return marks
 
 
+def repr_plots(payload: dict[str, Any]) -> list[Plot]:
+    """The per-layer figures of a ``repr`` result."""
+    m = payload["metrics"]
+    plots = _geometry_plots(m, payload["layers"])
+    if RC.PROBE_ACC.name in m:
+        plots += _probe_plots(payload)
+    plots.append(cka_plot(m[RC.CKA.name], "layer (this model)", "layer (this model)"))
+    return plots
+
+
 def _geometry_plots(m: dict[str, Any], names: Sequence[str]) -> list[Plot]:
     """Anisotropy, intrinsic dimension (TwoNN, PCA) and GRIDE across scales."""
     plots = [
         Plot(
-            "anisotropy",
+            RC.ANISOTROPY.name,
             "Anisotropy",
             layer_plot(
-                [("mean cosine", m["anisotropy"]), ("centred", m["anisotropy_centred"])],
+                [
+                    ("mean cosine", m[RC.ANISOTROPY.name]),
+                    ("centred", m[RC.ANISOTROPY_CENTRED.name]),
+                ],
                 "mean pairwise cosine",
                 names,
             ),
@@ -74,9 +88,9 @@ def _geometry_plots(m: dict[str, Any], names: Sequence[str]) -> list[Plot]:
             "Intrinsic dimension",
             layer_plot(
                 [
-                    ("TwoNN", m["intrinsic_dim"]),
+                    ("TwoNN", m[RC.INTRINSIC_DIM.name]),
                     ("TwoNN MLE", m["intrinsic_dim_mle"]),
-                    ("PCA 90%", m["pca_dim"]),
+                    ("PCA 90%", m[RC.PCA_DIM.name]),
                 ],
                 "dimension",
                 names,
@@ -85,12 +99,13 @@ def _geometry_plots(m: dict[str, Any], names: Sequence[str]) -> list[Plot]:
             "TwoNN (Facco et al. 2017) is the local dimension; PCA 90% the linear one.",
         ),
     ]
-    if m.get("gride"):
-        n_scales = min(len(g) for g in m["gride"])
-        series = [(f"GRIDE k={2**j}", [g[j] for g in m["gride"]]) for j in range(n_scales)]
+    gride = m.get(RC.GRIDE.name)
+    if gride:
+        n_scales = min(len(g) for g in gride)
+        series = [(f"GRIDE k={2**j}", [g[j] for g in gride]) for j in range(n_scales)]
         plots.append(
             Plot(
-                "gride",
+                RC.GRIDE.name,
                 "Intrinsic dimension against scale (GRIDE)",
                 layer_plot(series, "dimension", names, log=True),
                 "GRIDE (Denti et al. 2022) from the k-th and 2k-th neighbours: curves that "
@@ -104,12 +119,12 @@ def _probe_plots(payload: dict[str, Any]) -> list[Plot]:
     """Probe accuracy (held out and OOD) and neural collapse, for labelled data."""
     m, names = payload["metrics"], payload["layers"]
     s = payload.get("summary", {})
-    series = [("held out", m["probe_acc"])] + [
-        (f"OOD {k}", v) for k, v in m["probe_acc_ood"].items()
+    series = [("held out", m[RC.PROBE_ACC.name])] + [
+        (f"OOD {k}", v) for k, v in m[RC.PROBE_ACC_OOD.name].items()
     ]
     nc2 = [
-        ("equinorm (CV)", m["nc2_equinorm"]),
-        ("equiangular (std cos)", m["nc2_equiangular"]),
+        ("equinorm (CV)", m[RC.NC2_EQUINORM.name]),
+        ("equiangular (std cos)", m[RC.NC2_EQUIANGULAR.name]),
         ("|cos + 1/(C-1)|", m["nc2_max_angle"]),
     ]
     return [
@@ -120,9 +135,9 @@ def _probe_plots(payload: dict[str, Any]) -> list[Plot]:
             probe_caption(payload),
         ),
         Plot(
-            "nc1",
+            RC.NC1.name,
             "Neural collapse (NC1)",
-            layer_plot([("NC1 = tr(Σ_W Σ_B⁺)/C", m["nc1"])], "NC1", names, log=True),
+            layer_plot([("NC1 = tr(Σ_W Σ_B⁺)/C", m[RC.NC1.name])], "NC1", names, log=True),
             "Lower: examples of a class cluster tighter around their class mean.",
         ),
         Plot(
@@ -134,21 +149,11 @@ def _probe_plots(payload: dict[str, Any]) -> list[Plot]:
     ]
 
 
-def repr_plots(payload: dict[str, Any]) -> list[Plot]:
-    """The per-layer figures of a ``repr`` result."""
-    m, names = payload["metrics"], payload["layers"]
-    plots = _geometry_plots(m, names)
-    if "probe_acc" in m:
-        plots += _probe_plots(payload)
-    plots.append(cka_plot(m["cka"], "layer (this model)", "layer (this model)"))
-    return plots
-
-
 def cka_plot(matrix: Sequence[Sequence[float | None]], xlabel: str, ylabel: str) -> Plot:
     """The CKA heatmap (rows = first model's layers, columns = second's)."""
     png = heatmap_plot(matrix, xlabel, ylabel, "linear CKA")
     return Plot(
-        "cka",
+        RC.CKA.name,
         "Linear CKA between layers",
         png,
         "Linear CKA (streamed unbiased minibatch HSIC); bright = similar layers.",
@@ -158,16 +163,16 @@ def cka_plot(matrix: Sequence[Sequence[float | None]], xlabel: str, ylabel: str)
 def probe_caption(payload: dict[str, Any]) -> str:
     """Where the probe peaks in and out of distribution, against the last layer."""
     m, s = payload["metrics"], payload.get("summary", {})
-    last = len(m["probe_acc"]) - 1
+    last = len(m[RC.PROBE_ACC.name]) - 1
     bt, bo = s.get("probe_best_test"), (s.get("probe_best_ood") or {}).get("mean")
     parts = []
     if bt is not None:
         parts.append(
-            f"held out: best layer {bt} ({m['probe_acc'][bt]:.3f}) vs last layer "
-            f"{last} ({m['probe_acc'][last]:.3f})"
+            f"held out: best layer {bt} ({m[RC.PROBE_ACC.name][bt]:.3f}) vs last layer "
+            f"{last} ({m[RC.PROBE_ACC.name][last]:.3f})"
         )
     if bo is not None:
-        ood = m["probe_acc_ood"]["mean"]
+        ood = m[RC.PROBE_ACC_OOD.name]["mean"]
         parts.append(f"OOD mean: best layer {bo} ({ood[bo]:.3f}) vs last ({ood[last]:.3f})")
     return "; ".join(parts) + "."
 
@@ -180,31 +185,31 @@ def summary_lines(kind: str, payload: dict[str, Any]) -> list[str]:
             [
                 j,
                 name,
-                max(range(len(m["cka"])), key=lambda i: m["cka"][i][j] or -1.0),
-                fmt(max((r[j] or 0.0) for r in m["cka"])),
+                max(range(len(m[RC.CKA.name])), key=lambda i: m[RC.CKA.name][i][j] or -1.0),
+                fmt(max((r[j] or 0.0) for r in m[RC.CKA.name])),
             ]
             for j, name in enumerate(payload["layers_b"])
         ]
         return [render_table(["B layer", "name", "closest A layer", "CKA"], rows)]
     head = ["layer", "aniso", "aniso_c", "ID", "GRIDE k=1/8/32", "PCA90", "dup", "massive"]
-    labelled = "probe_acc" in m
+    labelled = RC.PROBE_ACC.name in m
     if labelled:
         head += ["probe", "probe OOD", "NC1"]
     rows = []
     for l, name in enumerate(payload["layers"]):
         row = [
             name,
-            fmt(m["anisotropy"][l]),
-            fmt(m["anisotropy_centred"][l]),
-            fmt(m["intrinsic_dim"][l]),
+            fmt(m[RC.ANISOTROPY.name][l]),
+            fmt(m[RC.ANISOTROPY_CENTRED.name][l]),
+            fmt(m[RC.INTRINSIC_DIM.name][l]),
             _gride_cell(m, l),
-            m["pca_dim"][l],
+            m[RC.PCA_DIM.name][l],
             (m.get("duplicates") or ["–"] * (l + 1))[l],
             (m.get("massive") or ["–"] * (l + 1))[l],
         ]
         if labelled:
-            ood = m["probe_acc_ood"].get("mean", [None] * len(m["probe_acc"]))
-            row += [fmt(m["probe_acc"][l]), fmt(ood[l]), fmt(m["nc1"][l])]
+            ood = m[RC.PROBE_ACC_OOD.name].get("mean", [None] * len(m[RC.PROBE_ACC.name]))
+            row += [fmt(m[RC.PROBE_ACC.name][l]), fmt(ood[l]), fmt(m[RC.NC1.name][l])]
         rows.append(row)
     lines = [render_table(head, rows)]
     if labelled:
@@ -213,7 +218,7 @@ def summary_lines(kind: str, payload: dict[str, Any]) -> list[str]:
 
 
 def _gride_cell(m: dict[str, Any], layer: int) -> str:
-    g = (m.get("gride") or [[]] * (layer + 1))[layer]
+    g = (m.get(RC.GRIDE.name) or [[]] * (layer + 1))[layer]
     return "/".join(fmt(g[j]) for j in (0, 3, 5) if j < len(g)) or "–"
 
 
@@ -230,8 +235,8 @@ def _definitions(payload: dict[str, Any]) -> str:
 
 
 def repr_page(res: Any) -> str:
-    """The whole HTML document for a ReprResult (or its JSON dict form)."""
-    model, payload = res.model, res.payload
+    """The whole HTML document for a ReprResult or a SimilarityResult."""
+    model, payload = res.model, res.payload()
     title = f"depthlens {res.kind}: {model.get('ref')}"
     meta = [
         ("model", model.get("ref")),
@@ -243,7 +248,7 @@ def repr_page(res: Any) -> str:
     ]
     if res.kind == "similarity":
         meta.insert(1, ("model B", payload["model_b"].get("ref")))
-        plots = [cka_plot(payload["metrics"]["cka"], "layer of B", "layer of A")]
+        plots = [cka_plot(payload["metrics"][RC.CKA.name], "layer of B", "layer of A")]
     else:
         plots = repr_plots(payload)
     body = (

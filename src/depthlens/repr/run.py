@@ -20,6 +20,16 @@ from typing import Any
 import torch
 
 from depthlens.errors import DepthlensError
+from depthlens.metrics.catalog.repr import (
+    ANISOTROPY,
+    ANISOTROPY_CENTRED,
+    GRIDE,
+    INTRINSIC_DIM,
+    NC1,
+    NC2_EQUIANGULAR,
+    NC2_EQUINORM,
+    PCA_DIM,
+)
 from depthlens.repr import collapse as nc
 from depthlens.repr import geometry
 from depthlens.repr.cka import MIN_BATCH, StreamingCKA
@@ -71,7 +81,7 @@ class ReprOptions:
                 f"n(n−3)), got {self.cka_batch}"
             )
         if self.pool is not None and self.pool not in POOLS + TOKEN_POOLS:
-            from depthlens.metrics.registry import unknown_choice
+            from depthlens.registry import unknown_choice
 
             raise DepthlensError(unknown_choice("--pool", self.pool, list(POOLS + ("token",))))
         if not self.massive_k > 1.0 or self.gride_range < 2:
@@ -138,16 +148,16 @@ class CkaBuffer:
 
 
 GEOMETRY_KEYS = (
-    "anisotropy",
-    "anisotropy_centred",
-    "intrinsic_dim",
+    ANISOTROPY.name,
+    ANISOTROPY_CENTRED.name,
+    INTRINSIC_DIM.name,
     "intrinsic_dim_mle",
-    "pca_dim",
+    PCA_DIM.name,
     "twonn_duplicates",
     "duplicates",
     "massive",
     "n_used",
-    "gride",
+    GRIDE.name,
     "gride_scale",
 )
 
@@ -167,18 +177,18 @@ def geometry_of(sample: Sequence[torch.Tensor], opts: ReprOptions) -> dict[str, 
         out["duplicates"].append(geometry.duplicate_rows(x))
         if opts.exclude_massive:
             x = x[~heavy]
-        out["anisotropy"].append(geometry.anisotropy(x))
-        out["anisotropy_centred"].append(geometry.anisotropy(x, centred=True))
+        out[ANISOTROPY.name].append(geometry.anisotropy(x))
+        out[ANISOTROPY_CENTRED.name].append(geometry.anisotropy(x, centred=True))
         distinct = geometry.distinct_rows(x)
         out["n_used"].append(int(distinct.shape[0]))
         out["twonn_duplicates"].append(int(x.shape[0] - distinct.shape[0]))
         t = geometry.two_nn(distinct, opts.twonn_discard)
-        out["intrinsic_dim"].append(t.dim)
+        out[INTRINSIC_DIM.name].append(t.dim)
         out["intrinsic_dim_mle"].append(t.dim_mle)
         scales, _ = gride_scaling(distinct, opts.gride_range)
-        out["gride"].append([s.dim for s in scales])
+        out[GRIDE.name].append([s.dim for s in scales])
         out["gride_scale"].append([s.scale for s in scales])
-        out["pca_dim"].append(geometry.pca_dim(x, opts.pca_threshold))
+        out[PCA_DIM.name].append(geometry.pca_dim(x, opts.pca_threshold))
     return out
 
 
@@ -256,19 +266,13 @@ def probe_table(
 
 def collapse_of(train: Sequence[torch.Tensor], y: torch.Tensor) -> dict[str, list[float]]:
     """NC1 and NC2 per layer on the training features."""
-    out: dict[str, list[float]] = {
-        "nc1": [],
-        "nc2_equinorm": [],
-        "nc2_equiangular": [],
-        "nc2_max_angle": [],
+    per_layer = [nc.collapse(x, y) for x in train]
+    return {
+        NC1.name: [c.nc1 for c in per_layer],
+        NC2_EQUINORM.name: [c.equinorm for c in per_layer],
+        NC2_EQUIANGULAR.name: [c.equiangular for c in per_layer],
+        "nc2_max_angle": [c.max_angle for c in per_layer],
     }
-    for x in train:
-        c = nc.collapse(x, y)
-        out["nc1"].append(c.nc1)
-        out["nc2_equinorm"].append(c.equinorm)
-        out["nc2_equiangular"].append(c.equiangular)
-        out["nc2_max_angle"].append(c.max_angle)
-    return out
 
 
 def features_of(

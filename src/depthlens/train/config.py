@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from depthlens.errors import DepthlensError
-from depthlens.train.schemes import get_scheme
+from depthlens.train.schemes import DEFAULT_SCHEME, get_scheme
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class TrainConfig:
     width: int = 128
     heads: int = 4
     context: int = 128
-    scheme: str = "pre-ln"
+    scheme: str = DEFAULT_SCHEME
     drop_path: float = 0.0
     mlp_ratio: int = 4
     vocab_size: int = 4096
@@ -66,6 +66,12 @@ class TrainConfig:
             raise DepthlensError(
                 f"the head size --width/--heads = {self.width // self.heads} is odd; RoPE "
                 "needs an even head size"
+            )
+        from depthlens.train.tokenizer import MIN_VOCAB
+
+        if self.vocab_size < MIN_VOCAB:
+            raise DepthlensError(
+                f"--vocab-size {self.vocab_size} is below {MIN_VOCAB} (256 bytes + EOS); raise it"
             )
         if self.context < 2:
             raise DepthlensError(f"--context must be at least 2, got {self.context}")

@@ -14,6 +14,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from depthlens.metrics.catalog.lens import LENS_KL
+from depthlens.metrics.catalog.residual import REL_CONTRIB_BLOCK, RESID_NORM, RESID_RMS_GROWTH
 from depthlens.train.config import TrainConfig
 
 UNUSED_THRESHOLD = 0.01  # a block is "unused" when deleting it costs < 1% of the loss
@@ -53,18 +55,17 @@ def measure(path: Path, cfg: TrainConfig, measure_tokens: int) -> dict[str, Any]
     prof = profile(lm, windows, opts, progress=False)
     base = evaluate_perplexity(lm, windows, batch_size=cfg.batch_size)["nll"]
     costs = removal_costs(lm, windows, base, cfg.batch_size)
-    rms = [
-        None if v is None else v / math.sqrt(cfg.width) for v in prof.metrics.get("resid_norm", [])
-    ]
+    norms = prof.metrics.get(RESID_NORM.name, [])
+    rms = [None if v is None else v / math.sqrt(cfg.width) for v in norms]
     rel = [None if c is None else c / base for c in costs]
     unused = [r < UNUSED_THRESHOLD for r in rel if r is not None]
     return {
         "eval_loss": base,
-        "rel_contrib_block": prof.metrics.get("rel_contrib_block"),
+        REL_CONTRIB_BLOCK.name: prof.metrics.get(REL_CONTRIB_BLOCK.name),
         "resid_rms": rms,
-        "resid_rms_growth": prof.metrics.get("resid_rms_growth"),
+        RESID_RMS_GROWTH.name: prof.metrics.get(RESID_RMS_GROWTH.name),
         "angular_distance_next": [row[0] if row else None for row in prof.angular_distance],
-        "lens_kl": prof.metrics.get("lens_kl"),
+        LENS_KL.name: prof.metrics.get(LENS_KL.name),
         "removal_cost": costs,
         "removal_cost_rel": rel,
         "unused_depth": (sum(unused) / len(unused)) if unused else None,

@@ -19,7 +19,7 @@ from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from depthlens.train.schemes import SCHEMES, Scheme, drop_path, drop_rates
+from depthlens.train.schemes import DEFAULT_SCHEME, SCHEMES, Scheme, drop_path, drop_rates
 
 MODEL_TYPE = "depthlens_lab"
 
@@ -48,7 +48,7 @@ class LabConfig(PreTrainedConfig):
     rms_norm_eps: float = 1e-6
     rope_theta: float = 10000.0
     initializer_range: float = 0.02
-    scheme: str = "pre-ln"
+    scheme: str = DEFAULT_SCHEME
     drop_path: float = 0.0
     # The L and the ℓ of each block that the scheme constants use (α = (2L)^¼, 1/√ℓ, …),
     # fixed at training time: cutting blocks shortens block_index and keeps scheme_depth,
@@ -132,12 +132,13 @@ class MLP(nn.Module):
 
 
 class Residual(nn.Module):
-    """One residual sublayer h → h' (F = attention or MLP), wired by the scheme.
+    """One residual sublayer h → h' (F = attention or MLP), wired by the scheme's ``forward``.
 
     pre:  h' = h + c·F(g·N(h))       (pre-ln: g = c = 1; lns: g = 1/√ℓ; scaled: c = 1/√L)
     post: h' = N(α·h + F(h))         (post-ln: α = 1; deepnorm: α = (2L)^¼)
     none: h' = h + γ·F(h)            (rezero: γ learned, initialised 0)
-    Every F output passes through drop-path (identity at eval).
+    Every F output passes through drop-path (identity at eval). The numbers g, c, α of block
+    ℓ come from the scheme record (:mod:`depthlens.train.schemes`).
     """
 
     def __init__(self, branch: nn.Module, cfg: LabConfig, ell: int) -> None:
@@ -154,21 +155,21 @@ class Residual(nn.Module):
         self.alpha = self.scheme.skip_scale(L)
         self.p_drop = drop_rates(cfg.drop_path, L)[ell - 1]
 
-    def _f(self, x: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """N(x)."""
+        return self.norm(x)
+
+    def gated(self, y: torch.Tensor) -> torch.Tensor:
+        """γ·y (schemes without a norm)."""
+        return self.gate * y
+
+    def branch_out(self, x: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
+        """F(x) with drop-path (identity at eval)."""
         return drop_path(self.branch(x, *args), self.p_drop, self.training)
 
     def forward(self, h: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
         """The sublayer's output stream (B, T, C); ``args`` go to the branch (RoPE cos, sin)."""
-        norm = self.scheme.norm
-        if norm == "pre":
-            x = self.norm(h)
-            x = x * self.g if self.g != 1.0 else x
-            y = self._f(x, *args)
-            return h + (y * self.c if self.c != 1.0 else y)
-        if norm == "post":
-            skip = self.alpha * h if self.alpha != 1.0 else h
-            return self.norm(skip + self._f(h, *args))
-        return h + self.gate * self._f(h, *args)
+        return self.scheme.forward(self, h, *args)
 
 
 class Block(nn.Module):

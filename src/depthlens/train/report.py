@@ -13,7 +13,7 @@ from typing import Any
 from depthlens.io import atomic_write_text
 from depthlens.report.page import Plot, esc, meta_table, page, plot_html
 from depthlens.report.plots import nan_floats, new_figure, plain, plot_style, png_bytes
-from depthlens.results import read_result
+from depthlens.train.result import StudyResult
 
 N_BINS = 10  # relative-depth bins of the ΔP(ℓ)/L heatmaps
 
@@ -185,7 +185,7 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return f'<table class="meta"><tr>{th}</tr>{body}</table>'
 
 
-def interval_table(payload: dict[str, Any]) -> str:
+def interval_table(study: StudyResult) -> str:
     """Mean ± 95% interval over seeds per (scheme, depth), then the called differences."""
     from depthlens.train.seeds import fmt_interval
 
@@ -210,7 +210,7 @@ def interval_table(payload: dict[str, Any]) -> str:
             fmt_interval(e["removal_second_half"], 2, 100),
             fmt_interval(e["unused_depth"], 0, 100),
         )
-        for e in payload.get("summary") or []
+        for e in study.summary
     ]
     diffs = [
         (
@@ -221,7 +221,7 @@ def interval_table(payload: dict[str, Any]) -> str:
             _fmt(r[d["b"]], 4),
             "yes" if r["significant"] else "no (intervals overlap)",
         )
-        for d in payload.get("differences") or []
+        for d in study.differences
         for r in d["rows"]
     ]
     return (
@@ -231,16 +231,16 @@ def interval_table(payload: dict[str, Any]) -> str:
     )
 
 
-def build_study_page(env: Any, payload: dict[str, Any]) -> str:
+def build_study_page(study: StudyResult) -> str:
     """The whole HTML document for one study."""
-    runs = payload["runs"]
+    runs, env = study.runs, study.envelope
     opts = env.options
     base = opts.get("base", {})
     plots = [
         Plot(
             "loss",
             "Held-out loss vs depth",
-            loss_plot(runs, payload.get("summary") or ()),
+            loss_plot(runs, study.summary),
             "Held-out loss of every (scheme, depth) trained on the same tokens and budget; "
             "mean over seeds with its 95% interval.",
         ),
@@ -273,14 +273,14 @@ def build_study_page(env: Any, payload: dict[str, Any]) -> str:
             ("training tokens per run", env.tokens.get("trained_per_run")),
             ("data / held-out", f"{base.get('data')} / {base.get('eval_data')}"),
             ("seeds", ", ".join(map(str, opts.get("seeds", [base.get("seed")])))),
-            ("wall time (s)", _fmt(payload.get("seconds"), 0)),
+            ("wall time (s)", _fmt(study.seconds, 0)),
             ("depthlens", env.version),
             ("created", env.created),
         ]
     )
     body = (
         f'<h1>depthlens depth study</h1><p class="sub">{esc(len(runs))} runs</p>{meta}'
-        f"<h2>Summary over seeds (mean ± 95% interval)</h2>{interval_table(payload)}"
+        f"<h2>Summary over seeds (mean ± 95% interval)</h2>{interval_table(study)}"
         f"<h2>Runs</h2>{summary_table(runs)}<h2>Figures</h2>" + "".join(plot_html(p) for p in plots)
     )
     return page("depthlens depth study", body)
@@ -288,5 +288,4 @@ def build_study_page(env: Any, payload: dict[str, Any]) -> str:
 
 def write_study_report(study_json: str | Path, out: str | Path) -> None:
     """Read ``study.json`` and write the HTML page atomically."""
-    env, payload = read_result(study_json, "study")
-    atomic_write_text(out, build_study_page(env, payload))
+    atomic_write_text(out, build_study_page(StudyResult.load(study_json)))

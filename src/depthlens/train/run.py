@@ -26,21 +26,11 @@ from depthlens.train.config import TrainConfig
 from depthlens.train.export import export_model
 from depthlens.train.loop import Chunks, LoopHooks, make_optimizer, train_loop
 from depthlens.train.model import LabConfig, LabForCausalLM, init_lab_weights_
+from depthlens.train.result import TrainResult
 from depthlens.train.tokenizer import load_tokenizer, token_stream, train_tokenizer
 
 RESULT = "train.json"
 MARKER = "train-run.json"  # the config of an unfinished run, for resuming
-
-
-@dataclass
-class TrainResult:
-    """What a finished run produced."""
-
-    out: Path
-    losses: list[float]
-    eval_loss: float
-    tokens_per_s: float
-    model_class: str
 
 
 def lab_config(cfg: TrainConfig, vocab_size: int, eos: int) -> LabConfig:
@@ -152,44 +142,72 @@ def train(
     """Train one lab model on ``cfg.data`` and save it into ``out`` (resuming if unfinished).
 
     ``tokenizer`` reuses an already trained tokenizer (the study trains one for all runs).
+    Device, output folder and data are checked before any work; a failure that leaves
+    nothing to resume (no checkpoint) leaves no folder either.
     """
-    from depthlens.data import load_text
+    from depthlens.train.guard import check_device, check_output_folder, load_disjoint
 
     rank, world = rank_world()
     cfg.validate(world)
     if checkpoint_every < 0:
         raise DepthlensError(f"--checkpoint-every must be ≥ 0 steps, got {checkpoint_every}")
     out = Path(out)
+    check_device(device)
+    if rank == 0:
+        check_output_folder(out)
+    source = load_disjoint(cfg.data, cfg.eval_data, cfg.text_field)
     if rank == 0:
         prepare_output(out, cfg, overwrite)
     _barrier(world)
-    source = load_text(cfg.data, text_field=cfg.text_field)
-    tok = _tokenizer(out, source.docs, cfg, tokenizer)
-    chunks = Chunks.of(token_stream(source.docs, tok), cfg.context, cfg.seed)
-    dev = pick_device(device)
-    torch.manual_seed(cfg.seed)
-    model = LabForCausalLM(lab_config(cfg, len(tok), int(tok.eos_token_id)))
-    init_lab_weights_(model, cfg.seed)
-    torch.nn.Module.to(model, dev)  # (PreTrainedModel.to's stub rejects a device)
-    optim = make_optimizer(model, cfg)
-    ident = {**cfg.identity(), "vocab": len(tok)}
-    state = load_checkpoint(out, model, optim, ident) or TrainState()
-    if state.step and rank == 0 and progress:
-        print(f"resuming {out} from step {state.step}", file=sys.stderr, flush=True)
-    bar = _Bar(cfg, state.step, enabled=progress and rank == 0)
-    hooks = LoopHooks(out, checkpoint_every, ident, bar.update)
-    try:
-        state = train_loop(model, optim, chunks, cfg, state, hooks, dev)
-    finally:
-        bar.close()
-    held_out = eval_loss(model, tok, cfg, dev)
-    result = TrainResult(
-        out, state.losses, held_out, cfg.steps * cfg.tokens_per_step / max(state.seconds, 1e-9), ""
-    )
-    if rank == 0:
-        result.model_class = _finish(out, model, tok, cfg, source, state, held_out)
-    _barrier(world)
-    return result
+    run = _Run(cfg, out, checkpoint_every, device, progress)
+    if rank != 0:
+        return run.go(source, tokenizer)
+    from depthlens.train.checkpoint import checkpoint_path
+    from depthlens.train.guard import removed_on_failure
+
+    with removed_on_failure(out, lambda: checkpoint_path(out).is_file()):
+        return run.go(source, tokenizer)
+
+
+@dataclass
+class _Run:
+    """One training run once its inputs are checked: tokenizer, model, loop, export."""
+
+    cfg: TrainConfig
+    out: Path
+    checkpoint_every: int
+    device: str | None
+    progress: bool
+
+    def go(self, source: Any, tokenizer: Any) -> TrainResult:
+        """Train, evaluate on the held-out text, export (rank 0) and return the result."""
+        cfg, out = self.cfg, self.out
+        rank, world = rank_world()
+        tok = _tokenizer(out, source.docs, cfg, tokenizer)
+        chunks = Chunks.of(token_stream(source.docs, tok), cfg.context, cfg.seed)
+        dev = pick_device(self.device)
+        torch.manual_seed(cfg.seed)
+        model = LabForCausalLM(lab_config(cfg, len(tok), int(tok.eos_token_id)))
+        init_lab_weights_(model, cfg.seed)
+        torch.nn.Module.to(model, dev)  # (PreTrainedModel.to's stub rejects a device)
+        optim = make_optimizer(model, cfg)
+        ident = {**cfg.identity(), "vocab": len(tok)}
+        state = load_checkpoint(out, model, optim, ident) or TrainState()
+        if state.step and rank == 0 and self.progress:
+            print(f"resuming {out} from step {state.step}", file=sys.stderr, flush=True)
+        bar = _Bar(cfg, state.step, enabled=self.progress and rank == 0)
+        hooks = LoopHooks(out, self.checkpoint_every, ident, bar.update)
+        try:
+            state = train_loop(model, optim, chunks, cfg, state, hooks, dev)
+        finally:
+            bar.close()
+        held_out = eval_loss(model, tok, cfg, dev)
+        saved_as = _export(out, model, tok) if rank == 0 else ""
+        result = _result(out, model, cfg, source, state, held_out, saved_as)
+        if rank == 0:
+            _finish(out, result)
+        _barrier(world)
+        return result
 
 
 class _Bar:
@@ -212,18 +230,19 @@ class _Bar:
         self.bar.close()
 
 
-def _finish(
-    out: Path,
-    model: LabForCausalLM,
-    tok: Any,
-    cfg: TrainConfig,
-    source: Any,
-    state: TrainState,
-    held_out: float,
-) -> str:
-    """Export the model, write train.json last, drop the resume files."""
-    from depthlens.results import Envelope, write_result
+def _saved_digest(model: LabForCausalLM) -> str | None:
+    """Weights digest of the checkpoint as saved (the Llama form where there is one)."""
+    from depthlens.models.digest import weights_digest
+    from depthlens.train.export import to_llama
+    from depthlens.train.schemes import SCHEMES
 
+    return weights_digest(
+        to_llama(model) if SCHEMES[model.config.scheme].exports_as_llama else model
+    )
+
+
+def _export(out: Path, model: LabForCausalLM, tok: Any) -> str:
+    """Save the trained model and its tokenizer into ``out``; returns the class saved as."""
     torch.nn.Module.to(model, "cpu")
     model.float().eval()
     tmp = out / ".export-tmp"
@@ -233,34 +252,57 @@ def _finish(
     for f in tmp.iterdir():
         f.replace(out / f.name)
     tmp.rmdir()
+    return cls
+
+
+def _result(
+    out: Path,
+    model: LabForCausalLM,
+    cfg: TrainConfig,
+    source: Any,
+    state: TrainState,
+    held_out: float,
+    saved_as: str,
+) -> TrainResult:
+    """What ``train.json`` holds."""
+    from depthlens.results import Envelope
+
     ident = {
         "ref": str(out),
-        "class": cls,
+        "class": saved_as,
         "model_type": model.config.model_type,
         "scheme": cfg.scheme,
         "num_layers": cfg.depth,
         "hidden_size": cfg.width,
         "n_params": sum(p.numel() for p in model.parameters()),
+        "weights": _saved_digest(model) if saved_as else None,  # rank 0 only (it saved)
     }
     env = Envelope(
-        kind="depthlens.train",
+        kind=TrainResult.KIND,
         model=ident,
         data=source.to_dict(),
         options=cfg.to_dict(),
         tokens={"trained": cfg.steps * cfg.tokens_per_step},
     )
-    payload = {
-        "losses": state.losses,
-        "eval_loss": held_out,
-        "eval_ppl": math.exp(held_out) if held_out < 700 else None,
-        "seconds": state.seconds,
-        "cpu_seconds": state.cpu_seconds,
-        "steps": cfg.steps,
-        "tokens_per_s": cfg.steps * cfg.tokens_per_step / max(state.seconds, 1e-9),
-        "saved_as": cls,
-    }
-    write_result(out / RESULT, env, payload)
+    return TrainResult(
+        envelope=env,
+        losses=list(state.losses),
+        eval_loss=held_out,
+        eval_ppl=math.exp(held_out) if held_out < 700 else None,
+        seconds=state.seconds,
+        cpu_seconds=state.cpu_seconds,
+        steps=cfg.steps,
+        tokens_per_s=cfg.steps * cfg.tokens_per_step / max(state.seconds, 1e-9),
+        saved_as=saved_as,
+    )
+
+
+def _finish(out: Path, result: TrainResult) -> None:
+    """Write train.json last (it marks the run finished), drop the resume files."""
+    from depthlens.io import follow_umask_
+
+    result.save(out / RESULT)
     shutil.rmtree(out / "checkpoint", ignore_errors=True)
     shutil.rmtree(out / "tokenizer", ignore_errors=True)
     (out / MARKER).unlink(missing_ok=True)
-    return cls
+    follow_umask_(out)  # save_pretrained writes model.safetensors 0600

@@ -12,9 +12,7 @@ the loss.
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +20,10 @@ from typing import Any
 
 from depthlens.errors import DepthlensError
 from depthlens.train.config import TrainConfig
-from depthlens.train.loop import NonFiniteLossError
+from depthlens.train.grid import run_dir, run_key, train_all
 from depthlens.train.measure import UNUSED_THRESHOLD, measure
-from depthlens.train.run import RESULT, pick_device, train
+from depthlens.train.result import StudyResult, TrainResult
+from depthlens.train.run import RESULT, pick_device
 from depthlens.train.schemes import SCHEMES, parse_schemes
 
 
@@ -132,120 +131,22 @@ def parse_depths(text: str) -> tuple[int, ...]:
         ) from exc
     if not vals or min(vals) < 1:
         raise DepthlensError(f"--depths needs depths ≥ 1, got {text!r}; pass e.g. 4,8,16")
+    twice = sorted({d for d in vals if vals.count(d) > 1})
+    if twice:
+        raise DepthlensError(
+            f"--depths {text!r} names depth {', '.join(map(str, twice))} more than once; "
+            "each depth is one run, so list each once"
+        )
     return vals
 
 
-def run_dir(out: Path, cfg: TrainConfig) -> Path:
-    """Where the run of (scheme, depth, seed) lives inside the study folder."""
-    return out / "runs" / f"{cfg.scheme}-L{cfg.depth}-s{cfg.seed}"
-
-
 def _finished_same(d: Path, cfg: TrainConfig) -> bool:
-    try:
-        return json.loads((d / RESULT).read_text()).get("options") == cfg.to_dict()
-    except (OSError, ValueError):
+    if not (d / RESULT).is_file():
         return False
-
-
-def _train_one(cfg: TrainConfig, d: Path, tdir: Path, threads: int) -> None:
-    """One run in a worker process (``--jobs`` > 1), on ``threads`` CPU threads."""
-    import torch
-
-    from depthlens.train.tokenizer import load_tokenizer
-
-    torch.set_num_threads(threads)
-    train(
-        cfg,
-        d,
-        overwrite=(d / RESULT).is_file(),
-        tokenizer=load_tokenizer(tdir),
-        device="cpu",
-        progress=False,
-    )
-
-
-def _train_all(
-    todo: list[TrainConfig],
-    out: Path,
-    tdir: Path,
-    tok: Any,
-    jobs: int,
-    device: str | None,
-    progress: bool,
-) -> dict[tuple[str, int, int], str]:
-    """Train the runs in ``todo``: in this process, or ``jobs`` CPU worker processes.
-
-    Returns the runs whose loss became NaN/inf (scheme, depth, seed) → message: a
-    diverged run is a result of the study, not a reason to stop it.
-    """
-    failed: dict[tuple[str, int, int], str] = {}
-
-    def say(msg: str) -> None:
-        if progress:
-            print(f"study: {msg}", file=sys.stderr, flush=True)
-
-    if jobs <= 1 or len(todo) <= 1:
-        for i, cfg in enumerate(todo):
-            say(f"training {label(cfg)} ({i + 1}/{len(todo)})")
-            try:
-                train(
-                    cfg,
-                    run_dir(out, cfg),
-                    overwrite=(run_dir(out, cfg) / RESULT).is_file(),
-                    tokenizer=tok,
-                    device=device,
-                    progress=progress,
-                )
-            except NonFiniteLossError as exc:
-                failed[run_key(cfg)] = str(exc)
-                say(f"{label(cfg)} diverged: {exc}")
-        return failed
-    import multiprocessing as mp
-    import os
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    # Deepest runs first, so the slowest ones do not start last.
-    order = sorted(todo, key=lambda c: -c.depth)
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-        futs = {pool.submit(_train_one, c, run_dir(out, c), tdir, threads): c for c in order}
-        for i, f in enumerate(as_completed(futs)):
-            c = futs[f]
-            try:
-                f.result()
-                say(f"trained {label(c)} ({i + 1}/{len(todo)})")
-            except NonFiniteLossError as exc:
-                failed[run_key(c)] = str(exc)
-                say(f"{label(c)} diverged: {exc}")
-    return failed
-
-
-def run_key(cfg: TrainConfig) -> tuple[str, int, int]:
-    """(scheme, depth, seed): one run of the grid."""
-    return (cfg.scheme, cfg.depth, cfg.seed)
-
-
-def label(cfg: TrainConfig) -> str:
-    """'lns L=8 seed 1' for progress lines."""
-    return f"{cfg.scheme} L={cfg.depth} seed {cfg.seed}"
-
-
-def _prepare(study: StudyConfig, out: Path, overwrite: bool) -> tuple[Any, Path, Any]:
-    """Check the output folder, train (or reuse) the tokenizer: (source, tokenizer dir, tok)."""
-    from depthlens.data import load_text
-    from depthlens.train.tokenizer import load_tokenizer, train_tokenizer
-
-    study.validate()
-    if (out / "study.json").exists() and not overwrite:
-        raise DepthlensError(f"{out} holds a finished study; pass --overwrite or another -o")
-    if not out.parent.exists():
-        raise DepthlensError(f"the folder for output {out} does not exist; create it first")
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    source = load_text(study.base.data, text_field=study.base.text_field)
-    tdir = out / "tokenizer"
-    if not (tdir / "tokenizer.json").is_file():
-        train_tokenizer(source.docs, study.base.vocab_size).save_pretrained(tdir)
-    return source, tdir, load_tokenizer(tdir)
+    try:
+        return TrainResult.load(d / RESULT).options == cfg.to_dict()
+    except DepthlensError:  # unreadable or of another kind: train it again
+        return False
 
 
 def _measured_row(
@@ -257,13 +158,13 @@ def _measured_row(
     head["run"] = str(d.relative_to(out))
     if run_key(cfg) in failed:
         return {**head, "diverged": failed[run_key(cfg)], "eval_loss": None, "unused_depth": None}
-    trained = json.loads((d / RESULT).read_text())
+    trained = TrainResult.load(d / RESULT)
     row = {
         **head,
-        "train_loss_last": _tail_mean(trained["losses"]),
-        "saved_as": trained["saved_as"],
-        "train_seconds": trained["seconds"],
-        "train_cpu_seconds": trained.get("cpu_seconds"),
+        "train_loss_last": _tail_mean(trained.losses),
+        "saved_as": trained.saved_as,
+        "train_seconds": trained.seconds,
+        "train_cpu_seconds": trained.cpu_seconds,
     }
     w0, c0 = time.perf_counter(), time.process_time()
     row.update(measure(d, cfg, measure_tokens))
@@ -310,7 +211,7 @@ def run_study(
     device: str | None = None,
     progress: bool = True,
     jobs: int = 1,
-) -> dict[str, Any]:
+) -> StudyResult:
     """Train and measure every (scheme, depth, seed); write ``study.json`` and ``report.html``.
 
     ``jobs`` > 1 trains that many runs at once in CPU worker processes (each run is
@@ -318,42 +219,97 @@ def run_study(
     ``summary`` holds every figure as mean ± 95% interval over seeds, ``differences``
     the first scheme against each other one per depth (significant = intervals separate).
     """
-    from depthlens.results import Envelope, write_result
-    from depthlens.train.report import write_study_report
-    from depthlens.train.seeds import differences, summarise
+    from depthlens.train.guard import (
+        check_device,
+        check_output_folder,
+        load_disjoint,
+        removed_on_failure,
+    )
 
+    study.validate()
     out = Path(out)
+    if (out / "study.json").exists() and not overwrite:
+        raise DepthlensError(f"{out} holds a finished study; pass --overwrite or another -o")
+    check_device(device)
+    check_output_folder(out)
+    base = study.base
+    source = load_disjoint(base.data, base.eval_data, base.text_field)
+    with removed_on_failure(out, lambda: any((out / "runs").glob(f"*/{RESULT}"))):
+        return _run_grid(study, out, source, overwrite, device=device, progress=progress, jobs=jobs)
+
+
+def _run_grid(
+    study: StudyConfig,
+    out: Path,
+    source: Any,
+    overwrite: bool,
+    *,
+    device: str | None,
+    progress: bool,
+    jobs: int,
+) -> StudyResult:
+    """Train what is not finished yet, measure every run, write the study and its page."""
+    from depthlens.io import follow_umask_
+    from depthlens.results import Envelope
+    from depthlens.train.report import write_study_report
+
+    (out / "runs").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    source, tdir, tok = _prepare(study, out, overwrite)
+    tdir, tok = _tokenizer(study, out, source)
     if pick_device(device).type != "cpu":
         jobs = 1  # worker processes are for CPU cores; one GPU run at a time
     todo = [c for c in study.runs() if not _finished_same(run_dir(out, c), c)]
     if overwrite:  # runs left half-done by another grid start again instead of refusing
         for c in todo:
             shutil.rmtree(run_dir(out, c), ignore_errors=True)
-    failed = _train_all(todo, out, tdir, tok, jobs, device, progress)
+    failed = train_all(todo, out, tdir, tok, jobs, device, progress)
     rows = _measure_all(study, out, failed, jobs)
-    summary = summarise(rows)
-    payload = {
-        "runs": rows,
-        "summary": summary,
-        "differences": [
-            {"a": study.schemes[0], "b": b, "rows": differences(summary, study.schemes[0], b)}
-            for b in study.schemes[1:]
-        ],
-        "schemes": {s: SCHEMES[s].to_dict() for s in study.schemes},
-        "seconds": time.perf_counter() - t0,
-    }
     env = Envelope(
-        kind="depthlens.study",
+        kind=StudyResult.KIND,
         model={"ref": "depthlens train (lab models)"},
         data=source.to_dict(),
         options=study.to_dict(),
         tokens={"trained_per_run": study.base.steps * study.base.tokens_per_step},
     )
-    write_result(out / "study.json", env, payload)
+    result = StudyResult(
+        envelope=env,
+        runs=rows,
+        schemes={s: SCHEMES[s].to_dict() for s in study.schemes},
+        seconds=time.perf_counter() - t0,
+        **_over_seeds(study, rows),
+    )
+    result.save(out / "study.json")
     write_study_report(out / "study.json", out / "report.html")
-    return payload
+    follow_umask_(out)  # the runs' and the tokenizer's files, whoever wrote them
+    return result
+
+
+def _tokenizer(study: StudyConfig, out: Path, source: Any) -> tuple[Path, Any]:
+    """Train the study's tokenizer once (a resumed study reuses it): (its folder, it)."""
+    from depthlens.train.tokenizer import load_tokenizer, train_tokenizer
+
+    tdir = out / "tokenizer"
+    if not (tdir / "tokenizer.json").is_file():
+        train_tokenizer(source.docs, study.base.vocab_size).save_pretrained(tdir)
+    return tdir, load_tokenizer(tdir)
+
+
+def _over_seeds(study: StudyConfig, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """``summary`` (mean ± 95% interval per scheme and depth) and ``differences``.
+
+    The differences compare the first scheme against each other one per depth
+    (significant = the intervals separate).
+    """
+    from depthlens.train.seeds import differences, summarise
+
+    summary = summarise(rows)
+    first = study.schemes[0]
+    return {
+        "summary": summary,
+        "differences": [
+            {"a": first, "b": b, "rows": differences(summary, first, b)} for b in study.schemes[1:]
+        ],
+    }
 
 
 def _tail_mean(losses: list[float], frac: float = 0.1) -> float | None:

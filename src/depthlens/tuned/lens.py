@@ -24,7 +24,9 @@ from torch import nn
 
 from depthlens.errors import DepthlensError
 from depthlens.metrics.lens import Lens, Readout
-from depthlens.metrics.registry import unknown_choice
+from depthlens.metrics.readout import READOUTS, ReadoutSource
+from depthlens.metrics.readout import check_lens_arg as check_lens_arg  # the old home
+from depthlens.metrics.readout import readout_for as readout_for
 from depthlens.models.loading import LoadedModel
 from depthlens.results import Envelope, check_same_model, read_result, write_result
 
@@ -212,24 +214,24 @@ def export_lens(src: str | Path, out: str | Path) -> dict[str, Any]:
     return {"from": str(folder), "to": str(out), "n_layers": n_layers, "d_model": d_model}
 
 
-LENS_CHOICES = ("logit", "tuned:DIR")
+def _check_folder(folder: str) -> None:
+    lens_dir_check(f"tuned:{folder}")
 
 
-def check_lens_arg(spec: str) -> None:
-    """Fail fast on ``--lens`` before any model is loaded."""
-    if spec == "logit":
-        return
-    if spec.startswith("tuned:"):
-        lens_dir_check(spec)
-        return
-    raise DepthlensError(unknown_choice("--lens", spec, list(LENS_CHOICES)))
-
-
-def readout_for(lm: LoadedModel, spec: str = "logit") -> tuple[Readout, dict[str, Any]]:
-    """The lens named by ``--lens`` (``logit`` or ``tuned:DIR``) and a record of it."""
-    check_lens_arg(spec)
-    if spec == "logit":
-        return Lens.of(lm.model, lm.arch), {"kind": "logit"}
-    lens, info = load_lens(spec.removeprefix("tuned:"), lm)
+def _load_readout(lm: LoadedModel, folder: str) -> tuple[Readout, dict[str, Any]]:
+    lens, info = load_lens(folder, lm)
     lens.eval()
     return lens, info
+
+
+# The tuned lens is a readout like the logit lens: profile, think and exit pick it with
+# ``--lens tuned:DIR`` through depthlens.metrics.readout, which never imports this package.
+READOUTS.register(
+    ReadoutSource(
+        "tuned",
+        "softmax(U · final_norm(h + A_l h + b_l)): a trained tuned lens (`depthlens lens train`)",
+        _check_folder,
+        _load_readout,
+        usage="tuned:DIR",
+    )
+)

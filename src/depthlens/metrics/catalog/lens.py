@@ -7,8 +7,16 @@ logit scale and soft-cap), read at each block's output by default. Computed by
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
+import torch
+
 from depthlens.metrics.catalog.papers import CSORDAS, LOGIT_LENS, REASONING, TUNED_LENS
+from depthlens.metrics.lens import LensView
 from depthlens.metrics.records import MetricRecord, metric
+
+PerLensToken = Callable[[LensView], torch.Tensor]
 
 _MEAN = "float64 sum of per-token values over the lens tokens + count, all-reduced"
 _FIN = "sum / count"
@@ -20,6 +28,7 @@ def _lens(
     label: str,
     caption: str,
     papers: tuple,
+    per_lens_token: PerLensToken,
     *,
     unit: str = "",
     table: bool = False,
@@ -38,8 +47,15 @@ def _lens(
             label=label,
             unit=unit,
             table=table,
+            per_lens_token=per_lens_token,
         )
     )
+
+
+def _top5_overlap(v: LensView) -> torch.Tensor:
+    """|top5(p(h_l)) ∩ top5(p_L)| / 5 per token (k < 5 for a tiny vocabulary)."""
+    k = v.fin.top5.shape[-1]
+    return (v.topk.unsqueeze(-1) == v.fin.top5.unsqueeze(-2)).any(-1).sum(-1).float() / k
 
 
 LENS_KL = _lens(
@@ -48,6 +64,7 @@ LENS_KL = _lens(
     "lensKL",
     "How far block l's readout is from the model's output (0 = identical).",
     (TUNED_LENS, LOGIT_LENS),
+    lambda v: v.core["kl"].clamp_min(0.0),
     unit="nats",
     table=True,
 )
@@ -57,6 +74,7 @@ LENS_KL_REV = _lens(
     "revKL",
     "Reverse KL, the Csordás et al. convention.",
     (CSORDAS,),
+    lambda v: v.core["kl_rev"].clamp_min(0.0),
     unit="nats",
 )
 LENS_JSD = _lens(
@@ -65,6 +83,7 @@ LENS_JSD = _lens(
     "JSD",
     "Symmetric, bounded distance between readout and output.",
     (REASONING,),
+    lambda v: v.core["jsd"].clamp(0.0, math.log(2.0)),  # exact range, against rounding
     unit="nats",
     table=True,
 )
@@ -74,6 +93,7 @@ LENS_TOP1 = _lens(
     "top1",
     "Share of tokens whose top-1 guess at block l is already the model's final answer.",
     (CSORDAS,),
+    lambda v: v.top1_agree.float(),
     table=True,
 )
 LENS_TOP5 = _lens(
@@ -82,6 +102,7 @@ LENS_TOP5 = _lens(
     "top5",
     "Overlap of the five most likely tokens with the output's.",
     (CSORDAS,),
+    lambda v: _top5_overlap(v),
 )
 LENS_ENTROPY = _lens(
     "lens_entropy",
@@ -89,6 +110,7 @@ LENS_ENTROPY = _lens(
     "H",
     "Entropy of the readout: how undecided block l's guess is.",
     (TUNED_LENS,),
+    lambda v: v.core["entropy"],
     unit="nats",
 )
 LENS_CE = _lens(
@@ -97,6 +119,7 @@ LENS_CE = _lens(
     "CE",
     "Loss of predicting the next token from block l's readout.",
     (TUNED_LENS,),
+    lambda v: -v.next_token_logp(),
     unit="nats",
     finalize="sum / count of tokens that have a next token",
 )
