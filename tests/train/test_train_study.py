@@ -45,6 +45,8 @@ def test_tiny_study_end_to_end(tmp_path: Path) -> None:
             "128",
             "--jobs",
             "1",
+            "--seeds",
+            "2",
             "--device",
             "cpu",
             "-o",
@@ -55,7 +57,17 @@ def test_tiny_study_end_to_end(tmp_path: Path) -> None:
     assert rc == 0
     env, payload = read_result(out / "study.json", "study")
     assert env.options["depths"] == [1, 2] and env.tokens["trained_per_run"] == 256
-    runs = {(r["scheme"], r["depth"]): r for r in payload["runs"]}
+    assert env.options["seeds"] == [0, 1] and len(payload["runs"]) == 2 * 2 * 2
+    by_seed = {(r["scheme"], r["depth"], r["seed"]): r for r in payload["runs"]}
+    # the seeds train different models; the summary is their mean with an interval around it
+    assert by_seed[("pre-ln", 2, 0)]["eval_loss"] != by_seed[("pre-ln", 2, 1)]["eval_loss"]
+    summ = {(e["scheme"], e["depth"]): e for e in payload["summary"]}
+    loss = summ[("pre-ln", 2)]["eval_loss"]
+    pair = [by_seed[("pre-ln", 2, s)]["eval_loss"] for s in (0, 1)]
+    assert loss["n"] == 2 and loss["mean"] == pytest.approx(sum(pair) / 2)
+    assert loss["lo"] < loss["mean"] < loss["hi"]
+    assert {d["b"] for d in payload["differences"]} == {"deepnorm"}
+    runs = {(r["scheme"], r["depth"]): r for r in payload["runs"] if r["seed"] == 0}
     assert set(runs) == {("pre-ln", 1), ("pre-ln", 2), ("deepnorm", 1), ("deepnorm", 2)}
     for (scheme, depth), r in runs.items():
         assert len(r["removal_cost"]) == depth
@@ -71,7 +83,7 @@ def test_tiny_study_end_to_end(tmp_path: Path) -> None:
     assert runs[("deepnorm", 2)]["saved_as"] == "LabForCausalLM"
     html = (out / "report.html").read_text()
     assert html.count('<figure class="plot"') == 2 + 2  # loss, RMS, one heatmap per scheme
-    assert "<script>alert" not in html and "deepnorm" in html
+    assert "<script>alert" not in html and "deepnorm" in html and "95% interval" in html
     # rerunning without --overwrite refuses; nothing retrained
     assert main(["study", "depth", "--depths", "1,2", "-o", str(out), "--quiet"]) == 2
 

@@ -91,3 +91,20 @@ def test_lstsq_start_is_the_least_squares_fit_of_the_final_state() -> None:
         t = lens.translators[l]
         torch.testing.assert_close(t.weight.double(), want_w, rtol=1e-3, atol=1e-3)
         torch.testing.assert_close(t.bias.double(), m[-1], rtol=1e-3, atol=1e-3)
+
+
+def test_heldout_curve_is_recorded_and_matches_an_independent_kl() -> None:
+    lm = _sharp_tiny()
+    train = random_windows(n=8, seq_len=16, seed=0)
+    held = random_windows(n=2, seq_len=16, seed=5)
+    opts = TrainOptions(optimizer="adam", lr=3e-3, steps=6, batch_size=2, eval_every=2)
+    lens, rec = train_lens(lm, train, opts, progress=False, heldout=held)
+    curve = rec["heldout_kl"]
+    assert curve["tokens"] == [0, 60, 120, 180] and curve["n_tokens"] == 2 * 15
+    assert len(curve["kl"]) == 4 and all(len(k) == lm.num_layers for k in curve["kl"])
+    # the last point is the trained lens on the held-out windows, computed independently
+    for layer in (0, lm.num_layers - 1):
+        assert curve["kl"][-1][layer] == pytest.approx(_naive_kl(lm, lens, held, layer), rel=1e-4)
+    assert sum(curve["kl"][-1]) < sum(curve["kl"][0])  # training lowered it
+    with pytest.raises(DepthlensError, match="--eval-every"):
+        TrainOptions(eval_every=-1).validate()

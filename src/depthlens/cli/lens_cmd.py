@@ -14,6 +14,7 @@ from depthlens.cli.common import (
     add_model_args,
     add_output_args,
     load_model_and_windows,
+    load_windows_from_args,
     status,
 )
 
@@ -30,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_train(lsub)
     _register_eval(lsub)
     _register_report(lsub)
+    _register_export(lsub)
     lens.set_defaults(func=lambda _a: lens.print_help() or 0)
     _register_exit(sub)
 
@@ -56,18 +58,22 @@ def _register_train(lsub: argparse._SubParsersAction) -> None:
     t = lsub.add_parser(
         "train",
         help="train a tuned lens on a frozen model",
-        epilog="example: depthlens lens train smollm2-135m --data wiki-calib --max-tokens 4096 "
-        "--seq-len 128 --init lstsq --optimizer adam --steps 4 --batch-size 1 -o lens/",
+        epilog="example: depthlens lens train smollm2-135m -o lens/   (= --data wiki-calib "
+        "--max-tokens 4096 --seq-len 128 --init lstsq --optimizer adam --lr 1e-4 --steps 12)",
     )
     _model_and_data(t, "wiki-calib")
+    # The default budget is where SmolLM2-135M's held-out KL curve flattened
+    # (docs/TUNED_LENS.md, "Has the training converged?"): a least-squares start on
+    # 4,096 tokens, then 12 Adam steps of one 128-token window.
+    t.set_defaults(max_tokens=4096)
     g = t.add_argument_group("training")
-    g.add_argument("--steps", type=int, default=0, help="optimiser steps (0 = one pass)")
+    g.add_argument("--steps", type=int, default=12, help="optimiser steps (12; 0 = one pass)")
     add_batch_size_arg(g, default=1, what="windows per step")
     g.add_argument(
         "--optimizer",
         choices=("sgd", "adam"),
-        default="sgd",
-        help="SGD with Nesterov momentum (reference default) or Adam",
+        default="adam",
+        help="Adam (default) or SGD with Nesterov momentum (the reference's)",
     )
     g.add_argument(
         "--lr", type=float, default=None, help="learning rate (default 1e-3 for SGD, 1e-4 for Adam)"
@@ -78,9 +84,17 @@ def _register_train(lsub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--init",
         choices=("identity", "lstsq"),
-        default="identity",
-        help="identity (reference: step 0 = logit lens) or lstsq: a ridge fit "
-        "h_L ≈ h_l + A_l h_l + b_l on all --max-tokens before the KL steps",
+        default="lstsq",
+        help="lstsq (default): a ridge fit h_L ≈ h_l + A_l h_l + b_l on all --max-tokens "
+        "before the KL steps; identity: the reference's start (step 0 = logit lens)",
+    )
+    h = t.add_argument_group("held-out curve (recorded in lens.json as heldout_kl)")
+    h.add_argument("--eval-data", default="wiki-eval", help="held-out text (wiki-eval)")
+    h.add_argument(
+        "--eval-tokens", type=int, default=256, help="held-out tokens; 0 = no curve (256)"
+    )
+    h.add_argument(
+        "--eval-every", type=int, default=0, help="steps between measurements (0 = ~8 per run)"
     )
     _outputs(t, "lens folder")
     t.set_defaults(func=run_train)
@@ -108,6 +122,37 @@ def _register_report(lsub: argparse._SubParsersAction) -> None:
     r.add_argument("results", nargs="+", help="lens-eval JSON files (same model)")
     add_output_args(r, "write the HTML page here", required=True, quiet_help=None)
     r.set_defaults(func=run_report)
+
+
+def _register_export(lsub: argparse._SubParsersAction) -> None:
+    x = lsub.add_parser(
+        "export",
+        help="write a trained lens in the tuned-lens package's layout (config.json + params.pt)",
+        epilog="example: depthlens lens export lens/ --format tuned-lens -o lens-tl/  "
+        "(read back by tuned-lens's TunedLens.from_model_and_pretrained, or by depthlens "
+        "--lens tuned:lens-tl/)",
+    )
+    x.add_argument("lens_dir", metavar="DIR", help="a `depthlens lens train` output folder")
+    x.add_argument("--format", default="tuned-lens", choices=("tuned-lens",), help="tuned-lens")
+    x.add_argument("-o", "--output", required=True, help="folder to write (created)")
+    x.add_argument("--overwrite", action="store_true", help="replace files already there")
+    x.set_defaults(func=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Convert a depthlens lens folder to the tuned-lens layout."""
+    from pathlib import Path
+
+    from depthlens.errors import DepthlensError
+    from depthlens.tuned.interop import TL_CONFIG, TL_PARAMS
+    from depthlens.tuned.lens import export_lens
+
+    out = Path(args.output)
+    if not args.overwrite and any((out / n).exists() for n in (TL_CONFIG, TL_PARAMS)):
+        raise DepthlensError(f"{out} already holds a tuned-lens folder; pass --overwrite")
+    info = export_lens(args.lens_dir, out)
+    status(f"wrote {info['n_layers']} translators (d = {info['d_model']}) to {out}")
+    return 0
 
 
 def _register_exit(sub: argparse._SubParsersAction) -> None:
@@ -145,12 +190,24 @@ def run_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         init=args.init,
         seed=args.seed,
+        eval_every=args.eval_every,
     )
     opts.validate()
     lm, windows = load_model_and_windows(args)
+    heldout = None
+    if args.eval_tokens > 0:
+        heldout = load_windows_from_args(
+            args, lm.tokenizer, data=args.eval_data, max_tokens=max(args.eval_tokens, args.seq_len)
+        )
     status(f"training a tuned lens on {windows.n_tokens} tokens …")
     rec = train_and_save(
-        lm, windows, args.output, opts, overwrite=args.overwrite, progress=not args.quiet
+        lm,
+        windows,
+        args.output,
+        opts,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        heldout=heldout,
     )
     first, last = rec["loss_first_step"], rec["loss_last_steps"]
     status(
@@ -158,6 +215,9 @@ def run_train(args: argparse.Namespace) -> int:
         f"{rec['seconds']:.0f} s; mean KL {sum(first) / len(first):.3f} (first step) / "
         f"{sum(last) / len(last):.3f} nats (last steps; other windows); wrote {args.output}"
     )
+    curve = rec.get("heldout_kl") or {"tokens": [], "kl": []}
+    for tok, kl in zip(curve["tokens"], curve["kl"], strict=True):
+        status(f"  held-out mean KL after {tok:>6} training tokens: {sum(kl) / len(kl):.3f} nats")
     return 0
 
 

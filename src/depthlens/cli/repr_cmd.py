@@ -34,7 +34,21 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
     add_batch_size_arg(g)
     g.add_argument("--cka-batch", type=int, default=256, help="examples per HSIC minibatch (256)")
-    g.add_argument("--pool", default="mean", help="labelled text: mean (default), last, first")
+    g.add_argument(
+        "--pool",
+        default=None,
+        help="a text: token (default, every token), last or mean (one point per window); "
+        "labelled text: mean (default), last, first",
+    )
+    g.add_argument(
+        "--exclude-massive",
+        action="store_true",
+        help="drop states whose norm exceeds --massive-k × the layer's median before the "
+        "geometry (they are counted either way)",
+    )
+    g.add_argument(
+        "--massive-k", type=float, default=10.0, help="massive-activation threshold k (10)"
+    )
     g.add_argument(
         "--corruptions",
         default=None,
@@ -116,6 +130,8 @@ def options_from_args(args: argparse.Namespace) -> Any:
         corruptions=corr,
         probe=args.probe,
         image_size=args.image_size,
+        exclude_massive=args.exclude_massive,
+        massive_k=args.massive_k,
     )
     opts.validate()
     return opts

@@ -11,6 +11,7 @@ from depthlens.train.schemes import SCHEMES  # light: the records, no torch
 
 if TYPE_CHECKING:
     from depthlens.train.config import TrainConfig
+    from depthlens.train.result import StudyResult
 
 TRAIN_EXAMPLE = """examples:
   depthlens train --depth 8 --width 128 --scheme lns --tokens 2000000 -o runs/lns-L8
@@ -19,7 +20,8 @@ TRAIN_EXAMPLE = """examples:
 """
 
 STUDY_EXAMPLE = """examples:
-  depthlens study depth -o study/          # pre-ln vs lns at depths 4, 8, 16 (CPU-sized)
+  depthlens study depth -o study/          # pre-ln vs lns at depths 4, 8, 16, 3 seeds (CPU)
+  depthlens study depth --preset paper --device cuda -o study-paper/   # 12/24 blocks, 50M tok
   depthlens study depth --schemes pre-ln,lns,post-ln,deepnorm,rezero,scaled -o study6/
 """
 
@@ -111,6 +113,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_study(sub: argparse._SubParsersAction) -> None:
+    """Add ``study depth`` (the grid, seeds and preset flags, then the shape flags)."""
     from depthlens.train.study import StudyConfig
 
     s = sub.add_parser(
@@ -142,6 +145,20 @@ def _register_study(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=base.measure_tokens,
         help=f"held-out tokens for profile and removal costs ({base.measure_tokens})",
+    )
+    d.add_argument(
+        "--seeds",
+        default=str(len(base.seeds)),
+        help=f"seeds per (scheme, depth): a count or a list such as 0,1,2 ({len(base.seeds)}); "
+        "figures are mean ± 95%% interval over them",
+    )
+    d.add_argument(
+        "--preset",
+        choices=("cpu", "paper"),
+        default="cpu",
+        help="cpu: the flags below (default); paper: 12 and 24 blocks, width 256, 50M tokens "
+        "per run (a GPU configuration, docs/TRAIN.md); --data, --eval-data, --seeds and "
+        "--device still apply",
     )
     d.add_argument(
         "--jobs",
@@ -200,15 +217,27 @@ def run_train(args: argparse.Namespace) -> int:
 def run_study_cmd(args: argparse.Namespace) -> int:
     """Validate the whole grid, then train and measure every run."""
     from depthlens.train.schemes import parse_schemes
-    from depthlens.train.study import StudyConfig, parse_depths, run_study
+    from depthlens.train.study import (
+        PAPER_PRESET,
+        StudyConfig,
+        parse_depths,
+        run_study,
+        seeds_arg,
+    )
 
     schemes = tuple(s.name for s in parse_schemes(args.schemes))
     study = StudyConfig(
         depths=parse_depths(args.depths),
         schemes=schemes,
+        seeds=seeds_arg(args.seeds),
         base=_train_config(args),  # type: ignore[arg-type]
         measure_tokens=args.measure_tokens,
     )
+    if args.preset == "paper":
+        base = dataclasses.replace(
+            PAPER_PRESET.base, data=args.data, eval_data=args.eval_data, text_field=args.text_field
+        )
+        study = dataclasses.replace(PAPER_PRESET, seeds=study.seeds, base=base)
     study.validate()
     if args.jobs < 1:
         from depthlens.errors import DepthlensError
@@ -229,8 +258,25 @@ def run_study_cmd(args: argparse.Namespace) -> int:
                 status(f"{r['scheme']:>9} L={r['depth']:<3} diverged")
                 continue
             status(
-                f"{r['scheme']:>9} L={r['depth']:<3} held-out loss {r['eval_loss']:.4f}  "
+                f"{r['scheme']:>9} L={r['depth']:<3} seed {r.get('seed', 0)} held-out loss "
+                f"{r['eval_loss']:.4f}  "
                 f"unused depth {'–' if unused is None else f'{100 * unused:.0f}%'}"
             )
+        _print_intervals(result)
         status(f"wrote {args.output}/study.json and {args.output}/report.html")
     return 0
+
+
+def _print_intervals(result: StudyResult) -> None:
+    """Mean ± 95% interval of the loss per (scheme, depth), and the differences called."""
+    from depthlens.train.seeds import fmt_interval
+
+    for e in result.summary:
+        status(
+            f"{e['scheme']:>9} L={e['depth']:<3} {e['n_seeds']} seeds: held-out loss "
+            f"{fmt_interval(e['eval_loss'])}, unused depth "
+            f"{fmt_interval(e['unused_depth'], 0, 100)}%"
+        )
+    for d in result.differences:
+        sig = [f"L={r['depth']} {r['figure']}" for r in d["rows"] if r["significant"]]
+        status(f"{d['a']} vs {d['b']}: intervals separate for {', '.join(sig) or 'nothing'}")

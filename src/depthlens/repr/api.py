@@ -94,17 +94,38 @@ def _tokens_payload(ex: Extractor, windows: Any, opts: ReprOptions, progress: An
     samples, cka, n_total = token_pass([ex], windows, opts, progress)
     metrics: dict[str, Any] = geometry_of(samples[0], opts)
     metrics[CKA.name] = _matrix(cka.result())
+    unit = {"token": "real token", "last": "window (its last token)", "mean": "window (mean)"}
     sample = {
         "geometry": {
             "n": opts.max_samples,
             "of": n_total,
             "seed": opts.seed,
-            "rule": "token indices by randperm(seed), first position "
-            + ("kept" if opts.include_first_token else "excluded"),
+            "pool": opts.pool,
+            "rule": f"one point per {unit[str(opts.pool)]}, indices by randperm(seed); first "
+            "position " + ("kept" if opts.include_first_token else "excluded"),
+            **_exclusion_rule(opts),
         },
         CKA.name: _cka_info(cka, opts),
     }
     return metrics, sample, n_total
+
+
+def _token_counts(windows: Any, opts: ReprOptions, n_points: int) -> dict[str, int]:
+    """Tokens behind the numbers; with --pool last/mean also the points (one per window)."""
+    if opts.pool == "token":
+        return {"n_tokens": n_points}
+    return {"n_tokens": int(windows.attention_mask.sum()), "n_windows": n_points}
+
+
+def _exclusion_rule(opts: ReprOptions) -> dict[str, str]:
+    """How duplicates and massive activations enter the geometry (stated in the output)."""
+    massive = f"row norm > {opts.massive_k:g} × the layer's median row norm"
+    return {
+        "duplicates": "exact repeated rows counted per layer (duplicates) and removed before "
+        "TwoNN and GRIDE",
+        "massive": f"{massive}: counted per layer (massive); "
+        + ("removed before every geometry figure" if opts.exclude_massive else "kept"),
+    }
 
 
 def _labelled_payload(ex: Extractor, splits: LabelledSplits, opts: ReprOptions) -> Any:
@@ -147,7 +168,7 @@ def analyse_repr(
 
     ``data``: TokenWindows (token mode) or LabelledSplits (labelled mode).
     """
-    opts = opts or ReprOptions()
+    opts = (opts or ReprOptions()).resolved(tokens=not isinstance(data, LabelledSplits))
     opts.validate()
     ex = extractor_for(model, opts.image_size)
     payload: dict[str, Any] = {"layers": ex.layer_names, "model_kind": ex.kind}
@@ -167,13 +188,13 @@ def analyse_repr(
             raise DepthlensError("a vision network needs image data (--data fashion-mnist)")
         metrics, sample, n_total = _tokens_payload(ex, data, opts, progress)
         payload.update(mode="tokens")
-        data_id, tokens = data.to_dict(), {"n_tokens": n_total}
+        data_id, tokens = data.to_dict(), _token_counts(data, opts, n_total)
     payload.update(metrics=metrics, samples=sample, definitions=_definitions())
     env = repr_envelope("repr", ex.identity(), data_id, opts.to_dict(), tokens)
     return ReprResult(envelope=env, **payload)
 
 
-def _check_kind(ex: Extractor, data: LabelledSplits, pool: str = "mean") -> None:
+def _check_kind(ex: Extractor, data: LabelledSplits, pool: str | None = "mean") -> None:
     if (ex.kind == "vision") != (data.train.kind == "image"):
         raise DepthlensError(
             f"a {ex.kind} model cannot read {data.train.kind} data; pair "
@@ -191,7 +212,7 @@ def similarity(
     a: Any, b: Any, data: Any, opts: ReprOptions | None = None, progress: Any = None
 ) -> SimilarityResult:
     """CKA between every layer of ``a`` and every layer of ``b`` on the same inputs."""
-    opts = opts or ReprOptions()
+    opts = (opts or ReprOptions()).resolved(tokens=not isinstance(data, LabelledSplits))
     opts.validate()
     ea, eb = extractor_for(a, opts.image_size), extractor_for(b, opts.image_size)
     if isinstance(data, LabelledSplits):
@@ -207,7 +228,7 @@ def similarity(
     else:
         _check_same_tokenizer(a, b)
         _, cka, n_total = token_pass([ea, eb], data, opts, progress)
-        data_id, tokens = data.to_dict(), {"n_tokens": n_total}
+        data_id, tokens = data.to_dict(), _token_counts(data, opts, n_total)
     cka_name = CKA.name  # the one metric of a similarity result
     return SimilarityResult(
         envelope=repr_envelope("similarity", ea.identity(), data_id, opts.to_dict(), tokens),

@@ -22,7 +22,8 @@ from depthlens.data.windows import pad_batch
 from depthlens.errors import DepthlensError
 
 Pool = Literal["mean", "last", "first"]
-POOLS: tuple[str, ...] = ("mean", "last", "first")
+POOLS: tuple[str, ...] = ("mean", "last", "first")  # labelled sentences
+TOKEN_POOLS: tuple[str, ...] = ("token", "last", "mean")  # token mode (windows of a text)
 TEXT_MAX_LEN = 128  # tokens per sentence; longer ones are truncated
 
 
@@ -102,9 +103,16 @@ def sentence_features(
     if not include_first and ex.kind == "causal":
         # the sink position is excluded unless it is the only token
         keep[:, 0] = keep[:, 0] & (mask.sum(1) == 1)
+    return pool_states(states, mask, keep, pool)
+
+
+def pool_states(
+    states: list[torch.Tensor], mask: torch.Tensor, keep: torch.Tensor, pool: str
+) -> list[torch.Tensor]:
+    """Per layer (B, T, d) → (B, d): mean over ``keep``, the last real token, or the first."""
     keep = keep.to(states[0].device)
     last = (mask.sum(1) - 1).clamp_min(0).to(states[0].device)
-    rows = torch.arange(ids.shape[0], device=states[0].device)
+    rows = torch.arange(mask.shape[0], device=states[0].device)
     out = []
     for s in states:
         if pool == "mean":
@@ -116,6 +124,23 @@ def sentence_features(
             v = s[:, 0]
         out.append(v.float().cpu())
     return out
+
+
+def window_features(
+    ex: Extractor, ids: torch.Tensor, mask: torch.Tensor, pool: str, include_first: bool
+) -> list[torch.Tensor]:
+    """One point per window of a text: its last real token or its mean, (B, d) per layer.
+
+    The sequence-level sampling of the intrinsic-dimension literature (Valeriani et al.
+    2023; Cheng et al. 2024): per-token points repeat the same token's state many times
+    and let same-token clusters set the local dimension. The mean leaves out the first
+    position (attention sink) unless ``include_first``.
+    """
+    states = _forward_states(ex.model, ids, mask)
+    keep = mask.bool().clone()
+    if not include_first:
+        keep[:, 0] = keep[:, 0] & (mask.sum(1) == 1)
+    return pool_states(states, mask, keep, pool)
 
 
 def image_features(ex: Extractor, images: torch.Tensor) -> list[torch.Tensor]:

@@ -95,3 +95,27 @@ def sample_indices(n_total: int, cap: int, seed: int) -> torch.Tensor:
     """A seeded sorted subset of ``min(cap, n_total)`` indices out of ``n_total``."""
     gen = torch.Generator().manual_seed(seed)
     return torch.randperm(n_total, generator=gen)[: min(cap, n_total)].sort().values
+
+
+def duplicate_rows(x: torch.Tensor) -> int:
+    """Rows of ``x`` (n, d) that repeat an earlier row exactly: n − number of distinct rows."""
+    return int(x.shape[0] - torch.unique(x, dim=0).shape[0])
+
+
+def distinct_rows(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with every exact repeat of a row removed (first occurrences kept, order kept)."""
+    _, inverse = torch.unique(x, dim=0, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), x.shape[0], dtype=torch.long)
+    first.scatter_reduce_(0, inverse, torch.arange(x.shape[0]), reduce="amin")
+    return x[first.sort().values]
+
+
+def massive_rows(x: torch.Tensor, k: float) -> torch.Tensor:
+    """Boolean mask of rows whose norm exceeds ``k`` × the median row norm.
+
+    Massive activations (Sun, Chen, Kolter & Liu 2024): a few positions carry states
+    orders of magnitude larger than the rest and take most of the variance; PCA and
+    anisotropy then describe those few points, not the bulk.
+    """
+    norms = x.double().norm(dim=1)
+    return norms > k * norms.median()

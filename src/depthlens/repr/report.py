@@ -67,9 +67,9 @@ def repr_plots(payload: dict[str, Any]) -> list[Plot]:
     return plots
 
 
-def _geometry_plots(m: dict[str, Any], names: list[str]) -> list[Plot]:
-    """Anisotropy and intrinsic dimension against depth."""
-    return [
+def _geometry_plots(m: dict[str, Any], names: Sequence[str]) -> list[Plot]:
+    """Anisotropy, intrinsic dimension (TwoNN, PCA) and GRIDE across scales."""
+    plots = [
         Plot(
             RC.ANISOTROPY.name,
             "Anisotropy",
@@ -99,49 +99,54 @@ def _geometry_plots(m: dict[str, Any], names: list[str]) -> list[Plot]:
             "TwoNN (Facco et al. 2017) is the local dimension; PCA 90% the linear one.",
         ),
     ]
+    gride = m.get(RC.GRIDE.name)
+    if gride:
+        n_scales = min(len(g) for g in gride)
+        series = [(f"GRIDE k={2**j}", [g[j] for g in gride]) for j in range(n_scales)]
+        plots.append(
+            Plot(
+                RC.GRIDE.name,
+                "Intrinsic dimension against scale (GRIDE)",
+                layer_plot(series, "dimension", names, log=True),
+                "GRIDE (Denti et al. 2022) from the k-th and 2k-th neighbours: curves that "
+                "agree across k mean a dimension that does not depend on the scale.",
+            )
+        )
+    return plots
 
 
 def _probe_plots(payload: dict[str, Any]) -> list[Plot]:
-    """Linear probe accuracy and neural collapse (labelled mode only)."""
+    """Probe accuracy (held out and OOD) and neural collapse, for labelled data."""
     m, names = payload["metrics"], payload["layers"]
-    plots: list[Plot] = []
     s = payload.get("summary", {})
     series = [("held out", m[RC.PROBE_ACC.name])] + [
         (f"OOD {k}", v) for k, v in m[RC.PROBE_ACC_OOD.name].items()
     ]
-    plots.append(
+    nc2 = [
+        ("equinorm (CV)", m[RC.NC2_EQUINORM.name]),
+        ("equiangular (std cos)", m[RC.NC2_EQUIANGULAR.name]),
+        ("|cos + 1/(C-1)|", m["nc2_max_angle"]),
+    ]
+    return [
         Plot(
             "probe",
             "Linear probe accuracy",
             layer_plot(series, "accuracy", names, marks=_probe_marks(s)),
             probe_caption(payload),
-        )
-    )
-    plots.append(
+        ),
         Plot(
             RC.NC1.name,
             "Neural collapse (NC1)",
             layer_plot([("NC1 = tr(Σ_W Σ_B⁺)/C", m[RC.NC1.name])], "NC1", names, log=True),
             "Lower: examples of a class cluster tighter around their class mean.",
-        )
-    )
-    plots.append(
+        ),
         Plot(
             "nc2",
             "Neural collapse (NC2)",
-            layer_plot(
-                [
-                    ("equinorm (CV)", m[RC.NC2_EQUINORM.name]),
-                    ("equiangular (std cos)", m[RC.NC2_EQUIANGULAR.name]),
-                    ("|cos + 1/(C-1)|", m["nc2_max_angle"]),
-                ],
-                "",
-                names,
-            ),
+            layer_plot(nc2, "", names),
             "0 for class means that form a simplex equiangular tight frame.",
-        )
-    )
-    return plots
+        ),
+    ]
 
 
 def cka_plot(matrix: Sequence[Sequence[float | None]], xlabel: str, ylabel: str) -> Plot:
@@ -186,7 +191,7 @@ def summary_lines(kind: str, payload: dict[str, Any]) -> list[str]:
             for j, name in enumerate(payload["layers_b"])
         ]
         return [render_table(["B layer", "name", "closest A layer", "CKA"], rows)]
-    head = ["layer", "aniso", "aniso_c", "ID", "PCA90"]
+    head = ["layer", "aniso", "aniso_c", "ID", "GRIDE k=1/8/32", "PCA90", "dup", "massive"]
     labelled = RC.PROBE_ACC.name in m
     if labelled:
         head += ["probe", "probe OOD", "NC1"]
@@ -197,7 +202,10 @@ def summary_lines(kind: str, payload: dict[str, Any]) -> list[str]:
             fmt(m[RC.ANISOTROPY.name][l]),
             fmt(m[RC.ANISOTROPY_CENTRED.name][l]),
             fmt(m[RC.INTRINSIC_DIM.name][l]),
+            _gride_cell(m, l),
             m[RC.PCA_DIM.name][l],
+            (m.get("duplicates") or ["–"] * (l + 1))[l],
+            (m.get("massive") or ["–"] * (l + 1))[l],
         ]
         if labelled:
             ood = m[RC.PROBE_ACC_OOD.name].get("mean", [None] * len(m[RC.PROBE_ACC.name]))
@@ -207,6 +215,11 @@ def summary_lines(kind: str, payload: dict[str, Any]) -> list[str]:
     if labelled:
         lines.append(probe_caption(payload))
     return lines
+
+
+def _gride_cell(m: dict[str, Any], layer: int) -> str:
+    g = (m.get(RC.GRIDE.name) or [[]] * (layer + 1))[layer]
+    return "/".join(fmt(g[j]) for j in (0, 3, 5) if j < len(g)) or "–"
 
 
 def _definitions(payload: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ Two modes, chosen by the data:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -23,6 +23,7 @@ from depthlens.errors import DepthlensError
 from depthlens.metrics.catalog.repr import (
     ANISOTROPY,
     ANISOTROPY_CENTRED,
+    GRIDE,
     INTRINSIC_DIM,
     NC1,
     NC2_EQUIANGULAR,
@@ -32,7 +33,15 @@ from depthlens.metrics.catalog.repr import (
 from depthlens.repr import collapse as nc
 from depthlens.repr import geometry
 from depthlens.repr.cka import MIN_BATCH, StreamingCKA
-from depthlens.repr.features import POOLS, Extractor, example_batches, token_features
+from depthlens.repr.features import (
+    POOLS,
+    TOKEN_POOLS,
+    Extractor,
+    example_batches,
+    token_features,
+    window_features,
+)
+from depthlens.repr.gride import gride_scaling
 from depthlens.repr.probe import ProbeOptions, fit_probe
 
 
@@ -44,7 +53,9 @@ class ReprOptions:
     test_samples: int = 1000  # labelled: held-out examples (the OOD splits corrupt these)
     seed: int = 0
     include_first_token: bool = False
-    pool: str = "mean"  # labelled text: mean | last | first
+    # Token mode: token (every real token) | last | mean (one point per window);
+    # labelled text: mean | last | first. None = token / mean, resolved in resolved().
+    pool: str | None = None
     batch_size: int = 4  # windows (token mode) or 64 examples x this / 4 (labelled)
     cka_batch: int = 256  # examples per HSIC minibatch
     twonn_discard: float = 0.1
@@ -54,6 +65,9 @@ class ReprOptions:
     corruptions: tuple[str, ...] | None = None  # None: all of the data kind's
     probe: bool = False  # require probes: refuse data without labels
     image_size: int | None = None  # vision: input resolution (default the network's, 224)
+    exclude_massive: bool = False  # drop rows with norm > massive_k × median before geometry
+    massive_k: float = 10.0
+    gride_range: int = 64  # GRIDE's largest neighbour rank (scales n1 = 1, 2, …, range/2)
 
     def validate(self) -> None:
         """One-line errors for impossible values."""
@@ -66,10 +80,15 @@ class ReprOptions:
                 f"--cka-batch must be at least {MIN_BATCH} (HSIC_1 divides by "
                 f"n(n−3)), got {self.cka_batch}"
             )
-        if self.pool not in POOLS:
+        if self.pool is not None and self.pool not in POOLS + TOKEN_POOLS:
             from depthlens.registry import unknown_choice
 
-            raise DepthlensError(unknown_choice("--pool", self.pool, list(POOLS)))
+            raise DepthlensError(unknown_choice("--pool", self.pool, list(POOLS + ("token",))))
+        if not self.massive_k > 1.0 or self.gride_range < 2:
+            raise DepthlensError(
+                f"--massive-k must be > 1 (got {self.massive_k}) and --gride-range ≥ 2 "
+                f"(got {self.gride_range})"
+            )
         if self.image_size is not None and not 16 <= self.image_size <= 1024:
             raise DepthlensError(f"--image-size must be in 16..1024, got {self.image_size}")
         if self.batch_size < 1:
@@ -78,6 +97,17 @@ class ReprOptions:
             raise DepthlensError(
                 "--pca-threshold must be in (0, 1] and the TwoNN discard fraction in [0, 1)"
             )
+
+    def resolved(self, tokens: bool) -> ReprOptions:
+        """The options with ``pool`` fixed for the mode (token mode: token|last|mean)."""
+        pool = self.pool or ("token" if tokens else "mean")
+        allowed = TOKEN_POOLS if tokens else POOLS
+        if pool not in allowed:
+            what = "a text (token mode)" if tokens else "labelled data"
+            raise DepthlensError(
+                f"--pool {pool} does not apply to {what}; use one of {', '.join(allowed)}"
+            )
+        return replace(self, pool=pool)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -117,17 +147,49 @@ class CkaBuffer:
         self.a, self.b, self.n = [], [], 0
 
 
+GEOMETRY_KEYS = (
+    ANISOTROPY.name,
+    ANISOTROPY_CENTRED.name,
+    INTRINSIC_DIM.name,
+    "intrinsic_dim_mle",
+    PCA_DIM.name,
+    "twonn_duplicates",
+    "duplicates",
+    "massive",
+    "n_used",
+    GRIDE.name,
+    "gride_scale",
+)
+
+
 def geometry_of(sample: Sequence[torch.Tensor], opts: ReprOptions) -> dict[str, list[Any]]:
-    """Anisotropy, TwoNN and PCA dimension of each layer's sample (n, d)."""
-    twonn = [geometry.two_nn(x, opts.twonn_discard) for x in sample]
-    return {
-        ANISOTROPY.name: [geometry.anisotropy(x) for x in sample],
-        ANISOTROPY_CENTRED.name: [geometry.anisotropy(x, centred=True) for x in sample],
-        INTRINSIC_DIM.name: [t.dim for t in twonn],
-        "intrinsic_dim_mle": [t.dim_mle for t in twonn],
-        PCA_DIM.name: [geometry.pca_dim(x, opts.pca_threshold) for x in sample],
-        "twonn_duplicates": [t.n_duplicates for t in twonn],
-    }
+    """Anisotropy, TwoNN, GRIDE and PCA dimension of each layer's sample (n, d).
+
+    Per layer, ``duplicates`` counts exact repeats of a row and ``massive`` the rows with
+    norm > massive_k × the median norm. Repeats are removed before TwoNN and GRIDE
+    (a zero nearest-neighbour distance has no ratio); with ``exclude_massive`` the massive
+    rows are removed before every geometry figure. ``n_used`` is what remains.
+    """
+    out: dict[str, list[Any]] = {k: [] for k in GEOMETRY_KEYS}
+    for x in sample:
+        heavy = geometry.massive_rows(x, opts.massive_k)
+        out["massive"].append(int(heavy.sum()))
+        out["duplicates"].append(geometry.duplicate_rows(x))
+        if opts.exclude_massive:
+            x = x[~heavy]
+        out[ANISOTROPY.name].append(geometry.anisotropy(x))
+        out[ANISOTROPY_CENTRED.name].append(geometry.anisotropy(x, centred=True))
+        distinct = geometry.distinct_rows(x)
+        out["n_used"].append(int(distinct.shape[0]))
+        out["twonn_duplicates"].append(int(x.shape[0] - distinct.shape[0]))
+        t = geometry.two_nn(distinct, opts.twonn_discard)
+        out[INTRINSIC_DIM.name].append(t.dim)
+        out["intrinsic_dim_mle"].append(t.dim_mle)
+        scales, _ = gride_scaling(distinct, opts.gride_range)
+        out[GRIDE.name].append([s.dim for s in scales])
+        out["gride_scale"].append([s.scale for s in scales])
+        out[PCA_DIM.name].append(geometry.pca_dim(x, opts.pca_threshold))
+    return out
 
 
 def count_tokens(mask: torch.Tensor, include_first: bool) -> int:
@@ -138,12 +200,21 @@ def count_tokens(mask: torch.Tensor, include_first: bool) -> int:
 def token_pass(
     exs: Sequence[Extractor], windows: Any, opts: ReprOptions, progress: Any = None
 ) -> tuple[list[list[torch.Tensor]], StreamingCKA, int]:
-    """One pass over the windows: per-model geometry samples and the streamed CKA."""
-    n_total = count_tokens(windows.attention_mask, opts.include_first_token)
+    """One pass over the windows: per-model geometry samples and the streamed CKA.
+
+    ``opts.pool`` token: one point per real token; last / mean: one point per window.
+    """
+    per_token = opts.pool == "token"
+    if per_token:
+        n_total = count_tokens(windows.attention_mask, opts.include_first_token)
+    else:
+        n_total = int(windows.attention_mask.shape[0])
     if n_total < opts.max_samples:
+        unit = "tokens" if per_token else f"windows (--pool {opts.pool}: one point per window)"
         raise DepthlensError(
-            f"the data has {n_total} tokens, fewer than --max-samples {opts.max_samples}; "
+            f"the data has {n_total} {unit}, fewer than --max-samples {opts.max_samples}; "
             "lower --max-samples or raise --max-tokens"
+            + ("" if per_token else " (or lower --seq-len for more windows)")
         )
     pick = geometry.sample_indices(n_total, opts.max_samples, opts.seed)
     sizes = [len(ex.layer_names) for ex in exs]
@@ -152,7 +223,12 @@ def token_pass(
     samples: list[list[list[torch.Tensor]]] = [[[] for _ in range(s)] for s in sizes]
     offset = 0
     for ids, mask in windows.batches(opts.batch_size):
-        feats = [token_features(ex, ids, mask, opts.include_first_token) for ex in exs]
+        feats = [
+            token_features(ex, ids, mask, opts.include_first_token)
+            if per_token
+            else window_features(ex, ids, mask, str(opts.pool), opts.include_first_token)
+            for ex in exs
+        ]
         n = int(feats[0][0].shape[0])
         if len(exs) > 1 and int(feats[1][0].shape[0]) != n:
             raise DepthlensError(

@@ -28,12 +28,27 @@ def by_scheme(runs: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
     return out
 
 
-def loss_plot(runs: Sequence[dict[str, Any]]) -> bytes:
-    """Held-out loss against depth, one line per scheme."""
+def loss_plot(runs: Sequence[dict[str, Any]], summary: Sequence[dict[str, Any]] = ()) -> bytes:
+    """Held-out loss against depth, one line per scheme: mean ± 95% interval over seeds."""
+    groups = by_scheme(summary) if summary else by_scheme(runs)
     with plot_style():
         fig = new_figure()
         ax = fig.add_subplot()
-        for scheme, rs in by_scheme(runs).items():
+        for scheme, rs in groups.items():
+            if summary:
+                ivs = [r.get("eval_loss") or {} for r in rs]
+                means = nan_floats([iv.get("mean") for iv in ivs])
+                lo = [m - float(iv.get("lo", m)) for m, iv in zip(means, ivs, strict=True)]
+                hi = [float(iv.get("hi", m)) - m for m, iv in zip(means, ivs, strict=True)]
+                ax.errorbar(
+                    [r["depth"] for r in rs],
+                    means,
+                    yerr=[lo, hi],
+                    marker="o",
+                    capsize=3,
+                    label=plain(f"{scheme} (mean ± 95% CI, {rs[0].get('n_seeds')} seeds)"),
+                )
+                continue
             ax.plot(
                 [r["depth"] for r in rs],
                 nan_floats([r["eval_loss"] for r in rs]),
@@ -83,21 +98,34 @@ def binned_costs(rel: Sequence[float | None], bins: int = N_BINS) -> list[float 
     return [s / c if c else None for s, c in zip(sums, counts, strict=True)]
 
 
-def heatmap(rs: Sequence[dict[str, Any]], scheme: str) -> bytes:
-    """ΔP(ℓ)/loss (%) by relative depth (x) and depth L (y), for one scheme."""
+def seed_mean_rows(rs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per depth: the binned relative removal costs averaged over seeds."""
     import numpy as np
 
-    arr = np.array(
-        [
-            [
-                np.nan if v is None else 100 * v
-                for v in binned_costs(r.get("removal_cost_rel") or [])
-            ]
-            for r in rs
-        ]
-    )
+    by_depth: dict[int, list[list[float]]] = {}
+    for r in rs:
+        if r.get("removal_cost_rel"):
+            binned = binned_costs(r["removal_cost_rel"])
+            by_depth.setdefault(int(r["depth"]), []).append(
+                [np.nan if v is None else 100 * v for v in binned]
+            )
+    return [
+        {"depth": d, "binned": np.nanmean(np.array(v), axis=0)} for d, v in sorted(by_depth.items())
+    ]
+
+
+def heatmap(runs: Sequence[dict[str, Any]], scheme: str) -> bytes:
+    """ΔP(ℓ)/loss (%) by relative depth (x) and depth L (y), for one scheme (seed mean)."""
+    import warnings
+
+    import numpy as np
+
+    with warnings.catch_warnings():  # a bin empty in every seed is NaN, as intended
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rs = seed_mean_rows(runs)
+    arr = np.array([r["binned"] for r in rs]) if rs else np.full((1, N_BINS), np.nan)
     with plot_style():
-        fig = new_figure(7.0, 1.2 + 0.45 * len(rs))
+        fig = new_figure(7.0, 1.2 + 0.45 * max(1, len(rs)))
         ax = fig.add_subplot()
         ax.grid(False)
         im = ax.imshow(
@@ -106,7 +134,7 @@ def heatmap(rs: Sequence[dict[str, Any]], scheme: str) -> bytes:
             aspect="auto",
             cmap="magma_r",
             interpolation="nearest",
-            extent=(0.0, 1.0, -0.5, len(rs) - 0.5),
+            extent=(0.0, 1.0, -0.5, max(1, len(rs)) - 0.5),
         )
         fig.colorbar(im, ax=ax, label="ΔP(ℓ) / loss (%)")
         ax.set_yticks(range(len(rs)), [str(r["depth"]) for r in rs])
@@ -121,10 +149,11 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 
 def summary_table(runs: Sequence[dict[str, Any]]) -> str:
-    """One row per run: loss, RMS growth, unused depth."""
+    """One row per run: seed, loss, RMS growth, unused depth."""
     head = (
         "scheme",
         "L",
+        "seed",
         "held-out loss",
         "train loss (last 10%)",
         "RMS last/first",
@@ -139,15 +168,67 @@ def summary_table(runs: Sequence[dict[str, Any]]) -> str:
         cells = (
             r["scheme"],
             r["depth"],
+            r.get("seed", "–"),
             _fmt(r.get("eval_loss")),
             _fmt(r.get("train_loss_last")),
             _fmt(growth, 2),
             "–" if unused is None else f"{100 * unused:.0f}%",
             r.get("saved_as"),
         )
-        rows.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
+        rows.append(cells)
+    return _table(head, rows)
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     th = "".join(f"<th>{esc(h)}</th>" for h in head)
-    return f'<table class="meta"><tr>{th}</tr>{"".join(rows)}</table>'
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table class="meta"><tr>{th}</tr>{body}</table>'
+
+
+def interval_table(study: StudyResult) -> str:
+    """Mean ± 95% interval over seeds per (scheme, depth), then the called differences."""
+    from depthlens.train.seeds import fmt_interval
+
+    head = (
+        "scheme",
+        "L",
+        "seeds",
+        "held-out loss",
+        "RMS h_L/h_1",
+        "ΔP 1st half %",
+        "ΔP 2nd half %",
+        "unused depth %",
+    )
+    rows = [
+        (
+            e["scheme"],
+            e["depth"],
+            e["n_seeds"],
+            fmt_interval(e["eval_loss"]),
+            fmt_interval(e["rms_growth"], 2),
+            fmt_interval(e["removal_first_half"], 2, 100),
+            fmt_interval(e["removal_second_half"], 2, 100),
+            fmt_interval(e["unused_depth"], 0, 100),
+        )
+        for e in study.summary
+    ]
+    diffs = [
+        (
+            f"{d['a']} vs {d['b']}",
+            r["depth"],
+            r["figure"],
+            _fmt(r[d["a"]], 4),
+            _fmt(r[d["b"]], 4),
+            "yes" if r["significant"] else "no (intervals overlap)",
+        )
+        for d in study.differences
+        for r in d["rows"]
+    ]
+    return (
+        _table(head, rows)
+        + "<h3>Differences (called only when the intervals separate)</h3>"
+        + _table(("schemes", "L", "figure", "mean a", "mean b", "significant"), diffs)
+    )
 
 
 def build_study_page(study: StudyResult) -> str:
@@ -159,8 +240,9 @@ def build_study_page(study: StudyResult) -> str:
         Plot(
             "loss",
             "Held-out loss vs depth",
-            loss_plot(runs),
-            "Held-out loss of every (scheme, depth) trained on the same tokens and budget.",
+            loss_plot(runs, study.summary),
+            "Held-out loss of every (scheme, depth) trained on the same tokens and budget; "
+            "mean over seeds with its 95% interval.",
         ),
         Plot(
             "rms",
@@ -190,7 +272,7 @@ def build_study_page(study: StudyResult) -> str:
             ),
             ("training tokens per run", env.tokens.get("trained_per_run")),
             ("data / held-out", f"{base.get('data')} / {base.get('eval_data')}"),
-            ("seed", base.get("seed")),
+            ("seeds", ", ".join(map(str, opts.get("seeds", [base.get("seed")])))),
             ("wall time (s)", _fmt(study.seconds, 0)),
             ("depthlens", env.version),
             ("created", env.created),
@@ -198,8 +280,8 @@ def build_study_page(study: StudyResult) -> str:
     )
     body = (
         f'<h1>depthlens depth study</h1><p class="sub">{esc(len(runs))} runs</p>{meta}'
-        f"<h2>Summary</h2>{summary_table(runs)}<h2>Figures</h2>"
-        + "".join(plot_html(p) for p in plots)
+        f"<h2>Summary over seeds (mean ± 95% interval)</h2>{interval_table(study)}"
+        f"<h2>Runs</h2>{summary_table(runs)}<h2>Figures</h2>" + "".join(plot_html(p) for p in plots)
     )
     return page("depthlens depth study", body)
 

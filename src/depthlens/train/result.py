@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from depthlens.results import Envelope, Enveloped
@@ -41,4 +41,8 @@ class StudyResult(Enveloped):
     runs: list[dict[str, Any]]  # one row per run: scheme, depth, losses, unused depth, …
     schemes: dict[str, Any]  # {scheme: its record}
     seconds: float
+    # mean ± 95% interval per (scheme, depth) over seeds, and the scheme pairs compared;
+    # empty in study.json files written before --seeds
+    summary: list[dict[str, Any]] = field(default_factory=list)
+    differences: list[dict[str, Any]] = field(default_factory=list)
     KIND: ClassVar[str] = "depthlens.study"

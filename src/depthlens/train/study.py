@@ -11,26 +11,20 @@ the loss.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import math
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from depthlens.errors import DepthlensError
-from depthlens.metrics.catalog.lens import LENS_KL
-from depthlens.metrics.catalog.residual import REL_CONTRIB_BLOCK, RESID_NORM, RESID_RMS_GROWTH
 from depthlens.train.config import TrainConfig
-from depthlens.train.loop import NonFiniteLossError
+from depthlens.train.grid import run_dir, run_key, train_all
+from depthlens.train.measure import UNUSED_THRESHOLD, measure
 from depthlens.train.result import StudyResult, TrainResult
-from depthlens.train.run import RESULT, pick_device, train
+from depthlens.train.run import RESULT, pick_device
 from depthlens.train.schemes import SCHEMES, parse_schemes
-
-UNUSED_THRESHOLD = 0.01  # a block is "unused" when deleting it costs < 1% of the loss
 
 
 @dataclass(frozen=True)
@@ -38,25 +32,30 @@ class StudyConfig:
     """The grid and the shared training/measurement settings."""
 
     depths: tuple[int, ...] = (4, 8, 16)
-    # The paper's comparison; the other four schemes are one --schemes away (each adds
-    # ~7 min of CPU time at this size).
+    # The paper's comparison; the other four schemes are one --schemes away.
     schemes: tuple[str, ...] = ("pre-ln", "lns")
+    # Three seeds per (scheme, depth): every figure is a mean with a 95% interval. The
+    # token budget below is sized so that the default grid (18 runs) fits 25 minutes on
+    # two CPU cores (docs/TRAIN.md, "Cost").
+    seeds: tuple[int, ...] = (0, 1, 2)
     base: TrainConfig = TrainConfig(
         width=64,
         heads=4,
         context=64,
-        tokens=614_400,
+        tokens=204_800,
         batch_size=16,
         lr=3e-3,
-        warmup=30,
+        warmup=20,
         vocab_size=2048,
     )
-    measure_tokens: int = 8192
+    measure_tokens: int = 4096
 
     def validate(self) -> None:
         """Check every run's config before any work."""
         if not self.depths:
             raise DepthlensError("--depths is empty; pass e.g. 4,8,16")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise DepthlensError(f"--seeds needs distinct seeds, got {list(self.seeds)}")
         for s in self.schemes:
             parse_schemes(s)
         for cfg in self.runs():
@@ -68,11 +67,12 @@ class StudyConfig:
             )
 
     def runs(self) -> list[TrainConfig]:
-        """One config per (scheme, depth), schemes outer."""
+        """One config per (scheme, depth, seed), schemes outer, seeds inner."""
         return [
-            dataclasses.replace(self.base, scheme=s, depth=d)
+            dataclasses.replace(self.base, scheme=s, depth=d, seed=seed)
             for s in self.schemes
             for d in self.depths
+            for seed in self.seeds
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,10 +80,45 @@ class StudyConfig:
         return {
             "depths": list(self.depths),
             "schemes": list(self.schemes),
+            "seeds": list(self.seeds),
             "base": self.base.to_dict(),
             "measure_tokens": self.measure_tokens,
             "unused_threshold": UNUSED_THRESHOLD,
+            "interval": "mean ± t_{0.975,n-1}·s/√n over seeds; a difference is called "
+            "only when the two intervals do not overlap",
         }
+
+
+# The GPU configuration of docs/TRAIN.md: 12 and 24 blocks, width 256, 50M tokens a run.
+PAPER_PRESET = StudyConfig(
+    depths=(12, 24),
+    schemes=("pre-ln", "lns"),
+    seeds=(0, 1, 2),
+    base=TrainConfig(
+        width=256,
+        heads=8,
+        context=256,
+        tokens=50_331_648,
+        batch_size=64,
+        lr=1e-3,
+        warmup=300,
+        vocab_size=8192,
+    ),
+    measure_tokens=65_536,
+)
+
+
+def seeds_arg(text: str) -> tuple[int, ...]:
+    """``3`` → seeds (0, 1, 2); ``0,5,7`` → those seeds."""
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise DepthlensError(f"--seeds takes a count (3) or a list (0,1,2), got {text!r}") from exc
+    if "," in text:
+        return tuple(vals)
+    if len(vals) != 1 or vals[0] < 1:
+        raise DepthlensError(f"--seeds needs at least 1 seed, got {text!r}")
+    return tuple(range(vals[0]))
 
 
 def parse_depths(text: str) -> tuple[int, ...]:
@@ -105,11 +140,6 @@ def parse_depths(text: str) -> tuple[int, ...]:
     return vals
 
 
-def run_dir(out: Path, cfg: TrainConfig) -> Path:
-    """Where the run of (scheme, depth) lives inside the study folder."""
-    return out / "runs" / f"{cfg.scheme}-L{cfg.depth}"
-
-
 def _finished_same(d: Path, cfg: TrainConfig) -> bool:
     if not (d / RESULT).is_file():
         return False
@@ -119,129 +149,58 @@ def _finished_same(d: Path, cfg: TrainConfig) -> bool:
         return False
 
 
-def removal_costs(lm: Any, windows: Any, base_nll: float, batch_size: int) -> list[float | None]:
-    """ΔP(ℓ): held-out loss with block ℓ deleted (on a copy) minus the full model's."""
-    from depthlens.cut.apply import remove_blocks_
-    from depthlens.evaluate.perplexity import evaluate_perplexity
-
-    if lm.num_layers < 2:
-        return [None] * lm.num_layers
-    costs: list[float | None] = []
-    for ell in range(lm.num_layers):
-        cut = dataclasses.replace(lm, model=copy.deepcopy(lm.model))
-        remove_blocks_(cut, (ell,))
-        costs.append(evaluate_perplexity(cut, windows, batch_size=batch_size)["nll"] - base_nll)
-    return costs
-
-
-def measure(path: Path, cfg: TrainConfig, measure_tokens: int) -> dict[str, Any]:
-    """Profile and removal costs of the trained model in ``path`` on the held-out text."""
-    from depthlens.data import load_text, make_windows
-    from depthlens.evaluate.perplexity import evaluate_perplexity
-    from depthlens.models.loading import load_model
-    from depthlens.profiling import ProfileOptions, profile
-
-    lm = load_model(str(path))
-    windows = make_windows(
-        load_text(cfg.eval_data, text_field=cfg.text_field),
-        lm.tokenizer,
-        seq_len=cfg.context,
-        max_tokens=measure_tokens,
-        seed=cfg.seed,
-    )
-    opts = ProfileOptions(batch_size=cfg.batch_size, seed=cfg.seed, lens_kernel="eager", n_max=1)
-    prof = profile(lm, windows, opts, progress=False)
-    base = evaluate_perplexity(lm, windows, batch_size=cfg.batch_size)["nll"]
-    costs = removal_costs(lm, windows, base, cfg.batch_size)
-    norms = prof.metrics.get(RESID_NORM.name, [])
-    rms = [None if v is None else v / math.sqrt(cfg.width) for v in norms]
-    rel = [None if c is None else c / base for c in costs]
-    unused = [r < UNUSED_THRESHOLD for r in rel if r is not None]
-    return {
-        "eval_loss": base,
-        REL_CONTRIB_BLOCK.name: prof.metrics.get(REL_CONTRIB_BLOCK.name),
-        "resid_rms": rms,
-        RESID_RMS_GROWTH.name: prof.metrics.get(RESID_RMS_GROWTH.name),
-        "angular_distance_next": [row[0] if row else None for row in prof.angular_distance],
-        LENS_KL.name: prof.metrics.get(LENS_KL.name),
-        "removal_cost": costs,
-        "removal_cost_rel": rel,
-        "unused_depth": (sum(unused) / len(unused)) if unused else None,
-        "windows": windows.to_dict(),
+def _measured_row(
+    cfg: TrainConfig, out: Path, measure_tokens: int, failed: dict[Any, str]
+) -> dict[str, Any]:
+    """One row of ``runs``: the trained run's record and its measurements (or divergence)."""
+    d = run_dir(out, cfg)
+    head = {"scheme": cfg.scheme, "depth": cfg.depth, "seed": cfg.seed}
+    head["run"] = str(d.relative_to(out))
+    if run_key(cfg) in failed:
+        return {**head, "diverged": failed[run_key(cfg)], "eval_loss": None, "unused_depth": None}
+    trained = TrainResult.load(d / RESULT)
+    row = {
+        **head,
+        "train_loss_last": _tail_mean(trained.losses),
+        "saved_as": trained.saved_as,
+        "train_seconds": trained.seconds,
+        "train_cpu_seconds": trained.cpu_seconds,
     }
+    w0, c0 = time.perf_counter(), time.process_time()
+    row.update(measure(d, cfg, measure_tokens))
+    row.update(
+        measure_seconds=time.perf_counter() - w0, measure_cpu_seconds=time.process_time() - c0
+    )
+    return row
 
 
-def _train_one(cfg: TrainConfig, d: Path, tdir: Path, threads: int) -> None:
-    """One run in a worker process (``--jobs`` > 1), on ``threads`` CPU threads."""
+def _measure_one(
+    cfg: TrainConfig, out: Path, measure_tokens: int, failed: dict[Any, str], threads: int
+) -> dict[str, Any]:
+    """:func:`_measured_row` in a worker process on ``threads`` CPU threads."""
     import torch
 
-    from depthlens.train.tokenizer import load_tokenizer
-
     torch.set_num_threads(threads)
-    train(
-        cfg,
-        d,
-        overwrite=(d / RESULT).is_file(),
-        tokenizer=load_tokenizer(tdir),
-        device="cpu",
-        progress=False,
-    )
+    return _measured_row(cfg, out, measure_tokens, failed)
 
 
-def _train_all(
-    todo: list[TrainConfig],
-    out: Path,
-    tdir: Path,
-    tok: Any,
-    jobs: int,
-    device: str | None,
-    progress: bool,
-) -> dict[tuple[str, int], str]:
-    """Train the runs in ``todo``: in this process, or ``jobs`` CPU worker processes.
-
-    Returns the runs whose loss became NaN/inf (scheme, depth) → message: a diverged run
-    is a result of the study, not a reason to stop it.
-    """
-    failed: dict[tuple[str, int], str] = {}
-
-    def say(msg: str) -> None:
-        if progress:
-            print(f"study: {msg}", file=sys.stderr, flush=True)
-
-    if jobs <= 1 or len(todo) <= 1:
-        for i, cfg in enumerate(todo):
-            say(f"training {cfg.scheme} L={cfg.depth} ({i + 1}/{len(todo)})")
-            try:
-                train(
-                    cfg,
-                    run_dir(out, cfg),
-                    overwrite=(run_dir(out, cfg) / RESULT).is_file(),
-                    tokenizer=tok,
-                    device=device,
-                    progress=progress,
-                )
-            except NonFiniteLossError as exc:
-                failed[(cfg.scheme, cfg.depth)] = str(exc)
-                say(f"{cfg.scheme} L={cfg.depth} diverged: {exc}")
-        return failed
+def _measure_all(
+    study: StudyConfig, out: Path, failed: dict[Any, str], jobs: int
+) -> list[dict[str, Any]]:
+    """Every run's row, in grid order; ``jobs`` > 1 measures in CPU worker processes."""
+    cfgs = study.runs()
+    if jobs <= 1 or len(cfgs) <= 1:
+        return [_measured_row(c, out, study.measure_tokens, failed) for c in cfgs]
     import multiprocessing as mp
     import os
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import ProcessPoolExecutor
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    # Deepest runs first, so the slowest ones do not start last.
-    order = sorted(todo, key=lambda c: -c.depth)
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-        futs = {pool.submit(_train_one, c, run_dir(out, c), tdir, threads): c for c in order}
-        for i, f in enumerate(as_completed(futs)):
-            c = futs[f]
-            try:
-                f.result()
-                say(f"trained {c.scheme} L={c.depth} ({i + 1}/{len(todo)})")
-            except NonFiniteLossError as exc:
-                failed[(c.scheme, c.depth)] = str(exc)
-                say(f"{c.scheme} L={c.depth} diverged: {exc}")
-    return failed
+        futs = [
+            pool.submit(_measure_one, c, out, study.measure_tokens, failed, threads) for c in cfgs
+        ]
+        return [f.result() for f in futs]
 
 
 def run_study(
@@ -253,10 +212,12 @@ def run_study(
     progress: bool = True,
     jobs: int = 1,
 ) -> StudyResult:
-    """Train and measure every (scheme, depth); write ``study.json`` and ``report.html``.
+    """Train and measure every (scheme, depth, seed); write ``study.json`` and ``report.html``.
 
     ``jobs`` > 1 trains that many runs at once in CPU worker processes (each run is
-    deterministic on its own, so the results do not depend on ``jobs``).
+    deterministic on its own, so the results do not depend on ``jobs``). The payload's
+    ``summary`` holds every figure as mean ± 95% interval over seeds, ``differences``
+    the first scheme against each other one per depth (significant = intervals separate).
     """
     from depthlens.train.guard import (
         check_device,
@@ -291,22 +252,18 @@ def _run_grid(
     from depthlens.io import follow_umask_
     from depthlens.results import Envelope
     from depthlens.train.report import write_study_report
-    from depthlens.train.tokenizer import load_tokenizer, train_tokenizer
 
     (out / "runs").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    tdir = out / "tokenizer"
-    if not (tdir / "tokenizer.json").is_file():
-        train_tokenizer(source.docs, study.base.vocab_size).save_pretrained(tdir)
-    tok = load_tokenizer(tdir)
+    tdir, tok = _tokenizer(study, out, source)
     if pick_device(device).type != "cpu":
         jobs = 1  # worker processes are for CPU cores; one GPU run at a time
     todo = [c for c in study.runs() if not _finished_same(run_dir(out, c), c)]
     if overwrite:  # runs left half-done by another grid start again instead of refusing
         for c in todo:
             shutil.rmtree(run_dir(out, c), ignore_errors=True)
-    failed = _train_all(todo, out, tdir, tok, jobs, device, progress)
-    rows = [_study_row(out, cfg, failed, study.measure_tokens) for cfg in study.runs()]
+    failed = train_all(todo, out, tdir, tok, jobs, device, progress)
+    rows = _measure_all(study, out, failed, jobs)
     env = Envelope(
         kind=StudyResult.KIND,
         model={"ref": "depthlens train (lab models)"},
@@ -319,6 +276,7 @@ def _run_grid(
         runs=rows,
         schemes={s: SCHEMES[s].to_dict() for s in study.schemes},
         seconds=time.perf_counter() - t0,
+        **_over_seeds(study, rows),
     )
     result.save(out / "study.json")
     write_study_report(out / "study.json", out / "report.html")
@@ -326,32 +284,32 @@ def _run_grid(
     return result
 
 
-def _study_row(
-    out: Path, cfg: TrainConfig, failed: dict[tuple[str, int], str], measure_tokens: int
-) -> dict[str, Any]:
-    """One row of the study: the run's training numbers and what was measured on it."""
-    d = run_dir(out, cfg)
-    row: dict[str, Any] = {"scheme": cfg.scheme, "depth": cfg.depth, "run": str(d.relative_to(out))}
-    if (cfg.scheme, cfg.depth) in failed:
-        return {
-            **row,
-            "diverged": failed[(cfg.scheme, cfg.depth)],
-            "eval_loss": None,
-            "unused_depth": None,
-        }
-    trained = TrainResult.load(d / RESULT)
-    row.update(
-        train_loss_last=_tail_mean(trained.losses),
-        saved_as=trained.saved_as,
-        train_seconds=trained.seconds,
-        train_cpu_seconds=trained.cpu_seconds,
-    )
-    w0, c0 = time.perf_counter(), time.process_time()
-    row.update(measure(d, cfg, measure_tokens))
-    row.update(
-        measure_seconds=time.perf_counter() - w0, measure_cpu_seconds=time.process_time() - c0
-    )
-    return row
+def _tokenizer(study: StudyConfig, out: Path, source: Any) -> tuple[Path, Any]:
+    """Train the study's tokenizer once (a resumed study reuses it): (its folder, it)."""
+    from depthlens.train.tokenizer import load_tokenizer, train_tokenizer
+
+    tdir = out / "tokenizer"
+    if not (tdir / "tokenizer.json").is_file():
+        train_tokenizer(source.docs, study.base.vocab_size).save_pretrained(tdir)
+    return tdir, load_tokenizer(tdir)
+
+
+def _over_seeds(study: StudyConfig, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """``summary`` (mean ± 95% interval per scheme and depth) and ``differences``.
+
+    The differences compare the first scheme against each other one per depth
+    (significant = the intervals separate).
+    """
+    from depthlens.train.seeds import differences, summarise
+
+    summary = summarise(rows)
+    first = study.schemes[0]
+    return {
+        "summary": summary,
+        "differences": [
+            {"a": first, "b": b, "rows": differences(summary, first, b)} for b in study.schemes[1:]
+        ],
+    }
 
 
 def _tail_mean(losses: list[float], frac: float = 0.1) -> float | None:

@@ -102,31 +102,33 @@ def save_lens(
 
 
 def lens_dir_check(spec: str) -> Path:
-    """Validate ``tuned:DIR`` before any model is loaded; returns DIR."""
+    """Validate ``tuned:DIR`` before any model is loaded; returns DIR.
+
+    DIR is either a ``depthlens lens train`` output (``lens.json`` +
+    ``translators.safetensors``) or a tuned-lens package folder (``config.json`` +
+    ``params.pt``).
+    """
+    from depthlens.tuned.interop import TL_CONFIG, TL_PARAMS, is_tuned_lens_layout
+
     path = Path(spec.removeprefix("tuned:"))
     if not path.is_dir():
         raise DepthlensError(
             f"tuned lens folder {path} not found; train one with "
             f"`depthlens lens train REF -o {path}`"
         )
+    if is_tuned_lens_layout(path):
+        return path
     for name in (META, WEIGHTS):
         if not (path / name).is_file():
             raise DepthlensError(
-                f"tuned lens folder {path} lacks {name}; it is not a "
-                f"`depthlens lens train` output (retrain it)"
+                f"tuned lens folder {path} lacks {name}; it is neither a `depthlens lens "
+                f"train` output nor a tuned-lens folder ({TL_CONFIG} + {TL_PARAMS})"
             )
     return path
 
 
-def load_lens(path: str | Path, lm: LoadedModel) -> tuple[TunedLens, dict[str, Any]]:
-    """Load a trained tuned lens for ``lm``; refuse one of another model or with a gap."""
-    from safetensors.torch import load_file
-
-    folder = lens_dir_check(f"tuned:{path}")
-    env, payload = read_result(folder / META, LENS_KIND)
-    check_same_model(env.model, lm.identity(), "the tuned lens and the model")
-    lens = TunedLens.for_model(lm)
-    state = load_file(str(folder / WEIGHTS))
+def _fill(lens: TunedLens, state: dict[str, torch.Tensor], folder: Path) -> None:
+    """Load ``state`` into ``lens``, refusing a gap or extra layers with a fix."""
     for l in range(lens.n_layers):
         for part in ("weight", "bias"):
             key = f"translators.{l}.{part}"
@@ -145,16 +147,71 @@ def load_lens(path: str | Path, lm: LoadedModel) -> tuple[TunedLens, dict[str, A
         lens.load_state_dict(state)
     except RuntimeError as exc:
         raise DepthlensError(f"tuned lens {folder} does not fit this model: {exc}") from exc
+
+
+def load_tuned_lens_layout(folder: Path, lm: LoadedModel) -> tuple[TunedLens, dict[str, Any]]:
+    """A tuned-lens package folder (``config.json`` + ``params.pt``) as a depthlens lens."""
+    from depthlens.tuned.interop import read_config, read_translators
+
+    cfg = read_config(folder)
+    lens = TunedLens.for_model(lm)
+    if (int(cfg["num_hidden_layers"]), int(cfg["d_model"])) != (lens.n_layers, lens.d_model):
+        raise DepthlensError(
+            f"tuned lens {folder} is for {cfg['num_hidden_layers']} layers of width "
+            f"{cfg['d_model']} ({cfg.get('base_model_name_or_path')!r}); this model has "
+            f"{lens.n_layers} of width {lens.d_model}: use the lens of this model"
+        )
+    _fill(lens, read_translators(folder, lens.n_layers), folder)
     lens.to(lm.device)
     info = {
         "kind": "tuned",
         "dir": str(folder),
+        "format": "tuned-lens",
+        "base_model": cfg.get("base_model_name_or_path"),
+    }
+    return lens, info
+
+
+def load_lens(path: str | Path, lm: LoadedModel) -> tuple[TunedLens, dict[str, Any]]:
+    """Load a trained tuned lens for ``lm`` (either layout); refuse another model's or a gap."""
+    from safetensors.torch import load_file
+
+    from depthlens.tuned.interop import is_tuned_lens_layout
+
+    folder = lens_dir_check(f"tuned:{path}")
+    if is_tuned_lens_layout(folder):
+        return load_tuned_lens_layout(folder, lm)
+    env, payload = read_result(folder / META, LENS_KIND)
+    check_same_model(env.model, lm.identity(), "the tuned lens and the model")
+    lens = TunedLens.for_model(lm)
+    _fill(lens, load_file(str(folder / WEIGHTS)), folder)
+    lens.to(lm.device)
+    info = {
+        "kind": "tuned",
+        "dir": str(folder),
+        "format": "depthlens",
         "fingerprint": env.fingerprint,
         "data": env.data,
         "tokens": env.tokens,
         "steps": payload.get("training", {}).get("steps"),
     }
     return lens, info
+
+
+def export_lens(src: str | Path, out: str | Path) -> dict[str, Any]:
+    """Write a ``depthlens lens train`` folder in the tuned-lens layout (no model needed)."""
+    from safetensors.torch import load_file
+
+    from depthlens.tuned.interop import is_tuned_lens_layout, write_tuned_lens
+
+    folder = lens_dir_check(f"tuned:{src}")
+    if is_tuned_lens_layout(folder):
+        raise DepthlensError(f"{folder} is already in the tuned-lens layout")
+    env, payload = read_result(folder / META, LENS_KIND)
+    n_layers, d_model = int(payload["lens"]["n_layers"]), int(payload["lens"]["d_model"])
+    base = str(env.model.get("path") or env.model.get("ref") or "")
+    write_tuned_lens(Path(out), load_file(str(folder / WEIGHTS)), d_model, n_layers, base)
+    return {"from": str(folder), "to": str(out), "n_layers": n_layers, "d_model": d_model}
 
 
 def _check_folder(folder: str) -> None:

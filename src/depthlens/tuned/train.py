@@ -50,6 +50,7 @@ class TrainOptions:
     include_first_token: bool = False  # the attention sink's state is excluded by default
     init: Literal["identity", "lstsq"] = "identity"  # lstsq: ridge fit h_L ≈ translator(h_l)
     seed: int = 0
+    eval_every: int = 0  # steps between held-out KL measurements; 0 = about 8 per run
 
     def validate(self) -> None:
         """Raise a user-facing error for out-of-range values."""
@@ -69,6 +70,8 @@ class TrainOptions:
             raise DepthlensError(f"--batch-size must be ≥ 1, got {self.batch_size}")
         if self.init not in ("identity", "lstsq"):
             raise DepthlensError(f"--init must be identity or lstsq, got '{self.init}'")
+        if self.eval_every < 0:
+            raise DepthlensError(f"--eval-every must be ≥ 0, got {self.eval_every}")
         if self.token_chunk is not None and self.token_chunk < 1:
             raise DepthlensError(f"--token-chunk must be ≥ 1, got {self.token_chunk}")
 
@@ -160,8 +163,10 @@ def make_optimizer(lens: TunedLens, opts: TrainOptions, steps: int) -> tuple[Any
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def lens_step(lens: TunedLens, states: list[torch.Tensor], chunk: int) -> torch.Tensor:
-    """Forward + backward of one batch; returns the (L,) mean KL per translator.
+def lens_step(
+    lens: TunedLens, states: list[torch.Tensor], chunk: int, *, backward: bool = True
+) -> torch.Tensor:
+    """Forward (+ backward) of one batch; returns the (L,) mean KL per translator.
 
     ``states``: h_0..h_L for the batch's selected tokens, each (N, d).
     """
@@ -177,7 +182,8 @@ def lens_step(lens: TunedLens, states: list[torch.Tensor], chunk: int) -> torch.
         x = torch.cat([lens.translate(states[l][sl], l) for l in range(n_layers)])  # (L·c, d)
         z = lens.base.logits(x).view(n_layers, -1, z_fin.shape[-1])  # (L, c, V)
         kl = kl_from_logits(z, logp_fin, p_fin)  # (L, c)
-        (kl.sum() / n).backward()
+        if backward:
+            (kl.sum() / n).backward()
         total += host_sum(kl, dim=1)
     return total / n
 
@@ -189,39 +195,14 @@ def default_token_chunk(lens: TunedLens) -> int:
     return max(1, 2**25 // max(1, lens.n_layers * vocab))
 
 
-def train_lens(
-    lm: LoadedModel,
-    data: TokenWindows,
-    options: TrainOptions | None = None,
-    *,
-    progress: bool = True,
-) -> tuple[TunedLens, dict[str, Any]]:
-    """Train a tuned lens for ``lm`` on ``data``; returns it and its training record."""
-    opts = options or TrainOptions()
-    opts.validate()
-    torch.manual_seed(opts.seed)
-    lens = TunedLens.for_model(lm)
-    valid = train_positions(data, opts.include_first_token)
-    t0 = time.perf_counter()
-    init_tokens = 0
-    if opts.init == "lstsq":
-        from depthlens.tuned.init import lstsq_init_
-
-        init_tokens = lstsq_init_(lens, lm, data, valid, opts.batch_size)
-    init_seconds = time.perf_counter() - t0
-    batches = [
-        torch.arange(s, min(s + opts.batch_size, len(data)))
-        for s in range(0, len(data), opts.batch_size)
-    ]
-    steps = opts.steps or len(batches)
-    opt, sched = make_optimizer(lens, opts, steps)
-    chunk = opts.token_chunk or default_token_chunk(lens)
-    fkw, curve, per_layer = forward_kwargs(lm.model), [], []
-    n_tokens = 0
-    bar = progress_bar(steps, "lens train", enabled=progress)
+def collect_states(
+    lm: LoadedModel, data: TokenWindows, valid: torch.Tensor, batch_size: int
+) -> list[torch.Tensor]:
+    """h_0..h_L of the ``valid`` positions of every window, each (N, d), kept in memory."""
+    fkw, parts = forward_kwargs(lm.model), []
     with frozen(lm.model), capture_blocks(lm.model, lm.arch, attn=False) as trace:
-        for step in range(steps):
-            rows = batches[step % len(batches)]  # more steps than batches: cycle the data
+        for s in range(0, len(data), batch_size):
+            rows = torch.arange(s, min(s + batch_size, len(data)))
             trace.clear()
             with torch.no_grad():
                 run_forward(
@@ -231,30 +212,121 @@ def train_lens(
                     **fkw,
                 )
             sel = valid[rows]
+            parts.append([t[sel.to(t.device)].detach() for t in trace.all_states()])
+            trace.clear()
+    return [torch.cat(p) for p in zip(*parts, strict=True)]
+
+
+def heldout_kl(lens: TunedLens, states: list[torch.Tensor], chunk: int) -> list[float]:
+    """Mean KL(p_L ‖ p_l) per translator on held-out states (no gradient)."""
+    with torch.no_grad():
+        return [float(v) for v in lens_step(lens, states, chunk, backward=False)]
+
+
+def _initialise(
+    lens: TunedLens, lm: LoadedModel, data: TokenWindows, valid: torch.Tensor, opts: TrainOptions
+) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    tokens = 0
+    if opts.init == "lstsq":
+        from depthlens.tuned.init import lstsq_init_
+
+        tokens = lstsq_init_(lens, lm, data, valid, opts.batch_size)
+    return {"kind": opts.init, "tokens": tokens, "seconds": time.perf_counter() - t0}
+
+
+def _run_steps(
+    lens: TunedLens,
+    lm: LoadedModel,
+    data: TokenWindows,
+    opts: TrainOptions,
+    heldout: list[torch.Tensor] | None,
+    progress: bool,
+) -> dict[str, Any]:
+    """The optimiser steps; the training KL of every step, the held-out KL every few."""
+    valid = train_positions(data, opts.include_first_token)
+    batches = [
+        torch.arange(s, min(s + opts.batch_size, len(data)))
+        for s in range(0, len(data), opts.batch_size)
+    ]
+    steps = opts.steps or len(batches)
+    every = opts.eval_every or max(1, steps // 8)
+    opt, sched = make_optimizer(lens, opts, steps)
+    chunk = opts.token_chunk or default_token_chunk(lens)
+    fkw, per_layer, n_tokens = forward_kwargs(lm.model), [], 0
+    curve: dict[str, list[Any]] = {"tokens": [], "kl": []}
+    if heldout is not None:
+        curve["tokens"].append(0)
+        curve["kl"].append(heldout_kl(lens, heldout, chunk))
+    bar = progress_bar(steps, "lens train", enabled=progress)
+    with frozen(lm.model), capture_blocks(lm.model, lm.arch, attn=False) as trace:
+        for step in range(steps):
+            rows = batches[step % len(batches)]  # more steps than batches: cycle the data
+            trace.clear()
+            with torch.no_grad():
+                ids, mask = data.input_ids[rows], data.attention_mask[rows]
+                run_forward(lm.model, ids.to(lm.device), mask.to(lm.device), **fkw)
+            sel = valid[rows]
             states = [s[sel.to(s.device)].detach() for s in trace.all_states()]
             trace.clear()
             opt.zero_grad(set_to_none=True)
-            loss = lens_step(lens, states, chunk)
+            per_layer.append(lens_step(lens, states, chunk))
             opt.step()
             sched.step()
             n_tokens += int(sel.sum())
-            per_layer.append(loss)
-            curve.append(float(loss.mean()))
+            if heldout is not None and ((step + 1) % every == 0 or step + 1 == steps):
+                curve["tokens"].append(n_tokens)
+                curve["kl"].append(heldout_kl(lens, heldout, chunk))
             bar.update(1)
     bar.close()
-    tail = max(1, steps // 10)
+    return {"steps": steps, "tokens": n_tokens, "per_layer": per_layer, "heldout": curve}
+
+
+def train_lens(
+    lm: LoadedModel,
+    data: TokenWindows,
+    options: TrainOptions | None = None,
+    *,
+    progress: bool = True,
+    heldout: TokenWindows | None = None,
+) -> tuple[TunedLens, dict[str, Any]]:
+    """Train a tuned lens for ``lm`` on ``data``; returns it and its training record.
+
+    With ``heldout`` windows, the record's ``heldout_kl`` holds the mean KL per translator
+    on them after the initialisation and every ``eval_every`` steps, against the training
+    tokens seen: the curve that shows whether the budget was enough.
+    """
+    opts = options or TrainOptions()
+    opts.validate()
+    torch.manual_seed(opts.seed)
+    lens = TunedLens.for_model(lm)
+    t0 = time.perf_counter()
+    init = _initialise(lens, lm, data, train_positions(data, opts.include_first_token), opts)
+    held = None
+    if heldout is not None:
+        held = collect_states(lm, heldout, train_positions(heldout, False), opts.batch_size)
+    run = _run_steps(lens, lm, data, opts, held, progress)
+    per_layer, tail = run["per_layer"], max(1, run["steps"] // 10)
     record = {
-        "steps": steps,
-        "tokens_seen": n_tokens,
+        "steps": run["steps"],
+        "tokens_seen": run["tokens"],
         "unique_windows": len(data),
         "seconds": time.perf_counter() - t0,
-        "init": {"kind": opts.init, "tokens": init_tokens, "seconds": init_seconds},
+        "init": init,
         "loss_first_step": [float(v) for v in per_layer[0]],
         "loss_last_steps": [float(v) for v in torch.stack(per_layer[-tail:]).mean(0)],
         "loss_last_steps_n": tail,
-        "loss_curve_mean_over_layers": curve,
+        "loss_curve_mean_over_layers": [float(v.mean()) for v in per_layer],
         "loss": "KL(p_L ‖ p_l) in nats, mean over tokens, per translator l = 0..L-1",
     }
+    if heldout is not None:
+        record["heldout_kl"] = {
+            **run["heldout"],
+            "data": heldout.identity,
+            "n_tokens": int(held[0].shape[0]) if held else 0,
+            "what": "mean KL(p_L ‖ p_l) per translator on held-out tokens, after the "
+            "initialisation (tokens = 0) and every eval_every steps (training tokens seen)",
+        }
     lens.eval()
     return lens, record
 
@@ -267,6 +339,7 @@ def train_and_save(
     *,
     overwrite: bool = False,
     progress: bool = True,
+    heldout: TokenWindows | None = None,
 ) -> dict[str, Any]:
     """Train a tuned lens and write it to the folder ``out`` (atomically)."""
     opts = options or TrainOptions()
@@ -275,7 +348,7 @@ def train_and_save(
         raise DepthlensError(
             f"output {out} already exists; pass --overwrite or choose another folder"
         )
-    lens, record = train_lens(lm, data, opts, progress=progress)
+    lens, record = train_lens(lm, data, opts, progress=progress, heldout=heldout)
     env = Envelope(
         kind=LENS_KIND,
         model=lm.identity(),

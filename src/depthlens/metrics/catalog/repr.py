@@ -192,3 +192,24 @@ NC2_EQUIANGULAR = metric(
         caption="0: class means are equiangular (a simplex when the mean cosine is −1/(C−1)).",
     )
 )
+GRIDE_PAPER = Paper(
+    "Denti, Doimo, Laio, Mira",
+    2022,
+    "The generalized ratios intrinsic dimension estimator",
+    "2104.13832",
+)
+GRIDE = metric(
+    MetricRecord(
+        name="gride",
+        family="repr",
+        definition="GRIDE: maximum-likelihood dimension from μ = r_{2k}/r_k at k = 1, 2, 4, … "
+        "(intrinsic dimension against the neighbourhood scale); k = 1 is TwoNN's MLE",
+        papers=(GRIDE_PAPER,),
+        shape="layer",
+        accumulate=_SAMPLE,
+        finalize="bisection of the score equation on [0.001, 1000] (DADApy's solver), μ above "
+        "20·(q95 − q50) + q50 dropped; exact duplicates dropped and counted",
+        label="ID (GRIDE)",
+        caption="Intrinsic dimension at growing neighbourhood scales; flat = one dimension.",
+    )
+)
