@@ -19,6 +19,7 @@ import torch
 
 from depthlens.cut import CutOptions, apply_cut_, plan_cut
 from depthlens.data import load_text, make_windows
+from depthlens.metrics.catalog.repr import CKA
 from depthlens.repr import ReprOptions, load_repr_model, similarity
 from depthlens.repr.report import write_repr_page
 
@@ -81,13 +82,13 @@ def main() -> None:
     )
     w = make_windows(load_text("wiki-eval"), base.tokenizer, seq_len=256, max_tokens=args.tokens)
     res = similarity(base, cut, w, ReprOptions(max_samples=256))
-    res.payload["cut"] = {
+    res.options["cut"] = {  # how model B was made: part of the run's options
         "method": "replaceme-ls",
         "removed": list(plan.removed),
         "merge_into": plan.merge_into,
         "calib_tokens": calib.n_tokens,
     }
-    cka = torch.tensor(res.payload["metrics"]["cka"])  # (31, L_cut + 1)
+    cka = torch.tensor(res.metrics[CKA.name])  # (31, L_cut + 1)
     print_summary(cka, list(plan.removed), plan.merge_into, res.tokens)
     RESULTS.mkdir(exist_ok=True)
     res.save(RESULTS / "repr_cut_cka.json")
