@@ -73,6 +73,18 @@ def test_default_max_samples_adapts_to_the_tokens(capsys: Any, tiny_dir: tuple[P
     assert "fewer than --max-samples 2000" in _error(capsys, [*argv, "--max-samples", "2000"])
 
 
+def test_default_max_samples_adapts_to_the_windows_with_pool_last(
+    capsys: Any, tiny_dir: tuple[Path, Path]
+) -> None:
+    # One point per window: the default shrinks to the windows, not to the tokens.
+    model, text = tiny_dir
+    argv = ["repr", str(model), "--data", str(text), "--seq-len", "16", "--max-tokens", "256"]
+    capsys.readouterr()
+    assert main([*argv, "--pool", "last", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "windows (--pool last)" in err and "sampling all" in err
+
+
 def test_messages_read_right(tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
     """ "at at", "ln V = inf", "k=40.0", an unfilled "1..L", "-o" for --gguf (issue 20.10)."""
     import errno

@@ -172,16 +172,24 @@ def _prepare(args: argparse.Namespace, refs: list[str]) -> tuple[Any, Any, Any]:
 
 
 def _fit_samples(args: argparse.Namespace, opts: Any, windows: Any) -> Any:
-    """The default --max-samples shrinks to the tokens there are (a typed value is kept)."""
+    """The default --max-samples shrinks to the points there are (a typed value is kept).
+
+    A point is a real token with ``--pool token``, a window with ``last`` / ``mean``.
+    """
     import dataclasses
 
     from depthlens.repr.run import count_tokens
 
-    n = count_tokens(windows.attention_mask, opts.include_first_token)
+    if getattr(opts, "pool", "token") == "token":
+        n = count_tokens(windows.attention_mask, opts.include_first_token)
+        what = "tokens"
+    else:
+        n = int(windows.attention_mask.shape[0])
+        what = f"windows (--pool {opts.pool})"
     if not isinstance(args.max_samples, Default) or n >= opts.max_samples or n < 3:
         return opts  # a typed value too large is refused by the analysis, with the fix
     status(
-        f"--max-samples {opts.max_samples} (the default) is more than the {n} tokens of "
+        f"--max-samples {opts.max_samples} (the default) is more than the {n} {what} of "
         f"--max-tokens {args.max_tokens}: sampling all {n}"
     )
     return dataclasses.replace(opts, max_samples=n)
