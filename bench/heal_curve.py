@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from heal_quality import ratio_table  # noqa: E402
 from prune_quality import ratio_stats, window_nll  # noqa: E402
 
 from depthlens.cli.cut_cmd import parse_blocks  # noqa: E402
@@ -144,16 +145,8 @@ def _write(a, plan, rows, res, t0) -> None:
         f"cosine), {res.seconds:.0f} s on {a.threads} CPU threads, load average "
         f"{out['load_average'][0]:.1f}.",
         "",
-        "| model | wiki ppl | wiki x orig [95% CI] | news ppl | news x orig [95% CI] |",
-        "|---|---|---|---|---|",
+        *ratio_table(rows),
     ]
-    for name, r in rows.items():
-        w, n = r["wiki"], r["news"]
-        md.append(
-            f"| {name} | {w['ppl']:.2f} | {w['ratio']:.3f} [{w['ratio_lo']:.3f}, "
-            f"{w['ratio_hi']:.3f}] | {n['ppl']:.2f} | {n['ratio']:.3f} "
-            f"[{n['ratio_lo']:.3f}, {n['ratio_hi']:.3f}] |"
-        )
     md += ["", "Healing curve (held-out wiki, the curve's own windows):", ""]
     md += ["| healing tokens | held-out ppl | x cut | x original |", "|---|---|---|---|"]
     for p in res.curve:

@@ -84,6 +84,15 @@ def main() -> None:
         f"({rec.healing_tokens} tokens, {rec.seconds:.0f} s, {a.train}, lr {a.lr}; load "
         f"average {res['load_average'][0]:.1f}).",
         "",
+        *ratio_table(rows),
+    ]
+    Path(a.out + ".md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+def ratio_table(rows: dict) -> list[str]:
+    """Markdown rows: each model's wiki and news perplexity and ratio to the original."""
+    md = [
         "| model | wiki ppl | wiki x orig [95% CI] | news ppl | news x orig [95% CI] |",
         "|---|---|---|---|---|",
     ]
@@ -94,8 +103,7 @@ def main() -> None:
             f"{w['ratio_hi']:.3f}] | {n['ppl']:.2f} | {n['ratio']:.3f} "
             f"[{n['ratio_lo']:.3f}, {n['ratio_hi']:.3f}] |"
         )
-    Path(a.out + ".md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    return md
 
 
 if __name__ == "__main__":
