@@ -49,7 +49,6 @@ def _tiny_lens(tmp_path):
         TunedLens.for_model(lm),
         tmp_path,
         Envelope(kind="depthlens.tuned_lens", model=lm.identity()),
-        {},
     )
     return tmp_path
 

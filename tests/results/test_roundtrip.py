@@ -157,6 +157,19 @@ def make_lens_eval(tmp: Path) -> Made:
     return _saved(res, tmp / "lens_eval.json")
 
 
+def make_tuned_lens(tmp: Path) -> Made:
+    """``depthlens lens train`` with held-out windows: lens.json carries the KL curve."""
+    from depthlens.tuned.result import META, TunedLensResult
+    from depthlens.tuned.train import TrainOptions, train_and_save
+
+    lm, w = wrap_tiny("llama"), random_windows(n=4, seq_len=12)
+    opts = TrainOptions(steps=2, batch_size=2, eval_every=1)
+    held = random_windows(n=2, seq_len=12, seed=5)
+    res = train_and_save(lm, w, tmp / "lens", opts, progress=False, heldout=held)
+    assert res.training.heldout_kl is not None
+    return res, tmp / "lens" / META, TunedLensResult
+
+
 def make_exit(tmp: Path) -> Made:
     from depthlens.exit.api import run_exit
 
@@ -205,6 +218,7 @@ KINDS: list[tuple[str, Callable[[Path], Made]]] = [
     ("repr", make_repr),
     ("similarity", make_similarity),
     ("lens_eval", make_lens_eval),
+    ("tuned_lens", make_tuned_lens),
     ("exit", make_exit),
     ("train", make_train),
     ("study", make_study),

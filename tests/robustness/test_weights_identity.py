@@ -122,7 +122,7 @@ def test_tuned_lens_of_the_twin_is_refused(tmp_path: Path) -> None:
     lm_a, lm_b = wrap_tiny("llama"), wrap_tiny("llama")
     lm_b.model = _nudged()
     env = Envelope(kind="depthlens.tuned_lens", model=lm_a.identity())
-    save_lens(TunedLens.for_model(lm_a), tmp_path, env, {})
+    save_lens(TunedLens.for_model(lm_a), tmp_path, env)
     load_lens(tmp_path, lm_a)
     with pytest.raises(DepthlensError, match="other weights"):
         load_lens(tmp_path, lm_b)

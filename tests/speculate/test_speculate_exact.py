@@ -117,7 +117,7 @@ def test_tuned_exit_draft_is_exact(tmp_path) -> None:
     with torch.no_grad():
         for t in tuned.translators:
             t.bias.fill_(0.2)
-    save_lens(tuned, tmp_path, Envelope(kind="depthlens.tuned_lens", model=lm.identity()), {})
+    save_lens(tuned, tmp_path, Envelope(kind="depthlens.tuned_lens", model=lm.identity()))
     prompt = _prompt(6)
     res = speculate(lm, prompt, f"exit:2:tuned:{tmp_path}", max_new_tokens=NEW, k=3)
     assert res.generated == _reference(lm, prompt)

@@ -11,6 +11,7 @@ from depthlens.errors import DepthlensError
 from depthlens.metrics.lens import Lens
 from depthlens.results import Envelope
 from depthlens.tuned.lens import WEIGHTS, TunedLens, load_lens, readout_for, save_lens
+from depthlens.tuned.result import LensTraining
 from depthlens.tuned.train import kl_from_logits
 
 
@@ -71,7 +72,7 @@ def _saved(tmp_path, lm):
         for t in tuned.translators:
             t.bias.fill_(0.25)
     env = Envelope(kind="depthlens.tuned_lens", model=lm.identity())
-    save_lens(tuned, tmp_path, env, {"steps": 0})
+    save_lens(tuned, tmp_path, env, LensTraining(steps=0))
     return tuned
 
 

@@ -53,7 +53,7 @@ def _native(folder: Path, lm, mods: nn.ModuleList) -> TunedLens:  # type: ignore
     lens = TunedLens.for_model(lm)
     lens.translators.load_state_dict(mods.state_dict())
     folder.mkdir()
-    save_lens(lens, folder, Envelope(kind="depthlens.tuned_lens", model=lm.identity()), {})
+    save_lens(lens, folder, Envelope(kind="depthlens.tuned_lens", model=lm.identity()))
     return lens
 
 

@@ -49,7 +49,7 @@ def test_training_lowers_held_out_kl(optimizer: str) -> None:
     # compare_lenses agrees with a naive computation from HF's own hidden states.
     for layer in (1, 2):
         assert _naive_kl(lm, tuned, held, layer) == pytest.approx(tu[layer - 1], rel=1e-3)
-    assert rec["loss_last_steps"][1] < rec["loss_first_step"][1]
+    assert rec.loss_last_steps[1] < rec.loss_first_step[1]
 
 
 def test_train_options_out_of_range() -> None:
@@ -99,12 +99,13 @@ def test_heldout_curve_is_recorded_and_matches_an_independent_kl() -> None:
     held = random_windows(n=2, seq_len=16, seed=5)
     opts = TrainOptions(optimizer="adam", lr=3e-3, steps=6, batch_size=2, eval_every=2)
     lens, rec = train_lens(lm, train, opts, progress=False, heldout=held)
-    curve = rec["heldout_kl"]
-    assert curve["tokens"] == [0, 60, 120, 180] and curve["n_tokens"] == 2 * 15
-    assert len(curve["kl"]) == 4 and all(len(k) == lm.num_layers for k in curve["kl"])
+    curve = rec.heldout_kl
+    assert curve is not None
+    assert curve.tokens == [0, 60, 120, 180] and curve.n_tokens == 2 * 15
+    assert len(curve.kl) == 4 and all(len(k) == lm.num_layers for k in curve.kl)
     # the last point is the trained lens on the held-out windows, computed independently
     for layer in (0, lm.num_layers - 1):
-        assert curve["kl"][-1][layer] == pytest.approx(_naive_kl(lm, lens, held, layer), rel=1e-4)
-    assert sum(curve["kl"][-1]) < sum(curve["kl"][0])  # training lowered it
+        assert curve.kl[-1][layer] == pytest.approx(_naive_kl(lm, lens, held, layer), rel=1e-4)
+    assert sum(curve.kl[-1]) < sum(curve.kl[0])  # training lowered it
     with pytest.raises(DepthlensError, match="--eval-every"):
         TrainOptions(eval_every=-1).validate()

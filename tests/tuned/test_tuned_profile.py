@@ -20,7 +20,7 @@ def _lens_dir(tmp_path, lm, bias: float):
         for t in tuned.translators:
             t.weight.copy_(torch.randn(t.weight.shape, generator=gen) * 0.05)
             t.bias.fill_(bias)
-    save_lens(tuned, tmp_path, Envelope(kind="depthlens.tuned_lens", model=lm.identity()), {})
+    save_lens(tuned, tmp_path, Envelope(kind="depthlens.tuned_lens", model=lm.identity()))
     return tuned
 
 

@@ -200,7 +200,7 @@ def run_train(args: argparse.Namespace) -> int:
             args, lm.tokenizer, data=args.eval_data, max_tokens=max(args.eval_tokens, args.seq_len)
         )
     status(f"training a tuned lens on {windows.n_tokens} tokens …")
-    rec = train_and_save(
+    result = train_and_save(
         lm,
         windows,
         args.output,
@@ -209,15 +209,17 @@ def run_train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         heldout=heldout,
     )
-    first, last = rec["loss_first_step"], rec["loss_last_steps"]
+    rec = result.training
+    first, last = rec.loss_first_step, rec.loss_last_steps
     status(
-        f"trained {rec['steps']} steps on {rec['tokens_seen']} tokens in "
-        f"{rec['seconds']:.0f} s; mean KL {sum(first) / len(first):.3f} (first step) / "
+        f"trained {rec.steps} steps on {rec.tokens_seen} tokens in "
+        f"{rec.seconds:.0f} s; mean KL {sum(first) / len(first):.3f} (first step) / "
         f"{sum(last) / len(last):.3f} nats (last steps; other windows); wrote {args.output}"
     )
-    curve = rec.get("heldout_kl") or {"tokens": [], "kl": []}
-    for tok, kl in zip(curve["tokens"], curve["kl"], strict=True):
-        status(f"  held-out mean KL after {tok:>6} training tokens: {sum(kl) / len(kl):.3f} nats")
+    curve = rec.heldout_kl
+    points = zip(curve.tokens, curve.mean_kl(), strict=True) if curve is not None else ()
+    for tok, kl in points:
+        status(f"  held-out mean KL after {tok:>6} training tokens: {kl:.3f} nats")
     return 0
 
 

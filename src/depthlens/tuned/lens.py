@@ -28,11 +28,11 @@ from depthlens.metrics.readout import READOUTS, ReadoutSource
 from depthlens.metrics.readout import check_lens_arg as check_lens_arg  # the old home
 from depthlens.metrics.readout import readout_for as readout_for
 from depthlens.models.loading import LoadedModel
-from depthlens.results import Envelope, check_same_model, read_result, write_result
+from depthlens.results import Envelope, check_same_model
+from depthlens.tuned.result import LENS_KIND as LENS_KIND  # importers find it here too
+from depthlens.tuned.result import META, LensShape, LensTraining, TunedLensResult
 
-LENS_KIND = "depthlens.tuned_lens"
 WEIGHTS = "translators.safetensors"
-META = "lens.json"
 
 
 class TunedLens(nn.Module):
@@ -82,23 +82,23 @@ class TunedLens(nn.Module):
 
 
 def save_lens(
-    lens: TunedLens, out: str | Path, envelope: Envelope, training: dict[str, Any]
-) -> None:
-    """Write ``translators.safetensors`` and ``lens.json`` into the folder ``out``."""
+    lens: TunedLens, out: str | Path, envelope: Envelope, training: LensTraining | None = None
+) -> TunedLensResult:
+    """Write ``translators.safetensors`` and ``lens.json`` into the folder ``out``.
+
+    Returns the :class:`TunedLensResult` written as ``lens.json``.
+    """
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in lens.state_dict().items()}
     save_file(tensors, str(Path(out) / WEIGHTS), metadata={"format": "pt"})
-    payload = {
-        "lens": {
-            "n_layers": lens.n_layers,
-            "d_model": lens.d_model,
-            "reads": "translator l reads h_l, the stream entering block l; h_L is read without one",
-            "form": "softmax(U · final_norm(h + A_l h + b_l))",
-        },
-        "training": training,
-    }
-    write_result(Path(out) / META, envelope, payload)
+    result = TunedLensResult(
+        envelope=envelope,
+        lens=LensShape(n_layers=lens.n_layers, d_model=lens.d_model),
+        training=training or LensTraining(),
+    )
+    result.save(Path(out) / META)
+    return result
 
 
 def lens_dir_check(spec: str) -> Path:
@@ -181,8 +181,8 @@ def load_lens(path: str | Path, lm: LoadedModel) -> tuple[TunedLens, dict[str, A
     folder = lens_dir_check(f"tuned:{path}")
     if is_tuned_lens_layout(folder):
         return load_tuned_lens_layout(folder, lm)
-    env, payload = read_result(folder / META, LENS_KIND)
-    check_same_model(env.model, lm.identity(), "the tuned lens and the model")
+    meta = TunedLensResult.load(folder / META)
+    check_same_model(meta.model, lm.identity(), "the tuned lens and the model")
     lens = TunedLens.for_model(lm)
     _fill(lens, load_file(str(folder / WEIGHTS)), folder)
     lens.to(lm.device)
@@ -190,10 +190,10 @@ def load_lens(path: str | Path, lm: LoadedModel) -> tuple[TunedLens, dict[str, A
         "kind": "tuned",
         "dir": str(folder),
         "format": "depthlens",
-        "fingerprint": env.fingerprint,
-        "data": env.data,
-        "tokens": env.tokens,
-        "steps": payload.get("training", {}).get("steps"),
+        "fingerprint": meta.envelope.fingerprint,
+        "data": meta.data,
+        "tokens": meta.tokens,
+        "steps": meta.training.steps,
     }
     return lens, info
 
@@ -207,9 +207,9 @@ def export_lens(src: str | Path, out: str | Path) -> dict[str, Any]:
     folder = lens_dir_check(f"tuned:{src}")
     if is_tuned_lens_layout(folder):
         raise DepthlensError(f"{folder} is already in the tuned-lens layout")
-    env, payload = read_result(folder / META, LENS_KIND)
-    n_layers, d_model = int(payload["lens"]["n_layers"]), int(payload["lens"]["d_model"])
-    base = str(env.model.get("path") or env.model.get("ref") or "")
+    meta = TunedLensResult.load(folder / META)
+    n_layers, d_model = meta.n_layers, meta.d_model
+    base = str(meta.model.get("path") or meta.model.get("ref") or "")
     write_tuned_lens(Path(out), load_file(str(folder / WEIGHTS)), d_model, n_layers, base)
     return {"from": str(folder), "to": str(out), "n_layers": n_layers, "d_model": d_model}
 

@@ -33,6 +33,7 @@ from depthlens.models.loading import LoadedModel
 from depthlens.progress import progress_bar
 from depthlens.results import Envelope
 from depthlens.tuned.lens import LENS_KIND, TunedLens, save_lens
+from depthlens.tuned.result import HeldoutKL, LensTraining, TunedLensResult
 
 
 @dataclass(frozen=True)
@@ -289,7 +290,7 @@ def train_lens(
     *,
     progress: bool = True,
     heldout: TokenWindows | None = None,
-) -> tuple[TunedLens, dict[str, Any]]:
+) -> tuple[TunedLens, LensTraining]:
     """Train a tuned lens for ``lm`` on ``data``; returns it and its training record.
 
     With ``heldout`` windows, the record's ``heldout_kl`` holds the mean KL per translator
@@ -307,26 +308,22 @@ def train_lens(
         held = collect_states(lm, heldout, train_positions(heldout, False), opts.batch_size)
     run = _run_steps(lens, lm, data, opts, held, progress)
     per_layer, tail = run["per_layer"], max(1, run["steps"] // 10)
-    record = {
-        "steps": run["steps"],
-        "tokens_seen": run["tokens"],
-        "unique_windows": len(data),
-        "seconds": time.perf_counter() - t0,
-        "init": init,
-        "loss_first_step": [float(v) for v in per_layer[0]],
-        "loss_last_steps": [float(v) for v in torch.stack(per_layer[-tail:]).mean(0)],
-        "loss_last_steps_n": tail,
-        "loss_curve_mean_over_layers": [float(v.mean()) for v in per_layer],
-        "loss": "KL(p_L ‖ p_l) in nats, mean over tokens, per translator l = 0..L-1",
-    }
+    curve = None
     if heldout is not None:
-        record["heldout_kl"] = {
-            **run["heldout"],
-            "data": heldout.identity,
-            "n_tokens": int(held[0].shape[0]) if held else 0,
-            "what": "mean KL(p_L ‖ p_l) per translator on held-out tokens, after the "
-            "initialisation (tokens = 0) and every eval_every steps (training tokens seen)",
-        }
+        n_held = int(held[0].shape[0]) if held else 0
+        curve = HeldoutKL(**run["heldout"], data=heldout.identity, n_tokens=n_held)
+    record = LensTraining(
+        steps=run["steps"],
+        tokens_seen=run["tokens"],
+        unique_windows=len(data),
+        seconds=time.perf_counter() - t0,
+        init=init,
+        loss_first_step=[float(v) for v in per_layer[0]],
+        loss_last_steps=[float(v) for v in torch.stack(per_layer[-tail:]).mean(0)],
+        loss_last_steps_n=tail,
+        loss_curve_mean_over_layers=[float(v.mean()) for v in per_layer],
+        heldout_kl=curve,
+    )
     lens.eval()
     return lens, record
 
@@ -340,8 +337,8 @@ def train_and_save(
     overwrite: bool = False,
     progress: bool = True,
     heldout: TokenWindows | None = None,
-) -> dict[str, Any]:
-    """Train a tuned lens and write it to the folder ``out`` (atomically)."""
+) -> TunedLensResult:
+    """Train a tuned lens and write it to the folder ``out`` (atomically); its ``lens.json``."""
     opts = options or TrainOptions()
     opts.validate()
     if Path(out).exists() and not overwrite:
@@ -354,8 +351,8 @@ def train_and_save(
         model=lm.identity(),
         data=data.identity,
         options=opts.to_dict(),
-        tokens={"train": record["tokens_seen"]},
+        tokens={"train": record.tokens_seen},
     )
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        save_lens(lens, tmp, env, record)
-    return record
+        result = save_lens(lens, tmp, env, record)
+    return result
