@@ -44,12 +44,19 @@ def _cut_methods() -> str:
     return CUT_METHODS.markdown()
 
 
+def _draft_kinds() -> str:
+    from depthlens.speculate.kinds import DRAFT_KINDS
+
+    return DRAFT_KINDS.markdown()
+
+
 #: Table name (the marker's tag) -> its markdown, from the registry.
 TABLES: dict[str, Callable[[], str]] = {
     "schemes": _schemes,
     "exit-rules": _exit_rules,
     "packaged-models": _packaged_models,
     "cut-methods": _cut_methods,
+    "draft-kinds": _draft_kinds,
 }
 
 _MARKED = re.compile(r"(<!-- ([\w-]+):begin [^\n]*-->\n)(.*?)(<!-- \2:end -->)", re.S)

@@ -43,12 +43,14 @@ def test_splice_replaces_a_stale_table_and_leaves_other_markers(tmp_path: Path) 
 def test_every_table_renders_every_record() -> None:
     from depthlens.exit.rules import EXIT_RULES
     from depthlens.models.registry import PACKAGED
+    from depthlens.speculate.kinds import DRAFT_KINDS
     from depthlens.train.schemes import SCHEMES
 
     for tag, registry in (
         ("schemes", SCHEMES),
         ("exit-rules", EXIT_RULES),
         ("packaged-models", PACKAGED),
+        ("draft-kinds", DRAFT_KINDS),
     ):
         table = TABLES[tag]()
         assert len(table.splitlines()) == 2 + len(registry), tag

@@ -28,6 +28,7 @@ def no_loading(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--draft", "exit:x"], "not an integer"),
         (["--draft", "exit:3:lens:dir"], "tuned:DIR"),
         (["--draft", "layers:3"], "kind must be one of"),
+        (["--draft", "skp:3"], "did you mean 'skip:3'"),
         (["--draft", "exit:3", "-k", "0"], "at least 1"),
         (["--draft", "exit:3", "-k", "-2"], "at least 1"),
         (["--draft", "exit:3", "--max-new-tokens", "0"], "max-new-tokens"),

@@ -15,7 +15,6 @@ from depthlens.cli.common import (
     safe_text,
     status,
 )
-from depthlens.errors import DepthlensError
 
 GEN_EXAMPLE = (
     "examples:\n"
@@ -40,10 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("model", metavar="REF", help="packaged name, local HF dir, .gguf or hub id")
     add_model_args(g, positional=False)
     g.add_argument("prompt", help="the prompt text")
+    from depthlens.speculate.kinds import draft_usage
+
     g.add_argument(
         "--draft",
         required=True,
-        help="skip:12-19,23 | plan:PLAN.json | exit:E[:tuned:DIR] | cut:DIR | choice:DRAFT.json",
+        help=f"{draft_usage()} | choice:DRAFT.json (what `depthlens draft` chose)",
     )
     g.add_argument("--max-new-tokens", type=int, default=64, help="tokens to generate (64)")
     g.add_argument("-k", type=int, default=None, help="draft tokens per verification (4)")
@@ -85,20 +86,12 @@ def _register_draft(sub: argparse._SubParsersAction) -> None:
 def _check_args(args: argparse.Namespace) -> Any:
     """Every check that needs no model: the spec, k, the token budget, a cut's manifest."""
     from depthlens.speculate.api import check_options
-    from depthlens.speculate.spec import parse_draft
+    from depthlens.speculate.kinds import parse_draft
 
     if args.draft.startswith("choice:"):
         return None
-    spec = parse_draft(args.draft)
+    spec = parse_draft(args.draft)  # each kind's own checks, a cut's manifest among them
     check_options(args.max_new_tokens, args.k if args.k is not None else 4, args.temperature)
-    if spec.kind == "cut":
-        from depthlens.models.manifest import read_manifest
-
-        if read_manifest(spec.path) is None:
-            raise DepthlensError(
-                f"--draft {args.draft!r}: {spec.path} has no depthlens.json; pass a checkpoint "
-                "written by `depthlens prune`"
-            )
     return spec
 
 
@@ -116,6 +109,7 @@ def run_generate(args: argparse.Namespace) -> int:
     import torch
 
     from depthlens.speculate.api import check_options
+    from depthlens.speculate.kinds import draft_kind
 
     spec = _check_args(args)
     choice = _read_choice(args) if spec is None else None
@@ -133,7 +127,7 @@ def run_generate(args: argparse.Namespace) -> int:
         spec_text = spec.text
         vocab = _vocab(lm, args) if args.draft_vocab else None
     draft_lm = None
-    if spec is not None and spec.kind == "cut":
+    if spec is not None and draft_kind(spec).separate_model:
         draft_lm = load_model_from_args(args, ref=str(spec.path))
     from depthlens.speculate import speculate
 

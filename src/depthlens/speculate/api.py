@@ -12,8 +12,9 @@ from depthlens.results import Envelope
 from depthlens.speculate.build import model_draft, self_draft
 from depthlens.speculate.decode import LoopStats, Sampler, speculative_loop
 from depthlens.speculate.heads import FullHead
+from depthlens.speculate.kinds import draft_kind, parse_draft
 from depthlens.speculate.result import SpeculativeResult
-from depthlens.speculate.spec import DraftSpec, check_k, parse_draft
+from depthlens.speculate.spec import DraftSpec, check_k
 from depthlens.speculate.stack import Stack
 
 
@@ -46,11 +47,13 @@ def build_drafter(
     draft_lm: LoadedModel | None,
 ) -> Any:
     """The drafter of ``spec``: a view of ``lm`` on its own cache, or the cut ``draft_lm``."""
-    if spec.kind == "cut":
+    kind = draft_kind(spec)
+    kind.check(spec, lm.num_layers)
+    if kind.view is None:
         if draft_lm is None:
-            raise DepthlensError(f"--draft {spec.text!r} needs the cut model loaded (draft_lm)")
+            raise DepthlensError(f"--draft {spec.text!r} needs the draft model loaded (draft_lm)")
         return model_draft(lm, draft_lm, spec, temperature, vocab_ids)
-    return self_draft(lm, stack, spec, temperature, vocab_ids)
+    return self_draft(lm, stack, kind.view(lm, spec), spec, temperature, vocab_ids)
 
 
 def run_speculative(

@@ -1,4 +1,8 @@
-"""Turn a parsed ``--draft`` into a drafter on a loaded model (the checks that need it)."""
+"""Turn a parsed ``--draft`` into a drafter on a loaded model (the checks that need it).
+
+The views here are the behaviour of the self-draft records of
+:data:`depthlens.speculate.kinds.DRAFT_KINDS`; a cut checkpoint is a :func:`model_draft`.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from depthlens.errors import DepthlensError
 from depthlens.models.loading import LoadedModel
 from depthlens.speculate.drafters import ModelDraft, SelfDraft
 from depthlens.speculate.heads import DraftHead, FullHead, ReducedHead
-from depthlens.speculate.spec import DraftSpec, check_depth
+from depthlens.speculate.spec import DraftSpec
 from depthlens.speculate.stack import Stack, mask_reference_refusal
 from depthlens.speculate.view import DepthView
 
@@ -23,7 +27,13 @@ def draft_head(lm: LoadedModel, vocab_ids: torch.Tensor | None) -> DraftHead:
     return full if vocab_ids is None else ReducedHead(full, vocab_ids)
 
 
-def _plan_view(lm: LoadedModel, spec: DraftSpec) -> DepthView:
+def skip_view(lm: LoadedModel, spec: DraftSpec) -> DepthView:
+    """Every block but the skipped ones."""
+    gone = set(spec.skip)
+    return DepthView(lm.model, lm.arch, tuple(i for i in range(lm.num_layers) if i not in gone))
+
+
+def plan_view(lm: LoadedModel, spec: DraftSpec) -> DepthView:
     """The blocks a saved plan keeps, with its linear maps as draft-only MLP hooks."""
     from depthlens.cut import load_plan
     from depthlens.results import check_same_model
@@ -50,7 +60,7 @@ def _times(t: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda y: y @ t
 
 
-def _exit_view(lm: LoadedModel, spec: DraftSpec) -> DepthView:
+def exit_view(lm: LoadedModel, spec: DraftSpec) -> DepthView:
     """The first E blocks; with a tuned lens, its translator before the final norm."""
     e = int(spec.exit_at or 0)
     view = DepthView(lm.model, lm.arch, tuple(range(e)))
@@ -70,17 +80,14 @@ def _exit_view(lm: LoadedModel, spec: DraftSpec) -> DepthView:
 
 
 def self_draft(
-    lm: LoadedModel, stack: Stack, spec: DraftSpec, temperature: float, vocab_ids: Any
+    lm: LoadedModel,
+    stack: Stack,
+    view: DepthView,
+    spec: DraftSpec,
+    temperature: float,
+    vocab_ids: Any,
 ) -> SelfDraft:
-    """A skip, plan or exit draft sharing ``stack``'s model and cache."""
-    check_depth(spec, lm.num_layers)
-    if spec.kind == "skip":
-        gone = set(spec.skip)
-        view = DepthView(lm.model, lm.arch, tuple(i for i in range(lm.num_layers) if i not in gone))
-    elif spec.kind == "plan":
-        view = _plan_view(lm, spec)
-    else:
-        view = _exit_view(lm, spec)
+    """A draft that runs ``view`` of ``lm`` on ``stack``'s model and cache."""
     why = mask_reference_refusal(lm.model, lm.arch, view.run)
     if why is not None:
         view.close()

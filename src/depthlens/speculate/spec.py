@@ -1,11 +1,8 @@
 """What a draft is: the ``--draft`` spec, parsed and checked before any model loads.
 
-Four kinds (docs/SPECULATIVE.md):
-
-- ``skip:12-19,23``: the model itself with those blocks skipped (self-speculation);
-- ``plan:PLAN.json``: a saved cut plan's blocks skipped and its linear maps applied;
-- ``exit:E`` / ``exit:E:tuned:DIR``: the first E blocks read through the logit or tuned lens;
-- ``cut:DIR``: a depthlens cut checkpoint of the same model, a separate model with its own cache.
+Each kind of draft is one record in :data:`depthlens.speculate.kinds.DRAFT_KINDS`; this
+module holds the parts that need no model: :class:`DraftSpec` and each kind's parser and
+depth check (docs/SPECULATIVE.md lists the kinds).
 """
 
 from __future__ import annotations
@@ -16,7 +13,6 @@ from typing import Any
 
 from depthlens.errors import DepthlensError
 
-DRAFT_KINDS = ("skip", "plan", "exit", "cut")
 EXAMPLES = "skip:12-19,23, plan:PLAN.json, exit:15, exit:15:tuned:DIR or cut:DIR"
 
 
@@ -24,7 +20,7 @@ EXAMPLES = "skip:12-19,23, plan:PLAN.json, exit:15, exit:15:tuned:DIR or cut:DIR
 class DraftSpec:
     """A parsed ``--draft``: its kind and what it names."""
 
-    kind: str  # one of DRAFT_KINDS
+    kind: str  # a record of depthlens.speculate.kinds.DRAFT_KINDS
     text: str  # the spec as given (recorded in results)
     skip: tuple[int, ...] = ()  # "skip": original block indices, ascending
     exit_at: int | None = None  # "exit": blocks run before the lens reads
@@ -41,7 +37,8 @@ class DraftSpec:
         }
 
 
-def _bad(text: str, why: str) -> DepthlensError:
+def bad_draft(text: str, why: str) -> DepthlensError:
+    """The one-line error of a malformed ``--draft``, with examples of good ones."""
     return DepthlensError(f"bad --draft {text!r}: {why}; use {EXAMPLES}")
 
 
@@ -54,61 +51,82 @@ def parse_blocks(text: str, body: str) -> tuple[int, ...]:
             a = int(lo)
             b = int(hi) if sep else a
         except ValueError:
-            raise _bad(text, f"{part.strip()!r} is not a block index or range a-b") from None
+            raise bad_draft(text, f"{part.strip()!r} is not a block index or range a-b") from None
         if a < 0 or b < a:
-            raise _bad(text, f"range {part.strip()!r} is empty or negative")
+            raise bad_draft(text, f"range {part.strip()!r} is empty or negative")
         out.update(range(a, b + 1))
     return tuple(sorted(out))
 
 
-def parse_draft(text: str) -> DraftSpec:
-    """Parse a ``--draft`` spec (no model needed); a one-line error names what is wrong."""
-    kind, sep, body = text.partition(":")
-    if kind not in DRAFT_KINDS or not sep or not body:
-        raise _bad(text, f"the kind must be one of {', '.join(DRAFT_KINDS)} followed by ':'")
-    if kind == "skip":
-        return DraftSpec(kind, text, skip=parse_blocks(text, body))
-    if kind == "exit":
-        e, _, rest = body.partition(":")
-        try:
-            exit_at = int(e)
-        except ValueError:
-            raise _bad(text, f"the exit depth {e!r} is not an integer") from None
-        lens = None
-        if rest:
-            how, _, lens = rest.partition(":")
-            if how != "tuned" or not lens:
-                raise _bad(text, "after exit:E only ':tuned:DIR' may follow")
-        return DraftSpec(kind, text, exit_at=exit_at, path=lens)
+def parse_skip(text: str, body: str) -> DraftSpec:
+    """``skip:12-19,23``: the blocks the draft leaves out."""
+    return DraftSpec("skip", text, skip=parse_blocks(text, body))
+
+
+def parse_exit(text: str, body: str) -> DraftSpec:
+    """``exit:E`` or ``exit:E:tuned:DIR``: the depth, and the tuned lens when one is named."""
+    e, _, rest = body.partition(":")
+    try:
+        exit_at = int(e)
+    except ValueError:
+        raise bad_draft(text, f"the exit depth {e!r} is not an integer") from None
+    lens = None
+    if rest:
+        how, _, lens = rest.partition(":")
+        if how != "tuned" or not lens:
+            raise bad_draft(text, "after exit:E only ':tuned:DIR' may follow")
+    return DraftSpec("exit", text, exit_at=exit_at, path=lens)
+
+
+def parse_plan(text: str, body: str) -> DraftSpec:
+    """``plan:PLAN.json``: a saved cut plan (the file must exist)."""
     p = Path(body).expanduser()
-    if kind == "plan" and not p.is_file():
+    if not p.is_file():
         raise DepthlensError(f"--draft {text!r}: plan file not found: {p}")
-    if kind == "cut" and not p.is_dir():
+    return DraftSpec("plan", text, path=str(p))
+
+
+def parse_cut(text: str, body: str) -> DraftSpec:
+    """``cut:DIR``: a checkpoint written by ``depthlens prune`` (its manifest must exist)."""
+    from depthlens.models.manifest import read_manifest
+
+    p = Path(body).expanduser()
+    if not p.is_dir():
         raise DepthlensError(f"--draft {text!r}: cut checkpoint directory not found: {p}")
-    return DraftSpec(kind, text, path=str(p))
+    if read_manifest(p) is None:
+        raise DepthlensError(
+            f"--draft {text!r}: {p} has no depthlens.json; pass a checkpoint written by "
+            "`depthlens prune`"
+        )
+    return DraftSpec("cut", text, path=str(p))
 
 
-def check_depth(spec: DraftSpec, num_layers: int) -> None:
-    """Refuse an exit depth outside 1..L-1 or a skip set that leaves no block (needs L)."""
-    if spec.kind == "exit":
-        e = spec.exit_at
-        if e is None or not 1 <= e <= num_layers - 1:
-            raise DepthlensError(
-                f"--draft {spec.text!r}: exit depth {e} is outside 1..{num_layers - 1} for "
-                f"this {num_layers}-block model; pick E in that range"
-            )
-    if spec.kind == "skip":
-        outside = [i for i in spec.skip if i >= num_layers]
-        if outside:
-            raise DepthlensError(
-                f"--draft {spec.text!r}: blocks {outside} do not exist in this "
-                f"{num_layers}-block model (0..{num_layers - 1})"
-            )
-        if len(spec.skip) >= num_layers:
-            raise DepthlensError(
-                f"--draft {spec.text!r} skips every one of the {num_layers} blocks; keep at "
-                "least one"
-            )
+def check_exit_depth(spec: DraftSpec, num_layers: int) -> None:
+    """Refuse an exit depth outside 1..L-1."""
+    e = spec.exit_at
+    if e is None or not 1 <= e <= num_layers - 1:
+        raise DepthlensError(
+            f"--draft {spec.text!r}: exit depth {e} is outside 1..{num_layers - 1} for "
+            f"this {num_layers}-block model; pick E in that range"
+        )
+
+
+def check_skip_depth(spec: DraftSpec, num_layers: int) -> None:
+    """Refuse blocks the model lacks, or a skip set that leaves no block."""
+    outside = [i for i in spec.skip if i >= num_layers]
+    if outside:
+        raise DepthlensError(
+            f"--draft {spec.text!r}: blocks {outside} do not exist in this "
+            f"{num_layers}-block model (0..{num_layers - 1})"
+        )
+    if len(spec.skip) >= num_layers:
+        raise DepthlensError(
+            f"--draft {spec.text!r} skips every one of the {num_layers} blocks; keep at least one"
+        )
+
+
+def any_depth(spec: DraftSpec, num_layers: int) -> None:
+    """A draft whose blocks fit every model (a plan or a cut is checked when it is built)."""
 
 
 def check_k(k: int) -> None:
