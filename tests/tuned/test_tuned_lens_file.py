@@ -81,3 +81,14 @@ def test_lens_json_without_its_shape_is_one_error(tmp_path: Path) -> None:
 def test_a_hand_saved_lens_has_an_empty_training_record() -> None:
     assert LensTraining().to_dict()["steps"] == 0
     assert "heldout_kl" not in LensTraining().to_dict()
+
+
+def test_the_measured_smollm2_lens_json_reads_back_exactly() -> None:
+    """bench/results keeps the lens.json of the SmolLM2 held-out-curve run, as written."""
+    import json
+
+    path = Path(__file__).resolve().parents[2] / "bench/results/tuned_lens_curve_smollm2.json"
+    res = TunedLensResult.load(path)
+    assert res.n_layers == 30 and res.training.heldout_kl is not None
+    assert res.training.heldout_kl.tokens[0] == 0
+    assert res.to_dict() == json.loads(path.read_text(encoding="utf-8"))
