@@ -1,0 +1,34 @@
+"""Run the real CLI entry point in-process and check its one-line errors.
+
+What the robustness and option-checking tests share: ``run_cli`` calls ``main(argv)``
+(what ``depthlens ...`` runs) and returns the exit code with stderr; ``assert_one_error``
+checks the contract of docs/ROBUSTNESS.md for a failed run.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from depthlens.cli.main import main
+
+PREFIX = "depthlens: error: "
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """Run ``depthlens *argv`` in-process; return (exit code, stderr of this run only)."""
+    capsys.readouterr()
+    rc = main(list(argv))
+    return rc, capsys.readouterr().err
+
+
+def assert_one_error(rc: int, err: str, message: str, code: int = 2) -> str:
+    """Exit ``code`` and exactly one ``depthlens:`` line (after any progress) with ``message``.
+
+    Returns that line, for tests that check more of it.
+    """
+    assert rc == code, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("depthlens:")]
+    assert len(lines) == 1, err
+    assert lines[0].startswith(PREFIX) and message in lines[0], err
+    assert "Traceback" not in err
+    return lines[0]
