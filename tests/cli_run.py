@@ -7,6 +7,8 @@ checks the contract of docs/ROBUSTNESS.md for a failed run.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from depthlens.cli.main import main
@@ -32,3 +34,31 @@ def assert_one_error(rc: int, err: str, message: str, code: int = 2) -> str:
     assert lines[0].startswith(PREFIX) and message in lines[0], err
     assert "Traceback" not in err
     return lines[0]
+
+
+def small_argv(command: str, model: Path | str, data: Path | str, *extra: str) -> list[str]:
+    """``depthlens command model`` on 4 windows of 16 tokens of ``data``, quietly."""
+    return [
+        command,
+        str(model),
+        "--data",
+        str(data),
+        "--seq-len",
+        "16",
+        "--max-tokens",
+        "64",
+        "--quiet",
+        *extra,
+    ]
+
+
+def profile_argv(model: Path | str, data: Path | str, out: Path, *extra: str) -> list[str]:
+    """A small ``profile`` (eager lens, so no compile time) writing ``out``."""
+    return small_argv("profile", model, data, "--lens-kernel", "eager", "-o", str(out), *extra)
+
+
+def prune_argv(model: Path | str, data: Path | str, out: Path, *extra: str) -> list[str]:
+    """A small ``prune`` of the last block, writing the checkpoint to ``out``."""
+    return small_argv(
+        "prune", model, data, "--method", "last", "--remove", "1", "-o", str(out), *extra
+    )

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_run import assert_one_error, run_cli
+from cli_run import assert_one_error, run_cli, small_argv
 from fixtures_saved import write_text
 from tiny_models import N_LAYERS
 
@@ -20,21 +20,6 @@ def no_load(monkeypatch: pytest.MonkeyPatch) -> None:
         pytest.fail("the model was loaded before the options were checked")
 
     monkeypatch.setattr(depthlens.models.loading, "load_model", fail)
-
-
-def cut(command: str, model: Path, text: Path, *extra: str) -> list[str]:
-    return [
-        command,
-        str(model),
-        "--data",
-        str(text),
-        "--seq-len",
-        "16",
-        "--max-tokens",
-        "64",
-        "--quiet",
-        *extra,
-    ]
 
 
 @pytest.mark.parametrize(
@@ -77,7 +62,7 @@ def test_cut_options_before_loading(
     message: str,
 ) -> None:
     out = ["-o", str(tmp_path / "out")]
-    rc, err = run_cli(capsys, *cut(command, model_dir, text, *extra, *out))
+    rc, err = run_cli(capsys, *small_argv(command, model_dir, text, *extra, *out))
     assert_one_error(rc, err, message)
     assert list(tmp_path.iterdir()) == []
 
@@ -86,20 +71,23 @@ def test_prune_onto_the_model_itself(
     capsys: Any, tmp_path: Path, model_dir: Path, text: Path, no_load: None
 ) -> None:
     rc, err = run_cli(
-        capsys, *cut("prune", model_dir, text, "--remove", "1", "--overwrite", "-o", str(model_dir))
+        capsys,
+        *small_argv("prune", model_dir, text, "--remove", "1", "--overwrite", "-o", str(model_dir)),
     )
     assert_one_error(rc, err, "is the model being cut")
     assert (model_dir / "config.json").is_file()
 
 
 def test_ratio_rounding_to_zero_blocks(capsys: Any, model_dir: Path, text: Path) -> None:
-    rc, err = run_cli(capsys, *cut("plan", model_dir, text, "--ratio", "0.1", "--method", "last"))
+    rc, err = run_cli(
+        capsys, *small_argv("plan", model_dir, text, "--ratio", "0.1", "--method", "last")
+    )
     assert_one_error(rc, err, f"--ratio 0.1 of {N_LAYERS} blocks is 0.40 blocks, which rounds to 0")
 
 
 def test_ratio_that_rounds_to_a_count_is_used(capsys: Any, model_dir: Path, text: Path) -> None:
     capsys.readouterr()
-    rc = main(cut("plan", model_dir, text, "--ratio", "0.3", "--method", "last"))
+    rc = main(small_argv("plan", model_dir, text, "--ratio", "0.3", "--method", "last"))
     out = capsys.readouterr()
     assert rc == 0, out.err  # 0.3 × 4 = 1.2 -> 1 block
     assert f"removes 1 of {N_LAYERS} blocks" in out.out
@@ -111,7 +99,7 @@ def test_holdout_every_zero_says_there_is_no_heldout_fit(
     data = write_text(tmp_path / "long.txt", 16 * 60)
     capsys.readouterr()
     rc = main(
-        cut(
+        small_argv(
             "plan",
             model_dir,
             data,
@@ -146,7 +134,7 @@ def test_profile_checkpoint_options(
     message: str,
 ) -> None:
     extra = [str(tmp_path / "o.json") if e == "OUT" else e for e in extra]
-    rc, err = run_cli(capsys, *cut("profile", model_dir, text, *extra))
+    rc, err = run_cli(capsys, *small_argv("profile", model_dir, text, *extra))
     assert_one_error(rc, err, message)
     assert list(tmp_path.iterdir()) == []
 

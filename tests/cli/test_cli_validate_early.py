@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_run import assert_one_error, run_cli
+from cli_run import assert_one_error, run_cli, small_argv
 from tiny_models import MAX_POS, N_LAYERS
 
 import depthlens.models.loading
@@ -23,15 +23,12 @@ def no_load(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(depthlens.models.loading, "load_model", fail)
 
 
-def small(model: Path | str, text: Path | str) -> list[str]:
-    return [
-        str(model),
-        "--data",
-        str(text),
-        "--seq-len",
-        "16",
-        "--max-tokens",
-        "64",
+def small(command: str, model: Path | str, text: Path | str, *extra: str) -> list[str]:
+    """A small run of ``command`` (eval, think, ...): one round of 2 decoded tokens, no warmup."""
+    return small_argv(
+        command,
+        model,
+        text,
         "--prompt-len",
         "8",
         "--decode-tokens",
@@ -40,8 +37,8 @@ def small(model: Path | str, text: Path | str) -> list[str]:
         "1",
         "--warmup",
         "0",
-        "--quiet",
-    ]
+        *extra,
+    )
 
 
 @pytest.mark.parametrize(
@@ -79,7 +76,7 @@ def test_eval_compare_check_before_loading(
     extra: list[str],
     message: str,
 ) -> None:
-    rc, err = run_cli(capsys, command, *small(model_dir, text), *extra)
+    rc, err = run_cli(capsys, *small(command, model_dir, text, *extra))
     assert_one_error(rc, err, message)
 
 
@@ -89,7 +86,7 @@ def test_mc_without_bigbench_fails_before_loading(
     import depthlens.evaluate.mc as mc
 
     monkeypatch.setattr(mc, "bigbench_root", lambda: None)
-    rc, err = run_cli(capsys, "eval", *small(model_dir, text), "--mc")
+    rc, err = run_cli(capsys, *small("eval", model_dir, text, "--mc"))
     assert_one_error(rc, err, "BIG-bench tasks are not installed")
 
 
@@ -104,7 +101,7 @@ def test_mc_unknown_task_fails_before_loading(
     import depthlens.evaluate.mc as mc
 
     monkeypatch.setattr(mc, "bigbench_root", lambda: tmp_path)
-    rc, err = run_cli(capsys, "eval", *small(model_dir, text), "--mc", "no_such_task")
+    rc, err = run_cli(capsys, *small("eval", model_dir, text, "--mc", "no_such_task"))
     assert_one_error(rc, err, "no BIG-bench task 'no_such_task'")
 
 
@@ -122,7 +119,7 @@ def test_mc_unknown_task_fails_before_loading(
 def test_lengths_above_the_context(
     capsys: Any, model_dir: Path, text: Path, extra: list[str], message: str
 ) -> None:
-    rc, err = run_cli(capsys, "eval", *small(model_dir, text), *extra)
+    rc, err = run_cli(capsys, *small("eval", model_dir, text, *extra))
     assert_one_error(rc, err, message)
     assert f"context of {MAX_POS} tokens" in err
 
@@ -156,16 +153,5 @@ def test_dtype_lists_its_choices(capsys: Any) -> None:
 
 
 def test_model_name_typo_did_you_mean(capsys: Any, text: Path) -> None:
-    rc, err = run_cli(
-        capsys,
-        "profile",
-        "smollm2-13m",
-        "--data",
-        str(text),
-        "--seq-len",
-        "16",
-        "--max-tokens",
-        "64",
-        "--quiet",
-    )
+    rc, err = run_cli(capsys, *small_argv("profile", "smollm2-13m", text))
     assert_one_error(rc, err, "unknown model 'smollm2-13m'; did you mean 'smollm2-135m'?")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_run import assert_one_error
+from cli_run import assert_one_error, prune_argv
 
 import depthlens.io as dio
 from depthlens.cli.main import main
@@ -25,27 +25,6 @@ def umask() -> Iterator[Any]:
         yield os.umask
     finally:
         os.umask(old)
-
-
-def prune_argv(model: Path, text: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "prune",
-        str(model),
-        "--data",
-        str(text),
-        "--seq-len",
-        "16",
-        "--max-tokens",
-        "64",
-        "--method",
-        "last",
-        "--remove",
-        "1",
-        "--quiet",
-        "-o",
-        str(out),
-        *extra,
-    ]
 
 
 _WRITER = """

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import torch
-from cli_run import assert_one_error, run_cli
+from cli_run import assert_one_error, profile_argv, prune_argv, run_cli
 from conftest import random_windows, wrap_tiny
 from fixtures_saved import save_tiny, write_text
 from tiny_models import tiny_model
@@ -30,25 +30,6 @@ from tiny_models import tiny_model
 from depthlens.errors import DepthlensError
 from depthlens.profiling import ProfileOptions, profile
 from depthlens.profiling.result import Profile, check_profile_matches
-
-
-def profile_argv(model: Path | str, data: Path | str, out: Path, *extra: str) -> list[str]:
-    return [
-        "profile",
-        str(model),
-        "--data",
-        str(data),
-        "--seq-len",
-        "16",
-        "--max-tokens",
-        "64",
-        "--lens-kernel",
-        "eager",
-        "--quiet",
-        "-o",
-        str(out),
-        *extra,
-    ]
 
 
 def files(folder: Path) -> list[str]:
@@ -274,24 +255,7 @@ def test_disk_full_saving_pruned_model(
 
     monkeypatch.setattr(PreTrainedModel, "save_pretrained", save_half)
     out = tmp_path / "pruned"
-    rc, err = run_cli(
-        capsys,
-        "prune",
-        str(model_dir),
-        "--data",
-        str(text),
-        "--seq-len",
-        "16",
-        "--max-tokens",
-        "64",
-        "--method",
-        "last",
-        "--remove",
-        "1",
-        "--quiet",
-        "-o",
-        str(out),
-    )
+    rc, err = run_cli(capsys, *prune_argv(model_dir, text, out))
     assert_one_error(rc, err, f"disk full while writing {out}")
     assert files(tmp_path) == []  # neither the output nor its temporary directory
 

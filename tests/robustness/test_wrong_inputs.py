@@ -8,26 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_run import assert_one_error, run_cli
-
-
-def profile_argv(model: Path | str, data: Path | str, out: Path, *extra: str) -> list[str]:
-    return [
-        "profile",
-        str(model),
-        "--data",
-        str(data),
-        "--seq-len",
-        "16",
-        "--max-tokens",
-        "64",
-        "--lens-kernel",
-        "eager",
-        "--quiet",
-        "-o",
-        str(out),
-        *extra,
-    ]
+from cli_run import assert_one_error, profile_argv, run_cli
 
 
 def _edit_config(model_dir: Path, dest: Path, **changes: Any) -> Path:
