@@ -56,14 +56,7 @@ def main() -> None:
         ),
     }
     base = {k: window_nll(ref, w) for k, w in evals.items()}
-    cut = load_model(a.model)
-    plan = plan_cut(
-        cut,
-        calib,
-        "replaceme-multi",
-        CutOptions(blocks=parse_blocks(a.blocks), calibration=CalibrationOptions(batch_size=2)),
-    )
-    apply_cut_(cut, plan)
+    cut, plan = replaceme_multi_cut(a.model, calib, a.blocks)
     rows = {"cut": {k: ratio_stats(window_nll(cut, w), base[k]) for k, w in evals.items()}}
     opts = HealOptions(steps=a.steps, lr=a.lr, train=a.train, batch_size=1, seq_len=a.seq_len)
     rec = heal_(cut, ref, calib, opts, CutSites.of_plan(plan))
@@ -88,6 +81,19 @@ def main() -> None:
     ]
     Path(a.out + ".md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
+
+
+def replaceme_multi_cut(model: str, calib, blocks: str):
+    """Load ``model`` and cut ``blocks`` with replaceme-multi; (cut model, plan)."""
+    cut = load_model(model)
+    plan = plan_cut(
+        cut,
+        calib,
+        "replaceme-multi",
+        CutOptions(blocks=parse_blocks(blocks), calibration=CalibrationOptions(batch_size=2)),
+    )
+    apply_cut_(cut, plan)
+    return cut, plan
 
 
 def ratio_table(rows: dict) -> list[str]:
