@@ -26,10 +26,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from heal_quality import ratio_table, replaceme_multi_cut  # noqa: E402
-from prune_quality import ratio_stats, window_nll  # noqa: E402
+from prune_quality import ratio_stats  # noqa: E402
 
 from depthlens.cut.save import cut_manifest  # noqa: E402
 from depthlens.data import load_text, make_windows  # noqa: E402
+from depthlens.evaluate.perplexity import window_nll  # noqa: E402
 from depthlens.heal import CutSites, HealOptions, TextStream, heal_  # noqa: E402
 from depthlens.heal.state import drop_state  # noqa: E402
 from depthlens.models import load_model  # noqa: E402

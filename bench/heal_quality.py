@@ -20,11 +20,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from prune_quality import ratio_stats, window_nll  # noqa: E402
+from prune_quality import ratio_stats  # noqa: E402
 
 from depthlens.cli.cut_cmd import parse_blocks  # noqa: E402
 from depthlens.cut import CalibrationOptions, CutOptions, apply_cut_, plan_cut  # noqa: E402
 from depthlens.data import load_text, make_windows  # noqa: E402
+from depthlens.evaluate.perplexity import window_nll  # noqa: E402
 from depthlens.heal import CutSites, HealOptions, heal_  # noqa: E402
 from depthlens.models import load_model  # noqa: E402
 
