@@ -58,6 +58,18 @@ def tiny_llama() -> LoadedModel:
     return wrap_tiny("llama")
 
 
+@pytest.fixture
+def no_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if anything loads a model: the command must check its input first."""
+
+    def fail(*_a: object, **_k: object) -> None:
+        pytest.fail("the model was loaded before the command checked its options")
+
+    import depthlens.models.loading as loading
+
+    monkeypatch.setattr(loading, "load_model", fail)
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Llama saved with its tokenizer, as the CLI loads it (one per test module)."""

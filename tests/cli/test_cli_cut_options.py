@@ -10,16 +10,7 @@ from cli_run import assert_one_error, run_cli, small_argv
 from fixtures_saved import write_text
 from tiny_models import N_LAYERS
 
-import depthlens.models.loading
 from depthlens.cli.main import main
-
-
-@pytest.fixture
-def no_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail(*_a: Any, **_k: Any) -> None:
-        pytest.fail("the model was loaded before the options were checked")
-
-    monkeypatch.setattr(depthlens.models.loading, "load_model", fail)
 
 
 @pytest.mark.parametrize(

@@ -9,18 +9,7 @@ import pytest
 from cli_run import assert_one_error, run_cli, small_argv
 from tiny_models import MAX_POS, N_LAYERS
 
-import depthlens.models.loading
 from depthlens.cli.main import main
-
-
-@pytest.fixture
-def no_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail the test if anything loads a model (the check must come first)."""
-
-    def fail(*_a: Any, **_k: Any) -> None:
-        pytest.fail("the model was loaded before the options were checked")
-
-    monkeypatch.setattr(depthlens.models.loading, "load_model", fail)
 
 
 def small(command: str, model: Path | str, text: Path | str, *extra: str) -> list[str]:

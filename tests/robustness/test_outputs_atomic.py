@@ -172,14 +172,9 @@ def test_unwritable_output_fails_before_loading(
     model_dir: Path,
     text: Path,
     monkeypatch: pytest.MonkeyPatch,
+    no_load: None,
     command: str,
 ) -> None:
-    import depthlens.models.loading
-
-    def no_load(*_a: Any, **_k: Any) -> None:
-        pytest.fail("the model was loaded before the output was checked")
-
-    monkeypatch.setattr(depthlens.models.loading, "load_model", no_load)
     ro = tmp_path / "ro"
     ro.mkdir()
     _read_only(monkeypatch, ro)
