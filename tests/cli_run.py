@@ -36,6 +36,13 @@ def assert_one_error(rc: int, err: str, message: str, code: int = 2) -> str:
     return lines[0]
 
 
+def assert_interrupted(rc: int, err: str) -> None:
+    """Exit 130 (Ctrl-C, SIGTERM), ending with the line that nothing partial was written."""
+    assert rc == 130, err
+    assert err.strip().splitlines()[-1] == "depthlens: interrupted; nothing partial was written"
+    assert "Traceback" not in err
+
+
 def small_argv(command: str, model: Path | str, data: Path | str, *extra: str) -> list[str]:
     """``depthlens command model`` on 4 windows of 16 tokens of ``data``, quietly."""
     return [
