@@ -18,25 +18,14 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from depthlens.cli.cut_cmd import parse_blocks
 from depthlens.cut.apply import remove_blocks_
 from depthlens.data import load_text, make_windows
-from depthlens.evaluate.perplexity import batch_nll
+from depthlens.evaluate.perplexity import window_nll
 from depthlens.models.loading import load_model
-
-
-def per_window_nll(lm: Any, windows: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """(NLL sum, predicted tokens) of every window, float64."""
-    sums, counts = [], []
-    with torch.inference_mode():
-        for ids, mask in windows.batches(1):
-            s, c = batch_nll(lm.model, ids.to(lm.device), mask.to(lm.device))
-            sums.append(s)
-            counts.append(c)
-    return torch.tensor(sums, dtype=torch.float64), torch.tensor(counts, dtype=torch.float64)
 
 
 def ratio_ci(
@@ -49,17 +38,6 @@ def ratio_ci(
     point = float((cut.sum() - base.sum()) / counts.sum())
     lo, hi = torch.quantile(diff, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
     return math.exp(point), math.exp(lo), math.exp(hi)
-
-
-def parse_blocks(text: str | None, n: int) -> list[int]:
-    """'6-19,22' → [6, …, 19, 22]; None → every block."""
-    if not text:
-        return list(range(n))
-    out: list[int] = []
-    for part in text.split(","):
-        a, _, b = part.partition("-")
-        out += list(range(int(a), int(b or a) + 1))
-    return out
 
 
 def main() -> None:
@@ -76,12 +54,13 @@ def main() -> None:
     windows = make_windows(
         load_text(args.data), lm.tokenizer, seq_len=args.seq_len, max_tokens=args.tokens, seed=0
     )
-    base, counts = per_window_nll(lm, windows)
+    base, counts = window_nll(lm, windows, batch_size=1)
     rows = []
-    for ell in parse_blocks(args.blocks, lm.num_layers):
+    blocks = parse_blocks(args.blocks) if args.blocks else range(lm.num_layers)
+    for ell in blocks:
         cut = dataclasses.replace(lm, model=copy.deepcopy(lm.model))
         remove_blocks_(cut, (ell,))
-        nll, _ = per_window_nll(cut, windows)
+        nll, _ = window_nll(cut, windows, batch_size=1)
         r, lo, hi = ratio_ci(base, nll, counts)
         verdict = "lowers ppl" if hi < 1 else "raises ppl" if lo > 1 else "no difference"
         rows.append({"block": ell, "ratio": r, "ci95": [lo, hi], "verdict": verdict})

@@ -25,13 +25,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from heal_quality import ratio_table  # noqa: E402
-from prune_quality import ratio_stats, window_nll  # noqa: E402
+from heal_quality import ratio_table, replaceme_multi_cut  # noqa: E402
+from prune_quality import ratio_stats  # noqa: E402
 
-from depthlens.cli.cut_cmd import parse_blocks  # noqa: E402
-from depthlens.cut import CalibrationOptions, CutOptions, apply_cut_, plan_cut  # noqa: E402
 from depthlens.cut.save import cut_manifest  # noqa: E402
 from depthlens.data import load_text, make_windows  # noqa: E402
+from depthlens.evaluate.perplexity import window_nll  # noqa: E402
 from depthlens.heal import CutSites, HealOptions, TextStream, heal_  # noqa: E402
 from depthlens.heal.state import drop_state  # noqa: E402
 from depthlens.models import load_model  # noqa: E402
@@ -62,18 +61,6 @@ def _args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def _cut(a: argparse.Namespace, ref, calib):
-    cut = load_model(a.model)
-    plan = plan_cut(
-        cut,
-        calib,
-        "replaceme-multi",
-        CutOptions(blocks=parse_blocks(a.blocks), calibration=CalibrationOptions(batch_size=2)),
-    )
-    apply_cut_(cut, plan)
-    return cut, plan
-
-
 def main() -> None:
     a = _args()
     torch.set_num_threads(a.threads)
@@ -93,7 +80,7 @@ def main() -> None:
     base = {k: window_nll(ref, w) for k, w in final.items()}
     s0, n0 = window_nll(ref, curve_w)
     a.original_curve_nll = float(s0.sum() / n0.sum())  # recorded with the options
-    cut, plan = _cut(a, ref, calib)
+    cut, plan = replaceme_multi_cut(a.model, calib, a.blocks)
     rows = {"cut": {k: ratio_stats(window_nll(cut, w), base[k]) for k, w in final.items()}}
     print("cut", {k: round(v["ratio"], 3) for k, v in rows["cut"].items()}, flush=True)
     opts = HealOptions(

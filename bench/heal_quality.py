@@ -20,11 +20,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from prune_quality import ratio_stats, window_nll  # noqa: E402
+from prune_quality import ratio_stats  # noqa: E402
 
 from depthlens.cli.cut_cmd import parse_blocks  # noqa: E402
 from depthlens.cut import CalibrationOptions, CutOptions, apply_cut_, plan_cut  # noqa: E402
 from depthlens.data import load_text, make_windows  # noqa: E402
+from depthlens.evaluate.perplexity import window_nll  # noqa: E402
 from depthlens.heal import CutSites, HealOptions, heal_  # noqa: E402
 from depthlens.models import load_model  # noqa: E402
 
@@ -56,14 +57,7 @@ def main() -> None:
         ),
     }
     base = {k: window_nll(ref, w) for k, w in evals.items()}
-    cut = load_model(a.model)
-    plan = plan_cut(
-        cut,
-        calib,
-        "replaceme-multi",
-        CutOptions(blocks=parse_blocks(a.blocks), calibration=CalibrationOptions(batch_size=2)),
-    )
-    apply_cut_(cut, plan)
+    cut, plan = replaceme_multi_cut(a.model, calib, a.blocks)
     rows = {"cut": {k: ratio_stats(window_nll(cut, w), base[k]) for k, w in evals.items()}}
     opts = HealOptions(steps=a.steps, lr=a.lr, train=a.train, batch_size=1, seq_len=a.seq_len)
     rec = heal_(cut, ref, calib, opts, CutSites.of_plan(plan))
@@ -88,6 +82,19 @@ def main() -> None:
     ]
     Path(a.out + ".md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
+
+
+def replaceme_multi_cut(model: str, calib, blocks: str):
+    """Load ``model`` and cut ``blocks`` with replaceme-multi; (cut model, plan)."""
+    cut = load_model(model)
+    plan = plan_cut(
+        cut,
+        calib,
+        "replaceme-multi",
+        CutOptions(blocks=parse_blocks(blocks), calibration=CalibrationOptions(batch_size=2)),
+    )
+    apply_cut_(cut, plan)
+    return cut, plan
 
 
 def ratio_table(rows: dict) -> list[str]:

@@ -1,27 +1,13 @@
-"""Held-out perplexity of a cut model against the original: per-window NLL and paired ratios."""
+"""Held-out perplexity of a cut model against the original: paired per-window ratios.
+
+The per-window NLL comes from ``depthlens.evaluate.perplexity.window_nll``.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
-
-
-@torch.inference_mode()
-def window_nll(lm: Any, windows: Any, batch_size: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per window: (summed next-token NLL in float64, number of predicted tokens)."""
-    sums, counts = [], []
-    for ids, mask in windows.batches(batch_size):
-        ids, mask = ids.to(lm.device), mask.to(lm.device)
-        logits = lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-        keep = (mask[:, 1:] * mask[:, :-1]).bool()  # (B, T-1)
-        nll = torch.nn.functional.cross_entropy(
-            logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none"
-        )  # (B, T-1)
-        sums.append((nll.double() * keep).sum(1).cpu())
-        counts.append(keep.sum(1).double().cpu())
-    return torch.cat(sums), torch.cat(counts)
 
 
 def ratio_stats(

@@ -36,7 +36,7 @@ import prune_gen  # noqa: E402  (bench/ is on sys.path when this file runs)
 import prune_report  # noqa: E402
 import prune_units  # noqa: E402
 import torch
-from prune_eval import ratio_stats, window_nll  # noqa: E402, F401  (heal_quality imports them here)
+from prune_eval import ratio_stats  # noqa: E402, F401  (heal_quality imports it here)
 
 from depthlens.cut import METHODS, CalibrationOptions, CutOptions, apply_cut_, plan_cut
 from depthlens.cut.apply import skip_removed_sublayers_
@@ -45,6 +45,7 @@ from depthlens.cut.search import SearchOptions, search_removed
 from depthlens.data import check_disjoint, load_text, make_windows
 from depthlens.errors import DepthlensError
 from depthlens.evaluate.flops import cut_savings, flops_per_token
+from depthlens.evaluate.perplexity import window_nll
 from depthlens.models import load_model
 from depthlens.profiling import ProfileOptions, profile
 from depthlens.results import clean_json

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures_saved import save_tiny, write_text
 from tiny_models import tiny_model
 
 from depthlens.arch.spec import resolve_arch
@@ -55,6 +56,30 @@ def random_windows(
 @pytest.fixture
 def tiny_llama() -> LoadedModel:
     return wrap_tiny("llama")
+
+
+@pytest.fixture
+def no_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if anything loads a model: the command must check its input first."""
+
+    def fail(*_a: object, **_k: object) -> None:
+        pytest.fail("the model was loaded before the command checked its options")
+
+    import depthlens.models.loading as loading
+
+    monkeypatch.setattr(loading, "load_model", fail)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama saved with its tokenizer, as the CLI loads it (one per test module)."""
+    return save_tiny(tmp_path_factory.mktemp("saved") / "tiny-llama")
+
+
+@pytest.fixture(scope="module")
+def text(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A text file of 400 words the tiny tokenizer knows (one per test module)."""
+    return write_text(tmp_path_factory.mktemp("text") / "t.txt", 400)
 
 
 # A 1x1 PNG: what report figures become in tests about captions, structure or wiring

@@ -222,3 +222,43 @@ def _rename_noreplace(tmp: Path, target: Path) -> None:
                 f"--overwrite or choose another path"
             ) from None
         raise
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save(obj)`` to ``path`` through a temporary file beside it and a rename.
+
+    For resumable run states: a kill at any moment leaves the previous state or the new
+    one, never half of one.
+    """
+    import torch  # here, not at the top: the other writers of this module need no torch
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def load_torch_state(
+    path: Path, identity: dict[str, Any], what: str, fix: str, other_run: str
+) -> dict[str, Any] | None:
+    """The state :func:`atomic_torch_save` wrote at ``path`` for run ``identity``; None if none.
+
+    A file torch cannot read is "cannot read {what} {path} (error); {fix}"; a state saved
+    by a run of another ``identity`` raises ``other_run`` (resuming it would mix two runs).
+    """
+    import torch
+
+    if not path.is_file():
+        return None
+    try:
+        blob: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged file is the user's to remove
+        raise DepthlensError(f"cannot read {what} {path} ({type(exc).__name__}); {fix}") from exc
+    if blob.get("identity") != identity:
+        raise DepthlensError(other_run)
+    return blob

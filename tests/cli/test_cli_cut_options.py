@@ -6,59 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures_saved import save_tiny, write_text
+from cli_run import assert_one_error, run_cli, small_argv
+from fixtures_saved import write_text
 from tiny_models import N_LAYERS
 
-import depthlens.models.loading
 from depthlens.cli.main import main
-
-PREFIX = "depthlens: error: "
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny(tmp_path_factory.mktemp("cutopts") / "tiny-llama")
-
-
-@pytest.fixture(scope="module")
-def text(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_text(tmp_path_factory.mktemp("cutopts-text") / "t.txt", 400)
-
-
-@pytest.fixture
-def no_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail(*_a: Any, **_k: Any) -> None:
-        pytest.fail("the model was loaded before the options were checked")
-
-    monkeypatch.setattr(depthlens.models.loading, "load_model", fail)
-
-
-def run(capsys: Any, *argv: str) -> tuple[int, str]:
-    capsys.readouterr()
-    rc = main(list(argv))
-    return rc, capsys.readouterr().err
-
-
-def assert_error(rc: int, err: str, message: str) -> None:
-    assert rc == 2, err
-    lines = [ln for ln in err.splitlines() if ln.startswith("depthlens:")]
-    assert len(lines) == 1 and lines[0].startswith(PREFIX) and message in lines[0], err
-    assert "Traceback" not in err
-
-
-def cut(command: str, model: Path, text: Path, *extra: str) -> list[str]:
-    return [
-        command,
-        str(model),
-        "--data",
-        str(text),
-        "--seq-len",
-        "16",
-        "--max-tokens",
-        "64",
-        "--quiet",
-        *extra,
-    ]
 
 
 @pytest.mark.parametrize(
@@ -101,29 +53,32 @@ def test_cut_options_before_loading(
     message: str,
 ) -> None:
     out = ["-o", str(tmp_path / "out")]
-    rc, err = run(capsys, *cut(command, model_dir, text, *extra, *out))
-    assert_error(rc, err, message)
+    rc, err = run_cli(capsys, *small_argv(command, model_dir, text, *extra, *out))
+    assert_one_error(rc, err, message)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_prune_onto_the_model_itself(
     capsys: Any, tmp_path: Path, model_dir: Path, text: Path, no_load: None
 ) -> None:
-    rc, err = run(
-        capsys, *cut("prune", model_dir, text, "--remove", "1", "--overwrite", "-o", str(model_dir))
+    rc, err = run_cli(
+        capsys,
+        *small_argv("prune", model_dir, text, "--remove", "1", "--overwrite", "-o", str(model_dir)),
     )
-    assert_error(rc, err, "is the model being cut")
+    assert_one_error(rc, err, "is the model being cut")
     assert (model_dir / "config.json").is_file()
 
 
 def test_ratio_rounding_to_zero_blocks(capsys: Any, model_dir: Path, text: Path) -> None:
-    rc, err = run(capsys, *cut("plan", model_dir, text, "--ratio", "0.1", "--method", "last"))
-    assert_error(rc, err, f"--ratio 0.1 of {N_LAYERS} blocks is 0.40 blocks, which rounds to 0")
+    rc, err = run_cli(
+        capsys, *small_argv("plan", model_dir, text, "--ratio", "0.1", "--method", "last")
+    )
+    assert_one_error(rc, err, f"--ratio 0.1 of {N_LAYERS} blocks is 0.40 blocks, which rounds to 0")
 
 
 def test_ratio_that_rounds_to_a_count_is_used(capsys: Any, model_dir: Path, text: Path) -> None:
     capsys.readouterr()
-    rc = main(cut("plan", model_dir, text, "--ratio", "0.3", "--method", "last"))
+    rc = main(small_argv("plan", model_dir, text, "--ratio", "0.3", "--method", "last"))
     out = capsys.readouterr()
     assert rc == 0, out.err  # 0.3 × 4 = 1.2 -> 1 block
     assert f"removes 1 of {N_LAYERS} blocks" in out.out
@@ -135,7 +90,7 @@ def test_holdout_every_zero_says_there_is_no_heldout_fit(
     data = write_text(tmp_path / "long.txt", 16 * 60)
     capsys.readouterr()
     rc = main(
-        cut(
+        small_argv(
             "plan",
             model_dir,
             data,
@@ -170,13 +125,13 @@ def test_profile_checkpoint_options(
     message: str,
 ) -> None:
     extra = [str(tmp_path / "o.json") if e == "OUT" else e for e in extra]
-    rc, err = run(capsys, *cut("profile", model_dir, text, *extra))
-    assert_error(rc, err, message)
+    rc, err = run_cli(capsys, *small_argv("profile", model_dir, text, *extra))
+    assert_one_error(rc, err, message)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_think_late_blocks_above_depth(capsys: Any, model_dir: Path) -> None:
-    rc, err = run(
+    rc, err = run_cli(
         capsys,
         "think",
         str(model_dir),
@@ -186,4 +141,4 @@ def test_think_late_blocks_above_depth(capsys: Any, model_dir: Path) -> None:
         "--max-new-tokens",
         "2",
     )
-    assert_error(rc, err, f"--late-blocks {N_LAYERS + 2} is more than the model's {N_LAYERS}")
+    assert_one_error(rc, err, f"--late-blocks {N_LAYERS + 2} is more than the model's {N_LAYERS}")

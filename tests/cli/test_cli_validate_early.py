@@ -6,57 +6,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures_saved import save_tiny, write_text
+from cli_run import assert_one_error, run_cli, small_argv
 from tiny_models import MAX_POS, N_LAYERS
 
-import depthlens.models.loading
 from depthlens.cli.main import main
 
-PREFIX = "depthlens: error: "
 
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny(tmp_path_factory.mktemp("early") / "tiny-llama")
-
-
-@pytest.fixture(scope="module")
-def text(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_text(tmp_path_factory.mktemp("early-text") / "t.txt", 400)
-
-
-@pytest.fixture
-def no_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail the test if anything loads a model (the check must come first)."""
-
-    def fail(*_a: Any, **_k: Any) -> None:
-        pytest.fail("the model was loaded before the options were checked")
-
-    monkeypatch.setattr(depthlens.models.loading, "load_model", fail)
-
-
-def run(capsys: Any, *argv: str) -> tuple[int, str]:
-    capsys.readouterr()
-    rc = main(list(argv))
-    return rc, capsys.readouterr().err
-
-
-def assert_error(rc: int, err: str, message: str) -> None:
-    assert rc == 2, err
-    lines = [ln for ln in err.splitlines() if ln.startswith("depthlens:")]
-    assert len(lines) == 1 and lines[0].startswith(PREFIX) and message in lines[0], err
-    assert "Traceback" not in err
-
-
-def small(model: Path | str, text: Path | str) -> list[str]:
-    return [
-        str(model),
-        "--data",
-        str(text),
-        "--seq-len",
-        "16",
-        "--max-tokens",
-        "64",
+def small(command: str, model: Path | str, text: Path | str, *extra: str) -> list[str]:
+    """A small run of ``command`` (eval, think, ...): one round of 2 decoded tokens, no warmup."""
+    return small_argv(
+        command,
+        model,
+        text,
         "--prompt-len",
         "8",
         "--decode-tokens",
@@ -65,8 +26,8 @@ def small(model: Path | str, text: Path | str) -> list[str]:
         "1",
         "--warmup",
         "0",
-        "--quiet",
-    ]
+        *extra,
+    )
 
 
 @pytest.mark.parametrize(
@@ -104,8 +65,8 @@ def test_eval_compare_check_before_loading(
     extra: list[str],
     message: str,
 ) -> None:
-    rc, err = run(capsys, command, *small(model_dir, text), *extra)
-    assert_error(rc, err, message)
+    rc, err = run_cli(capsys, *small(command, model_dir, text, *extra))
+    assert_one_error(rc, err, message)
 
 
 def test_mc_without_bigbench_fails_before_loading(
@@ -114,8 +75,8 @@ def test_mc_without_bigbench_fails_before_loading(
     import depthlens.evaluate.mc as mc
 
     monkeypatch.setattr(mc, "bigbench_root", lambda: None)
-    rc, err = run(capsys, "eval", *small(model_dir, text), "--mc")
-    assert_error(rc, err, "BIG-bench tasks are not installed")
+    rc, err = run_cli(capsys, *small("eval", model_dir, text, "--mc"))
+    assert_one_error(rc, err, "BIG-bench tasks are not installed")
 
 
 def test_mc_unknown_task_fails_before_loading(
@@ -129,8 +90,8 @@ def test_mc_unknown_task_fails_before_loading(
     import depthlens.evaluate.mc as mc
 
     monkeypatch.setattr(mc, "bigbench_root", lambda: tmp_path)
-    rc, err = run(capsys, "eval", *small(model_dir, text), "--mc", "no_such_task")
-    assert_error(rc, err, "no BIG-bench task 'no_such_task'")
+    rc, err = run_cli(capsys, *small("eval", model_dir, text, "--mc", "no_such_task"))
+    assert_one_error(rc, err, "no BIG-bench task 'no_such_task'")
 
 
 @pytest.mark.parametrize(
@@ -147,8 +108,8 @@ def test_mc_unknown_task_fails_before_loading(
 def test_lengths_above_the_context(
     capsys: Any, model_dir: Path, text: Path, extra: list[str], message: str
 ) -> None:
-    rc, err = run(capsys, "eval", *small(model_dir, text), *extra)
-    assert_error(rc, err, message)
+    rc, err = run_cli(capsys, *small("eval", model_dir, text, *extra))
+    assert_one_error(rc, err, message)
     assert f"context of {MAX_POS} tokens" in err
 
 
@@ -166,10 +127,10 @@ def test_profile_seq_len_above_context_and_n_max_above_depth(
         "--lens-kernel",
         "eager",
     ]
-    rc, err = run(capsys, *base, "--seq-len", str(MAX_POS * 2))
-    assert_error(rc, err, f"--seq-len {MAX_POS * 2} is longer than")
-    rc, err = run(capsys, *base, "--seq-len", "16", "--n-max", str(N_LAYERS + 1))
-    assert_error(rc, err, f"--n-max {N_LAYERS + 1} is more than the model's {N_LAYERS} blocks")
+    rc, err = run_cli(capsys, *base, "--seq-len", str(MAX_POS * 2))
+    assert_one_error(rc, err, f"--seq-len {MAX_POS * 2} is longer than")
+    rc, err = run_cli(capsys, *base, "--seq-len", "16", "--n-max", str(N_LAYERS + 1))
+    assert_one_error(rc, err, f"--n-max {N_LAYERS + 1} is more than the model's {N_LAYERS} blocks")
 
 
 def test_dtype_lists_its_choices(capsys: Any) -> None:
@@ -181,16 +142,5 @@ def test_dtype_lists_its_choices(capsys: Any) -> None:
 
 
 def test_model_name_typo_did_you_mean(capsys: Any, text: Path) -> None:
-    rc, err = run(
-        capsys,
-        "profile",
-        "smollm2-13m",
-        "--data",
-        str(text),
-        "--seq-len",
-        "16",
-        "--max-tokens",
-        "64",
-        "--quiet",
-    )
-    assert_error(rc, err, "unknown model 'smollm2-13m'; did you mean 'smollm2-135m'?")
+    rc, err = run_cli(capsys, *small_argv("profile", "smollm2-13m", text))
+    assert_one_error(rc, err, "unknown model 'smollm2-13m'; did you mean 'smollm2-135m'?")

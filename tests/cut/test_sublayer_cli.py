@@ -7,14 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures_saved import save_tiny, write_text
+from fixtures_saved import write_text
 
 from depthlens.cli.main import main
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny(tmp_path_factory.mktemp("units") / "tiny-llama")
 
 
 @pytest.fixture(scope="module")

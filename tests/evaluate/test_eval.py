@@ -20,7 +20,7 @@ from depthlens.evaluate.mc import (
     evaluate_multiple_choice,
     load_task_json,
 )
-from depthlens.evaluate.perplexity import evaluate_perplexity
+from depthlens.evaluate.perplexity import evaluate_perplexity, window_nll
 
 
 def test_perplexity_matches_naive_and_batch_split():
@@ -40,6 +40,22 @@ def test_perplexity_matches_naive_and_batch_split():
     assert r1["n_tokens"] == r5["n_tokens"] == count == 5 * 11 - 4
     assert r1["nll"] == pytest.approx(nll / count, rel=1e-5)
     assert r5["ppl"] == pytest.approx(math.exp(nll / count), rel=1e-5)
+
+
+def test_window_nll_is_the_perplexity_split_by_window():
+    lm = wrap_tiny("llama")
+    w = random_windows(n=5, seq_len=12, pad_last=4)
+    sums, counts = window_nll(lm, w, batch_size=2)
+    assert sums.dtype == counts.dtype == torch.float64
+    assert counts.tolist() == [11.0] * 4 + [7.0]  # the padded last window predicts 7 tokens
+    with torch.no_grad():  # naive: the last window alone, only its real tokens
+        ids = w.input_ids[4:, :8]
+        logp = torch.log_softmax(lm.model(input_ids=ids).logits[0].double(), -1)
+        last = -sum(float(logp[t, ids[0, t + 1]]) for t in range(7))
+    assert float(sums[4]) == pytest.approx(last, rel=1e-5)
+    whole = evaluate_perplexity(lm, w, batch_size=5)
+    assert float(sums.sum()) == pytest.approx(whole["nll_sum"], rel=1e-6)
+    assert torch.equal(window_nll(lm, w, batch_size=5)[1], counts)
 
 
 def test_ideal_speedup_and_compare_result():

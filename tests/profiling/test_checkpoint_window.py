@@ -13,10 +13,10 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-from fixtures_saved import Killed, save_tiny, write_text
+from checkpointed_profile import CheckpointedProfile
+from fixtures_saved import Killed
 from safetensors import safe_open
 
 from depthlens.cli.main import main
@@ -45,45 +45,9 @@ sys.exit(rc)
 """
 
 
-def _args(model: Path, text: Path, out: Path) -> list[str]:
-    return [
-        "profile",
-        str(model),
-        "--data",
-        str(text),
-        "--seq-len",
-        "16",
-        "--max-tokens",
-        str(16 * N_WINDOWS),
-        "--batch-size",
-        "1",
-        "--lens-kernel",
-        "eager",
-        "--checkpoint-every",
-        "1",
-        "--causal",
-        "--quiet",
-        "-o",
-        str(out),
-    ]
-
-
-def _drop_created(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _drop_created(v) for k, v in x.items() if k != "created"}
-    if isinstance(x, list):
-        return [_drop_created(v) for v in x]
-    return x
-
-
-def _assert_equals_uninterrupted(tmp_path: Path, model: Path, text: Path, out: Path) -> None:
-    """The resumed output equals an uninterrupted run's, and nothing else is left behind."""
-    ref = tmp_path / "ref.json"
-    assert main(_args(model, text, ref)) == 0
-    got, want = json.loads(out.read_text()), json.loads(ref.read_text())
-    assert "causal" in got["extra"]
-    assert _drop_created(got) == _drop_created(want)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "out.json", "ref.json", "t.txt"]
+def _assert_resumed_output(job: CheckpointedProfile) -> None:
+    assert "causal" in json.loads(job.out.read_text())["extra"]
+    job.assert_equals_uninterrupted("--causal")
 
 
 def test_crash_between_pass_and_write_resumes(
@@ -93,10 +57,8 @@ def test_crash_between_pass_and_write_resumes(
     import depthlens.causal.skip as skip
     import depthlens.profiling.run as run
 
-    model = save_tiny(tmp_path / "m")
-    text = write_text(tmp_path / "t.txt", 16 * N_WINDOWS + 50)
-    out, ckpt = tmp_path / "out.json", tmp_path / "out.json.ckpt"
-    args = _args(model, text, out)
+    job = CheckpointedProfile.make(tmp_path, N_WINDOWS)
+    args = job.argv("--causal")
 
     def killed(*_a: object, **_k: object) -> None:
         raise Killed
@@ -105,8 +67,8 @@ def test_crash_between_pass_and_write_resumes(
         m.setattr(skip, "skip_sweep", killed)
         with pytest.raises(Killed):
             main(args)
-    assert not out.exists()
-    with safe_open(str(ckpt), framework="pt") as fh:  # the final sums survived
+    assert not job.out.exists()
+    with safe_open(str(job.ckpt), framework="pt") as fh:  # the final sums survived
         assert int((fh.metadata() or {})["batches_done"]) == N_WINDOWS
 
     real, calls = run.run_forward, []
@@ -114,24 +76,22 @@ def test_crash_between_pass_and_write_resumes(
         m.setattr(run, "run_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
         assert main(args) == 0
     assert calls == []  # resumed: no batch was profiled again
-    assert not ckpt.exists()  # deleted once the output was on disk
+    assert not job.ckpt.exists()  # deleted once the output was on disk
 
-    _assert_equals_uninterrupted(tmp_path, model, text, out)
+    _assert_resumed_output(job)
 
 
 @pytest.mark.e2e  # a real process killed with SIGKILL
 def test_sigkill_between_pass_and_write_resumes(tmp_path: Path) -> None:
-    model = save_tiny(tmp_path / "m")
-    text = write_text(tmp_path / "t.txt", 16 * N_WINDOWS + 50)
-    out, ckpt = tmp_path / "out.json", tmp_path / "out.json.ckpt"
-    args = _args(model, text, out)
+    job = CheckpointedProfile.make(tmp_path, N_WINDOWS)
+    args = job.argv("--causal")
 
     killed = subprocess.run(
         [sys.executable, "-c", KILL_IN_WINDOW, *args], capture_output=True, text=True, timeout=300
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    assert not out.exists()
-    with safe_open(str(ckpt), framework="pt") as fh:  # the final sums survived the kill
+    assert not job.out.exists()
+    with safe_open(str(job.ckpt), framework="pt") as fh:  # the final sums survived the kill
         assert int((fh.metadata() or {})["batches_done"]) == N_WINDOWS
 
     rerun = subprocess.run(
@@ -139,6 +99,6 @@ def test_sigkill_between_pass_and_write_resumes(tmp_path: Path) -> None:
     )
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "profile forwards: 0" in rerun.stdout  # resumed: no batch was profiled again
-    assert not ckpt.exists()  # deleted once the output was on disk
+    assert not job.ckpt.exists()  # deleted once the output was on disk
 
-    _assert_equals_uninterrupted(tmp_path, model, text, out)
+    _assert_resumed_output(job)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from checkpointed_profile import CheckpointedProfile, wait_for_checkpoint
 from conftest import random_windows, wrap_tiny
-from fixtures_saved import Killed, save_tiny, write_text
+from fixtures_saved import Killed
 from safetensors import safe_open
 
 from depthlens.cli.main import main
@@ -25,54 +24,13 @@ from depthlens.profiling.run import run_identity
 N_WINDOWS = 8  # batches of one window: 8 checkpoints, the kill lands after the first
 
 
-def _cli(model: Path, text: Path, out: Path) -> list[str]:
-    return [
-        "profile",
-        str(model),
-        "--data",
-        str(text),
-        "--seq-len",
-        "16",
-        "--max-tokens",
-        str(16 * N_WINDOWS),
-        "--batch-size",
-        "1",
-        "--lens-kernel",
-        "eager",
-        "--checkpoint-every",
-        "1",
-        "--quiet",
-        "-o",
-        str(out),
-    ]
-
-
-def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
-    end = time.monotonic() + timeout
-    while not path.exists():
-        if proc.poll() is not None:
-            pytest.fail(f"the run ended (rc {proc.returncode}) before its first checkpoint")
-        if time.monotonic() > end:
-            proc.kill()
-            pytest.fail("no checkpoint appeared")
-        time.sleep(0.002)
-
-
-def _without_created(path: Path) -> dict[str, object]:
-    doc = json.loads(path.read_text())
-    doc.pop("created")
-    return doc
-
-
 def test_crash_mid_run_then_rerun_resumes_and_equals_uninterrupted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In-process twin of the SIGKILL test: the run dies after 3 of 8 batches."""
     import depthlens.profiling.run as run
 
-    model = save_tiny(tmp_path / "m")
-    text = write_text(tmp_path / "t.txt", 16 * N_WINDOWS + 50)
-    out, ckpt = tmp_path / "out.json", tmp_path / "out.json.ckpt"
+    job = CheckpointedProfile.make(tmp_path, N_WINDOWS)
     real, calls = run.run_forward, []
 
     def dies_at_4th(*a: object, **k: object) -> object:
@@ -83,46 +41,35 @@ def test_crash_mid_run_then_rerun_resumes_and_equals_uninterrupted(
 
     monkeypatch.setattr(run, "run_forward", dies_at_4th)
     with pytest.raises(Killed):
-        main(_cli(model, text, out))
-    assert not out.exists()
-    with safe_open(str(ckpt), framework="pt") as fh:  # a whole checkpoint of 3 batches
+        main(job.argv())
+    assert not job.out.exists()
+    with safe_open(str(job.ckpt), framework="pt") as fh:  # a whole checkpoint of 3 batches
         assert int((fh.metadata() or {})["batches_done"]) == 3
 
     calls.clear()
     monkeypatch.setattr(run, "run_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
-    assert main(_cli(model, text, out)) == 0
+    assert main(job.argv()) == 0
     assert len(calls) == N_WINDOWS - 3  # resumed: the first 3 batches were not redone
     monkeypatch.setattr(run, "run_forward", real)
-    ref = tmp_path / "ref.json"  # the uninterrupted run
-    assert main(_cli(model, text, ref)) == 0
-    assert _without_created(out) == _without_created(ref)
-    left = sorted(p.name for p in tmp_path.iterdir())
-    assert left == ["m", "out.json", "ref.json", "t.txt"]  # checkpoints and temporaries gone
+    job.assert_equals_uninterrupted()
 
 
 @pytest.mark.e2e  # a real process killed with SIGKILL
 def test_sigkill_then_rerun_equals_uninterrupted(tmp_path: Path) -> None:
-    model = save_tiny(tmp_path / "m")
-    text = write_text(tmp_path / "t.txt", 16 * N_WINDOWS + 50)
-    out = tmp_path / "out.json"
-    ckpt = tmp_path / "out.json.ckpt"
-    cmd = [sys.executable, "-m", "depthlens", *_cli(model, text, out)]
+    job = CheckpointedProfile.make(tmp_path, N_WINDOWS)
+    cmd = [sys.executable, "-m", "depthlens", *job.argv()]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for(ckpt, proc)
+    wait_for_checkpoint(job.ckpt, proc)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=60) == -signal.SIGKILL
-    assert not out.exists()  # killed mid-run: no result yet ...
-    with safe_open(str(ckpt), framework="pt") as fh:  # ... but a whole checkpoint
+    assert not job.out.exists()  # killed mid-run: no result yet ...
+    with safe_open(str(job.ckpt), framework="pt") as fh:  # ... but a whole checkpoint
         done = int((fh.metadata() or {})["batches_done"])
     assert 1 <= done < N_WINDOWS
 
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    ref = tmp_path / "ref.json"  # the uninterrupted run, same command, in-process
-    assert main(_cli(model, text, ref)) == 0
-    assert _without_created(out) == _without_created(ref)
-    left = sorted(p.name for p in tmp_path.iterdir())
-    assert left == ["m", "out.json", "ref.json", "t.txt"]  # checkpoints and temporaries gone
+    job.assert_equals_uninterrupted()  # the same command, in-process, uninterrupted
 
 
 OPTS = ProfileOptions(batch_size=2, lens_kernel="eager")

@@ -6,17 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_run import assert_one_error, run_cli
 
 from depthlens.cli.main import main
 
 
 def _error(capsys: Any, argv: list[str]) -> str:
-    capsys.readouterr()
-    rc = main(argv)
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.startswith("depthlens:")]
-    assert rc == 2 and len(lines) == 1 and lines[0].startswith("depthlens: error: "), err
-    return lines[0]
+    """The one error line of ``depthlens *argv`` (which must exit 2)."""
+    return assert_one_error(*run_cli(capsys, *argv), "")
 
 
 @pytest.mark.parametrize(

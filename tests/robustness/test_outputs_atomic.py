@@ -11,23 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures_saved import save_tiny, write_text
+from cli_run import assert_one_error, prune_argv
 
 import depthlens.io as dio
 from depthlens.cli.main import main
 from depthlens.errors import DepthlensError
-
-PREFIX = "depthlens: error: "
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny(tmp_path_factory.mktemp("outputs") / "tiny-llama")
-
-
-@pytest.fixture(scope="module")
-def text(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_text(tmp_path_factory.mktemp("outputs-text") / "t.txt", 400)
 
 
 @pytest.fixture
@@ -37,34 +25,6 @@ def umask() -> Iterator[Any]:
         yield os.umask
     finally:
         os.umask(old)
-
-
-def one_line(rc: int, err: str, message: str, code: int = 2) -> None:
-    assert rc == code, err
-    lines = [ln for ln in err.splitlines() if ln.startswith("depthlens:")]
-    assert len(lines) == 1 and lines[0].startswith(PREFIX) and message in lines[0], err
-    assert "Traceback" not in err
-
-
-def prune_argv(model: Path, text: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "prune",
-        str(model),
-        "--data",
-        str(text),
-        "--seq-len",
-        "16",
-        "--max-tokens",
-        "64",
-        "--method",
-        "last",
-        "--remove",
-        "1",
-        "--quiet",
-        "-o",
-        str(out),
-        *extra,
-    ]
 
 
 _WRITER = """
@@ -157,7 +117,7 @@ def test_prune_concurrent_writer_cli(
     monkeypatch.setattr(PreTrainedModel, "save_pretrained", other_run_first)
     capsys.readouterr()
     rc = main(prune_argv(model_dir, text, out))
-    one_line(rc, capsys.readouterr().err, f"output {out} already exists")
+    assert_one_error(rc, capsys.readouterr().err, f"output {out} already exists")
     assert (out / "model.safetensors").read_text() == "the other run's checkpoint"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pruned"]
 
@@ -212,14 +172,9 @@ def test_unwritable_output_fails_before_loading(
     model_dir: Path,
     text: Path,
     monkeypatch: pytest.MonkeyPatch,
+    no_load: None,
     command: str,
 ) -> None:
-    import depthlens.models.loading
-
-    def no_load(*_a: Any, **_k: Any) -> None:
-        pytest.fail("the model was loaded before the output was checked")
-
-    monkeypatch.setattr(depthlens.models.loading, "load_model", no_load)
     ro = tmp_path / "ro"
     ro.mkdir()
     _read_only(monkeypatch, ro)
@@ -233,7 +188,7 @@ def test_unwritable_output_fails_before_loading(
         rc = main(argv)
     finally:
         ro.chmod(0o755)
-    one_line(rc, capsys.readouterr().err, f"cannot write output {out}")
+    assert_one_error(rc, capsys.readouterr().err, f"cannot write output {out}")
     assert list(ro.iterdir()) == []
 
 
@@ -259,4 +214,4 @@ def test_output_parent_is_a_file(capsys: Any, tmp_path: Path, model_dir: Path, t
             str(out),
         ]
     )
-    one_line(rc, capsys.readouterr().err, "is a file")
+    assert_one_error(rc, capsys.readouterr().err, "is a file")

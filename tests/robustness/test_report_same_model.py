@@ -7,14 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_run import assert_one_error, run_cli
 from conftest import random_windows, wrap_tiny
 
-from depthlens.cli.main import main
 from depthlens.cut import CutOptions, plan_cut
 from depthlens.evaluate.compare import compare
 from depthlens.profiling import ProfileOptions, profile
-
-PREFIX = "depthlens: error: "
 
 
 @pytest.fixture(scope="module")
@@ -31,15 +29,7 @@ def _write(path: Path, obj: Any) -> Path:
 
 
 def _report(capsys: Any, *argv: str) -> tuple[int, str]:
-    capsys.readouterr()
-    rc = main(["report", *argv, "--quiet"])
-    return rc, capsys.readouterr().err
-
-
-def assert_error(rc: int, err: str, message: str) -> None:
-    assert rc == 2, err
-    lines = [ln for ln in err.splitlines() if ln.startswith("depthlens:")]
-    assert len(lines) == 1 and lines[0].startswith(PREFIX) and message in lines[0], err
+    return run_cli(capsys, "report", *argv, "--quiet")
 
 
 def test_plan_of_a_deeper_model(capsys: Any, tmp_path: Path, prof_path: Path) -> None:
@@ -51,7 +41,7 @@ def test_plan_of_a_deeper_model(capsys: Any, tmp_path: Path, prof_path: Path) ->
     }
     plan = _write(tmp_path / "plan.json", bad)
     rc, err = _report(capsys, str(prof_path), str(plan), "-o", str(tmp_path / "r.html"))
-    assert_error(rc, err, "describe different models (num_layers 4 vs 44)")
+    assert_one_error(rc, err, "describe different models (num_layers 4 vs 44)")
     assert not (tmp_path / "r.html").exists()
 
 
@@ -61,7 +51,7 @@ def test_blocks_out_of_range_without_a_depth(capsys: Any, tmp_path: Path, prof_p
         {"kind": "depthlens.cut_plan", "method": "angular", "removed": [2, 3, 4, 5]},
     )
     rc, err = _report(capsys, str(prof_path), str(plan), "-o", str(tmp_path / "r.html"))
-    assert_error(rc, err, "removes blocks [4, 5] but the profiled model has 4 blocks")
+    assert_one_error(rc, err, "removes blocks [4, 5] but the profiled model has 4 blocks")
 
 
 def test_plan_of_another_model_same_depth(capsys: Any, tmp_path: Path, prof_path: Path) -> None:
@@ -73,7 +63,7 @@ def test_plan_of_another_model_same_depth(capsys: Any, tmp_path: Path, prof_path
     d.setdefault("model", other.identity())
     path = _write(tmp_path / "plan.json", d)
     rc, err = _report(capsys, str(prof_path), str(path), "-o", str(tmp_path / "r.html"))
-    assert_error(rc, err, "describe different models")
+    assert_one_error(rc, err, "describe different models")
 
 
 def test_compare_of_another_model_refused_own_accepted(
@@ -84,7 +74,7 @@ def test_compare_of_another_model_refused_own_accepted(
     bad = compare([("g", other), ("g2", wrap_tiny("gemma3"))], w, speed=False)
     path = _write(tmp_path / "c.json", bad.to_dict())
     rc, err = _report(capsys, str(prof_path), str(path), "-o", str(tmp_path / "r.html"))
-    assert_error(rc, err, "describe different models")
+    assert_one_error(rc, err, "describe different models")
     good = compare([("o", wrap_tiny("llama")), ("o2", wrap_tiny("llama"))], w, speed=False)
     from depthlens.profiling.result import Profile
     from depthlens.report.inputs import gather_inputs
@@ -100,7 +90,7 @@ def test_report_over_its_own_input(
     before = prof_path.read_bytes()
     extra = ["--overwrite"] if overwrite else []
     rc, err = _report(capsys, str(prof_path), "-o", str(prof_path), *extra)
-    assert_error(rc, err, "is one of the inputs")
+    assert_one_error(rc, err, "is one of the inputs")
     assert prof_path.read_bytes() == before
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+from cli_run import assert_one_error, run_cli
 from conftest import random_windows, wrap_tiny
 from fixtures_saved import save_tiny, write_text
 from tiny_models import tiny_model
@@ -73,13 +74,6 @@ def test_config_only_result_is_read_with_a_warning(capsys: Any) -> None:
     assert "identity is config-only" in capsys.readouterr().err
 
 
-def _error_line(capsys: Any) -> str:
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.startswith("depthlens:")]
-    assert len(lines) == 1 and lines[0].startswith("depthlens: error: "), err
-    return lines[0]
-
-
 @pytest.fixture()
 def twins(tmp_path: Path) -> tuple[Path, Path, Path]:
     """Two saved checkpoints with one config and other weights, and a text file."""
@@ -97,11 +91,8 @@ def test_prune_refuses_a_plan_of_the_twin(capsys: Any, tmp_path: Path, twins: An
     windows = make_windows(load_text(str(text)), lm.tokenizer, seq_len=16, max_tokens=16 * 12)
     save_plan(plan_cut(lm, windows, "replaceme-ls", CutOptions(n=1)), tmp_path / "plan.json")
     out = tmp_path / "pruned"
-    capsys.readouterr()
     argv = ["prune", str(b), "--plan", str(tmp_path / "plan.json"), "-o", str(out), "--quiet"]
-    argv += ["--seq-len", "16"]
-    assert main(argv) == 2
-    assert "other weights" in _error_line(capsys)
+    assert_one_error(*run_cli(capsys, *argv, "--seq-len", "16"), "other weights")
     assert not out.exists()
 
 
@@ -112,10 +103,9 @@ def test_report_refuses_a_plan_of_the_twin(capsys: Any, tmp_path: Path) -> None:
     opts = ProfileOptions(batch_size=2, lens_kernel="eager", n_max=2)
     profile(lm_a, windows, opts, progress=False).save(tmp_path / "p.json")
     save_plan(plan_cut(lm_b, windows, "angular", CutOptions(n=1)), tmp_path / "plan.json")
-    capsys.readouterr()
     argv = ["report", str(tmp_path / "p.json"), str(tmp_path / "plan.json")]
-    assert main([*argv, "-o", str(tmp_path / "r.html"), "--quiet"]) == 2
-    assert "other weights" in _error_line(capsys)
+    rc, err = run_cli(capsys, *argv, "-o", str(tmp_path / "r.html"), "--quiet")
+    assert_one_error(rc, err, "other weights")
 
 
 def test_tuned_lens_of_the_twin_is_refused(tmp_path: Path) -> None:

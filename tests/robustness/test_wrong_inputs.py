@@ -8,54 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures_saved import save_tiny, write_text
-
-from depthlens.cli.main import main
-
-PREFIX = "depthlens: error: "
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny(tmp_path_factory.mktemp("wrong") / "tiny-llama")
-
-
-@pytest.fixture(scope="module")
-def text(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_text(tmp_path_factory.mktemp("wrong-text") / "t.txt", 400)
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    capsys.readouterr()
-    rc = main(list(argv))
-    return rc, capsys.readouterr().err
-
-
-def assert_error(rc: int, err: str, message: str) -> str:
-    assert rc == 2, err
-    lines = [ln for ln in err.splitlines() if ln.startswith("depthlens:")]
-    assert len(lines) == 1 and lines[0].startswith(PREFIX) and message in lines[0], err
-    assert "Traceback" not in err
-    return lines[0]
-
-
-def profile_argv(model: Path | str, data: Path | str, out: Path, *extra: str) -> list[str]:
-    return [
-        "profile",
-        str(model),
-        "--data",
-        str(data),
-        "--seq-len",
-        "16",
-        "--max-tokens",
-        "64",
-        "--lens-kernel",
-        "eager",
-        "--quiet",
-        "-o",
-        str(out),
-        *extra,
-    ]
+from cli_run import assert_one_error, profile_argv, run_cli
 
 
 def _edit_config(model_dir: Path, dest: Path, **changes: Any) -> Path:
@@ -84,8 +37,8 @@ def test_weights_not_matching_config(
     names: str,
 ) -> None:
     d = _edit_config(model_dir, tmp_path / "odd", **changes)
-    rc, err = cli(capsys, *profile_argv(d, text, tmp_path / "o.json"))
-    line = assert_error(rc, err, "do not match its config.json")
+    rc, err = run_cli(capsys, *profile_argv(d, text, tmp_path / "o.json"))
+    line = assert_one_error(rc, err, "do not match its config.json")
     assert message in line and names in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["odd"]
 
@@ -95,13 +48,13 @@ def test_weights_of_the_wrong_shape(
 ) -> None:
     cfg = json.loads((model_dir / "config.json").read_text())
     d = _edit_config(model_dir, tmp_path / "odd", intermediate_size=cfg["intermediate_size"] * 2)
-    rc, err = cli(capsys, *profile_argv(d, text, tmp_path / "o.json"))
+    rc, err = run_cli(capsys, *profile_argv(d, text, tmp_path / "o.json"))
     assert rc == 2 and "Traceback" not in err
-    assert_error(rc, err, "weights of the wrong shape: model.layers.0.mlp.")
+    assert_one_error(rc, err, "weights of the wrong shape: model.layers.0.mlp.")
 
 
 def test_correct_checkpoint_loads(capsys: Any, tmp_path: Path, model_dir: Path, text: Path) -> None:
-    rc, err = cli(capsys, *profile_argv(model_dir, text, tmp_path / "o.json"))
+    rc, err = run_cli(capsys, *profile_argv(model_dir, text, tmp_path / "o.json"))
     assert rc == 0, err  # the loading-info check has no false alarm on a plain checkpoint
 
 
@@ -118,8 +71,8 @@ def test_invalid_config_is_not_a_remote_code_problem(
 ) -> None:
     d = shutil.copytree(model_dir, tmp_path / "bad")
     (d / "config.json").write_text(content)
-    rc, err = cli(capsys, *profile_argv(d, text, tmp_path / "o.json"))
-    assert_error(rc, err, message)
+    rc, err = run_cli(capsys, *profile_argv(d, text, tmp_path / "o.json"))
+    assert_one_error(rc, err, message)
     assert "--trust-remote-code" not in err and "re-download" in err
 
 
@@ -156,7 +109,7 @@ def test_bad_gguf(
             bad.write_bytes(fh.read(head))  # a download cut short
     else:
         bad.write_bytes(b"PK\x03\x04 not a gguf at all" * 10)
-    rc, err = cli(capsys, *profile_argv(bad, text, tmp_path / "o.json"))
-    assert_error(rc, err, message)
+    rc, err = run_cli(capsys, *profile_argv(bad, text, tmp_path / "o.json"))
+    assert_one_error(rc, err, message)
     leftovers = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
     assert leftovers == [] and not (tmp_path / "o.json").exists()

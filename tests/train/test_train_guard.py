@@ -7,18 +7,11 @@ from typing import Any
 
 import pytest
 import torch
+from cli_run import assert_one_error
 from train_helpers import tiny_args, write_text
 
 from depthlens.cli.main import main
 from depthlens.train.checkpoint import checkpoint_path
-
-
-def _one_error(capsys: Any, rc: int, expect_rc: int, message: str) -> None:
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.startswith("depthlens:")]
-    assert rc == expect_rc, err
-    assert len(lines) == 1 and lines[0].startswith("depthlens: error: "), err
-    assert message in lines[0], err
 
 
 def _with(args: list[str], **over: str) -> list[str]:
@@ -31,7 +24,7 @@ def _with(args: list[str], **over: str) -> list[str]:
 def test_train_refuses_eval_data_that_overlaps_data(tmp_path: Path, capsys: Any) -> None:
     text, out = write_text(tmp_path / "t.txt"), tmp_path / "run"
     rc = main(_with(tiny_args(text, out), **{"--eval-data": str(text)}))
-    _one_error(capsys, rc, 2, "--data and --eval-data overlap")
+    assert_one_error(rc, capsys.readouterr().err, "--data and --eval-data overlap")
     assert not out.exists()
 
 
@@ -39,19 +32,19 @@ def test_study_refuses_eval_data_that_overlaps_data(tmp_path: Path, capsys: Any)
     text, out = write_text(tmp_path / "t.txt"), tmp_path / "study"
     argv = ["study", "depth", "--depths", "1", "--schemes", "pre-ln", "--data", str(text)]
     rc = main([*argv, "--eval-data", str(text), "-o", str(out), "--quiet"])
-    _one_error(capsys, rc, 2, "--data and --eval-data overlap")
+    assert_one_error(rc, capsys.readouterr().err, "--data and --eval-data overlap")
     assert not out.exists()
 
 
 def test_study_refuses_a_depth_twice(tmp_path: Path, capsys: Any) -> None:
     rc = main(["study", "depth", "--depths", "2,2", "-o", str(tmp_path / "s"), "--quiet"])
-    _one_error(capsys, rc, 2, "names depth 2 more than once")
+    assert_one_error(rc, capsys.readouterr().err, "names depth 2 more than once")
 
 
 def test_refused_vocab_size_leaves_no_folder(tmp_path: Path, capsys: Any) -> None:
     text, out = write_text(tmp_path / "t.txt"), tmp_path / "run"
     rc = main(_with(tiny_args(text, out), **{"--vocab-size": "1"}))
-    _one_error(capsys, rc, 2, "--vocab-size 1 is below")
+    assert_one_error(rc, capsys.readouterr().err, "--vocab-size 1 is below")
     assert not out.exists()
 
 
@@ -63,7 +56,7 @@ def test_cuda_without_cuda_is_refused_before_work(tmp_path: Path, capsys: Any, c
     if cmd == "study":
         argv = ["study", "depth", "--depths", "1", "--schemes", "pre-ln", *argv[1:]]
         argv = [a for i, a in enumerate(argv) if argv[i - 1] != "--depth" and a != "--depth"]
-    _one_error(capsys, main(argv), 2, "no CUDA GPU")
+    assert_one_error(main(argv), capsys.readouterr().err, "no CUDA GPU")
     assert not out.exists()
 
 
@@ -72,7 +65,7 @@ def test_unwritable_output_is_refused_before_work(tmp_path: Path, capsys: Any) -
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     rc = main(tiny_args(text, blocker / "run"))
-    _one_error(capsys, rc, 2, "cannot write output")
+    assert_one_error(rc, capsys.readouterr().err, "cannot write output")
 
 
 def _interrupt_at_step(monkeypatch: Any, n: int) -> None:
@@ -107,5 +100,7 @@ def test_ctrl_c_after_a_checkpoint_keeps_it_and_says_so(
     text, out = write_text(tmp_path / "t.txt"), tmp_path / "run"
     _interrupt_at_step(monkeypatch, 5)
     args = tiny_args(text, out, 8, **{"--checkpoint-every": 2})
-    _one_error(capsys, main(args), 130, "rerun the same command to resume")
+    assert_one_error(
+        main(args), capsys.readouterr().err, "rerun the same command to resume", code=130
+    )
     assert torch.load(checkpoint_path(out), weights_only=True)["step"] == 4

@@ -18,14 +18,41 @@ from depthlens.models.loading import LoadedModel
 from depthlens.progress import progress_bar
 
 
-def batch_nll(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> tuple[float, int]:
-    """(sum of next-token NLL in float64, number of predicted tokens) for one batch."""
+def _next_token_logits(
+    model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(logits (B, T-1, V) in float32, targets (B, T-1), which positions count (B, T-1))."""
     out = model(input_ids=ids, attention_mask=mask, use_cache=False)
     logits = out.logits[:, :-1].float()  # (B, T-1, V)
-    target = ids[:, 1:]
     keep = (mask[:, 1:] * mask[:, :-1]).bool()  # (B, T-1): both positions real
+    return logits, ids[:, 1:], keep
+
+
+def batch_nll(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> tuple[float, int]:
+    """(sum of next-token NLL in float64, number of predicted tokens) for one batch."""
+    logits, target, keep = _next_token_logits(model, ids, mask)
     nll = torch.nn.functional.cross_entropy(logits[keep], target[keep], reduction="none")  # (N,)
     return float(host_sum(nll)), int(keep.sum())
+
+
+@torch.inference_mode()
+def window_nll(
+    lm: LoadedModel, windows: TokenWindows, batch_size: int = 2
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per window: (summed next-token NLL in float64, number of predicted tokens).
+
+    For paired comparisons of two models on the same windows (the windows, not the
+    tokens, are the independent units of a confidence interval).
+    """
+    sums, counts = [], []
+    for ids, mask in windows.batches(batch_size):
+        logits, target, keep = _next_token_logits(lm.model, ids.to(lm.device), mask.to(lm.device))
+        nll = torch.nn.functional.cross_entropy(
+            logits.transpose(1, 2), target, reduction="none"
+        )  # (B, T-1)
+        sums.append((nll.double() * keep).sum(1).cpu())
+        counts.append(keep.sum(1).double().cpu())
+    return torch.cat(sums), torch.cat(counts)
 
 
 def evaluate_perplexity(

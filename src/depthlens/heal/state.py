@@ -8,18 +8,15 @@ loads the state continues the same curve and ends with the same weights.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from depthlens.errors import DepthlensError
 from depthlens.heal.stream import Cursor
+from depthlens.io import atomic_torch_save, load_torch_state
 
 STATE_FILE = "heal-state.pt"
 
@@ -87,36 +84,23 @@ def save_state(
         "seconds": st.seconds,
         "resumed_from": st.resumed_from,
     }
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".state.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(blob, tmp)
-        os.replace(tmp, folder / STATE_FILE)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_torch_save(blob, folder / STATE_FILE)
 
 
 def load_state(
     folder: Path, model: torch.nn.Module, optim: torch.optim.Optimizer, identity: dict[str, Any]
 ) -> HealState | None:
     """Restore the run saved in ``folder`` into ``model``/``optim``; None when there is none."""
-    path = folder / STATE_FILE
-    if not path.is_file():
+    blob = load_torch_state(
+        folder / STATE_FILE,
+        identity,
+        "the healing state",
+        "pass --overwrite to start again",
+        f"{folder} holds an unfinished healing run with other settings, data or models; "
+        "pass --overwrite to start again or choose another -o",
+    )
+    if blob is None:
         return None
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a damaged file is the user's to remove
-        raise DepthlensError(
-            f"cannot read the healing state {path} ({type(exc).__name__}); pass --overwrite "
-            "to start again"
-        ) from exc
-    if blob.get("identity") != identity:
-        raise DepthlensError(
-            f"{folder} holds an unfinished healing run with other settings, data or models; "
-            "pass --overwrite to start again or choose another -o"
-        )
     load_trainable_(model, blob["params"])
     optim.load_state_dict(blob["optim"])
     return HealState(

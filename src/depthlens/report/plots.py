@@ -228,6 +228,28 @@ def _mark_cell(ax: Any, mark: tuple[int, int] | None, label: str) -> None:
     ax.legend(fontsize=8, loc="upper right")
 
 
+def heatmap_axes(fig: Any, arr: Any, cmap: str, cbar: str, **imshow: Any) -> Any:
+    """An axes of ``fig`` showing ``arr`` as a heatmap with a colour bar labelled ``cbar``.
+
+    Row 0 is at the bottom and NaN cells are blank; ``imshow`` adds to the image's
+    options (an ``extent``).
+    """
+    import numpy as np
+
+    ax = fig.add_subplot()
+    ax.grid(False)
+    im = ax.imshow(
+        np.ma.masked_invalid(arr),
+        origin="lower",
+        aspect="auto",
+        cmap=cmap,
+        interpolation="nearest",
+        **imshow,
+    )
+    fig.colorbar(im, ax=ax, label=cbar)
+    return ax
+
+
 def heatmap_plot(
     matrix: Sequence[Values],
     xlabel: str,
@@ -243,16 +265,7 @@ def heatmap_plot(
         arr[i, : len(r)] = nan_floats(r)
     with plot_style():
         fig = new_figure(7.0, 3.8)
-        ax = fig.add_subplot()
-        ax.grid(False)
-        im = ax.imshow(
-            np.ma.masked_invalid(arr),
-            origin="lower",
-            aspect="auto",
-            cmap="viridis",
-            interpolation="nearest",
-        )
-        fig.colorbar(im, ax=ax, label=cbar)
+        ax = heatmap_axes(fig, arr, "viridis", cbar)
         _int_ticks(ax)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
@@ -263,23 +276,19 @@ def angular_plot(ang: Sequence[Values], mark: tuple[int, int] | None, label: str
     """Angular distance, start block (x) by span length n (y, 1-based)."""
     import numpy as np
 
+    width = max((len(r) for r in ang), default=0)
+    arr = np.full((width, len(ang)), np.nan)  # (n, start)
+    for s, row in enumerate(ang):
+        arr[: len(row), s] = nan_floats(row)
     with plot_style():
         fig = new_figure(7.0, 3.8)
-        ax = fig.add_subplot()
-        ax.grid(False)
-        width = max((len(r) for r in ang), default=0)
-        arr = np.full((width, len(ang)), np.nan)  # (n, start)
-        for s, row in enumerate(ang):
-            arr[: len(row), s] = nan_floats(row)
-        im = ax.imshow(
-            np.ma.masked_invalid(arr),
-            origin="lower",
-            aspect="auto",
-            cmap="viridis_r",
+        ax = heatmap_axes(
+            fig,
+            arr,
+            "viridis_r",
+            "angular distance arccos(cos)/π (0..1)",
             extent=(-0.5, len(ang) - 0.5, 0.5, width + 0.5),
-            interpolation="nearest",
         )
-        fig.colorbar(im, ax=ax, label="angular distance arccos(cos)/π (0..1)")
         _int_ticks(ax)
         ax.set_xlabel("first block of the span (start)")
         ax.set_ylabel("span length n (blocks)")

@@ -6,16 +6,13 @@ these four things is enough for a resumed run to end with bit-identical weights 
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from depthlens.errors import DepthlensError
+from depthlens.io import atomic_torch_save, load_torch_state
 
 STATE_FILE = "state.pt"
 
@@ -54,15 +51,7 @@ def save_checkpoint(
         "seconds": state.seconds,
         "cpu_seconds": state.cpu_seconds,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(blob, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_torch_save(blob, path)
 
 
 def load_checkpoint(
@@ -70,20 +59,16 @@ def load_checkpoint(
 ) -> TrainState | None:
     """Restore the run in ``out`` into ``model``/``optim``; None when there is none."""
     path = checkpoint_path(out)
-    if not path.is_file():
+    blob = load_torch_state(
+        path,
+        identity,
+        "the checkpoint",
+        "delete it or pass --overwrite to start again",
+        f"the checkpoint in {path.parent} belongs to a run with other settings; pass "
+        "--overwrite to start again or choose another -o",
+    )
+    if blob is None:
         return None
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a damaged file is the user's to remove
-        raise DepthlensError(
-            f"cannot read the checkpoint {path} ({type(exc).__name__}); delete it or pass "
-            "--overwrite to start again"
-        ) from exc
-    if blob.get("identity") != identity:
-        raise DepthlensError(
-            f"the checkpoint in {path.parent} belongs to a run with other settings; pass "
-            "--overwrite to start again or choose another -o"
-        )
     model.load_state_dict(blob["model"])
     optim.load_state_dict(blob["optim"])
     return TrainState(

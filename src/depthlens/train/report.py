@@ -12,7 +12,14 @@ from typing import Any
 
 from depthlens.io import atomic_write_text
 from depthlens.report.page import Plot, esc, meta_table, page, plot_html
-from depthlens.report.plots import nan_floats, new_figure, plain, plot_style, png_bytes
+from depthlens.report.plots import (
+    heatmap_axes,
+    nan_floats,
+    new_figure,
+    plain,
+    plot_style,
+    png_bytes,
+)
 from depthlens.train.result import StudyResult
 
 N_BINS = 10  # relative-depth bins of the ΔP(ℓ)/L heatmaps
@@ -126,17 +133,13 @@ def heatmap(runs: Sequence[dict[str, Any]], scheme: str) -> bytes:
     arr = np.array([r["binned"] for r in rs]) if rs else np.full((1, N_BINS), np.nan)
     with plot_style():
         fig = new_figure(7.0, 1.2 + 0.45 * max(1, len(rs)))
-        ax = fig.add_subplot()
-        ax.grid(False)
-        im = ax.imshow(
-            np.ma.masked_invalid(arr),
-            origin="lower",
-            aspect="auto",
-            cmap="magma_r",
-            interpolation="nearest",
+        ax = heatmap_axes(
+            fig,
+            arr,
+            "magma_r",
+            "ΔP(ℓ) / loss (%)",
             extent=(0.0, 1.0, -0.5, max(1, len(rs)) - 0.5),
         )
-        fig.colorbar(im, ax=ax, label="ΔP(ℓ) / loss (%)")
         ax.set_yticks(range(len(rs)), [str(r["depth"]) for r in rs])
         ax.set_xlabel("relative depth of the deleted block ℓ/L")
         ax.set_ylabel("depth L")
