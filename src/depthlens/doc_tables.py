@@ -44,12 +44,26 @@ def _cut_methods() -> str:
     return CUT_METHODS.markdown()
 
 
+def _texts() -> str:
+    from depthlens.data.sources import TEXTS
+
+    return TEXTS.markdown()
+
+
+def _text_sources() -> str:
+    from depthlens.data.sources import SOURCE_KINDS
+
+    return SOURCE_KINDS.markdown()
+
+
 #: Table name (the marker's tag) -> its markdown, from the registry.
 TABLES: dict[str, Callable[[], str]] = {
     "schemes": _schemes,
     "exit-rules": _exit_rules,
     "packaged-models": _packaged_models,
     "cut-methods": _cut_methods,
+    "texts": _texts,
+    "text-sources": _text_sources,
 }
 
 _MARKED = re.compile(r"(<!-- ([\w-]+):begin [^\n]*-->\n)(.*?)(<!-- \2:end -->)", re.S)
