@@ -56,6 +56,12 @@ def _text_sources() -> str:
     return SOURCE_KINDS.markdown()
 
 
+def _model_kinds() -> str:
+    from depthlens.repr.features import MODEL_KINDS
+
+    return MODEL_KINDS.markdown()
+
+
 #: Table name (the marker's tag) -> its markdown, from the registry.
 TABLES: dict[str, Callable[[], str]] = {
     "schemes": _schemes,
@@ -64,6 +70,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "cut-methods": _cut_methods,
     "texts": _texts,
     "text-sources": _text_sources,
+    "model-kinds": _model_kinds,
 }
 
 _MARKED = re.compile(r"(<!-- ([\w-]+):begin [^\n]*-->\n)(.*?)(<!-- \2:end -->)", re.S)

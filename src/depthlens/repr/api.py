@@ -183,7 +183,7 @@ def analyse_repr(
                 f"{data.to_dict().get('name', 'this text')!r} has no labels; pass --data "
                 "text-domain (text), fashion-mnist or cifar10 (images)"
             )
-        if ex.kind == "vision":
+        if ex.record.inputs == "image":
             raise DepthlensError("a vision network needs image data (--data fashion-mnist)")
         metrics, sample, n_total = _tokens_payload(ex, data, opts, progress)
         payload.update(mode="tokens")
@@ -194,12 +194,12 @@ def analyse_repr(
 
 
 def _check_kind(ex: Extractor, data: LabelledSplits, pool: str | None = "mean") -> None:
-    if (ex.kind == "vision") != (data.train.kind == "image"):
+    if ex.record.inputs != data.train.kind:
         raise DepthlensError(
             f"a {ex.kind} model cannot read {data.train.kind} data; pair "
             "vision networks with images and text models with text"
         )
-    if ex.kind == "causal" and pool == "first":
+    if ex.record.sink_first and pool == "first":
         raise DepthlensError(
             "--pool first reads the first position, which a causal LM fills "
             "from that token alone (the same BOS for every sentence); use "
