@@ -62,6 +62,12 @@ def _model_kinds() -> str:
     return MODEL_KINDS.markdown()
 
 
+def _labelled_data() -> str:
+    from depthlens.data.labelled import LABELLED
+
+    return LABELLED.markdown()
+
+
 #: Table name (the marker's tag) -> its markdown, from the registry.
 TABLES: dict[str, Callable[[], str]] = {
     "schemes": _schemes,
@@ -71,6 +77,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "texts": _texts,
     "text-sources": _text_sources,
     "model-kinds": _model_kinds,
+    "labelled-data": _labelled_data,
 }
 
 _MARKED = re.compile(r"(<!-- ([\w-]+):begin [^\n]*-->\n)(.*?)(<!-- \2:end -->)", re.S)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,7 +24,7 @@ from depthlens.repr.run import (
     token_pass,
 )
 
-IMAGE_DATA = tuple(k for k, v in LABELLED.items() if v["kind"] == "image")
+IMAGE_DATA = tuple(d.name for d in LABELLED.values() if d.kind == "image")
 
 
 def is_vision_ref(ref: str) -> bool:
@@ -35,6 +36,7 @@ def is_vision_ref(ref: str) -> bool:
 
 def check_pairing(ref: str, data: str) -> None:
     """Refuse a vision model on text or a text model on images, before loading anything."""
+    _check_data_typo(data)
     if is_vision_ref(ref) and data not in IMAGE_DATA:
         raise DepthlensError(
             f"{ref} is a vision network; pass image data: --data {' or '.join(IMAGE_DATA)}"
@@ -45,6 +47,19 @@ def check_pairing(ref: str, data: str) -> None:
             f"--data {data} holds images but {ref} is a text model; use "
             "--data text-domain or a text such as wiki-calib"
         )
+
+
+def _check_data_typo(data: str) -> None:
+    """A bare name close to a labelled dataset is a typo, not a text to look for."""
+    import difflib
+
+    from depthlens.data.sources import PACKAGED_NAMES
+    from depthlens.registry import UnknownChoiceError, unknown_choice
+
+    bare = "/" not in data and not Path(data).expanduser().exists()
+    names = [*LABELLED, *PACKAGED_NAMES]
+    if bare and data not in names and difflib.get_close_matches(data, list(LABELLED), cutoff=0.75):
+        raise UnknownChoiceError(unknown_choice("data", data, names))
 
 
 def _check_vision_typo(ref: str) -> None:
