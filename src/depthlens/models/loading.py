@@ -355,8 +355,9 @@ def ensure_packaged(pm: PackagedModel, cache: Path) -> Path:
     """The model directory of a packaged text model: its own, or the cached copy of its GGUF.
 
     A GGUF is dequantized once into a safetensors copy in the cache; a directory (the
-    encoder's) is loaded where the package put it.
+    encoder's) is loaded where the package put it; a vision network is refused.
     """
+    text_model(pm.name)
     out = cache / "models" / pm.cache_name
     if (out / "config.json").is_file():
         return out
