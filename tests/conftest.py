@@ -120,7 +120,8 @@ def _real_models_only_in_e2e(
     """A test that loads a packaged real model must be marked e2e (so -m 'not e2e' is fast).
 
     Loading a packaged model goes through ``ensure_packaged`` (LMs, encoders) or
-    ``load_mobilenet_v2``; outside e2e tests both fail loudly instead.
+    ``load_vision`` (which finds the weights' package with ``package_dir``); outside e2e
+    tests both fail loudly instead.
     """
     if request.node.get_closest_marker("e2e") is not None:
         return
@@ -132,5 +133,4 @@ def _real_models_only_in_e2e(
     import depthlens.models.vision as vision
 
     monkeypatch.setattr(loading, "ensure_packaged", refuse)
-    for name in vision.VISION_MODELS:
-        monkeypatch.setitem(vision.VISION_MODELS, name, refuse)
+    monkeypatch.setattr(vision, "package_dir", refuse)

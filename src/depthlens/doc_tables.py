@@ -50,6 +50,30 @@ def _draft_kinds() -> str:
     return DRAFT_KINDS.markdown()
 
 
+def _texts() -> str:
+    from depthlens.data.sources import TEXTS
+
+    return TEXTS.markdown()
+
+
+def _text_sources() -> str:
+    from depthlens.data.sources import SOURCE_KINDS
+
+    return SOURCE_KINDS.markdown()
+
+
+def _model_kinds() -> str:
+    from depthlens.repr.features import MODEL_KINDS
+
+    return MODEL_KINDS.markdown()
+
+
+def _labelled_data() -> str:
+    from depthlens.data.labelled import LABELLED
+
+    return LABELLED.markdown()
+
+
 #: Table name (the marker's tag) -> its markdown, from the registry.
 TABLES: dict[str, Callable[[], str]] = {
     "schemes": _schemes,
@@ -57,6 +81,10 @@ TABLES: dict[str, Callable[[], str]] = {
     "packaged-models": _packaged_models,
     "cut-methods": _cut_methods,
     "draft-kinds": _draft_kinds,
+    "texts": _texts,
+    "text-sources": _text_sources,
+    "model-kinds": _model_kinds,
+    "labelled-data": _labelled_data,
 }
 
 _MARKED = re.compile(r"(<!-- ([\w-]+):begin [^\n]*-->\n)(.*?)(<!-- \2:end -->)", re.S)

@@ -22,6 +22,7 @@ from depthlens.data import (
     pad_batch,
     sources,
 )
+from depthlens.data.text import file_sha256, make_source
 from depthlens.errors import DepthlensError
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -54,7 +55,7 @@ def tokenizer() -> PreTrainedTokenizerBase:
 
 
 def _source(docs: list[str], name: str = "t") -> TextSource:
-    return sources._make_source(name, docs, kind="test")
+    return make_source(name, docs, kind="test")
 
 
 # --------------------------------------------------------------------------- packaged texts
@@ -149,7 +150,7 @@ def test_corrupt_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     fake = [("B", "b" * 600), ("A", "a" * 600)]
     monkeypatch.setattr(sources, "clean_wiki_articles", lambda path, _min: sorted(fake))
     monkeypatch.setenv("DEPTHLENS_CACHE", str(tmp_path))
-    sha = sources._file_sha256(sources._gensim_data_file(sources.WIKI_FILE))
+    sha = file_sha256(sources._gensim_data_file(sources.WIKI_FILE))
     cache = sources.wiki_cache_path(sha)
     assert cache.parent.parent == tmp_path
     cache.parent.mkdir(parents=True)

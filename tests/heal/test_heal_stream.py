@@ -9,7 +9,7 @@ import torch
 from conftest import random_windows
 from fixtures_saved import tiny_tokenizer, word_text
 
-from depthlens.data.sources import _make_source
+from depthlens.data.text import make_source as _make_source
 from depthlens.errors import DepthlensError
 from depthlens.heal import Cursor, FixedStream, TextStream
 

@@ -90,3 +90,22 @@ def test_text_corruptions_and_sentences() -> None:
     assert 50 < len(out.split()) < 90
     doc = "Short one. " + "This sentence has exactly nine words in it here. " * 2
     assert sentences(doc) == ["This sentence has exactly nine words in it here."] * 2
+
+
+def test_labelled_datasets_are_records_with_a_did_you_mean() -> None:
+    from depthlens.data.labelled import LABELLED, LabelledData
+    from depthlens.errors import DepthlensError
+    from depthlens.registry import Registry
+
+    assert isinstance(LABELLED, Registry)
+    assert list(LABELLED) == ["fashion-mnist", "cifar10", "text-domain"]
+    assert all(
+        isinstance(d, LabelledData) and d.kind in ("image", "text") for d in LABELLED.values()
+    )
+    with pytest.raises(DepthlensError, match="unknown labelled data 'cifar-10'; did you mean"):
+        load_labelled("cifar-10", 10, 10)
+    assert len(LABELLED.markdown().splitlines()) == 2 + len(LABELLED)
+    from depthlens.repr.api import check_pairing
+
+    with pytest.raises(DepthlensError, match="unknown data 'cifar-10'; did you mean 'cifar10'"):
+        check_pairing("smollm2-135m", "cifar-10")  # before any model is loaded

@@ -16,9 +16,11 @@ punctuation, and word dropout. Every cap and seed goes into the split's identity
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ import torch
 
 from depthlens.errors import DepthlensError
 from depthlens.paths import default_cache_dir
+from depthlens.registry import Registry
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_INSTALL = "apt-get install dataset-fashion-mnist (as root), or scripts/setup-datasets.sh"
@@ -222,30 +225,6 @@ def load_text_domain(seed: int = 0, test_docs: float = 0.3) -> tuple[LabelledSet
 
 # --------------------------------------------------------------------------- splits and listing
 
-LABELLED: dict[str, dict[str, str]] = {
-    "fashion-mnist": {
-        "kind": "image",
-        "size": "60,000 train + 10,000 test, 28x28 grey, 10 classes",
-        "licence": "MIT (Zalando Research)",
-        "install": FASHION_INSTALL,
-        "description": "Fashion-MNIST (Debian dataset-fashion-mnist)",
-    },
-    "cifar10": {
-        "kind": "image",
-        "size": "10,000 test, 32x32 RGB, 10 classes",
-        "licence": "Krizhevsky 2009; via BIG-bench (Apache-2.0)",
-        "install": BIGBENCH_INSTALL,
-        "description": "CIFAR-10 test images inside BIG-bench (optional)",
-    },
-    "text-domain": {
-        "kind": "text",
-        "size": "~3.6k train + ~1.5k test sentences, balanced, 2 classes",
-        "licence": "wiki CC BY-SA 3.0; news: gensim test data (LGPL-2.1)",
-        "install": "pip install --no-deps gensim==4.4.0",
-        "description": "sentence domain: wiki vs news, split by document",
-    },
-}
-
 
 def _take(ds: LabelledSet, n: int, seed: int, what: str, offset: int = 0) -> LabelledSet:
     if n > len(ds) - offset:
@@ -258,17 +237,97 @@ def _take(ds: LabelledSet, n: int, seed: int, what: str, offset: int = 0) -> Lab
     return ds.subset(idx, sample=f"{n} of {len(ds)} by randperm(seed={seed})", seed=seed)
 
 
-def _base_splits(name: str, n_train: int, n_test: int, seed: int) -> tuple[LabelledSet, ...]:
-    if name == "fashion-mnist":
-        return (
-            _take(load_fashion_mnist("train"), n_train, seed, "train"),
-            _take(load_fashion_mnist("test"), n_test, seed, "test"),
-        )
-    if name == "cifar10":
-        full = load_cifar10()
-        return _take(full, n_train, seed, "train"), _take(full, n_test, seed, "test", n_train)
+@dataclass(frozen=True)
+class LabelledData:
+    """A labelled dataset: what it is, how to get it, and how its splits are drawn."""
+
+    name: str
+    kind: str  # "image" or "text": the model kind that reads it
+    size: str
+    licence: str
+    install: str
+    description: str
+    # (n_train, n_test, seed) -> (train, test), capped and seeded
+    splits: Callable[[int, int, int], tuple[LabelledSet, LabelledSet]]
+    available: Callable[[], bool]  # whether its files are on this machine (cheap)
+
+
+LABELLED: Registry[LabelledData] = Registry(
+    "labelled data",
+    columns=(
+        ("name", lambda d: f"`{d.name}`"),
+        ("kind", lambda d: d.kind),
+        ("what", lambda d: d.description),
+        ("size", lambda d: d.size),
+        ("licence", lambda d: d.licence),
+        ("install", lambda d: f"`{d.install}`"),
+    ),
+)
+
+
+def _fashion_splits(n_train: int, n_test: int, seed: int) -> tuple[LabelledSet, LabelledSet]:
+    return (
+        _take(load_fashion_mnist("train"), n_train, seed, "train"),
+        _take(load_fashion_mnist("test"), n_test, seed, "test"),
+    )
+
+
+def _cifar_splits(n_train: int, n_test: int, seed: int) -> tuple[LabelledSet, LabelledSet]:
+    full = load_cifar10()  # test images only: probe-train and test are disjoint draws
+    return _take(full, n_train, seed, "train"), _take(full, n_test, seed, "test", n_train)
+
+
+def _text_domain_splits(n_train: int, n_test: int, seed: int) -> tuple[LabelledSet, LabelledSet]:
     train, test = load_text_domain(seed)
     return _take(train, n_train, seed, "train"), _take(test, n_test, seed, "test")
+
+
+def _files_present(find: Callable[[], Path]) -> Callable[[], bool]:
+    def available() -> bool:
+        try:
+            return find().is_file()
+        except DepthlensError:
+            return False
+
+    return available
+
+
+LABELLED.register(
+    LabelledData(
+        "fashion-mnist",
+        "image",
+        "60,000 train + 10,000 test, 28x28 grey, 10 classes",
+        "MIT (Zalando Research)",
+        FASHION_INSTALL,
+        "Fashion-MNIST (Debian dataset-fashion-mnist)",
+        _fashion_splits,
+        _files_present(lambda: fashion_dir() / "t10k-labels-idx1-ubyte.gz"),
+    )
+)
+LABELLED.register(
+    LabelledData(
+        "cifar10",
+        "image",
+        "10,000 test, 32x32 RGB, 10 classes",
+        "Krizhevsky 2009; via BIG-bench (Apache-2.0)",
+        BIGBENCH_INSTALL,
+        "CIFAR-10 test images inside BIG-bench (optional)",
+        _cifar_splits,
+        _files_present(cifar_task_file),
+    )
+)
+LABELLED.register(
+    LabelledData(
+        "text-domain",
+        "text",
+        "~3.6k train + ~1.5k test sentences, balanced, 2 classes",
+        "wiki CC BY-SA 3.0; news: gensim test data (LGPL-2.1)",
+        "pip install --no-deps gensim==4.4.0",
+        "sentence domain: wiki vs news, split by document",
+        _text_domain_splits,
+        lambda: importlib.util.find_spec("gensim") is not None,
+    )
+)
 
 
 def load_labelled(
@@ -277,11 +336,7 @@ def load_labelled(
     """Train/test splits of ``name`` capped and seeded, and the test split under corruptions."""
     from depthlens.data import corrupt
 
-    if name not in LABELLED:
-        from depthlens.registry import unknown_choice
-
-        raise DepthlensError(unknown_choice("labelled data", name, list(LABELLED)))
-    train, test = _base_splits(name, n_train, n_test, seed)
+    train, test = LABELLED.get(name).splits(n_train, n_test, seed)
     if int(torch.unique(train.labels).numel()) < 2:
         raise DepthlensError(f"the {name} training sample has one class only; raise --max-samples")
     image = test.images is not None
@@ -307,18 +362,20 @@ def load_labelled(
 
 def labelled_available(name: str) -> bool:
     """Whether the files of a labelled dataset are on this machine (cheap check)."""
-    try:
-        if name == "fashion-mnist":
-            return (fashion_dir() / "t10k-labels-idx1-ubyte.gz").is_file()
-        if name == "cifar10":
-            return cifar_task_file().is_file()
-        import importlib.util
-
-        return importlib.util.find_spec("gensim") is not None
-    except DepthlensError:
-        return False
+    return LABELLED.get(name).available()
 
 
 def list_labelled() -> list[dict[str, Any]]:
     """One row per labelled dataset: name, kind, size, licence, available, install."""
-    return [{"name": k, **v, "available": labelled_available(k)} for k, v in LABELLED.items()]
+    return [
+        {
+            "name": d.name,
+            "kind": d.kind,
+            "size": d.size,
+            "licence": d.licence,
+            "install": d.install,
+            "description": d.description,
+            "available": d.available(),
+        }
+        for d in LABELLED.values()
+    ]

@@ -1,8 +1,10 @@
 """Text sources: the packaged offline texts, local files, and (when installed) hub datasets.
 
-A :class:`TextSource` is a tuple of documents plus a JSON-able identity (kind, name, sha256
-of the documents, counts, split rule) that results record so they can be traced to the
-exact text they were computed on. The text itself is never written into results.
+Two registries: :data:`TEXTS`, one :class:`PackagedText` record per packaged text (its
+file, its description, its loader), and :data:`SOURCE_KINDS`, one :class:`SourceKind` per
+kind of reference (packaged, file, hub), tried in order by :func:`load_text`. Each load
+gives a :class:`~depthlens.data.text.TextSource`: the documents and the identity that
+results record (its ``kind`` is the name of the kind that loaded it).
 
 Packaged texts come from files inside the ``gensim==4.4.0`` wheel (read as data; gensim is
 never imported): ``wiki`` is a shortened English Wikipedia dump, cleaned with
@@ -12,21 +14,26 @@ mwparserfromhell and split deterministically into ``wiki-calib`` and ``wiki-eval
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib.util
 import json
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from depthlens.data.text import TextSource, docs_sha256, file_sha256, make_source
+from depthlens.data.textfile import parse_jsonl, read_text_file
 from depthlens.data.wikitext import clean_wiki_articles, clean_wikitext
 from depthlens.errors import DepthlensError
-from depthlens.io import atomic_write_json, parse_json_object
+from depthlens.io import atomic_write_json
 from depthlens.paths import default_cache_dir
+from depthlens.registry import Registry, UnknownChoiceError, unknown_choice
 
-__all__ = ["clean_wikitext"]  # re-exported: the cleaning lives in data/wikitext.py
+# Re-exported: the cleaning lives in data/wikitext.py, the source type in data/text.py.
+__all__ = ["TextSource", "clean_wikitext", "docs_sha256"]
 
 WIKI_FILE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 NEWS_FILE = "lee_background.cor"
@@ -45,57 +52,6 @@ WIKI_CLEANING = (
     f"templates, refs, tables, file/category links dropped; articles < {WIKI_MIN_CHARS} "
     "chars dropped"
 )
-
-_PACKAGED: dict[str, tuple[str, str]] = {
-    "wiki": (WIKI_FILE, "English Wikipedia articles (shortened 2016 dump), cleaned; all"),
-    "wiki-calib": (WIKI_FILE, "the wiki articles minus wiki-eval: use for calibration"),
-    "wiki-eval": (WIKI_FILE, "every 5th wiki article by title: held-out evaluation"),
-    "news": (NEWS_FILE, "Lee news corpus, 300 short news articles: out-of-domain evaluation"),
-}
-PACKAGED_NAMES: tuple[str, ...] = tuple(_PACKAGED)
-
-
-@dataclass(frozen=True)
-class TextSource:
-    """A named tuple of documents and the identity that results record for it."""
-
-    name: str
-    docs: tuple[str, ...]
-    identity: dict[str, Any] = field(hash=False, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the JSON-able identity (never the text itself)."""
-        return dict(self.identity)
-
-    @property
-    def n_chars(self) -> int:
-        """Total number of characters over all documents."""
-        return sum(len(d) for d in self.docs)
-
-
-def docs_sha256(docs: Iterable[str]) -> str:
-    """Hash documents unambiguously: each doc's UTF-8 byte length, then its bytes."""
-    h = hashlib.sha256()
-    for doc in docs:
-        b = doc.encode("utf-8")
-        h.update(len(b).to_bytes(8, "little"))
-        h.update(b)
-    return h.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _make_source(name: str, docs: Iterable[str], **identity: Any) -> TextSource:
-    docs_t = tuple(docs)
-    ident = {"kind": identity.pop("kind"), "name": name, **identity}
-    ident.update(sha256=docs_sha256(docs_t), n_docs=len(docs_t), n_chars=sum(map(len, docs_t)))
-    return TextSource(name=name, docs=docs_t, identity=ident)
 
 
 # --------------------------------------------------------------------------- packaged files
@@ -135,7 +91,7 @@ def _read_wiki_cache(path: Path, source_sha256: str) -> list[tuple[str, str]] | 
 
 def _wiki_articles(cache_dir: Path | None) -> tuple[Path, str, list[tuple[str, str]]]:
     path = _gensim_data_file(WIKI_FILE)
-    source_sha = _file_sha256(path)
+    source_sha = file_sha256(path)
     cache = wiki_cache_path(source_sha, cache_dir)
     articles = _read_wiki_cache(cache, source_sha)
     if articles is None:
@@ -153,98 +109,96 @@ def _wiki_articles(cache_dir: Path | None) -> tuple[Path, str, list[tuple[str, s
     return path, source_sha, articles
 
 
-def _load_wiki(name: str, cache_dir: Path | None) -> TextSource:
-    path, source_sha, articles = _wiki_articles(cache_dir)
-    if name == "wiki-eval":
-        picked = [a for i, a in enumerate(articles) if i % WIKI_EVAL_EVERY == WIKI_EVAL_EVERY - 1]
-    elif name == "wiki-calib":
-        picked = [a for i, a in enumerate(articles) if i % WIKI_EVAL_EVERY != WIKI_EVAL_EVERY - 1]
-    else:
-        picked = articles
-    return _make_source(
-        name,
-        (text for _, text in picked),
-        kind="packaged",
-        path=str(path),
-        source_sha256=source_sha,
-        split=WIKI_SPLIT_RULE,
-        cleaning=WIKI_CLEANING,
-    )
+def _wiki(keep: Callable[[int], bool]) -> Callable[[str, Path | None], TextSource]:
+    """The loader of the wiki articles whose index (sorted by title) ``keep`` admits."""
+
+    def load(name: str, cache_dir: Path | None) -> TextSource:
+        path, source_sha, articles = _wiki_articles(cache_dir)
+        return make_source(
+            name,
+            (text for i, (_, text) in enumerate(articles) if keep(i)),
+            kind="packaged",
+            path=str(path),
+            source_sha256=source_sha,
+            split=WIKI_SPLIT_RULE,
+            cleaning=WIKI_CLEANING,
+        )
+
+    return load
 
 
-def _load_news() -> TextSource:
+def _held_out(i: int) -> bool:
+    return i % WIKI_EVAL_EVERY == WIKI_EVAL_EVERY - 1
+
+
+def _load_news(name: str, cache_dir: Path | None) -> TextSource:
     path = _gensim_data_file(NEWS_FILE)
     text = path.read_text(encoding="utf-8", errors="replace")
     docs = [line.strip() for line in text.splitlines() if line.strip()]
-    return _make_source(
-        "news",
+    return make_source(
+        name,
         docs,
         kind="packaged",
         path=str(path),
-        source_sha256=_file_sha256(path),
+        source_sha256=file_sha256(path),
         split="one article per non-empty line",
     )
 
 
+@dataclass(frozen=True)
+class PackagedText:
+    """A text that ships inside the gensim wheel: its file there, and how it is read."""
+
+    name: str
+    filename: str  # in the wheel's test data
+    description: str
+    load: Callable[[str, Path | None], TextSource]  # (its name, cache dir) -> the text
+
+
+TEXTS: Registry[PackagedText] = Registry(
+    "data",
+    columns=(
+        ("name", lambda t: f"`{t.name}`"),
+        ("text", lambda t: t.description),
+        ("file in the gensim wheel", lambda t: f"`{t.filename}`"),
+    ),
+)
+TEXTS.register(
+    PackagedText(
+        "wiki",
+        WIKI_FILE,
+        "English Wikipedia articles (shortened 2016 dump), cleaned; all",
+        _wiki(lambda i: True),
+    )
+)
+TEXTS.register(
+    PackagedText(
+        "wiki-calib",
+        WIKI_FILE,
+        "the wiki articles minus wiki-eval: use for calibration",
+        _wiki(lambda i: not _held_out(i)),
+    )
+)
+TEXTS.register(
+    PackagedText(
+        "wiki-eval",
+        WIKI_FILE,
+        "every 5th wiki article by title: held-out evaluation",
+        _wiki(_held_out),
+    )
+)
+TEXTS.register(
+    PackagedText(
+        "news",
+        NEWS_FILE,
+        "Lee news corpus, 300 short news articles: out-of-domain evaluation",
+        _load_news,
+    )
+)
+PACKAGED_NAMES: tuple[str, ...] = tuple(TEXTS)
+
+
 # --------------------------------------------------------------------------- local files
-
-_ENCODING_FIX = "convert it to UTF-8, e.g. `iconv -f latin1 -t utf-8 IN > OUT`"
-
-
-def _read_text_file(path: Path) -> str:
-    """Read a file as UTF-8 text, with an actionable error for every way that fails."""
-    if path.is_dir():
-        raise DepthlensError(f"data path is a directory: {path}; pass a .txt or .jsonl file")
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise DepthlensError(
-            f"cannot read data file {path}: {e.strerror or e}; check that it exists and is readable"
-        ) from e
-    if b"\x00" in raw:
-        raise DepthlensError(
-            f"data file {path} looks binary (it contains NUL bytes); pass a UTF-8 text or "
-            f".jsonl file (if it is UTF-16 text, {_ENCODING_FIX.replace('latin1', 'utf-16')})"
-        )
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DepthlensError(
-            f"data file {path} is not valid UTF-8 (bad byte {raw[e.start : e.start + 1]!r} at "
-            f"offset {e.start}); {_ENCODING_FIX}"
-        ) from e
-    if not text.strip():
-        raise DepthlensError(f"data file {path} contains no text; pass a file with some text")
-    return text
-
-
-def _parse_jsonl(path: Path, text: str, text_field: str) -> list[str]:
-    docs = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        record = parse_json_object(
-            line,
-            f"{path} line {lineno}",
-            f'each line of a .jsonl file must be one JSON object, like {{"{text_field}": "..."}}',
-        )
-        if text_field not in record:
-            keys = ", ".join(map(repr, record)) or "none"
-            raise DepthlensError(
-                f"{path} line {lineno} has no field {text_field!r} (its keys: {keys}); "
-                "pass the right one with --text-field"
-            )
-        value = record[text_field]
-        if not isinstance(value, str):
-            raise DepthlensError(
-                f"{path} line {lineno}: field {text_field!r} is {type(value).__name__}, "
-                "not a string; pass a text field with --text-field"
-            )
-        if value.strip():
-            docs.append(value.strip())
-    if not docs:
-        raise DepthlensError(f"data file {path} contains no text in field {text_field!r}")
-    return docs
 
 
 def _load_file(path: Path, text_field: str) -> TextSource:
@@ -254,19 +208,19 @@ def _load_file(path: Path, text_field: str) -> TextSource:
             f"data file {path} is .json; pass a .jsonl file (one JSON object per line) or "
             "a plain .txt file"
         )
-    text = _read_text_file(path)
+    text = read_text_file(path)
     if suffix in (".jsonl", ".ndjson"):
-        docs = _parse_jsonl(path, text, text_field)
+        docs = parse_jsonl(path, text, text_field)
         split = f"one document per line, field {text_field!r}"
     else:
         docs = [text.strip()]
         split = "whole file is one document"
-    return _make_source(
+    return make_source(
         str(path),
         docs,
         kind="file",
         path=str(path.resolve()),
-        source_sha256=_file_sha256(path),
+        source_sha256=file_sha256(path),
         split=split,
     )
 
@@ -315,41 +269,79 @@ def _load_hub(ref: str, text_field: str) -> TextSource:
     if not docs:
         raise DepthlensError(f"hub dataset {ref!r} contains no text in column {text_field!r}")
     split = f"split 'train', column {text_field!r}"
-    return _make_source(ref, docs, kind="hub", split=split)
+    return make_source(ref, docs, kind="hub", split=split)
 
 
 # --------------------------------------------------------------------------- public API
 
 
-def load_text(ref: str, *, text_field: str = "text", cache_dir: Path | None = None) -> TextSource:
-    """Load a text by reference: a packaged name, a local .txt/.jsonl file, or a hub id.
-
-    Packaged names (``wiki``, ``wiki-calib``, ``wiki-eval``, ``news``) win over a file of
-    the same name; write ``./news`` for the file. A ``.txt`` (or any non-JSONL) file is one
-    document; a ``.jsonl`` file gives one document per line from field ``text_field``.
-    """
-    if ref in _PACKAGED:
-        return _load_news() if ref == "news" else _load_wiki(ref, cache_dir)
-    path = Path(ref).expanduser()
-    if path.exists():
-        return _load_file(path, text_field)
+def _resolve_hub(ref: str, text_field: str, cache_dir: Path | None) -> TextSource:
+    """The fallback kind: refuse a missing file or a mistyped packaged name, else the hub."""
     if _looks_like_path(ref):
         raise DepthlensError(
             f"data file not found: {ref}; check the path, or use a packaged text: "
             f"{', '.join(PACKAGED_NAMES)}"
         )
-    _check_typo(ref)
+    # A bare name close to a packaged text is a typo, not a hub dataset to download.
+    if "/" not in ref and difflib.get_close_matches(ref, PACKAGED_NAMES, n=1, cutoff=0.75):
+        raise UnknownChoiceError(unknown_choice("data", ref, list(PACKAGED_NAMES)))
     return _load_hub(ref, text_field)
 
 
-def _check_typo(ref: str) -> None:
-    """A bare name close to a packaged text is a typo, not a hub dataset to download."""
-    import difflib
+@dataclass(frozen=True)
+class SourceKind:
+    """One kind of text reference; its name is the ``kind`` that results record."""
 
-    from depthlens.registry import unknown_choice
+    name: str
+    takes: str  # the references it takes, for the docs
+    accepts: Callable[[str], bool]
+    load: Callable[[str, str, Path | None], TextSource]  # (ref, text field, cache dir)
 
-    if "/" not in ref and difflib.get_close_matches(ref, PACKAGED_NAMES, n=1, cutoff=0.75):
-        raise DepthlensError(unknown_choice("data", ref, list(PACKAGED_NAMES)))
+
+#: Tried in order: the first kind that accepts a reference loads it.
+SOURCE_KINDS: Registry[SourceKind] = Registry(
+    "text source kind",
+    columns=(("kind", lambda k: f"`{k.name}`"), ("reference", lambda k: k.takes)),
+)
+SOURCE_KINDS.register(
+    SourceKind(
+        "packaged",
+        "a packaged name (wins over a file of that name; write `./news` for the file)",
+        accepts=lambda ref: ref in TEXTS,
+        load=lambda ref, _field, cache_dir: TEXTS[ref].load(ref, cache_dir),
+    )
+)
+SOURCE_KINDS.register(
+    SourceKind(
+        "file",
+        "an existing file: `.jsonl`/`.ndjson` gives one document per line (`--text-field`), "
+        "any other file is one document",
+        accepts=lambda ref: Path(ref).expanduser().exists(),
+        load=lambda ref, field, _cache: _load_file(Path(ref).expanduser(), field),
+    )
+)
+SOURCE_KINDS.register(
+    SourceKind(
+        "hub",
+        "anything else: split `train` of a hub dataset `id` or `id:config` (needs `datasets` "
+        "and the network); a path that does not exist or a near-miss of a packaged name is "
+        "refused instead",
+        accepts=lambda ref: True,
+        load=_resolve_hub,
+    )
+)
+
+
+def load_text(ref: str, *, text_field: str = "text", cache_dir: Path | None = None) -> TextSource:
+    """Load a text by reference: a packaged name, a local .txt/.jsonl file, or a hub id.
+
+    The first of :data:`SOURCE_KINDS` that accepts ``ref`` loads it. Packaged names
+    (``wiki``, ``wiki-calib``, ``wiki-eval``, ``news``) win over a file of the same name;
+    write ``./news`` for the file. A ``.txt`` (or any non-JSONL) file is one document; a
+    ``.jsonl`` file gives one document per line from field ``text_field``.
+    """
+    kind = next(k for k in SOURCE_KINDS.values() if k.accepts(ref))
+    return kind.load(ref, text_field, cache_dir)
 
 
 def list_data(cache_dir: Path | None = None) -> list[dict[str, Any]]:
@@ -359,18 +351,18 @@ def list_data(cache_dir: Path | None = None) -> list[dict[str, Any]]:
     has ``available=False`` and None counts.
     """
     rows = []
-    for name, (filename, description) in _PACKAGED.items():
+    for text in TEXTS.values():
         row: dict[str, Any] = {
-            "name": name,
-            "description": description,
+            "name": text.name,
+            "description": text.description,
             "n_docs": None,
             "n_chars": None,
             "available": False,
             "path": None,
         }
         try:
-            row["path"] = str(_gensim_data_file(filename))
-            source = load_text(name, cache_dir=cache_dir)
+            row["path"] = str(_gensim_data_file(text.filename))
+            source = text.load(text.name, cache_dir)
         except DepthlensError:
             rows.append(row)
             continue

@@ -31,7 +31,7 @@ from depthlens.models.checks import (
     gguf_problem,
 )
 from depthlens.models.digest import DigestCache
-from depthlens.models.registry import PACKAGED, PackagedModel
+from depthlens.models.registry import PACKAGED, PackagedModel, package_dir, text_model, text_names
 from depthlens.paths import default_cache_dir
 from depthlens.progress import tqdm_off_if_quiet
 from depthlens.results import model_fingerprint
@@ -182,7 +182,7 @@ def load_model(
     opts = _LoadOptions(parse_dtype(dtype), placement, trust_remote_code, allow_pickle, arch)
     ours = replace(opts, allow_pickle=False)  # files we made: safetensors only
     if ref in PACKAGED:
-        lm = _load_dir(ensure_packaged(PACKAGED[ref], cache), ref, "packaged", ours)
+        lm = _load_dir(ensure_packaged(text_model(ref), cache), ref, "packaged", ours)
     elif ref.endswith(".gguf"):
         gguf = Path(ref).expanduser()
         if not gguf.is_file():
@@ -192,7 +192,7 @@ def load_model(
         p = Path(ref).expanduser()
         if not p.exists():
             raise DepthlensError(
-                f"model path not found: {ref}; pass a packaged name ({', '.join(PACKAGED)}), "
+                f"model path not found: {ref}; pass a packaged name ({', '.join(text_names())}), "
                 "a local Hugging Face model directory, a .gguf file or a hub id"
             )
         if not p.is_dir():
@@ -314,7 +314,7 @@ def _load_hub(ref: str, opts: _LoadOptions) -> LoadedModel:
         if difflib.get_close_matches(ref, list(PACKAGED), n=1, cutoff=0.6):
             raise DepthlensError(unknown_choice("model", ref, list(PACKAGED)))
         raise DepthlensError(
-            f"unknown model '{ref}': not a packaged name ({', '.join(PACKAGED)}), not an "
+            f"unknown model '{ref}': not a packaged name ({', '.join(text_names())}), not an "
             "existing path, and not a hub id of the form org/name"
         )
     patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "tokenizer*"]
@@ -352,18 +352,18 @@ def _dequantize_gguf(directory: Path, filename: str, out: Path) -> None:
 
 
 def ensure_packaged(pm: PackagedModel, cache: Path) -> Path:
-    """Path of the cached safetensors copy of a packaged model, creating it once."""
+    """The model directory of a packaged text model: its own, or the cached copy of its GGUF.
+
+    A GGUF is dequantized once into a safetensors copy in the cache; a directory (the
+    encoder's) is loaded where the package put it; a vision network is refused.
+    """
+    text_model(pm.name)
     out = cache / "models" / pm.cache_name
     if (out / "config.json").is_file():
         return out
-    spec = importlib.util.find_spec(pm.module)
-    if spec is None or not spec.submodule_search_locations:
-        raise DepthlensError(
-            f"packaged model '{pm.name}' is not installed; run `{pm.install}` "
-            "(or the README's set-up command)"
-        )
-    pkg_dir = Path(list(spec.submodule_search_locations)[0])
-    gguf_path = pm.locate(pkg_dir, cache)
+    gguf_path = pm.locate(package_dir(pm), cache)
+    if gguf_path.is_dir():
+        return gguf_path  # an ordinary Hugging Face directory (the encoder): load it as it is
     print(
         f"first use of {pm.name}: dequantizing its GGUF once into {out} (~20-60 s) …",
         file=sys.stderr,

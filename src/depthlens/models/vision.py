@@ -13,7 +13,6 @@ outputs are read, in forward order; for MobileNetV2 these are the 19 ``features`
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,9 @@ import torch
 from torch import nn
 
 from depthlens.errors import DepthlensError
+from depthlens.models.registry import PACKAGED, PackagedModel, package_dir, packaged_names
+from depthlens.paths import default_cache_dir
+from depthlens.registry import unknown_choice
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -180,20 +182,11 @@ def wrap_vision(
     return VisionModel(model.eval(), spec, ref)
 
 
-def mobilenet_weights_path() -> Path:
-    """The packaged torchvision ImageNet weights, or a one-line error saying how to install."""
-    spec = importlib.util.find_spec(MOBILENET_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise DepthlensError(f"MobileNetV2 weights are not installed; run `{MOBILENET_INSTALL}`")
-    path = Path(list(spec.submodule_search_locations)[0]) / MOBILENET_FILE
-    if not path.is_file():
-        raise DepthlensError(f"{path} is missing; reinstall: {MOBILENET_INSTALL}")
-    return path
+def _mobilenet_file(pkg_dir: Path, cache: Path) -> Path:
+    return pkg_dir / MOBILENET_FILE
 
 
-def load_mobilenet_v2(device: str = "cpu") -> VisionModel:
-    """MobileNetV2 with the packaged ImageNet weights."""
-    path = mobilenet_weights_path()
+def _build_mobilenet_v2(path: Path, device: str) -> VisionModel:
     sd = torch.load(path, map_location="cpu", weights_only=True)
     vm = wrap_vision(MobileNetV2(), sd, mobilenet_v2_spec(), "mobilenet-v2")
     vm.path = str(path)
@@ -201,16 +194,35 @@ def load_mobilenet_v2(device: str = "cpu") -> VisionModel:
     return vm
 
 
-VISION_MODELS = {"mobilenet-v2": load_mobilenet_v2}
+PACKAGED.register(
+    PackagedModel(
+        name="mobilenet-v2",
+        module=MOBILENET_PACKAGE,
+        install=MOBILENET_INSTALL,
+        description="MobileNetV2 with torchvision's ImageNet weights, 19 feature blocks",
+        locate=_mobilenet_file,
+        modality="vision",
+        build=_build_mobilenet_v2,
+    )
+)
 
 
 def load_vision(ref: str, device: str = "cpu") -> VisionModel:
-    """A packaged vision network by name."""
-    if ref not in VISION_MODELS:
-        from depthlens.registry import unknown_choice
+    """A packaged vision network by name (a record of :data:`PACKAGED`)."""
+    names = packaged_names("vision")
+    if ref not in names:
+        raise DepthlensError(unknown_choice("vision model", ref, names))
+    pm = PACKAGED[ref]
+    assert pm.build is not None  # the registry checks every vision record has one
+    path = pm.locate(package_dir(pm), default_cache_dir())
+    if not path.is_file():
+        raise DepthlensError(f"{path} is missing; reinstall: {pm.install}")
+    return pm.build(path, device)
 
-        raise DepthlensError(unknown_choice("vision model", ref, list(VISION_MODELS)))
-    return VISION_MODELS[ref](device)
+
+def load_mobilenet_v2(device: str = "cpu") -> VisionModel:
+    """MobileNetV2 with the packaged ImageNet weights."""
+    return load_vision("mobilenet-v2", device)
 
 
 def preprocess(images: torch.Tensor, spec: VisionSpec, size: int | None = None) -> torch.Tensor:

