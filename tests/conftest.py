@@ -129,8 +129,8 @@ def _real_models_only_in_e2e(
     def refuse(*_a: object, **_k: object) -> None:
         raise AssertionError(f"{request.node.nodeid} loads a real packaged model: mark it e2e")
 
-    import depthlens.models.loading as loading
+    import depthlens.models.gguf_cache as gguf_cache
     import depthlens.models.vision as vision
 
-    monkeypatch.setattr(loading, "ensure_packaged", refuse)
+    monkeypatch.setattr(gguf_cache, "ensure_packaged", refuse)
     monkeypatch.setattr(vision, "package_dir", refuse)

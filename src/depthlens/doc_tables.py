@@ -74,6 +74,12 @@ def _labelled_data() -> str:
     return LABELLED.markdown()
 
 
+def _model_sources() -> str:
+    from depthlens.models.sources import MODEL_SOURCES
+
+    return MODEL_SOURCES.markdown()
+
+
 #: Table name (the marker's tag) -> its markdown, from the registry.
 TABLES: dict[str, Callable[[], str]] = {
     "schemes": _schemes,
@@ -85,6 +91,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "text-sources": _text_sources,
     "model-kinds": _model_kinds,
     "labelled-data": _labelled_data,
+    "model-sources": _model_sources,
 }
 
 _MARKED = re.compile(r"(<!-- ([\w-]+):begin [^\n]*-->\n)(.*?)(<!-- \2:end -->)", re.S)

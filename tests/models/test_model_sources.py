@@ -1,0 +1,62 @@
+"""Kinds of model reference are records of MODEL_SOURCES; the first that accepts one loads it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from depthlens.doc_tables import TABLES
+from depthlens.errors import DepthlensError
+from depthlens.models.loading import load_model
+from depthlens.models.sources import MODEL_SOURCES, model_source
+
+
+def test_the_kinds_are_tried_in_order() -> None:
+    assert MODEL_SOURCES.names() == ["packaged", "gguf", "local", "hub"]
+
+
+@pytest.mark.parametrize(
+    ("ref", "kind"),
+    [
+        ("smollm2-135m", "packaged"),  # a packaged name wins over any file of that name
+        ("m.gguf", "gguf"),  # a .gguf that may not exist yet: refused by its own kind
+        ("./pruned", "local"),
+        ("~/models/x", "local"),
+        ("a/b/c", "local"),
+        ("org/name", "hub"),
+        ("smollm2-13m", "hub"),  # the hub kind turns a packaged-name typo into a did-you-mean
+    ],
+)
+def test_the_first_kind_that_accepts_a_reference_takes_it(ref: str, kind: str) -> None:
+    assert model_source(ref).name == kind
+
+
+def test_an_existing_folder_is_local_even_without_a_path_prefix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pruned4").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert model_source("pruned4").name == "local"
+
+
+def test_the_loaded_model_records_the_kind_that_loaded_it(model_dir: Path) -> None:
+    lm = load_model(str(model_dir))
+    ident = lm.identity()
+    assert (lm.source, ident["source"], ident["path"]) == ("local", "local", str(model_dir))
+
+
+def test_a_packaged_name_typo_gets_a_did_you_mean() -> None:
+    with pytest.raises(DepthlensError, match="did you mean 'smollm2-135m'"):
+        load_model("smollm2-13m")
+
+
+def test_a_missing_gguf_is_refused_by_its_kind(tmp_path: Path) -> None:
+    with pytest.raises(DepthlensError, match="model file not found: .*; check the path"):
+        load_model(str(tmp_path / "absent.gguf"))
+
+
+def test_the_docs_table_renders_every_kind() -> None:
+    table = TABLES["model-sources"]()
+    assert len(table.splitlines()) == 2 + len(MODEL_SOURCES)
+    assert all(f"`{name}`" in table for name in MODEL_SOURCES)
