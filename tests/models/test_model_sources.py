@@ -60,3 +60,21 @@ def test_the_docs_table_renders_every_kind() -> None:
     table = TABLES["model-sources"]()
     assert len(table.splitlines()) == 2 + len(MODEL_SOURCES)
     assert all(f"`{name}`" in table for name in MODEL_SOURCES)
+
+
+def test_a_new_kind_is_one_record_tried_before_the_hub_fallback(model_dir: Path) -> None:
+    from depthlens.models.sources import ModelSource
+
+    zoo = ModelSource(
+        "zoo",
+        "`zoo:NAME`: a model of the test zoo",
+        "the zoo's folder",
+        accepts=lambda ref: ref.startswith("zoo:"),
+        resolve=lambda ref, _opts, _cache: model_dir,
+    )
+    with MODEL_SOURCES.scoped() as sources:
+        sources.register(zoo)
+        lm = load_model("zoo:tiny")
+        assert model_source("org/name").name == "hub"
+    assert (lm.source, lm.identity()["path"]) == ("zoo", str(model_dir))
+    assert "zoo" not in MODEL_SOURCES and model_source("zoo:tiny").name == "hub"

@@ -1,9 +1,10 @@
 """Kinds of model reference: a packaged name, a ``.gguf`` file, a local folder, a hub id.
 
 :data:`MODEL_SOURCES` holds one :class:`ModelSource` per kind, tried in order by
-:func:`~depthlens.models.loading.load_model`: the first kind that accepts a reference
-resolves it to a Hugging Face model folder, which ``models/hf_dir.py`` loads. The kind's
-name is what results record as the model's ``source``, and its folder as ``path``.
+:func:`~depthlens.models.loading.load_model`: the first kind that accepts a reference (the
+``hub`` fallback last) resolves it to a Hugging Face model folder, which
+``models/hf_dir.py`` loads. The kind's name is what results record as the model's
+``source``, and its folder as ``path``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class ModelSource:
     resolve: Callable[[str, LoadOptions, Path], Path]  # (ref, options, cache) -> model folder
     own_files: bool = False  # a folder depthlens wrote: safetensors only, never pickle
     cut_manifest: bool = False  # may be a depthlens cut whose manifest names skipped sublayers
+    last_resort: bool = False  # tried after every other kind, even one registered later
 
 
 def _resolve_packaged(ref: str, _opts: LoadOptions, cache: Path) -> Path:
@@ -93,7 +95,7 @@ def _resolve_hub(ref: str, opts: LoadOptions, _cache: Path) -> Path:
         ) from exc
 
 
-#: Tried in order: the first kind that accepts a reference loads it.
+#: Tried in order (the last resort last): the first kind that accepts a reference loads it.
 MODEL_SOURCES: Registry[ModelSource] = Registry(
     "model source kind",
     columns=(
@@ -142,10 +144,16 @@ MODEL_SOURCES.register(
         "the downloaded snapshot folder",
         accepts=lambda ref: True,
         resolve=_resolve_hub,
+        last_resort=True,
     )
 )
 
 
 def model_source(ref: str) -> ModelSource:
-    """The first kind of :data:`MODEL_SOURCES` that accepts ``ref`` (``hub`` takes the rest)."""
-    return next(s for s in MODEL_SOURCES.values() if s.accepts(ref))
+    """The first kind of :data:`MODEL_SOURCES` that accepts ``ref`` (``hub`` takes the rest).
+
+    Kinds are tried in registration order, the last resort (``hub``) after all others, so a
+    kind registered later still gets the references it accepts.
+    """
+    ordered = sorted(MODEL_SOURCES.values(), key=lambda s: s.last_resort)  # stable
+    return next(s for s in ordered if s.accepts(ref))
