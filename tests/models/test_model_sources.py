@@ -78,3 +78,31 @@ def test_a_new_kind_is_one_record_tried_before_the_hub_fallback(model_dir: Path)
         assert model_source("org/name").name == "hub"
     assert (lm.source, lm.identity()["path"]) == ("zoo", str(model_dir))
     assert "zoo" not in MODEL_SOURCES and model_source("zoo:tiny").name == "hub"
+
+
+def test_a_folder_depthlens_wrote_is_never_unpickled(model_dir: Path, tmp_path: Path) -> None:
+    """--allow-pickle is for the user's checkpoints, not for the cached copies we write."""
+    import shutil
+
+    import torch
+
+    from depthlens.models.sources import ModelSource
+
+    pkl = Path(shutil.copytree(model_dir, tmp_path / "pkl"))
+    state = load_model(str(model_dir)).model.state_dict()
+    (pkl / "model.safetensors").unlink()
+    torch.save(state, pkl / "pytorch_model.bin")
+    ours = ModelSource(
+        "ours",
+        "`ours:NAME`",
+        "the folder",
+        accepts=lambda ref: ref.startswith("ours:"),
+        resolve=lambda ref, _opts, _cache: pkl,
+        own_files=True,
+    )
+    assert MODEL_SOURCES["packaged"].own_files and MODEL_SOURCES["gguf"].own_files
+    with MODEL_SOURCES.scoped() as sources:
+        sources.register(ours)
+        with pytest.raises(DepthlensError, match="has only pickle weights"):
+            load_model("ours:x", allow_pickle=True)
+    assert load_model(str(pkl), allow_pickle=True).source == "local"  # the user's: allowed
