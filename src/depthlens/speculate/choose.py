@@ -37,6 +37,7 @@ class Candidate:
     n_blocks: int  # blocks a draft step runs
     acceptance: float  # top-1 agreement = estimated per-token acceptance
     translator: bool = False  # a draft step also runs a tuned-lens translator
+    skipped: tuple[int, ...] = ()  # skip drafts: the left-out blocks, in the order chosen
 
 
 def _top1(head: DraftHead, h: torch.Tensor) -> torch.Tensor:
@@ -110,29 +111,28 @@ def greedy_skips(
     """Skip sets grown one block per round by best agreement, until ``max_skip`` or ``floor``."""
     lm = probe.lm
     L = lm.num_layers
-    skip: set[int] = set()
+    skip: list[int] = []  # in the order chosen
     order = list(range(L))
     out: list[Candidate] = []
     bar = progress_bar(max_skip, "draft: greedy skip", enabled=progress)
     for rnd in range(max_skip):
-        pool = [c for c in order if c not in skip and _skippable(lm, skip, c)]
+        pool = [c for c in order if c not in skip and _skippable(lm, set(skip), c)]
         if rnd > 0:
             pool = pool[:LAZY_RESCORE]
         if not pool:
             break
         scores = {
-            c: probe.run_only(tuple(i for i in range(L) if i not in skip | {c})) for c in pool
+            c: probe.run_only(tuple(i for i in range(L) if i not in {*skip, c})) for c in pool
         }
         best = max(scores, key=lambda c: scores[c])
         rest = [c for c in order if c not in scores and c not in skip]
         order = sorted(scores, key=lambda c: -scores[c]) + rest
-        skip.add(best)
+        skip.append(best)
         bar.update(1)
         if scores[best] < floor:
             break
-        out.append(
-            Candidate(f"skip:{','.join(map(str, sorted(skip)))}", L - len(skip), scores[best])
-        )
+        text = f"skip:{','.join(map(str, sorted(skip)))}"
+        out.append(Candidate(text, L - len(skip), scores[best], skipped=tuple(skip)))
     bar.close()
     return out
 
