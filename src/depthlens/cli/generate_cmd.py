@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--data", default="wiki-calib", help="text for --draft-vocab (wiki-calib)")
     add_output_args(g, "write the result JSON here", quiet_help=None)
-    g.set_defaults(func=run_generate, text_field="text", seq_len=Default(512), max_tokens=16384)
+    g.set_defaults(func=run_generate, text_field="text", seq_len=None, max_tokens=16384)
     _register_draft(sub)
 
 
@@ -173,8 +173,11 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def _vocab(lm: Any, args: argparse.Namespace) -> Any:
+    from depthlens.cli.common import model_context
     from depthlens.speculate.heads import frequent_tokens
 
+    # Windows only to count tokens: 512 or the model's context, whichever is shorter.
+    args.seq_len = min(512, model_context(lm) or 512)
     w = load_windows_from_args(args, lm.tokenizer)
     cfg = lm.model.config.get_text_config()
     return frequent_tokens(w.input_ids[w.attention_mask.bool()], args.draft_vocab, cfg.vocab_size)
