@@ -95,6 +95,8 @@ def test_the_draft_cli_with_tuned_recommends_a_draft_generate_reads(tmp_path, ca
     out = tmp_path / "draft.json"
     argv = ["draft", str(model), *data, "--tuned", str(lens_dir), "--max-skip", "1"]
     assert main([*argv, "--measure-tokens", "4", "-o", str(out)]) == 0
+    table = [ln for ln in capsys.readouterr().out.splitlines() if ln.lstrip()[:1].isdigit()]
+    assert [int(ln.split()[0]) for ln in table] == list(range(1, lm.num_layers))
     choice = json.loads(out.read_text())
     drafts = [r["draft"] for r in choice["candidates"]]
     assert sum(":tuned:" in d for d in drafts) == lm.num_layers - 1

@@ -235,6 +235,8 @@ def run_draft(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     best = choice.recommended
+    if args.tuned is not None:
+        _print_exit_table(choice.candidates)
     for r in sorted(choice.candidates, key=lambda r: -r["predicted_speedup"])[:8]:
         print(
             f"{r['draft']:<28} blocks {r['n_blocks']:>3}  acceptance {r['acceptance']:.2f}  "
@@ -258,3 +260,20 @@ def run_draft(args: argparse.Namespace) -> int:
         choice.save(args.output)
         status(f"wrote {args.output}")
     return 0
+
+
+def _print_exit_table(rows: list[dict[str, Any]]) -> None:
+    """Per exit depth E: the logit lens's and the tuned lens's agreement and prediction."""
+    logit = {
+        r["n_blocks"]: r
+        for r in rows
+        if r["draft"].startswith("exit:") and ":" not in r["draft"][5:]
+    }
+    tuned = {r["n_blocks"]: r for r in rows if ":tuned:" in r["draft"]}
+    print("exit E  logit: acceptance  predicted  | tuned: acceptance  predicted")
+    for e in sorted(set(logit) & set(tuned)):
+        a, b = logit[e], tuned[e]
+        print(
+            f"{e:>6}  {a['acceptance']:>17.3f}  x{a['predicted_speedup']:<8.2f} | "
+            f"{b['acceptance']:>17.3f}  x{b['predicted_speedup']:.2f} (k={b['k']})"
+        )
