@@ -83,6 +83,20 @@ def test_choose_draft_scores_tuned_exits_and_times_the_translator(tmp_path) -> N
     assert plain.costs["translator_s"] == 0.0
 
 
+def test_a_lens_in_the_tuned_lens_layout_scores_the_same(tmp_path) -> None:
+    from depthlens.tuned.lens import export_lens
+
+    lm = wrap_tiny("llama")
+    native = _saved(lm, _random_lens(lm), tmp_path / "native")
+    export_lens(native, tmp_path / "tl")
+    w = random_windows(n=2, seq_len=16)
+    a = choose_draft(lm, w, max_skip=1, tuned=native).candidates
+    b = choose_draft(lm, w, max_skip=1, tuned=tmp_path / "tl").candidates
+    tuned_a = [r["acceptance"] for r in a if ":tuned:" in r["draft"]]
+    assert tuned_a == [r["acceptance"] for r in b if ":tuned:" in r["draft"]]
+    assert len(tuned_a) == lm.num_layers - 1
+
+
 def test_the_draft_cli_with_tuned_recommends_a_draft_generate_reads(tmp_path, capsys) -> None:
     model = save_tiny(tmp_path / "tiny")
     text = write_text(tmp_path / "t.txt", 600)
