@@ -138,7 +138,9 @@ def _add_multi_args(m: Any) -> None:
     m.add_argument(
         "--objective",
         default="kl",
-        help="search score: 'kl' to the original's next-token distribution or 'nll' (kl)",
+        help="search score: 'kl' to the original's next-token distribution or 'nll' (kl); "
+        "'acceptance': plain removals chosen greedily by top-1 agreement with the full "
+        "model, the draft of `generate --draft plan:PLAN.json` (leave --method out)",
     )
     m.add_argument(
         "--search-fit-tokens",
@@ -227,7 +229,7 @@ def _validate(args: argparse.Namespace) -> None:
     for what, got, choices in (
         ("--method", args.method, method_names()),
         ("--multi-mode", args.multi_mode, MULTI_MODES),
-        ("--objective", args.objective, OBJECTIVES),
+        ("--objective", args.objective, (*OBJECTIVES, "acceptance")),
     ):
         if got not in choices:
             raise DepthlensError(unknown_choice(what, got, list(choices)))
@@ -247,6 +249,11 @@ def _validate(args: argparse.Namespace) -> None:
             )
     if args.beam < 1:
         raise DepthlensError(f"--beam must be at least 1, got {args.beam}")
+    if args.objective == "acceptance" and (args.method != "replaceme-ls" or args.blocks):
+        raise DepthlensError(
+            "--objective acceptance chooses plain removals by top-1 agreement itself; "
+            f"leave out --method {args.method} and --blocks"
+        )
 
 
 def make_plan(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -255,6 +262,11 @@ def make_plan(args: argparse.Namespace) -> tuple[Any, Any]:
 
     lm = load_model_from_args(args)
     windows = load_windows_from_args(args, lm.tokenizer)
+    if args.objective == "acceptance":
+        from depthlens.speculate.plan import plan_by_acceptance
+
+        status(f"planning by top-1 agreement on {windows.n_tokens} calibration tokens …")
+        return lm, plan_by_acceptance(lm, windows, args.remove, args.ratio, progress=not args.quiet)
     opts = CalibrationOptions(
         include_first_token=args.include_first_token,
         holdout_every=args.holdout_every,

@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from depthlens.cli.common import (
+    Default,
     add_data_args,
     add_model_args,
     add_output_args,
@@ -60,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--data", default="wiki-calib", help="text for --draft-vocab (wiki-calib)")
     add_output_args(g, "write the result JSON here", quiet_help=None)
-    g.set_defaults(func=run_generate, text_field="text", seq_len=512, max_tokens=16384)
+    g.set_defaults(func=run_generate, text_field="text", seq_len=None, max_tokens=16384)
     _register_draft(sub)
 
 
@@ -68,16 +69,27 @@ def _register_draft(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser(
         "draft",
         help="choose a speculative draft: agreement on calibration text + a measured cost model",
-        description="Score exit depths and greedily grown skip sets by top-1 agreement with "
+        description="Score exit depths (logit lens, and a tuned lens with --tuned) and greedily "
+        "grown skip sets by top-1 agreement with "
         "the full model, time a block, the head, a k-token verify and the step overhead, "
         "and recommend the draft and k with the highest predicted tokens/s.",
-        epilog="example: depthlens draft smollm2-135m --draft-vocab 4096 -o draft.json",
+        epilog="examples:\n  depthlens draft smollm2-135m --draft-vocab 4096 -o draft.json\n"
+        "  depthlens lens train smollm2-135m -o lens/ && "
+        "depthlens draft smollm2-135m --tuned lens/ --draft-vocab 4096 -o draft.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_model_args(d)
     add_data_args(d)
-    d.set_defaults(seq_len=128, max_tokens=512)
+    d.set_defaults(seq_len=Default(128), max_tokens=512)
     d.add_argument("--draft-vocab", type=int, default=None, metavar="N", help="reduced draft head")
     d.add_argument("--max-skip", type=int, default=None, help="largest skip set (L/2)")
+    d.add_argument(
+        "--tuned",
+        default=None,
+        metavar="DIR",
+        help="also score exit:E:tuned:DIR drafts read through this trained tuned lens "
+        "(`depthlens lens train` output or a tuned-lens folder)",
+    )
     d.add_argument("--measure-tokens", type=int, default=32, help="tokens per timed run (32)")
     add_output_args(d, "write the choice JSON here")
     d.set_defaults(func=run_draft)
@@ -155,8 +167,11 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def _vocab(lm: Any, args: argparse.Namespace) -> Any:
+    from depthlens.cli.common import model_context
     from depthlens.speculate.heads import frequent_tokens
 
+    # Windows only to count tokens: 512 or the model's context, whichever is shorter.
+    args.seq_len = min(512, model_context(lm) or 512)
     w = load_windows_from_args(args, lm.tokenizer)
     cfg = lm.model.config.get_text_config()
     return frequent_tokens(w.input_ids[w.attention_mask.bool()], args.draft_vocab, cfg.vocab_size)
@@ -199,12 +214,23 @@ def run_draft(args: argparse.Namespace) -> int:
     """Choose, measure, print the table and predicted vs measured speed-up."""
     from depthlens.speculate.recommend import choose_draft, measure_choice
 
+    if args.tuned is not None:
+        from depthlens.tuned.lens import lens_dir_check
+
+        lens_dir_check(args.tuned)  # a missing or incomplete folder fails before the load
     lm = load_model_from_args(args)
     windows = load_windows_from_args(args, lm.tokenizer)
     choice = choose_draft(
-        lm, windows, draft_vocab=args.draft_vocab, max_skip=args.max_skip, progress=not args.quiet
+        lm,
+        windows,
+        draft_vocab=args.draft_vocab,
+        max_skip=args.max_skip,
+        tuned=args.tuned,
+        progress=not args.quiet,
     )
     best = choice.recommended
+    if args.tuned is not None:
+        _print_exit_table(choice.candidates)
     for r in sorted(choice.candidates, key=lambda r: -r["predicted_speedup"])[:8]:
         print(
             f"{r['draft']:<28} blocks {r['n_blocks']:>3}  acceptance {r['acceptance']:.2f}  "
@@ -228,3 +254,20 @@ def run_draft(args: argparse.Namespace) -> int:
         choice.save(args.output)
         status(f"wrote {args.output}")
     return 0
+
+
+def _print_exit_table(rows: list[dict[str, Any]]) -> None:
+    """Per exit depth E: the logit lens's and the tuned lens's agreement and prediction."""
+    logit = {
+        r["n_blocks"]: r
+        for r in rows
+        if r["draft"].startswith("exit:") and ":" not in r["draft"][5:]
+    }
+    tuned = {r["n_blocks"]: r for r in rows if ":tuned:" in r["draft"]}
+    print("exit E  logit: acceptance  predicted  | tuned: acceptance  predicted")
+    for e in sorted(set(logit) & set(tuned)):
+        a, b = logit[e], tuned[e]
+        print(
+            f"{e:>6}  {a['acceptance']:>17.3f}  x{a['predicted_speedup']:<8.2f} | "
+            f"{b['acceptance']:>17.3f}  x{b['predicted_speedup']:.2f} (k={b['k']})"
+        )

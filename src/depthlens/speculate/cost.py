@@ -8,7 +8,8 @@ Terms, timed on the loaded model with a prefilled cache (docs/SPECULATIVE.md):
 - ``head_full_s`` / ``head_reduced_s``: the readout of one state, full or reduced;
 - ``verify_s[k]``: the full model over k+1 positions with the full head (one iteration's
   verification);
-- ``plain_token_s``: one plain decoding step (all blocks and the full head).
+- ``plain_token_s``: one plain decoding step (all blocks and the full head);
+- ``translator_s``: a tuned lens's translator at one position (timed only when one is given).
 
 With acceptance α per draft token (i.i.d.), an iteration drafting k tokens emits
 (1 − α^{k+1}) / (1 − α) tokens (Leviathan et al. 2023) at a cost of k draft steps and one
@@ -28,6 +29,7 @@ from depthlens.models.loading import LoadedModel
 from depthlens.speculate.heads import FullHead, ReducedHead
 from depthlens.speculate.stack import Stack, crop_to
 from depthlens.speculate.view import DepthView
+from depthlens.tuned.lens import TunedLens
 
 MAX_K = 8
 
@@ -44,17 +46,21 @@ class CostTerms:
     plain_token_s: float
     num_layers: int
     context: int  # positions in the cache while timing
+    translator_s: float = 0.0  # one tuned-lens translator (d x d affine) at one position
 
-    def draft_step_s(self, n_blocks: int, reduced: bool) -> float:
-        """One draft token through ``n_blocks`` blocks and its head."""
+    def draft_step_s(self, n_blocks: int, reduced: bool, translator: bool = False) -> float:
+        """One draft token through ``n_blocks`` blocks (a translator if tuned) and its head."""
         head = self.head_reduced_s if reduced and self.head_reduced_s is not None else None
-        return self.step_overhead_s + n_blocks * self.block_s + (head or self.head_full_s)
+        extra = self.translator_s if translator else 0.0
+        return self.step_overhead_s + n_blocks * self.block_s + extra + (head or self.head_full_s)
 
-    def speedup(self, n_blocks: int, alpha: float, k: int, reduced: bool) -> float:
+    def speedup(
+        self, n_blocks: int, alpha: float, k: int, reduced: bool, translator: bool = False
+    ) -> float:
         """Predicted tokens/s over plain decoding's, for draft depth, acceptance and k."""
         a = min(max(alpha, 0.0), 0.999999)
         tokens = (1 - a ** (k + 1)) / (1 - a)
-        seconds = k * self.draft_step_s(n_blocks, reduced) + self.verify_s[k]
+        seconds = k * self.draft_step_s(n_blocks, reduced, translator) + self.verify_s[k]
         return (tokens / seconds) * self.plain_token_s
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,8 +104,13 @@ def measure_costs(
     context: int = 128,
     repeats: int = 5,
     max_k: int = MAX_K,
+    lens: TunedLens | None = None,
 ) -> CostTerms:
-    """Time every term of :class:`CostTerms` on ``lm`` after a ``context``-token prefill."""
+    """Time every term of :class:`CostTerms` on ``lm`` after a ``context``-token prefill.
+
+    With ``lens``, also its translator (``translator_s``; the one of block L/2: all have
+    the same shape).
+    """
     stack = Stack(lm.model, lm.arch)
     stack.reset()
     L = lm.num_layers
@@ -117,6 +128,9 @@ def measure_costs(
         if vocab_ids is not None:
             red = ReducedHead(full, vocab_ids)
             head_red = _median_time(lambda: red.logits(h), repeats * 4)
+        translator = 0.0
+        if lens is not None:
+            translator = _median_time(lambda: lens.translate(h, L // 2), repeats * 4)
         verify = {
             k: _forward_time(stack, None, context, k + 1, repeats) + _head_rows(full, h, k + 1)
             for k in range(1, max_k + 1)
@@ -134,6 +148,7 @@ def measure_costs(
         plain_token_s=t_all + head_full,
         num_layers=L,
         context=context,
+        translator_s=translator,
     )
 
 

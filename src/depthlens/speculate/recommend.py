@@ -1,7 +1,8 @@
 """``depthlens draft``: score drafts, time the cost terms, recommend a draft and k.
 
 The recommendation maximises the cost model's predicted tokens/s over every scored draft
-(exit depths and greedy skip sets), k = 1..8 and the draft head (reduced when a draft
+(exit depths, read by the logit lens or, with a trained tuned lens, by its translators,
+and greedy skip sets), k = 1..8 and the draft head (reduced when a draft
 vocabulary is given). When even the best is predicted to be slower than plain decoding,
 the recommendation is plain decoding, and ``generate`` with this file says so.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -21,7 +23,13 @@ from depthlens.models.loading import LoadedModel
 from depthlens.results import Envelope, Enveloped
 from depthlens.speculate.api import run_speculative
 from depthlens.speculate.build import draft_head
-from depthlens.speculate.choose import AgreementProbe, Candidate, exit_candidates, greedy_skips
+from depthlens.speculate.choose import (
+    AgreementProbe,
+    Candidate,
+    exit_candidates,
+    greedy_skips,
+    tuned_exit_candidates,
+)
 from depthlens.speculate.cost import MAX_K, CostTerms, measure_costs
 from depthlens.speculate.heads import frequent_tokens
 
@@ -51,16 +59,18 @@ def best_config(
     """Each candidate's best k and predicted speed-up, and the best of all."""
     rows = []
     for c in cands:
-        k = max(
-            range(1, max_k + 1), key=lambda k: costs.speedup(c.n_blocks, c.acceptance, k, reduced)
-        )
+
+        def predict(k: int, c: Candidate = c) -> float:
+            return costs.speedup(c.n_blocks, c.acceptance, k, reduced, c.translator)
+
+        k = max(range(1, max_k + 1), key=predict)
         rows.append(
             {
                 "draft": c.draft,
                 "n_blocks": c.n_blocks,
                 "acceptance": c.acceptance,
                 "k": k,
-                "predicted_speedup": costs.speedup(c.n_blocks, c.acceptance, k, reduced),
+                "predicted_speedup": predict(k),
             }
         )
     if not rows:
@@ -74,18 +84,31 @@ def choose_draft(
     *,
     draft_vocab: int | None = None,
     max_skip: int | None = None,
+    tuned: str | Path | None = None,
     progress: bool = False,
 ) -> DraftChoice:
-    """Score exit and greedy skip drafts on ``windows``, time the costs, pick the fastest."""
+    """Score exit and greedy skip drafts on ``windows``, time the costs, pick the fastest.
+
+    ``tuned``: a trained tuned lens's folder; its ``exit:E:tuned:DIR`` drafts are scored
+    too (agreement for every E, and the translator's time in each draft step).
+    """
     vocab = None
     if draft_vocab is not None:
         cfg: Any = lm.model.config
         v = int(cfg.get_text_config().vocab_size)
         vocab = frequent_tokens(windows.input_ids[windows.attention_mask.bool()], draft_vocab, v)
+    lens, lens_dir = None, None
+    if tuned is not None:
+        from depthlens.tuned.lens import load_lens
+
+        lens_dir = str(Path(tuned).expanduser().resolve())  # the choice file works from anywhere
+        lens = load_lens(lens_dir, lm)[0].eval()
     probe = AgreementProbe(lm, windows, draft_head(lm, vocab))
     cands = exit_candidates(probe)
+    if lens is not None and lens_dir is not None:
+        cands += tuned_exit_candidates(probe, lens, lens_dir)
     cands += greedy_skips(probe, max_skip or lm.num_layers // 2, progress=progress)
-    costs = measure_costs(lm, vocab)
+    costs = measure_costs(lm, vocab, lens=lens)
     rows, best = best_config(cands, costs, vocab is not None)
     plain = best["predicted_speedup"] < MARGIN
     rec = {**best, "draft_vocab": None if vocab is None else len(vocab)}
@@ -94,7 +117,7 @@ def choose_draft(
             kind=CHOICE_KIND,
             model=lm.identity(),
             data=dict(windows.identity) if hasattr(windows, "identity") else {},
-            options={"draft_vocab": draft_vocab, "max_skip": max_skip},
+            options={"draft_vocab": draft_vocab, "max_skip": max_skip, "tuned": lens_dir},
             tokens={"calibration": int(windows.attention_mask.sum())},
         ),
         recommended=rec,
