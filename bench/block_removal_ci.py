@@ -121,7 +121,8 @@ def main() -> None:
         load_text(args.data), lm.tokenizer, seq_len=args.seq_len, max_tokens=args.tokens, seed=0
     )
     base, counts = per_window_nll(lm, windows)
-    rows, nlls = [], []
+    rows: list[dict[str, Any]] = []
+    nlls: list[torch.Tensor] = []
     for ell in parse_blocks(args.blocks, lm.num_layers):
         cut = dataclasses.replace(lm, model=copy.deepcopy(lm.model))
         remove_blocks_(cut, (ell,))
@@ -132,7 +133,20 @@ def main() -> None:
         rows.append({"block": ell, "ratio": r, "ci95": [lo, hi], "verdict": verdict})
         print(f"block {ell:>2}: ppl x{r:.3f} [95% CI {lo:.3f}, {hi:.3f}] {verdict}", flush=True)
         del cut
-    out = {
+        # after every block, so that a run cut short by the CPU budget keeps its rows
+        out = summary(args, lm, windows, base, counts, rows) | {"seconds": time.perf_counter() - t0}
+        Path(args.output).write_text(json.dumps(out, indent=1) + "\n")
+    if len(rows) == lm.num_layers:  # every block: compare the halves
+        out["halves"] = halves(base, nlls, counts)
+        print(json.dumps(out["halves"], indent=1), flush=True)
+        Path(args.output).write_text(json.dumps(out, indent=1) + "\n")
+
+
+def summary(
+    args: Any, lm: Any, windows: Any, base: torch.Tensor, counts: torch.Tensor, rows: list[Any]
+) -> dict[str, Any]:
+    """The result JSON of the rows done so far."""
+    return {
         "model": args.model,
         "num_layers": lm.num_layers,
         "data": windows.to_dict(),
@@ -141,13 +155,9 @@ def main() -> None:
         "base_ppl": math.exp(float(base.sum() / counts.sum())),
         "interval": "paired percentile bootstrap over windows, 4000 resamples, seed 0",
         "rows": rows,
+        "complete": len(rows) == len(parse_blocks(args.blocks, lm.num_layers)),
         "load_average": os.getloadavg(),
-        "seconds": time.perf_counter() - t0,
     }
-    if len(rows) == lm.num_layers:  # every block: compare the halves
-        out["halves"] = halves(base, nlls, counts)
-        print(json.dumps(out["halves"], indent=1), flush=True)
-    Path(args.output).write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":
