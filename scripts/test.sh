@@ -3,6 +3,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The independent estimators tests/repr/test_repr_gride.py checks TwoNN and GRIDE against
+# (scikit-dimension, DADApy's source; ~1 min and ~410 MB the first time, outside the venv's
+# site-packages). Best effort: without them those tests are skipped with the reason.
+bash scripts/setup-crosscheck.sh \
+  || echo "the cross-check estimators could not be installed; their tests will be skipped" >&2
 # Headless Chromium for the report's browser test (Debian package). Best effort: without
 # it that test is skipped with a visible reason.
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -85,28 +91,89 @@ def test_duplicates_and_massive_rows() -> None:
     assert mask.tolist() == [i == 7 for i in range(10)]
 
 
-def test_twonn_agrees_with_scikit_dimension() -> None:
-    skdim = pytest.importorskip(
-        "skdim", reason="scikit-dimension is not installed (pip install depthlens[crosscheck])"
-    )
-    for x, want in ((_manifold(1500, 5, 20, seed=3), 5.0), (_torus(1500, seed=4), 2.0)):
-        ours = two_nn(x).dim
-        theirs = float(skdim.id.TwoNN().fit(x.numpy()).dimension_)
-        assert ours == pytest.approx(theirs, rel=0.02)
-        assert ours == pytest.approx(want, rel=0.1)
+# The cross-checks run independent code on data of known dimension: scikit-dimension 0.5.0
+# and DADApy 0.3.4's own GRIDE/TwoNN functions, as scripts/setup-crosscheck.sh places them
+# (scripts/test.sh runs it; .venv/crosscheck, or $DEPTHLENS_CROSSCHECK).
+SETUP = "run scripts/setup-crosscheck.sh (scripts/test.sh does)"
 
 
-def test_gride_and_twonn_agree_with_dadapy() -> None:
-    dadapy = pytest.importorskip(
-        "dadapy",
-        reason="DADApy is not installed: 0.3.4 pins numpy<2 and jax 0.4.30, which do not "
-        "install beside this torch; the written-out likelihood test stands in for it",
+def _crosscheck_dir() -> Path:
+    return Path(os.environ.get("DEPTHLENS_CROSSCHECK") or Path(sys.prefix) / "crosscheck")
+
+
+def _import_site(module: str) -> Any:
+    """``module`` from the cross-check folder, appended to sys.path so the venv's numpy wins."""
+    site = str(_crosscheck_dir() / "site")
+    if Path(site).is_dir() and site not in sys.path:
+        sys.path.append(site)
+    return pytest.importorskip(module, reason=f"{module} is not installed: {SETUP}")
+
+
+def _known() -> list[tuple[str, torch.Tensor, float]]:
+    """Gaussians in random planes, the flat torus and the 3-sphere: dimensions 3, 6, 2, 3."""
+    g = torch.Generator().manual_seed(7)
+    sphere = torch.randn(1500, 4, generator=g, dtype=torch.float64)
+    return [
+        ("gaussian d=3 in R^10", _manifold(1500, 3, 10, seed=11), 3.0),
+        ("gaussian d=6 in R^30", _manifold(1500, 6, 30, seed=12), 6.0),
+        ("flat torus d=2 in R^4", _torus(1500, seed=13), 2.0),
+        ("sphere S^3 in R^4", sphere / sphere.norm(dim=1, keepdim=True), 3.0),
+    ]
+
+
+@pytest.mark.parametrize(("name", "x", "want"), _known(), ids=[k[0] for k in _known()])
+def test_twonn_and_gride_agree_with_scikit_dimension(
+    name: str, x: torch.Tensor, want: float
+) -> None:
+    skdim = _import_site("skdim")
+    xn = x.numpy()
+    ours = two_nn(x)
+    assert ours.dim == pytest.approx(float(skdim.id.TwoNN().fit(xn).dimension_), rel=0.02)
+    assert ours.dim == pytest.approx(want, rel=0.1)
+    theirs = skdim.id.GRIDE(multiscale=True, range_max=16).fit(xn)
+    scales, _ = gride_scaling(x, range_max=16)
+    assert [s.n1 for s in scales] == theirs.scales_.tolist()
+    for s, d in zip(scales, theirs.dimension_scales_, strict=True):
+        assert s.dim == pytest.approx(float(d), rel=0.02), (name, s)
+    assert scales[0].dim == pytest.approx(want, rel=0.1)
+
+
+def _dadapy() -> tuple[Any, Any]:
+    """DADApy's ``_utils/utils.py`` as a module and ``IdEstimation._compute_id_2NN``."""
+    src = _crosscheck_dir() / "dadapy-0.3.4"
+    if not (src / "dadapy/id_estimation.py").is_file():
+        pytest.skip(f"DADApy's source (0.3.4) is not unpacked in {src.parent}: {SETUP}")
+    _import_site("scipy")
+    _import_site("sklearn")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dadapy_utils", src / "dadapy/_utils/utils.py")
+    assert spec is not None and spec.loader is not None
+    utils = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(utils)
+    # the method alone: importing dadapy.id_estimation would import all of DADApy (jax)
+    tree = ast.parse((src / "dadapy/id_estimation.py").read_text())
+    fn = next(
+        n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "_compute_id_2NN"
     )
-    x = _manifold(1500, 5, 20, seed=5)
-    data = dadapy.Data(x.numpy())
-    ids, _, _ = data.return_id_scaling_gride(range_max=16)
-    ours, _ = gride_scaling(x, range_max=16)
-    for a, b in zip(ids, ours, strict=True):
-        assert b.dim == pytest.approx(float(a), rel=0.02)
-    twonn_theirs = data.compute_id_2NN()[0]
-    assert two_nn(x).dim == pytest.approx(float(twonn_theirs), rel=0.02)
+    ns: dict[str, Any] = {"np": np}
+    exec("from scipy.optimize import curve_fit", ns)
+    exec(compile(ast.Module([fn], []), "id_estimation.py", "exec"), ns)
+    return utils, ns["_compute_id_2NN"]
+
+
+@pytest.mark.parametrize(("name", "x", "want"), _known(), ids=[k[0] for k in _known()])
+def test_twonn_and_gride_agree_with_dadapy(name: str, x: torch.Tensor, want: float) -> None:
+    utils, twonn_dadapy = _dadapy()
+    from sklearn.neighbors import NearestNeighbors
+
+    dist, _ = NearestNeighbors(n_neighbors=17).fit(x.numpy()).kneighbors()  # 1st..17th
+    r = np.concatenate([np.zeros((len(dist), 1)), dist], axis=1)  # DADApy's column 0: itself
+    theirs = float(twonn_dadapy(None, r[:, 2] / r[:, 1], 0.9, "base"))
+    assert two_nn(x).dim == pytest.approx(theirs, rel=0.02), name
+    scales, _ = gride_scaling(x, range_max=16)
+    for s in scales:
+        k = s.n1
+        d = utils._argmax_loglik(np.float64, 0.001, 1000, r[:, 2 * k] / r[:, k], k, 2 * k)
+        assert s.dim == pytest.approx(float(d), rel=0.02), (name, s)
+    assert scales[0].dim == pytest.approx(want, rel=0.1)
