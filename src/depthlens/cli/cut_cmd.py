@@ -165,17 +165,14 @@ def _add_multi_args(m: Any) -> None:
 def parse_blocks(text: str) -> tuple[int, ...]:
     """``"3,5,12-15"`` -> (3, 5, 12, 13, 14, 15), order and repeats kept for validation."""
     from depthlens.errors import DepthlensError
+    from depthlens.spans import parse_blocks as parse_block_list
 
-    out: list[int] = []
     try:
-        for part in text.split(","):
-            a, _, b = part.strip().partition("-")
-            out.extend(range(int(a), int(b) + 1) if b else [int(a)])
+        return parse_block_list(text)
     except ValueError:
         raise DepthlensError(
             f"--blocks must be block indices like 3,5,12-15, got {text!r}"
         ) from None
-    return tuple(out)
 
 
 def _validate_numbers(args: argparse.Namespace) -> None:
