@@ -82,10 +82,11 @@ def test_plan_cli_writes_a_plan_generate_accepts(tmp_path: Path, capsys) -> None
     assert json.loads(gen.read_text())["tokens"] == _hf_greedy(model, prompt, 8)
 
 
-@pytest.mark.parametrize("extra", [["--method", "angular"], ["--method", "replaceme-multi"]])
-def test_acceptance_with_another_method_is_one_line(tmp_path: Path, extra, capsys) -> None:
+@pytest.mark.parametrize("method", ["angular", "replaceme-multi", "replaceme-ls"])
+def test_acceptance_with_any_method_is_one_line(tmp_path: Path, method, capsys) -> None:
+    # the default method too: an explicit --method is never silently ignored
     text = write_text(tmp_path / "t.txt", 100)
     argv = ["plan", "smollm2-135m", "--data", str(text), "--objective", "acceptance"]
-    assert main([*argv, "--remove", "2", *extra]) == 2
+    assert main([*argv, "--remove", "2", "--method", method]) == 2
     err = capsys.readouterr().err.strip()
     assert "--objective acceptance" in err and "\n" not in err
