@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import random_windows, wrap_tiny
-from fixtures_saved import save_tiny, write_text
-from test_speculate_choose_tuned import _hf_greedy
+from fixtures_saved import hf_greedy, save_tiny, write_text
 
 from depthlens.cli.main import main
 from depthlens.cut import apply_cut_, load_plan
@@ -79,7 +78,7 @@ def test_plan_cli_writes_a_plan_generate_accepts(tmp_path: Path, capsys) -> None
     gen = tmp_path / "g.json"
     argv = ["generate", str(model), "--draft", f"plan:{out}", "--max-new-tokens", "8"]
     assert main([*argv, "-k", "2", "-o", str(gen), prompt]) == 0
-    assert json.loads(gen.read_text())["tokens"] == _hf_greedy(model, prompt, 8)
+    assert json.loads(gen.read_text())["tokens"] == hf_greedy(model, prompt, 8)
 
 
 @pytest.mark.parametrize("method", ["angular", "replaceme-multi", "replaceme-ls"])
