@@ -60,3 +60,14 @@ def write_text(path: Path, n_words: int, seed: int = 0) -> Path:
     """Write :func:`word_text` to ``path``."""
     path.write_text(word_text(n_words, seed), encoding="utf-8")
     return path
+
+
+def hf_greedy(model: Path, prompt: str, new: int) -> list[int]:
+    """Plain ``generate(do_sample=False)`` of the saved checkpoint, through transformers only."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    m = AutoModelForCausalLM.from_pretrained(model).eval()
+    ids = AutoTokenizer.from_pretrained(model)(prompt, return_tensors="pt").input_ids
+    with torch.no_grad():
+        out = m.generate(ids, do_sample=False, max_new_tokens=new)
+    return out[0, ids.shape[1] :].tolist()

@@ -10,7 +10,7 @@ from conftest import random_windows, wrap_tiny
 
 from depthlens.cli.common import safe_text
 from depthlens.cli.main import build_parser
-from depthlens.spans import blocks_text, span_text
+from depthlens.spans import blocks_text, parse_blocks, span_text
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -124,6 +124,16 @@ def test_one_span_notation() -> None:
     s = plan.removed[0]
     assert f"blocks {s}-{s + 1}" in plan.selection["why"] and f"{s}-{s + 1}" in text
     assert ".." not in text and "–" not in text
+
+
+def test_parse_blocks_reads_the_notation_back() -> None:
+    assert parse_blocks("3,5,12-15") == (3, 5, 12, 13, 14, 15)
+    assert parse_blocks(blocks_text([15, 3, 12, 13, 14, 5])) == (3, 5, 12, 13, 14, 15)
+    assert parse_blocks("5,3,3") == (5, 3, 3)  # order and repeats kept for the caller to name
+    assert parse_blocks("5-2") == () and parse_blocks("3-") == (3,)  # lenient form
+    for bad, why in (("5-2", "empty or negative"), ("3-", "not a block index"), ("x", "x")):
+        with pytest.raises(ValueError, match=why):
+            parse_blocks(bad, strict=True)
 
 
 def test_progress_counts_tokens(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -92,8 +93,9 @@ def test_removed_sublayers_equal_zero_output_in_both_forms(family, tmp_path):
         save_pruned(lm, plan, tmp_path / "again")
 
 
-def test_save_reload_plain_transformers_and_depthlens_loader(tmp_path):
-    lm = wrap_tiny("qwen2")
+def _cut_and_save(family: str, tmp_path: Path) -> tuple[Path, torch.Tensor, torch.Tensor]:
+    """Block 2, attn 1 and mlp 3 of a tiny ``family`` model cut and saved: (dir, ids, logits)."""
+    lm = wrap_tiny(family)
     w = random_windows(n=4, seq_len=16)
     plan = _plan(lm, w, removed=(2,), subs=(("attn", 1), ("mlp", 3)))
     apply_cut_(lm, plan)
@@ -101,6 +103,11 @@ def test_save_reload_plain_transformers_and_depthlens_loader(tmp_path):
     with torch.no_grad():
         got = lm.model(input_ids=ids, use_cache=False).logits
     out = save_pruned(lm, plan, tmp_path / "cut")
+    return out, ids, got
+
+
+def test_save_reload_plain_transformers_and_depthlens_loader(tmp_path):
+    out, ids, got = _cut_and_save("qwen2", tmp_path)
     check: dict = {}
     exec(RELOAD_CHECK, check)  # plain AutoModelForCausalLM: same logits, cache = no cache
     check["reload_and_check"](str(out), ids, got)
@@ -115,14 +122,7 @@ def test_save_reload_plain_transformers_and_depthlens_loader(tmp_path):
 
 @pytest.mark.e2e  # a fresh process: nothing of depthlens is imported
 def test_sublayer_cut_reloads_in_a_fresh_process(tmp_path):
-    lm = wrap_tiny("llama")
-    w = random_windows(n=4, seq_len=16)
-    plan = _plan(lm, w, removed=(2,), subs=(("attn", 1), ("mlp", 3)))
-    apply_cut_(lm, plan)
-    ids = w.input_ids[:2]
-    with torch.no_grad():
-        got = lm.model(input_ids=ids, use_cache=False).logits
-    out = save_pruned(lm, plan, tmp_path / "cut")
+    out, ids, got = _cut_and_save("llama", tmp_path)
     torch.save({"ids": ids, "ref": got}, tmp_path / "t.pt")
     code = RELOAD_CHECK + textwrap.dedent(f"""
         import sys

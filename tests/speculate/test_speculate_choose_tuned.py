@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import random_windows, wrap_tiny
-from fixtures_saved import save_tiny, write_text
+from fixtures_saved import hf_greedy, save_tiny, write_text
 
 from depthlens.cli.main import main
 from depthlens.models.loading import LoadedModel
@@ -119,23 +119,12 @@ def test_the_draft_cli_with_tuned_recommends_a_draft_generate_reads(tmp_path, ca
     prompt = "w5 w9 w17 w3 w44"
     argv = ["generate", str(model), "--draft", f"choice:{out}", "--max-new-tokens", "8"]
     assert main([*argv, "-o", str(gen), prompt]) == 0
-    assert json.loads(gen.read_text())["tokens"] == _hf_greedy(model, prompt, 8)
+    assert json.loads(gen.read_text())["tokens"] == hf_greedy(model, prompt, 8)
     tun = tmp_path / "t.json"
     argv = ["generate", str(model), "--draft", f"exit:2:tuned:{lens_dir}", "--max-new-tokens", "8"]
     assert main([*argv, "-o", str(tun), prompt]) == 0
-    assert json.loads(tun.read_text())["tokens"] == _hf_greedy(model, prompt, 8)
+    assert json.loads(tun.read_text())["tokens"] == hf_greedy(model, prompt, 8)
     capsys.readouterr()
-
-
-def _hf_greedy(model: Path, prompt: str, new: int) -> list[int]:
-    """Plain ``generate(do_sample=False)`` of the saved checkpoint, through transformers only."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    m = AutoModelForCausalLM.from_pretrained(model).eval()
-    ids = AutoTokenizer.from_pretrained(model)(prompt, return_tensors="pt").input_ids
-    with torch.no_grad():
-        out = m.generate(ids, do_sample=False, max_new_tokens=new)
-    return out[0, ids.shape[1] :].tolist()
 
 
 def test_the_draft_cli_refuses_a_missing_lens_before_loading(tmp_path, monkeypatch, capsys) -> None:

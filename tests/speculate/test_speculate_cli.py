@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures_saved import save_tiny, write_text
-from test_speculate_choose_tuned import _hf_greedy
+from fixtures_saved import hf_greedy, save_tiny, write_text
 
 from depthlens.cli.main import main
 
@@ -54,7 +53,7 @@ def test_chat_wraps_the_prompt_and_keeps_generate_tokens(model: Path, tmp_path: 
     res = json.loads((tmp_path / "c.json").read_text())
     assert res["token_counts"]["prompt"] == len(ids)  # the template's tokens were fed
     plain = _generate(model, tmp_path / "p.json", "--draft", "skip:2", PROMPT)
-    assert plain == _hf_greedy(model, PROMPT, 10)
+    assert plain == hf_greedy(model, PROMPT, 10)
 
 
 def test_a_cut_checkpoint_drafts_exactly(model: Path, tmp_path: Path, capsys) -> None:
@@ -64,7 +63,7 @@ def test_a_cut_checkpoint_drafts_exactly(model: Path, tmp_path: Path, capsys) ->
     argv = ["prune", str(model), *data, "--method", "angular", "--remove", "2", "-o", str(cut)]
     assert main(argv) == 0
     got = _generate(model, tmp_path / "g.json", "--draft", f"cut:{cut}", PROMPT)
-    assert got == _hf_greedy(model, PROMPT, 10)
+    assert got == hf_greedy(model, PROMPT, 10)
     res = json.loads((tmp_path / "g.json").read_text())
     assert 0 <= res["acceptance"] <= 1 and res["draft"]["kind"] == "cut"
     capsys.readouterr()
@@ -88,4 +87,4 @@ def test_a_reduced_draft_head_on_a_short_context_model(model: Path, tmp_path: Pa
     """--draft-vocab counts tokens in windows no longer than the model's 64-token context."""
     text = write_text(tmp_path / "t.txt", 600)
     argv = ["--draft", "exit:2", "--draft-vocab", "20", "--data", str(text), PROMPT]
-    assert _generate(model, tmp_path / "v.json", *argv) == _hf_greedy(model, PROMPT, 10)
+    assert _generate(model, tmp_path / "v.json", *argv) == hf_greedy(model, PROMPT, 10)

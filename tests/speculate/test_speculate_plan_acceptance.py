@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import random_windows, wrap_tiny
-from fixtures_saved import save_tiny, write_text
-from test_speculate_choose_tuned import _hf_greedy
+from fixtures_saved import hf_greedy, save_tiny, write_text
 
 from depthlens.cli.main import main
 from depthlens.cut import apply_cut_, load_plan
@@ -79,13 +78,14 @@ def test_plan_cli_writes_a_plan_generate_accepts(tmp_path: Path, capsys) -> None
     gen = tmp_path / "g.json"
     argv = ["generate", str(model), "--draft", f"plan:{out}", "--max-new-tokens", "8"]
     assert main([*argv, "-k", "2", "-o", str(gen), prompt]) == 0
-    assert json.loads(gen.read_text())["tokens"] == _hf_greedy(model, prompt, 8)
+    assert json.loads(gen.read_text())["tokens"] == hf_greedy(model, prompt, 8)
 
 
-@pytest.mark.parametrize("extra", [["--method", "angular"], ["--method", "replaceme-multi"]])
-def test_acceptance_with_another_method_is_one_line(tmp_path: Path, extra, capsys) -> None:
+@pytest.mark.parametrize("method", ["angular", "replaceme-multi", "replaceme-ls"])
+def test_acceptance_with_any_method_is_one_line(tmp_path: Path, method, capsys) -> None:
+    # the default method too: an explicit --method is never silently ignored
     text = write_text(tmp_path / "t.txt", 100)
     argv = ["plan", "smollm2-135m", "--data", str(text), "--objective", "acceptance"]
-    assert main([*argv, "--remove", "2", *extra]) == 2
+    assert main([*argv, "--remove", "2", "--method", method]) == 2
     err = capsys.readouterr().err.strip()
     assert "--objective acceptance" in err and "\n" not in err

@@ -19,6 +19,7 @@ from depthlens.cli.common import (
     status,
 )
 
+DEFAULT_METHOD = "replaceme-ls"
 PLAN_EXAMPLE = "example: depthlens plan smollm2-135m --method replaceme-ls --remove 4"
 PRUNE_EXAMPLE = (
     "example: depthlens prune smollm2-135m --method replaceme-ls --remove 4 -o out/pruned "
@@ -69,9 +70,9 @@ def _add_cut_args(g: Any, with_plan: bool) -> None:
 
     g.add_argument(
         "--method",
-        default="replaceme-ls",
+        default=None,  # DEFAULT_METHOD, filled in by _validate once it knows none was given
         metavar="METHOD",
-        help=f"selection/replacement method, one of {', '.join(method_names())} (replaceme-ls)",
+        help=f"selection/replacement method, one of {', '.join(method_names())} ({DEFAULT_METHOD})",
     )
     how = g.add_mutually_exclusive_group()
     how.add_argument(
@@ -165,17 +166,14 @@ def _add_multi_args(m: Any) -> None:
 def parse_blocks(text: str) -> tuple[int, ...]:
     """``"3,5,12-15"`` -> (3, 5, 12, 13, 14, 15), order and repeats kept for validation."""
     from depthlens.errors import DepthlensError
+    from depthlens.spans import parse_blocks as parse_block_list
 
-    out: list[int] = []
     try:
-        for part in text.split(","):
-            a, _, b = part.strip().partition("-")
-            out.extend(range(int(a), int(b) + 1) if b else [int(a)])
+        return parse_block_list(text)
     except ValueError:
         raise DepthlensError(
             f"--blocks must be block indices like 3,5,12-15, got {text!r}"
         ) from None
-    return tuple(out)
 
 
 def _validate_numbers(args: argparse.Namespace) -> None:
@@ -210,6 +208,8 @@ def _validate(args: argparse.Namespace) -> None:
     from depthlens.cut import CUT_METHODS
     from depthlens.errors import DepthlensError
 
+    given_method = args.method  # None: left out, which --objective acceptance requires
+    args.method = args.method or DEFAULT_METHOD
     _validate_numbers(args)
     check_budget_args(args)
     asked = (args.remove, args.ratio, getattr(args, "blocks", None), getattr(args, "plan", None))
@@ -249,7 +249,7 @@ def _validate(args: argparse.Namespace) -> None:
             )
     if args.beam < 1:
         raise DepthlensError(f"--beam must be at least 1, got {args.beam}")
-    if args.objective == "acceptance" and (args.method != "replaceme-ls" or args.blocks):
+    if args.objective == "acceptance" and (given_method is not None or args.blocks):
         raise DepthlensError(
             "--objective acceptance chooses plain removals by top-1 agreement itself; "
             f"leave out --method {args.method} and --blocks"

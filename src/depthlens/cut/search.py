@@ -200,19 +200,28 @@ class StateCache:
         """Run blocks start..L−1 of the cut model from state ``h_start``; score the output."""
         runs = runs_of(removed)
         merges = tuple((s - 1, self.transform((s, e))) for s, e in runs if s - 1 >= start)
-        gone = set(removed)
-        states: list[torch.Tensor | None] = [None] * (self.n_layers + 1)
-        h = h_start
         with hooks(mlp_transform_hooks(self.lm.model, self.lm.arch, merges)):
-            for j in range(start, self.n_layers):
-                if record:
-                    states[j] = h
-                if j in gone:
-                    continue
-                args, kw = self.calls[j]
-                h = first_tensor(self.blocks[j](h, *args, **kw))
-        states[self.n_layers] = h
+            h, states = self.run_blocks(set(removed), start, h_start, record)
         return self._score(h), states
+
+    def run_blocks(
+        self, gone: set[int], start: int, h: torch.Tensor, record: bool
+    ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """Blocks start..L−1 but ``gone`` on stream ``h``, under the caller's hooks.
+
+        Returns the last stream and, with ``record``, the stream entering each block from
+        ``start`` on (index L: the last), so a later step can resume from any of them.
+        """
+        states: list[torch.Tensor | None] = [None] * (self.n_layers + 1)
+        for j in range(start, self.n_layers):
+            if record:
+                states[j] = h
+            if j in gone:
+                continue
+            args, kw = self.calls[j]
+            h = first_tensor(self.blocks[j](h, *args, **kw))
+        states[self.n_layers] = h
+        return h, states
 
     def score(self, h_last: torch.Tensor) -> dict[str, float]:
         """KL(p_orig ‖ p) and the next-token NLL of the score tokens, read from ``h_last``."""

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from depthlens.capture.hooks import first_tensor, hooks
+from depthlens.capture.hooks import hooks
 from depthlens.cut.multi import mlp_transform_hooks, runs_of
 from depthlens.cut.search import SearchOptions, StateCache
 from depthlens.cut.units import (
@@ -84,20 +84,11 @@ class UnitSearch:
         runs = runs_of(blocks) if self.maps else []
         merges = tuple((s - 1, c.transform((s, e))) for s, e in runs if s - 1 >= start)
         subs = [u for u in removed_sublayers(units) if u[1] >= start]
-        gone = set(blocks)
-        states: list[torch.Tensor | None] = [None] * (self.n + 1)
         with (
             hooks(mlp_transform_hooks(lm.model, lm.arch, merges)),
             hooks(zero_output_hooks(lm.model, lm.arch, subs)),
         ):
-            for j in range(start, self.n):
-                if record:
-                    states[j] = h
-                if j in gone:
-                    continue
-                args, kw = c.calls[j]
-                h = first_tensor(c.blocks[j](h, *args, **kw))
-        states[self.n] = h
+            h, states = c.run_blocks(set(blocks), start, h, record)
         return c.score(h), states
 
     def candidates(self, units: tuple[Unit, ...]) -> list[tuple[Unit, tuple[Unit, ...]]]:

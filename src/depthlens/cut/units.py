@@ -24,7 +24,7 @@ from depthlens.arch.removed import PARTS, Part, out_projection_path, sublayer_re
 from depthlens.arch.spec import blocks_of
 from depthlens.capture.hooks import first_tensor, replace_first
 from depthlens.errors import DepthlensError
-from depthlens.evaluate.flops import flops_per_token, sublayer_costs
+from depthlens.evaluate.flops import flops_per_token, savings, sublayer_costs
 from depthlens.models.loading import LoadedModel
 
 Unit = tuple[str, int]
@@ -135,7 +135,6 @@ def units_savings(lm: LoadedModel, units: Iterable[Unit], context: int) -> dict[
     costs = sublayer_costs(lm, context)
     blocks = blocks_of(lm.model, lm.arch)
     fl = flops_per_token(lm, context)
-    p_total = sum(p.numel() for p in lm.model.parameters())
     f_removed = p_removed = 0
     for kind, i in normal_units(units):
         if kind == "block":
@@ -144,14 +143,7 @@ def units_savings(lm: LoadedModel, units: Iterable[Unit], context: int) -> dict[
         else:
             f_removed += costs[i][kind]["flops"]
             p_removed += costs[i][kind]["params"]
-    return {
-        "params_removed": int(p_removed),
-        "params_fraction": p_removed / p_total,
-        "flops_removed_per_token": int(f_removed),
-        "flops_fraction": f_removed / fl["total"],
-        "ideal_speedup": fl["total"] / (fl["total"] - f_removed),
-        "context": context,
-    }
+    return savings(lm, fl, p_removed, f_removed)
 
 
 def zero_output_hooks(model: nn.Module, spec: Any, subs: Iterable[Unit]) -> Callable[[], list]:

@@ -65,15 +65,23 @@ def cut_savings(lm: LoadedModel, removed: tuple[int, ...], context: int = 512) -
     fl = flops_per_token(lm, context)
     blocks = blocks_of(lm.model, lm.arch)
     p_removed = sum(sum(p.numel() for p in blocks[i].parameters()) for i in removed)
-    p_total = sum(p.numel() for p in lm.model.parameters())
     f_removed = sum(fl["blocks"][i] for i in removed)
+    return savings(lm, fl, p_removed, f_removed)
+
+
+def savings(lm: LoadedModel, fl: dict[str, Any], p_removed: int, f_removed: int) -> dict[str, Any]:
+    """The savings record of a cut: ``p_removed`` parameters, ``f_removed`` FLOPs per token.
+
+    ``fl`` is ``lm``'s :func:`flops_per_token` (its context is the record's).
+    """
+    p_total = sum(p.numel() for p in lm.model.parameters())
     return {
         "params_removed": int(p_removed),
         "params_fraction": p_removed / p_total,
         "flops_removed_per_token": int(f_removed),
         "flops_fraction": f_removed / fl["total"],
         "ideal_speedup": fl["total"] / (fl["total"] - f_removed),
-        "context": context,
+        "context": fl["context"],
     }
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Required, TypedDict, Unpack
 
 import torch
 
@@ -56,35 +57,63 @@ def build_drafter(
     return self_draft(lm, stack, kind.view(lm, spec), spec, temperature, vocab_ids)
 
 
+class SpeculateKeywords(TypedDict, total=False):
+    """The keywords of :func:`speculate` and :func:`run_speculative` (defaults in Decoding)."""
+
+    max_new_tokens: Required[int]
+    k: int
+    temperature: float
+    seed: int
+    vocab_ids: torch.Tensor | None
+    draft_lm: LoadedModel | None
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How to decode: the keywords of :func:`speculate`, defaults filled in.
+
+    Built with ``Decoding(**keywords)``, so a misspelt keyword is a ``TypeError`` as in a
+    plain signature.
+    """
+
+    max_new_tokens: int
+    k: int = 4  # tokens drafted per verify
+    temperature: float = 0.0  # 0: greedy
+    seed: int = 0  # of the sampler when temperature > 0
+    vocab_ids: torch.Tensor | None = None  # the draft's reduced head (verify keeps the full)
+    draft_lm: LoadedModel | None = None  # the loaded cut model of a cut:DIR draft
+
+
 def run_speculative(
     lm: LoadedModel,
     prompt: list[int],
     draft: str | DraftSpec,
-    *,
-    max_new_tokens: int,
-    k: int = 4,
-    temperature: float = 0.0,
-    seed: int = 0,
-    vocab_ids: torch.Tensor | None = None,
-    draft_lm: LoadedModel | None = None,
+    **keywords: Unpack[SpeculateKeywords],
 ) -> tuple[DraftSpec, LoopStats]:
     """The loop itself, without the result envelope (what the bench times)."""
+    return _run(lm, prompt, draft, Decoding(**keywords))
+
+
+def _run(
+    lm: LoadedModel, prompt: list[int], draft: str | DraftSpec, o: Decoding
+) -> tuple[DraftSpec, LoopStats]:
+    """:func:`run_speculative` with its keywords resolved (``speculate`` records ``o``)."""
     spec = parse_draft(draft) if isinstance(draft, str) else draft
-    check_options(max_new_tokens, k, temperature)
+    check_options(o.max_new_tokens, o.k, o.temperature)
     if not prompt:
         raise DepthlensError("the prompt is empty; pass at least one token")
     stack = Stack(lm.model, lm.arch)
-    drafter = build_drafter(lm, stack, spec, temperature, vocab_ids, draft_lm)
-    gen = torch.Generator(device=stack.device).manual_seed(seed) if temperature > 0 else None
+    drafter = build_drafter(lm, stack, spec, o.temperature, o.vocab_ids, o.draft_lm)
+    gen = torch.Generator(device=stack.device).manual_seed(o.seed) if o.temperature > 0 else None
     try:
         stats = speculative_loop(
             stack,
             FullHead(lm.model, lm.arch),
             drafter,
             prompt,
-            max_new_tokens,
-            k,
-            Sampler(temperature, gen),
+            o.max_new_tokens,
+            o.k,
+            Sampler(o.temperature, gen),
             eos_ids(lm),
         )
     finally:
@@ -97,50 +126,35 @@ def speculate(
     lm: LoadedModel,
     prompt: list[int],
     draft: str | DraftSpec,
-    *,
-    max_new_tokens: int,
-    k: int = 4,
-    temperature: float = 0.0,
-    seed: int = 0,
-    vocab_ids: torch.Tensor | None = None,
-    draft_lm: LoadedModel | None = None,
+    **keywords: Unpack[SpeculateKeywords],
 ) -> SpeculativeResult:
     """Generate after ``prompt`` (token ids, batch 1) with ``draft``; exact for every draft.
 
     Greedy (``temperature`` 0) output is token for token ``generate(do_sample=False)``;
     sampled output has the full model's distribution. ``vocab_ids`` gives the draft a
     reduced head (verification keeps the full one); ``draft_lm`` is the loaded cut model of
-    a ``cut:DIR`` draft.
+    a ``cut:DIR`` draft. The keywords and their defaults: :class:`Decoding`.
     """
-    spec, stats = run_speculative(
-        lm,
-        prompt,
-        draft,
-        max_new_tokens=max_new_tokens,
-        k=k,
-        temperature=temperature,
-        seed=seed,
-        vocab_ids=vocab_ids,
-        draft_lm=draft_lm,
-    )
+    o = Decoding(**keywords)
+    spec, stats = _run(lm, prompt, draft, o)
     return SpeculativeResult(
         envelope=Envelope(
             kind=SpeculativeResult.KIND,
             model=lm.identity(),
             options={
                 "draft": spec.text,
-                "k": k,
-                "temperature": temperature,
-                "seed": seed,
-                "max_new_tokens": max_new_tokens,
-                "draft_vocab": None if vocab_ids is None else len(vocab_ids),
+                "k": o.k,
+                "temperature": o.temperature,
+                "seed": o.seed,
+                "max_new_tokens": o.max_new_tokens,
+                "draft_vocab": None if o.vocab_ids is None else len(o.vocab_ids),
             },
             tokens={"prompt": len(prompt), "generated": len(stats.tokens)},
         ),
         generated=stats.tokens,
         draft=spec.to_dict(),
-        k=k,
-        temperature=temperature,
+        k=o.k,
+        temperature=o.temperature,
         acceptance=stats.acceptance,
         mean_accepted_length=stats.mean_accepted_length,
         timing={**stats.summary(), "tokens_per_s": len(stats.tokens) / max(stats.seconds, 1e-9)},

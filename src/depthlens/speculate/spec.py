@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from depthlens.errors import DepthlensError
+from depthlens.spans import parse_blocks
 
 EXAMPLES = "skip:12-19,23, plan:PLAN.json, exit:15, exit:15:tuned:DIR or cut:DIR"
 
@@ -42,25 +43,14 @@ def bad_draft(text: str, why: str) -> DepthlensError:
     return DepthlensError(f"bad --draft {text!r}: {why}; use {EXAMPLES}")
 
 
-def parse_blocks(text: str, body: str) -> tuple[int, ...]:
-    """``12-19,23`` -> (12, …, 19, 23): ascending, each block once."""
-    out: set[int] = set()
-    for part in body.split(","):
-        lo, sep, hi = part.strip().partition("-")
-        try:
-            a = int(lo)
-            b = int(hi) if sep else a
-        except ValueError:
-            raise bad_draft(text, f"{part.strip()!r} is not a block index or range a-b") from None
-        if a < 0 or b < a:
-            raise bad_draft(text, f"range {part.strip()!r} is empty or negative")
-        out.update(range(a, b + 1))
-    return tuple(sorted(out))
-
-
 def parse_skip(text: str, body: str) -> DraftSpec:
     """``skip:12-19,23``: the blocks the draft leaves out."""
-    return DraftSpec("skip", text, skip=parse_blocks(text, body))
+    try:
+        blocks = parse_blocks(body, strict=True)
+    except ValueError as e:
+        raise bad_draft(text, str(e)) from None
+    # ascending, each block once: the draft is a set of blocks to leave out
+    return DraftSpec("skip", text, skip=tuple(sorted(set(blocks))))
 
 
 def parse_exit(text: str, body: str) -> DraftSpec:
