@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from block_removal_ci import per_window_nll, ratio_ci  # noqa: E402  (bench/ is on sys.path)
+from block_removal_ci import ratio_ci  # noqa: E402  (bench/ is on sys.path)
 
 from depthlens.cut import CalibrationOptions, CutOptions, apply_cut_, plan_cut
 from depthlens.cut.apply import remove_blocks_
 from depthlens.data import check_disjoint, load_text, make_windows
+from depthlens.evaluate.perplexity import window_nll
 from depthlens.models.loading import load_model
 
 
@@ -41,11 +42,11 @@ def _row(
     plan = plan_cut(lm, calib, "replaceme-ls", CutOptions(n=n, calibration=cal))
     mapped = dataclasses.replace(lm, model=copy.deepcopy(lm.model))
     apply_cut_(mapped, plan)
-    nll_map, _ = per_window_nll(mapped, evals)
+    nll_map, _ = window_nll(mapped, evals, batch_size=1)
     del mapped
     bare = dataclasses.replace(lm, model=copy.deepcopy(lm.model))
     remove_blocks_(bare, plan.removed)
-    nll_bare, _ = per_window_nll(bare, evals)
+    nll_bare, _ = window_nll(bare, evals, batch_size=1)
     del bare
     stats = {
         "replaceme_ls": ratio_ci(base, nll_map, counts),
@@ -89,7 +90,7 @@ def main() -> None:
     tok = lm.tokenizer
     calib = make_windows(calib_src, tok, seq_len=args.seq_len, max_tokens=args.calib_tokens)
     evals = make_windows(eval_src, tok, seq_len=args.seq_len, max_tokens=args.eval_tokens)
-    base, counts = per_window_nll(lm, evals)
+    base, counts = window_nll(lm, evals, batch_size=1)
     rows = [_row(lm, calib, evals, base, counts, int(n)) for n in args.ns.split(",")]
     out = {
         "model": args.model,
