@@ -34,9 +34,25 @@ def _prompt(seed: int = 1, n: int = 12) -> list[int]:
 
 
 def _reference(lm: LoadedModel, prompt: list[int], new: int = NEW) -> list[int]:
-    with torch.no_grad():
-        out = lm.model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=new)  # type: ignore[operator]
+    ids = torch.tensor([prompt])
+    with torch.no_grad():  # a full mask: every prompt token is attended, pad id or not
+        out = lm.model.generate(  # type: ignore[operator]
+            ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=new
+        )
     return out[0, len(prompt) :].tolist()
+
+
+def _first_logits(lm: LoadedModel, prompt: list[int], **kw: object) -> torch.Tensor:
+    with torch.no_grad():
+        out = lm.model.generate(  # type: ignore[operator]
+            torch.tensor([prompt]),
+            do_sample=False,
+            max_new_tokens=1,
+            output_logits=True,
+            return_dict_in_generate=True,
+            **kw,
+        )
+    return out.logits[0]
 
 
 def _drafts(lm: LoadedModel) -> list[str]:
@@ -67,6 +83,20 @@ def test_skip_and_exit_drafts_give_generate_tokens(name: str) -> None:
                 _, stats = run_speculative(lm, prompt, draft, max_new_tokens=NEW, k=k)
                 assert stats.tokens == ref, (draft, k, seed)
                 assert stats.iterations >= 1 and 0 <= stats.acceptance <= 1
+
+
+def test_a_prompt_starting_with_the_pad_id_is_decoded_as_the_model_reads_it() -> None:
+    # Qwen2.5's BOS is its pad id, and every wiki prompt starts with it: generate without
+    # a mask hides that token (the bench's first reference did, and "diverged" from us);
+    # speculative decoding attends to every prompt token, as model(ids) and a full mask do.
+    lm = wrap_tiny("qwen2")
+    prompt = _prompt(1)
+    lm.model.generation_config.pad_token_id = prompt[0]  # type: ignore[union-attr]
+    ids = torch.tensor([prompt])
+    full = _first_logits(lm, prompt, attention_mask=torch.ones_like(ids))
+    assert not torch.allclose(_first_logits(lm, prompt), full, atol=1e-4)  # the hidden BOS
+    _, stats = run_speculative(lm, prompt, _drafts(lm)[0], max_new_tokens=NEW, k=2)
+    assert stats.tokens == _reference(lm, prompt)
 
 
 @pytest.mark.parametrize("name", ["llama", "gemma3", "gpt2"])

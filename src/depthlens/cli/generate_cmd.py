@@ -200,7 +200,9 @@ def _plain(lm: Any, prompt: list[int], args: argparse.Namespace, choice: Any) ->
     )
     torch.manual_seed(args.seed)
     with torch.inference_mode():
-        out = lm.model.generate(torch.tensor([prompt]), **kw)
+        ids_t = torch.tensor([prompt])
+        # A full mask: else generate hides prompt tokens equal to the pad id (Qwen2.5's BOS).
+        out = lm.model.generate(ids_t, attention_mask=torch.ones_like(ids_t), **kw)
     ids = out[0, len(prompt) :].tolist()
     print(safe_text(lm.tokenizer.decode(ids)))
     if args.output:
