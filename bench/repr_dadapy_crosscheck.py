@@ -1,10 +1,8 @@
 """TwoNN and GRIDE of depthlens against DADApy's own code, on data of known dimension.
 
-DADApy 0.3.4 does not install beside this torch (it pins numpy<2 and jax 0.4.30), so
-this script runs DADApy's estimator code from its source distribution directly: the
-module ``dadapy/_utils/utils.py`` (GRIDE's ``_argmax_loglik``; numpy, scipy and
-scikit-learn only) and ``IdEstimation._compute_id_2NN`` (TwoNN's fit, extracted from
-``dadapy/id_estimation.py``), fed with neighbour distances computed by numpy.
+DADApy's estimator code is read from its source distribution
+(:func:`depthlens.repr.reference.dadapy_estimators`) and fed with neighbour distances
+computed by numpy.
 
     pip download --no-deps dadapy==0.3.4 && tar xzf dadapy-0.3.4.tar.gz
     PYTHONPATH=src python bench/repr_dadapy_crosscheck.py dadapy-0.3.4 \
@@ -14,33 +12,16 @@ scikit-learn only) and ``IdEstimation._compute_id_2NN`` (TwoNN's fit, extracted 
 from __future__ import annotations
 
 import argparse
-import ast
-import importlib.util
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from depthlens.repr.geometry import two_nn
 from depthlens.repr.gride import gride_scaling
-
-
-def _dadapy(src: Path) -> tuple[Any, Any]:
-    spec = importlib.util.spec_from_file_location("dadapy_utils", src / "dadapy/_utils/utils.py")
-    assert spec is not None and spec.loader is not None
-    ut = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ut)
-    tree = ast.parse((src / "dadapy/id_estimation.py").read_text())
-    fn = next(
-        n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "_compute_id_2NN"
-    )
-    ns: dict[str, Any] = {"np": np}
-    exec("from scipy.optimize import curve_fit", ns)
-    exec(compile(ast.Module([fn], []), "id_estimation.py", "exec"), ns)
-    return ut, ns["_compute_id_2NN"]
+from depthlens.repr.reference import dadapy_estimators
 
 
 def _data() -> dict[str, tuple[torch.Tensor, float]]:
@@ -60,7 +41,7 @@ def main() -> None:
     ap.add_argument("dadapy_src")
     ap.add_argument("-o", "--output")
     args = ap.parse_args()
-    ut, twonn_dadapy = _dadapy(Path(args.dadapy_src))
+    ut, twonn_dadapy = dadapy_estimators(Path(args.dadapy_src))
     rows = []
     for name, (x, true_d) in _data().items():
         xn = x.numpy()

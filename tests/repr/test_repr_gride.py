@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import math
 import os
 import sys
@@ -15,6 +14,7 @@ import torch
 
 from depthlens.repr.geometry import distinct_rows, duplicate_rows, massive_rows, two_nn
 from depthlens.repr.gride import gride_mle, gride_scaling, neighbour_distances
+from depthlens.repr.reference import dadapy_estimators
 
 
 def _manifold(n: int, dim: int, ambient: int, seed: int) -> torch.Tensor:
@@ -145,21 +145,7 @@ def _dadapy() -> tuple[Any, Any]:
         pytest.skip(f"DADApy's source (0.3.4) is not unpacked in {src.parent}: {SETUP}")
     _import_site("scipy")
     _import_site("sklearn")
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("dadapy_utils", src / "dadapy/_utils/utils.py")
-    assert spec is not None and spec.loader is not None
-    utils = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(utils)
-    # the method alone: importing dadapy.id_estimation would import all of DADApy (jax)
-    tree = ast.parse((src / "dadapy/id_estimation.py").read_text())
-    fn = next(
-        n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "_compute_id_2NN"
-    )
-    ns: dict[str, Any] = {"np": np}
-    exec("from scipy.optimize import curve_fit", ns)
-    exec(compile(ast.Module([fn], []), "id_estimation.py", "exec"), ns)
-    return utils, ns["_compute_id_2NN"]
+    return dadapy_estimators(src)
 
 
 @pytest.mark.parametrize(("name", "x", "want"), _known(), ids=[k[0] for k in _known()])
