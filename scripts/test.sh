@@ -18,7 +18,10 @@ fi
 # The labelled image data of the README's `repr mobilenet-v2 --data fashion-mnist` example
 # and of the vision end-to-end tests (Debian's dataset-fashion-mnist and sample photos).
 # Best effort as root, like chromium: without them those tests are skipped with the reason.
-if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] && [ "$(id -u)" = 0 ] \
+# (either may be missing: a machine can have the Debian dataset but not the photos cache)
+cache=$(.venv/bin/python -c "from depthlens.paths import default_cache_dir; print(default_cache_dir())")
+if { [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] \
+  || [ ! -f "$cache/images/skimage/chelsea.png" ]; } && [ "$(id -u)" = 0 ] \
   && command -v apt-get >/dev/null; then
   echo "== installing the labelled image data for the vision tests" >&2
   (apt-get update -qq && bash scripts/setup-datasets.sh) \
